@@ -1,0 +1,78 @@
+"""``build-deb`` as one library call: config → plan → control files → .deb."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+from . import config, control, debfile
+from . import plan as planning
+from .errors import ConfigError
+from .plan import Plan
+
+
+def build_deb(project_dir: Path, out_dir: Path | None = None, version: str | None = None,
+              compression: str = "xz") -> debfile.BuiltDeb:
+    """Build the project's bundle into ``out_dir`` (default ``<project>/dist``); return what was written."""
+    spec = config.load(Path(project_dir), version)
+    plan = planning.build(spec)
+    mtime = source_date_epoch(spec.project_dir, plan)
+    md5, sizes = _digests(plan)
+    files = control.render(spec, plan, md5, sizes, mtime)
+    out = Path(out_dir) if out_dir is not None else spec.project_dir / "dist"
+    out.mkdir(parents=True, exist_ok=True)
+    return debfile.write(
+        control_members(files), data_members(plan, files), out,
+        name=spec.name, version=spec.version, architecture=spec.architecture,
+        compression=compression, mtime=mtime,
+    )
+
+
+def list_plan(project_dir: Path, version: str | None = None) -> tuple[config.PackageSpec, Plan]:
+    """What would go where, without building (``build-deb --list``)."""
+    spec = config.load(Path(project_dir), version)
+    return spec, planning.build(spec)
+
+
+def control_members(files: control.ControlFiles) -> list[debfile.Member]:
+    members = [debfile.Member("control", 0o644, data=files.control.encode()),
+               debfile.Member("md5sums", 0o644, data=files.md5sums.encode())]
+    if files.conffiles:
+        members.append(debfile.Member("conffiles", 0o644, data=files.conffiles.encode()))
+    members += [debfile.Member(name, 0o755, data=text.encode()) for name, text in files.scripts.items()]
+    return members
+
+
+def data_members(plan: Plan, files: control.ControlFiles) -> list[debfile.Member]:
+    members = [debfile.Member(e.dest.lstrip("/"), e.mode, source=e.src) for e in plan.entries]
+    members += [debfile.Member(p.lstrip("/"), 0o644, data=b) for p, b in files.docs.items()]
+    return members
+
+
+def _digests(plan: Plan) -> tuple[dict, dict]:
+    md5, sizes = {}, {}
+    for e in plan.entries:
+        h = hashlib.md5()
+        with open(e.src, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        md5[e.dest], sizes[e.dest] = h.hexdigest(), e.src.stat().st_size
+    return md5, sizes
+
+
+def source_date_epoch(project_dir: Path, plan: Plan) -> int:
+    """SOURCE_DATE_EPOCH if set, else the time of the last commit, else the newest input file."""
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env is not None:
+        if not env.isdigit():
+            raise ConfigError(f"SOURCE_DATE_EPOCH={env!r} is not a whole number of seconds; unset or fix it")
+        return int(env)
+    try:
+        proc = subprocess.run(["git", "-C", str(project_dir), "log", "-1", "--format=%ct"],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+        if proc.returncode == 0 and proc.stdout.strip().isdigit():
+            return int(proc.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return max((int(e.src.stat().st_mtime) for e in plan.entries), default=0)

@@ -1,0 +1,298 @@
+"""Reading ``[tool.debship]`` (or ``debship.toml``) into a frozen ``PackageSpec``.
+
+Defaults live in ``DEFAULTS`` and nowhere else; ``validate`` is separate from
+reading; every error names the key and the fix.  Unknown keys are errors (a
+typo must not silently change what gets installed), with a suggestion.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import version as versions
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+ON_UPGRADE = ("restart", "stop", "none")
+
+DEFAULTS: dict[str, Any] = {
+    "version": None,
+    "description": None,
+    "long-description": None,
+    "architecture": "all",
+    "section": "admin",
+    "priority": "optional",
+    "homepage": None,
+    "license": "proprietary",
+    "copyright": None,          # default: "<year> <maintainer>"
+    "depends": [],
+    "startup": "startup.py",    # relative to the scripts folder; false turns it off
+    "health": None,             # a shell command run on the host after install
+    "keep-versions": 5,
+    "folders": {"units": "units", "scripts": "scripts", "configs": "configs"},
+    "install": {"units": "/lib/systemd/system", "scripts": "/usr/lib/{name}", "configs": "/etc/{name}"},
+    "units": {},
+}
+REQUIRED = ("name", "maintainer", "description")
+UNIT_DEFAULTS: dict[str, Any] = {"enable": None, "start": True, "on-upgrade": "restart"}
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+MAINTAINER_RE = re.compile(r"^[^<>,\n]+ <[^<>@\s]+@[^<>\s]+>$")
+ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+DEP_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?( \((<<|<=|=|>=|>>) [^()\s]+\))?$")
+UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9:_.\\-]+@?[A-Za-z0-9:_.\\-]*\.(service|socket|timer|path|mount|target)$")
+
+
+@dataclass(frozen=True)
+class UnitOptions:
+    """Per-unit choices; ``enable=None`` means "if the unit has an [Install] section"."""
+
+    enable: bool | None = None
+    start: bool = True
+    on_upgrade: str = "restart"
+
+
+@dataclass(frozen=True)
+class PackageSpec:
+    name: str
+    version: str
+    maintainer: str
+    description: str
+    long_description: str
+    project_dir: Path
+    architecture: str = "all"
+    section: str = "admin"
+    priority: str = "optional"
+    homepage: str | None = None
+    license: str = "proprietary"
+    copyright: str | None = None
+    depends: tuple[str, ...] = ()
+    startup: str | None = "startup.py"
+    health: str | None = None
+    keep_versions: int = 5
+    folders: Mapping[str, Path | None] = field(default_factory=dict)   # kind -> absolute source folder
+    install: Mapping[str, str] = field(default_factory=dict)           # kind -> absolute host folder
+    units: Mapping[str, UnitOptions] = field(default_factory=dict)
+    source: Path | None = None                                        # the file the config came from
+
+    @property
+    def native(self) -> bool:
+        """A version without a Debian revision is a native package (changelog.gz, not changelog.Debian.gz)."""
+        return "-" not in self.version
+
+    def unit_options(self, unit: str) -> UnitOptions:
+        return self.units.get(unit, UnitOptions())
+
+
+def find_config(project_dir: Path) -> tuple[Path, dict]:
+    """The raw ``[tool.debship]`` table and the file it came from."""
+    pyproject, standalone = project_dir / "pyproject.toml", project_dir / "debship.toml"
+    for path in (standalone, pyproject):
+        if not path.is_file():
+            continue
+        data = _read_toml(path)
+        if path == standalone:
+            return path, data
+        if "debship" in data.get("tool", {}):
+            return path, data
+    raise ConfigError(
+        f"{project_dir}: no debship configuration; add a [tool.debship] table to pyproject.toml "
+        "or create debship.toml (name, maintainer and description are required)"
+    )
+
+
+def load(project_dir: Path, version_override: str | None = None) -> PackageSpec:
+    """Read, default and validate the configuration of the project in ``project_dir``."""
+    project_dir = project_dir.resolve()
+    if not project_dir.is_dir():
+        raise ConfigError(f"{project_dir}: project folder does not exist; pass --project DIR")
+    path, data = find_config(project_dir)
+    table = data if path.name == "debship.toml" else data["tool"]["debship"]
+    where = f"{path.name} [tool.debship]" if path.name == "pyproject.toml" else path.name
+    raw = _with_defaults(table, where)
+    raw["version"] = _resolve_version(raw, data, project_dir, version_override, where)
+    return _to_spec(raw, project_dir, path, where)
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e}); fix the syntax") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from e
+
+
+def _check_keys(table: Mapping, allowed: Mapping | tuple, where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, list(allowed), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(sorted(allowed))
+            raise ConfigError(f"{where}: unknown key '{key}'; {hint}")
+
+
+def _with_defaults(table: Mapping, where: str) -> dict:
+    """Merge the user's table over ``DEFAULTS``; unknown and missing keys are errors."""
+    _check_keys(table, (*REQUIRED, *DEFAULTS), where)
+    for key in REQUIRED:
+        value = table.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}: required key '{key}' is missing or empty; add {key} = \"...\"")
+    raw = {**DEFAULTS, **table}
+    for sub in ("folders", "install"):
+        if not isinstance(raw[sub], dict):
+            raise ConfigError(f"{where}: '{sub}' must be a table like [tool.debship.{sub}]")
+        _check_keys(raw[sub], DEFAULTS[sub], f"{where} {sub}")
+        raw[sub] = {**DEFAULTS[sub], **raw[sub]}
+    if not isinstance(raw["units"], dict):
+        raise ConfigError(f"{where}: 'units' must be a table of unit names, like [tool.debship.units.\"x.service\"]")
+    return raw
+
+
+def _resolve_version(raw: dict, data: dict, project_dir: Path, override: str | None, where: str) -> str:
+    """--version, else [tool.debship].version, else [project].version, else git describe."""
+    candidates = (
+        (override, "--version"),
+        (raw.get("version"), f"{where} version"),
+        (data.get("project", {}).get("version") if isinstance(data.get("project"), dict) else None,
+         "[project].version"),
+    )
+    for value, origin in candidates:
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{origin}: version must be a non-empty string like \"1.2.3\"")
+        return versions.to_debian(value.strip())
+    from_git = versions.git_version(project_dir)
+    if from_git is None:
+        raise ConfigError(
+            f"{where}: no version; set version = \"1.2.3\", set [project].version, or tag the git repository"
+        )
+    return from_git
+
+
+def _to_spec(raw: dict, project_dir: Path, source: Path, where: str) -> PackageSpec:
+    name = raw["name"].strip()
+    validate_name(name, where)
+    fmt = {"name": name}
+    spec = PackageSpec(
+        name=name,
+        version=raw["version"],
+        maintainer=_str(raw, "maintainer", where),
+        description=_str(raw, "description", where),
+        long_description=_str(raw, "long-description", where, required=False)
+        or "Scripts, configuration files and systemd units deployed as one package built by debship.",
+        project_dir=project_dir,
+        architecture=_str(raw, "architecture", where),
+        section=_str(raw, "section", where),
+        priority=_str(raw, "priority", where),
+        homepage=_str(raw, "homepage", where, required=False),
+        license=_str(raw, "license", where),
+        copyright=_str(raw, "copyright", where, required=False),
+        depends=_depends(raw["depends"], where),
+        startup=_startup(raw["startup"], where),
+        health=_str(raw, "health", where, required=False),
+        keep_versions=_positive_int(raw["keep-versions"], "keep-versions", where),
+        folders={k: _folder(project_dir, v, k, where) for k, v in raw["folders"].items()},
+        install={k: _install_path(v, k, where).format(**fmt) for k, v in raw["install"].items()},
+        units={u: _unit_options(u, o, where) for u, o in raw["units"].items()},
+        source=source,
+    )
+    validate(spec, where)
+    return spec
+
+
+def validate_name(name: str, where: str = "name") -> None:
+    if not NAME_RE.match(name):
+        raise ConfigError(
+            f"{where}: package name '{name}' is invalid; use at least two characters of "
+            "lower-case letters, digits, '+', '-' and '.', starting with a letter or digit"
+        )
+
+
+def validate(spec: PackageSpec, where: str) -> None:
+    """Checks that need more than one field, or Debian's rules for a field."""
+    versions.validate(spec.version)
+    if not MAINTAINER_RE.match(spec.maintainer):
+        raise ConfigError(f"{where}: maintainer '{spec.maintainer}' must look like 'Full Name <user@example.com>'")
+    if "\n" in spec.description or len(spec.description) > 80:
+        raise ConfigError(f"{where}: description must be one line of at most 80 characters; "
+                          "put the rest in long-description")
+    if not ARCH_RE.match(spec.architecture):
+        raise ConfigError(f"{where}: architecture '{spec.architecture}' is invalid; use 'all' or e.g. 'amd64'")
+    if spec.startup is not None and spec.folders.get("scripts") is None:
+        raise ConfigError(f"{where}: startup = '{spec.startup}' needs a scripts folder; set startup = false")
+
+
+def _str(raw: dict, key: str, where: str, required: bool = True) -> str | None:
+    value = raw.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or ("\n" in value and key != "long-description"):
+        raise ConfigError(f"{where}: '{key}' must be a one-line string")
+    return value.strip()
+
+
+def _depends(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+        raise ConfigError(f"{where}: 'depends' must be a list of strings like [\"python3\", \"curl (>= 7.0)\"]")
+    for dep in value:
+        for alt in dep.split("|"):
+            if not DEP_RE.match(alt.strip()):
+                raise ConfigError(f"{where}: depends entry '{dep}' is invalid; write it like 'curl (>= 7.88)'")
+    return tuple(d.strip() for d in value)
+
+
+def _startup(value: Any, where: str) -> str | None:
+    if value is False:
+        return None
+    if not isinstance(value, str) or not value or value.startswith("/") or ".." in Path(value).parts:
+        raise ConfigError(f"{where}: 'startup' must be a path inside the scripts folder (like \"startup.py\") "
+                          "or false")
+    return value
+
+
+def _positive_int(value: Any, key: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: '{key}' must be a whole number of at least 1")
+    return value
+
+
+def _folder(project_dir: Path, value: Any, kind: str, where: str) -> Path | None:
+    """A bundle folder inside the project; ``false`` means "package none of this kind"."""
+    if value is False:
+        return None
+    if not isinstance(value, str) or not value or Path(value).is_absolute() or ".." in Path(value).parts:
+        raise ConfigError(f"{where}: folders.{kind} must be a folder inside the project (like \"{kind}\") or false")
+    return project_dir / value
+
+
+def _install_path(value: Any, kind: str, where: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/") or value.rstrip("/") == "":
+        raise ConfigError(f"{where}: install.{kind} must be an absolute folder on the host like \"/usr/lib/{{name}}\"")
+    return value.rstrip("/")
+
+
+def _unit_options(unit: str, opts: Any, where: str) -> UnitOptions:
+    here = f"{where} units.\"{unit}\""
+    if not UNIT_NAME_RE.match(unit):
+        raise ConfigError(f"{here}: not a unit file name like 'agent.service' or 'job@.timer'")
+    if not isinstance(opts, dict):
+        raise ConfigError(f"{here}: must be a table with enable, start and on-upgrade")
+    _check_keys(opts, UNIT_DEFAULTS, here)
+    merged = {**UNIT_DEFAULTS, **opts}
+    for key in ("enable", "start"):
+        if merged[key] is not None and not isinstance(merged[key], bool):
+            raise ConfigError(f"{here}: '{key}' must be true or false")
+    if merged["on-upgrade"] not in ON_UPGRADE:
+        raise ConfigError(f"{here}: on-upgrade must be one of {', '.join(ON_UPGRADE)}")
+    return UnitOptions(enable=merged["enable"], start=merged["start"], on_upgrade=merged["on-upgrade"])

@@ -1,0 +1,180 @@
+"""Rendering the control files, maintainer scripts and docs of a package.
+
+Templates are jinja2 with ``StrictUndefined``: a template that names a value
+we do not give fails loudly.  A project may override any template by putting
+its own ``debian/<name>.j2`` next to its config; the built-in ones (this
+repository's ``debian/``) are used otherwise.  Nothing here writes to disk.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from .config import PackageSpec
+from .errors import BuildError
+from .plan import Plan
+
+SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
+# deb822: a field value line may not be empty and may not start a new field.
+FIELD_RE = re.compile(r"^[A-Za-z0-9][!-9;-~]*: \S.*$")
+
+
+@dataclass(frozen=True)
+class ControlFiles:
+    control: str
+    md5sums: str
+    conffiles: str
+    scripts: dict          # name -> text, only the non-empty ones
+    docs: dict             # host path -> bytes (copyright, changelog)
+
+
+def render(spec: PackageSpec, plan: Plan, md5: dict, sizes: dict, mtime: int) -> ControlFiles:
+    """All control-area files and generated docs for ``plan``.
+
+    ``md5`` and ``sizes`` map each entry's host path to its digest and size
+    (read once by the caller, which owns the I/O).
+    """
+    env = _environment(spec.project_dir)
+    docs = {**_docs(env, spec, mtime), **manifest(spec, plan)}
+    doc_md5 = {p: hashlib.md5(b).hexdigest() for p, b in docs.items()}
+    all_md5 = {**md5, **doc_md5}
+    all_sizes = {**sizes, **{p: len(b) for p, b in docs.items()}}
+    context = script_context(spec, plan)
+    control = _render(env, "control.j2", {**_control_context(spec, plan), "installed_size": installed_size(all_sizes)})
+    check_control(control)
+    return ControlFiles(
+        control=control,
+        md5sums="".join(f"{all_md5[p]}  {p.lstrip('/')}\n" for p in sorted(all_md5)),
+        conffiles="".join(f"{p}\n" for p in plan.conffiles),
+        scripts={s: text for s in SCRIPTS if (text := _render(env, f"{s}.j2", context)).strip()},
+        docs=docs,
+    )
+
+
+def script_context(spec: PackageSpec, plan: Plan) -> dict:
+    """The variables every maintainer-script template gets (documented in debian/README)."""
+    return {
+        "name": spec.name,
+        "version": spec.version,
+        "units": list(plan.units),
+        "startup": plan.startup,
+        "state_dir": f"/var/lib/{spec.name}",
+        "log_dir": f"/var/log/{spec.name}",
+        "deploy_log": f"/var/log/{spec.name}/deploy.log",
+        "store_dir": f"/var/lib/debship/{spec.name}",
+        "apt_source": f"/etc/apt/sources.list.d/debship-{spec.name}.list",
+    }
+
+
+def _control_context(spec: PackageSpec, plan: Plan) -> dict:
+    depends = list(spec.depends)
+    if plan.startup and not any(d.split()[0] == "python3" for d in depends):
+        depends.append("python3")  # postinst runs startup.py with the system python3
+    return {
+        "name": spec.name, "version": spec.version, "architecture": spec.architecture,
+        "maintainer": spec.maintainer, "depends": depends, "section": spec.section,
+        "priority": spec.priority, "homepage": spec.homepage, "description": spec.description,
+        "long_description": _long_description(spec.long_description),
+    }
+
+
+def _long_description(text: str) -> list[str]:
+    """Wrap paragraphs to 72 columns; a blank line between paragraphs becomes ' .'."""
+    lines: list[str] = []
+    for para in re.split(r"\n\s*\n", text.strip()):
+        if lines:
+            lines.append(".")
+        lines += textwrap.wrap(" ".join(para.split()), width=72) or ["."]
+    return lines
+
+
+def installed_size(sizes: dict) -> int:
+    """KiB as dpkg-gencontrol counts: each file rounded up, each folder 1."""
+    folders = {p.rsplit("/", i)[0] for p in sizes for i in range(1, p.count("/"))}
+    return sum(-(-s // 1024) for s in sizes.values()) + len(folders)
+
+
+def check_control(text: str) -> None:
+    """Refuse a control file dpkg would refuse: every line a field or a continuation."""
+    for line in text.rstrip("\n").split("\n"):
+        if line.startswith(" ") and line.strip():
+            continue
+        if not FIELD_RE.match(line):
+            raise BuildError(f"control file: malformed line {line!r}; check debian/control.j2 and the config values")
+
+
+def _docs(env: jinja2.Environment, spec: PackageSpec, mtime: int) -> dict:
+    doc = f"/usr/share/doc/{spec.name}"
+    year = time.gmtime(mtime).tm_year
+    changelog = _render(env, "changelog.j2", {
+        "name": spec.name, "version": spec.version, "maintainer": spec.maintainer,
+        "date": time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(mtime)),
+    })
+    copyright_text = _render(env, "copyright.j2", {
+        "name": spec.name, "maintainer": spec.maintainer, "license": spec.license,
+        "copyright": spec.copyright or f"{year} {spec.maintainer}",
+        "license_text": _license_text(spec.license),
+    })
+    changelog_name = "changelog.gz" if spec.native else "changelog.Debian.gz"
+    return {
+        f"{doc}/{changelog_name}": gzip.compress(changelog.encode(), compresslevel=9, mtime=0),
+        f"{doc}/copyright": copyright_text.encode(),
+    }
+
+
+def manifest_path(name: str) -> str:
+    return f"/usr/share/debship/{name}.json"
+
+
+def manifest(spec: PackageSpec, plan: Plan) -> dict:
+    """What ``ship`` needs to know about a package, kept inside it: units, health, startup."""
+    data = {
+        "name": spec.name, "version": spec.version, "startup": plan.startup, "health": spec.health,
+        "keep_versions": spec.keep_versions,
+        "units": [{"name": u.name, "enable": u.enable, "start": u.start, "on_upgrade": u.on_upgrade}
+                  for u in plan.units],
+    }
+    return {manifest_path(spec.name): (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()}
+
+
+def _license_text(license_name: str) -> list[str]:
+    if license_name.lower() == "proprietary":
+        return ["All rights reserved."]
+    return [f"Distributed under the terms of the {license_name} license;",
+            "the full text is kept in the project's repository."]
+
+
+def template_dirs(project_dir: Path) -> list[Path]:
+    """The project's own debian/ first, then the templates shipped with debship."""
+    here = Path(__file__).resolve().parent
+    builtin = here / "templates" if (here / "templates").is_dir() else here.parent / "debian"
+    dirs = [project_dir / "debian", builtin]
+    return [d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in {x.resolve() for x in dirs[:i]}]
+
+
+def _environment(project_dir: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(project_dir)]),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True, autoescape=False,
+    )
+
+
+def _render(env: jinja2.Environment, name: str, context: dict) -> str:
+    try:
+        return env.get_template(name).render(**context)
+    except jinja2.TemplateNotFound:
+        raise BuildError(f"template {name} not found in {', '.join(env.loader.searchpath)}; "
+                         "restore it or reinstall debship") from None
+    except jinja2.TemplateError as e:
+        where = getattr(e, "filename", None) or name
+        line = getattr(e, "lineno", None)
+        raise BuildError(f"{where}{f':{line}' if line else ''}: template error: {e.message}") from e

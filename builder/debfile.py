@@ -1,0 +1,321 @@
+"""The .deb writer: ar + tar by hand, laid out as dpkg-deb lays it out, no dpkg-deb needed.
+
+An ar archive of ``debian-binary``, ``control.tar.<ext>`` and ``data.tar.<ext>``:
+reproducible (sorted by path components, root:root, permission bits only, one
+clamped mtime, GNU tar without pax headers, deterministic compressors) and atomic
+(a ``.*.deb.part`` temp file beside the result, fsynced, ``os.replace``-d, removed
+on any failure).  Members are regular files; data parents are implied (0755).
+A symlink kind can later be one more optional ``Member`` field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import lzma
+import os
+import re
+import stat
+import tarfile
+import tempfile
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Callable, Sequence, Tuple
+
+from .errors import BuildError
+
+COMPRESSIONS = ("xz", "gzip", "zstd", "none")
+
+_SUFFIX = {"xz": ".xz", "gzip": ".gz", "zstd": ".zst", "none": ""}
+_MAX_MTIME = 8**11 - 1  # the largest mtime an 11-digit octal tar field holds (year 2242)
+_MAX_AR_SIZE = 10**10 - 1  # the ar header's size field has 10 decimal digits
+_BUFSIZE = 1 << 20
+_FILENAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~:-]*\Z")
+
+_Entry = Tuple[str, "Member | None"]  # (path relative to './', member or None for a directory)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One regular file in the archive: content in ``data`` or streamed from ``source``.
+
+    ``path`` is relative POSIX ('usr/lib/demo/startup.py', 'postinst'); ``mode``
+    is reduced to its permission bits when written.
+    """
+
+    path: str
+    mode: int
+    data: bytes | None = None
+    source: Path | None = None
+
+
+@dataclass(frozen=True)
+class BuiltDeb:
+    """What ``write()`` produced."""
+
+    path: Path
+    name: str
+    version: str
+    architecture: str
+    sha256: str
+    size: int
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "path": str(self.path)}
+
+
+def deb_filename(name: str, version: str, architecture: str) -> str:
+    """``name_version_arch.deb`` with the epoch dropped, as dpkg-name does."""
+    upstream = version.split(":", 1)[1] if ":" in version else version
+    return f"{name}_{upstream}_{architecture}.deb"
+
+
+def write(
+    control: Sequence[Member],
+    data: Sequence[Member],
+    out_dir: Path,
+    *,
+    name: str,
+    version: str,
+    architecture: str = "all",
+    compression: str = "xz",
+    mtime: int,
+) -> BuiltDeb:
+    """Write ``out_dir/<deb_filename>`` atomically and return its path, sha256 and size."""
+    _check_compression(compression)
+    _check_members(control, what="control", flat=True)
+    _check_members(data, what="data", flat=False)
+    _check_filename_parts(name=name, version=version, architecture=architecture)
+    mtime = max(0, min(int(mtime), _MAX_MTIME))
+    final = Path(out_dir) / deb_filename(name, version, architecture)
+
+    def fill(out: IO[bytes]) -> None:
+        _write_ar(out, _control_entries(control), _data_entries(data), compression, mtime)
+
+    sha256, size = _write_atomically(final, fill)
+    return BuiltDeb(final, name, version, architecture, sha256, size)
+
+
+# -- checks (all before anything touches the disk) ---------------------------
+
+
+def _check_compression(compression: str) -> None:
+    if compression not in COMPRESSIONS:
+        raise BuildError(f"unknown compression {compression!r}: use one of {', '.join(COMPRESSIONS)}")
+    _new_compressor(compression)  # a missing zstandard fails here, before any file exists
+
+
+def _check_members(members: Sequence[Member], *, what: str, flat: bool) -> None:
+    seen: set[str] = set()
+    for m in members:
+        _check_path(m.path, what)
+        if flat and "/" in m.path:
+            raise BuildError(f"{what} path {m.path!r} is in a subdirectory; control files must be top-level")
+        if m.path in seen:
+            raise BuildError(f"duplicate {what} path {m.path!r}: each path may appear only once")
+        if (m.data is None) == (m.source is None):
+            raise BuildError(f"{what} path {m.path!r} must give exactly one of data or source")
+        seen.add(m.path)
+    clashes = seen.intersection(p for path in seen for p in _parents(path))
+    if clashes:
+        raise BuildError(f"{what} path {min(clashes)!r} is both a file and a directory")
+
+
+def _check_path(path: str, what: str) -> None:
+    parts = path.split("/")
+    if path.startswith("/"):
+        raise BuildError(f"{what} path {path!r} is absolute: give it relative, e.g. 'usr/lib/x'")
+    if ".." in parts:
+        raise BuildError(f"{what} path {path!r} contains '..': it must stay inside the package")
+    if not path or "\0" in path or any(p in ("", ".") for p in parts):
+        raise BuildError(f"{what} path {path!r} is not a clean relative path (no './', '//' or trailing '/')")
+
+
+def _check_filename_parts(**parts: str) -> None:
+    for field, value in parts.items():
+        if not _FILENAME_PART.match(value):
+            raise BuildError(f"package {field} {value!r} cannot name a .deb: use letters, digits and . + ~ : - only")
+
+
+# -- the ar container --------------------------------------------------------
+
+
+def _write_atomically(final: Path, fill: Callable[[IO[bytes]], None]) -> tuple[str, int]:
+    """Run ``fill`` on a temp file beside ``final``, then rename it; never leave the temp file."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.NamedTemporaryFile(dir=final.parent, prefix=".", suffix=".deb.part", delete=False)
+    except OSError as e:
+        raise BuildError(f"cannot write {final}: {e.strerror or e}") from e
+    try:
+        with tmp:
+            fill(tmp)
+            tmp.flush()
+            os.fchmod(tmp.fileno(), 0o644)  # as dpkg-deb leaves it (mkstemp gives 0600)
+            os.fsync(tmp.fileno())
+            digest = _sha256_and_size(tmp)
+        os.replace(tmp.name, final)
+    except BaseException as e:  # KeyboardInterrupt too: never leave the .part file
+        _remove(tmp.name)
+        if isinstance(e, OSError):
+            raise BuildError(f"cannot write {final}: {e.strerror or e}") from e
+        raise
+    return digest
+
+
+def _write_ar(out: IO[bytes], control: list[_Entry], data: list[_Entry], compression: str, mtime: int) -> None:
+    ext = _SUFFIX[compression]
+    out.write(b"!<arch>\n")
+    _ar_member(out, "debian-binary", mtime, lambda f: f.write(b"2.0\n"))
+    _ar_member(out, "control.tar" + ext, mtime, lambda f: _write_tar(f, control, compression, mtime))
+    _ar_member(out, "data.tar" + ext, mtime, lambda f: _write_tar(f, data, compression, mtime))
+
+
+def _ar_member(out: IO[bytes], name: str, mtime: int, fill: Callable[[IO[bytes]], object]) -> None:
+    """Stream a member after a placeholder header, then go back and write its real size."""
+    start = out.tell()
+    out.write(_ar_header(name, 0, mtime))
+    fill(out)
+    end = out.tell()
+    size = end - start - 60
+    if size > _MAX_AR_SIZE:
+        raise BuildError(f"{name} is {size} bytes, more than an ar archive can hold")
+    out.seek(start)
+    out.write(_ar_header(name, size, mtime))
+    out.seek(end)
+    if size % 2:
+        out.write(b"\n")
+
+
+def _ar_header(name: str, size: int, mtime: int) -> bytes:
+    """The 60-byte header dpkg-deb writes: name, mtime, uid 0, gid 0, mode 100644, size."""
+    return f"{name:<16}{mtime:<12}{0:<6}{0:<6}{'100644':<8}{size:<10}`\n".encode("ascii")
+
+
+# -- the tar members ---------------------------------------------------------
+
+
+def _control_entries(members: Sequence[Member]) -> list[_Entry]:
+    return [("", None)] + sorted(((m.path, m) for m in members), key=lambda e: e[0])
+
+
+def _data_entries(members: Sequence[Member]) -> list[_Entry]:
+    """'./', every implied parent directory, then the files; sorted by path components."""
+    dirs = {p for m in members for p in _parents(m.path)}
+    entries: list[_Entry] = [(d, None) for d in dirs] + [(m.path, m) for m in members]
+    return [("", None)] + sorted(entries, key=lambda e: e[0].split("/"))
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _write_tar(out: IO[bytes], entries: list[_Entry], compression: str, mtime: int) -> None:
+    sink = _CompressingWriter(out, _new_compressor(compression))
+    with tarfile.open(
+        fileobj=sink, mode="w|", bufsize=_BUFSIZE, format=tarfile.GNU_FORMAT,
+        encoding="utf-8", copybufsize=_BUFSIZE,
+    ) as tar:
+        for path, member in entries:
+            _add_entry(tar, path, member, mtime)
+    sink.finish()
+
+
+def _add_entry(tar: tarfile.TarFile, path: str, member: Member | None, mtime: int) -> None:
+    info = tarfile.TarInfo("./" + path)
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = mtime
+    if member is None:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+    elif member.source is None:
+        info.mode, info.size = stat.S_IMODE(member.mode), len(member.data)
+        tar.addfile(info, io.BytesIO(member.data))
+    else:
+        with _open_source(member) as f:
+            info.mode, info.size = stat.S_IMODE(member.mode), os.fstat(f.fileno()).st_size
+            tar.addfile(info, _SourceReader(f, member))
+
+
+def _open_source(member: Member) -> IO[bytes]:
+    try:
+        if not stat.S_ISREG(os.stat(member.source).st_mode):  # type: ignore[arg-type]
+            raise BuildError(f"cannot read {member.source} (for {member.path}): not a regular file")
+        return open(member.source, "rb")  # type: ignore[arg-type]
+    except OSError as e:
+        raise _read_error(member, e) from e
+
+
+def _read_error(member: Member, e: OSError) -> BuildError:
+    return BuildError(f"cannot read {member.source} (for {member.path}): {e.strerror or e}")
+
+
+class _SourceReader:
+    """What tarfile reads a source through: an error or a short read names the file."""
+
+    def __init__(self, f: IO[bytes], member: Member) -> None:
+        self._f, self._member = f, member
+
+    def read(self, n: int) -> bytes:
+        try:
+            chunk = self._f.read(n)
+        except OSError as e:
+            raise _read_error(self._member, e) from e
+        if len(chunk) < n:
+            m = self._member
+            raise BuildError(f"cannot read {m.source} (for {m.path}): it ended before its size; did it change?")
+        return chunk
+
+
+# -- compression -------------------------------------------------------------
+
+
+class _CompressingWriter:
+    """A write-only file that compresses into ``out``; ``finish()`` flushes the compressor."""
+
+    def __init__(self, out: IO[bytes], compressor) -> None:
+        self._out, self._compressor = out, compressor  # compressor None: plain tar
+
+    def write(self, b: bytes) -> int:
+        self._out.write(self._compressor.compress(b) if self._compressor else b)
+        return len(b)
+
+    def finish(self) -> None:
+        if self._compressor:
+            self._out.write(self._compressor.flush())
+
+
+def _new_compressor(compression: str):
+    if compression == "xz":  # like `xz -6`, dpkg-deb's default
+        return lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=6)
+    if compression == "gzip":  # wbits 31: gzip header with mtime 0 and no file name
+        return zlib.compressobj(9, zlib.DEFLATED, 31)
+    if compression == "zstd":  # with a content checksum, as the zstd CLI and dpkg-deb write
+        return _zstandard().ZstdCompressor(level=3, write_checksum=True).compressobj()
+    return None
+
+
+def _zstandard():
+    try:
+        import zstandard
+    except ImportError as e:
+        raise BuildError("zstd compression needs the 'zstandard' package: pip install 'debship[zstd]'") from e
+    return zstandard
+
+
+def _sha256_and_size(f: IO[bytes]) -> tuple[str, int]:
+    f.seek(0)
+    h, size = hashlib.sha256(), 0
+    for chunk in iter(lambda: f.read(_BUFSIZE), b""):
+        h.update(chunk)
+        size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):  # already gone or not removable: keep the original error
+        os.unlink(path)

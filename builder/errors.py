@@ -1,0 +1,41 @@
+"""The one exception tree of debship.
+
+Every message names the thing at fault (file, key, host) and how to fix it.
+Only ``cli.py`` turns these into a message and an exit code.
+"""
+
+
+class DebshipError(Exception):
+    """Base of every foreseen failure; ``str(e)`` is the one-line message."""
+
+    exit_code = 1
+
+
+class ConfigError(DebshipError):
+    """The project's configuration is missing, malformed or invalid."""
+
+    exit_code = 2
+
+
+class PlanError(DebshipError):
+    """The bundle folders cannot be packaged as they are."""
+
+    exit_code = 3
+
+
+class BuildError(DebshipError):
+    """Writing the .deb failed."""
+
+    exit_code = 4
+
+
+class RemoteError(DebshipError):
+    """An SSH connection or a remote command failed."""
+
+    exit_code = 5
+
+
+class ShipError(DebshipError):
+    """A ship step failed on a host."""
+
+    exit_code = 6

@@ -1,0 +1,151 @@
+"""Reading and checking systemd unit files before they are packaged.
+
+Our own parser always runs (syntax, sections, ExecStart); ``systemd-analyze
+verify`` runs as a second opinion when it is installed.  Nothing here writes.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PlanError
+
+UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".mount", ".target")
+# The section a unit of each type must have (targets need none).
+TYPE_SECTION = {".service": "Service", ".socket": "Socket", ".timer": "Timer", ".path": "Path", ".mount": "Mount"}
+KNOWN_SECTIONS = {"Unit", "Install", *TYPE_SECTION.values()}
+EXEC_KEYS = ("ExecStart", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload",
+             "ExecCondition")
+KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class UnitFile:
+    """What the package needs to know about one unit file."""
+
+    name: str
+    sections: dict            # section -> list of (key, value)
+    has_install: bool
+
+    @property
+    def template(self) -> bool:
+        return "@." in self.name
+
+    def values(self, section: str, key: str) -> list[str]:
+        return [v for k, v in self.sections.get(section, []) if k == key]
+
+
+def parse(path: Path, text: str) -> UnitFile:
+    """Parse systemd's ini syntax strictly enough to catch what would break on the host."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for lineno, line in _logical_lines(text):
+        where = f"{path}:{lineno}"
+        if line.startswith("[") :
+            if not line.endswith("]") or len(line) < 3:
+                raise PlanError(f"{where}: malformed section header '{line}'; write it like [Service]")
+            current = line[1:-1]
+            if current not in KNOWN_SECTIONS and not current.startswith("X-"):
+                raise PlanError(f"{where}: unknown section [{current}] in a {path.suffix} unit; "
+                                f"expected one of {', '.join(sorted(KNOWN_SECTIONS))}")
+            sections.setdefault(current, [])
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not KEY_RE.match(key.strip()):
+            raise PlanError(f"{where}: expected 'Key=value' or a [Section], found '{line[:60]}'")
+        if current is None:
+            raise PlanError(f"{where}: '{key.strip()}=' comes before any [Section]; add [Unit] above it")
+        sections[current].append((key.strip(), value.strip()))
+    unit = UnitFile(name=path.name, sections=sections, has_install=bool(sections.get("Install")))
+    _check_type(path, unit)
+    return unit
+
+
+def _logical_lines(text: str):
+    """(line number, line) with comments dropped and backslash continuations joined."""
+    pending, start = "", 0
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not pending and (not line or line[0] in "#;"):
+            continue
+        if not pending:
+            start = lineno
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        yield start, pending + line
+        pending = ""
+    if pending:
+        yield start, pending.strip()
+
+
+def _check_type(path: Path, unit: UnitFile) -> None:
+    section = TYPE_SECTION.get(path.suffix)
+    if section and section not in unit.sections:
+        raise PlanError(f"{path}: a {path.suffix} unit needs a [{section}] section")
+    if path.suffix == ".service":
+        types = unit.values("Service", "Type") or ["simple"]
+        if not unit.values("Service", "ExecStart") and not (types[-1] == "oneshot" and unit.values("Service", "ExecStop")):
+            raise PlanError(f"{path}: service has no ExecStart=; add ExecStart=/usr/lib/<name>/<script>")
+
+
+def exec_paths(unit: UnitFile) -> list[tuple[str, str]]:
+    """(key, absolute path) for every absolute path in the Exec*= lines of a unit."""
+    found = []
+    for _section, pairs in unit.sections.items():
+        for key, value in pairs:
+            if key in EXEC_KEYS:
+                for word in value.split():
+                    word = word.lstrip("-@:+!|")
+                    if word.startswith("/"):
+                        found.append((key, word))
+    return found
+
+
+def systemd_verify(unit_files: list[Path], provided: set[str]) -> None:
+    """Second opinion from ``systemd-analyze verify`` when installed.
+
+    The build machine is not the host: complaints about executables or units
+    the host will have (paths we package, units from other packages) are not
+    errors here; anything else systemd says about a unit is.
+    """
+    tool = shutil.which("systemd-analyze")
+    if not tool or not unit_files:
+        return
+    with tempfile.TemporaryDirectory(prefix="debship-verify-") as tmp:
+        copies = []
+        for f in unit_files:
+            copies.append(Path(tmp) / f.name)
+            shutil.copyfile(f, copies[-1])
+        proc = subprocess.run([tool, "verify", "--man=no", "--generators=no", *map(str, copies)],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    for line in proc.stderr.splitlines():
+        if _is_real_problem(line, provided):
+            origin = next((f for f in unit_files if f.name in line), unit_files[0])
+            raise PlanError(f"{origin}: systemd-analyze verify: {line.strip()}")
+
+
+_IGNORED = (
+    "not found",                 # units and paths only the host has
+    "No such file or directory",
+    "is not executable",
+    "Failed to prepare filename",
+    "Failed to create",          # namespaces and the like, on a build machine
+    "Unit is bound to inactive",
+    "Failed to put bus name",
+    "Cannot add dependency job",
+    "Failed to load configuration",
+)
+
+
+def _is_real_problem(line: str, provided: set[str]) -> bool:
+    line = line.strip()
+    if not line:
+        return False
+    if any(p in line for p in provided):
+        return False
+    return not any(s in line for s in _IGNORED)

@@ -1,0 +1,76 @@
+"""Fixtures shared by every tier."""
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+MINIMAL = {
+    "debship.toml": """
+        name = "demo-svc"
+        version = "1.0.0"
+        maintainer = "Demo Team <demo@example.com>"
+        description = "demo service for tests"
+        depends = ["python3"]
+        startup = false
+    """,
+    "units/demo-svc.service": """
+        [Unit]
+        Description=Demo service
+        Documentation=man:demo(1)
+
+        [Service]
+        ExecStart=/usr/bin/python3 /usr/lib/demo-svc/serve.py
+        Restart=on-failure
+
+        [Install]
+        WantedBy=multi-user.target
+    """,
+    "scripts/serve.py": """
+        #!/usr/bin/python3
+        print("serving")
+    """,
+    "configs/demo.conf": """
+        # demo settings
+        port = 8080
+    """,
+}
+
+
+def write_project(root: Path, files: dict) -> Path:
+    """Write a project from {relative path: text}; text is dedented; *.py become executable."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        if rel.endswith(".py"):
+            path.chmod(0o755)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A small, valid project (debship.toml, one unit, one script, one config) to break in tests."""
+    return write_project(tmp_path / "project", MINIMAL)
+
+
+@pytest.fixture
+def sample_project(tmp_path: Path) -> Path:
+    """A copy of this repository's sample bundle (pyproject.toml, units/, scripts/, configs/, debian/)."""
+    dest = tmp_path / "sample"
+    dest.mkdir()
+    for name in ("units", "scripts", "configs", "debian"):
+        shutil.copytree(REPO / name, dest / name)
+    shutil.copy2(REPO / "pyproject.toml", dest / "pyproject.toml")
+    return dest
+
+
+@pytest.fixture(autouse=True)
+def _fixed_epoch(monkeypatch):
+    """Builds in tests are reproducible without depending on a git commit time."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", os.environ.get("SOURCE_DATE_EPOCH", "1767225600"))

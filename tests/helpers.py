@@ -1,0 +1,34 @@
+"""Small helpers shared by the test tiers."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from types import ModuleType
+
+import pytest
+
+
+def _missing(what: str) -> None:
+    """Skip the test, or fail it when DEBSHIP_REQUIRE_ALL=1 (CI that must run everything)."""
+    if os.environ.get("DEBSHIP_REQUIRE_ALL") == "1":
+        pytest.fail(f"{what} is missing and DEBSHIP_REQUIRE_ALL=1", pytrace=False)
+    pytest.skip(f"{what} is missing")
+
+
+def require_tool(name: str) -> str:
+    """The path of the command ``name``; skips (or fails, see above) if it is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        _missing(f"the command {name!r}")
+    return path  # type: ignore[return-value]
+
+
+def require_module(name: str) -> ModuleType:
+    """Import the Python module ``name``; skips (or fails, see above) if it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        _missing(f"the Python module {name!r}")
+        raise  # not reached: _missing always raises

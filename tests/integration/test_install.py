@@ -1,0 +1,60 @@
+"""The sample .deb installed and purged with real apt/dpkg inside a throwaway
+Debian root (mmdebstrap, cached; an overlay per test)."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from builder.build import build_deb
+
+from tests.conftest import REPO
+from tests.helpers import require_tool
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def root():
+    if os.geteuid() != 0:
+        from tests.helpers import _missing
+        _missing("root (the tests mount overlays and chroot)")
+    require_tool("mmdebstrap")
+    from tests.harness.rootfs import Root, cached_root
+    with Root(cached_root()) as r:
+        yield r
+
+
+def install(root, deb: Path, *extra: str):
+    shutil.copy(deb, root.path / "var/tmp" / deb.name)
+    return root.run(["apt-get", "install", "-y", "-q", *extra, f"/var/tmp/{deb.name}"],
+                    env={"DEBIAN_FRONTEND": "noninteractive"}, check=False)
+
+
+def test_install_puts_files_where_the_readme_says_and_purge_removes_them(root, tmp_path):
+    deb = build_deb(REPO, tmp_path).path
+    before = root.files() | {f"var/tmp/{deb.name}"}  # the copied .deb is ours, not the package's
+    proc = install(root, deb)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    p = root.path
+    assert (p / "lib/systemd/system/fleet-agent.service").is_file()
+    assert (p / "usr/lib/fleet-agent/agent.py").stat().st_mode & 0o777 == 0o755
+    assert (p / "etc/fleet-agent/agent.conf").is_file()
+    assert (p / "usr/share/doc/fleet-agent/copyright").is_file()
+    assert (p / "etc/systemd/system/multi-user.target.wants/fleet-agent.service").is_symlink()
+    assert (p / "var/log/fleet-agent/deploy.log").is_file()
+    status = root.run(["dpkg-query", "-W", "-f=${Status} ${Version}", "fleet-agent"]).stdout
+    assert status == "install ok installed 1.0.0"
+
+    proc = root.run(["apt-get", "purge", "-y", "-q", "fleet-agent"], env={"DEBIAN_FRONTEND": "noninteractive"},
+                    check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    after = root.files()
+    leftovers = sorted(after - before)
+    leftovers = [f for f in leftovers if not f.startswith(("var/cache/", "var/lib/apt/", "var/log/apt/",
+                                                            "var/lib/dpkg/", "var/log/dpkg.log",
+                                                            "var/log/alternatives.log"))]
+    assert leftovers == [], leftovers
+    assert sorted(before - after) == []

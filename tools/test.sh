@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Run the whole test suite: install the Debian and Python packages the tests
+# need, then pytest with every tool required (nothing is skipped silently).
+# The tests mount overlays and chroot into throwaway Debian roots, so this
+# runs as root (it re-runs itself with sudo otherwise).  Extra arguments go
+# to pytest, e.g. `tools/test.sh -k lifecycle`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    exec sudo --preserve-env=DEBSHIP_CACHE,SOURCE_DATE_EPOCH "$0" "$@"
+fi
+
+DEB_PACKAGES=(
+    python3 python3-venv git ca-certificates
+    dpkg-dev lintian shellcheck systemd         # readers and linters of what we build
+    mmdebstrap                                   # cached throwaway Debian roots
+    openssh-server openssh-client sudo           # the loopback SSH test hosts
+    xz-utils zstd util-linux mount
+)
+missing=()
+for pkg in "${DEB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+
+export DEBSHIP_REQUIRE_ALL=1
+exec .venv/bin/python -m pytest -ra "$@"
