@@ -2,6 +2,7 @@
 this is the only place a ``DebshipError`` becomes a message and an exit code."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -13,7 +14,11 @@ from . import __version__
 from .build import build_deb as build_deb_lib
 from .build import list_plan
 from .debfile import COMPRESSIONS
+from .debinfo import read_package
 from .errors import DebshipError
+from .remote import ConnectOptions
+from .ship import Event, ShipOptions, newest_deb, parse_hosts
+from .ship import ship as ship_lib
 
 
 def reports_errors(func):
@@ -76,3 +81,95 @@ def _print_plan(spec, plan) -> None:
         click.echo(f"  unit {u.name}: enable={'yes' if u.enable else 'no'} start={'yes' if u.start else 'no'} "
                    f"on-upgrade={u.on_upgrade}")
     click.echo(f"  startup: {plan.startup or 'off'}")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("deb", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--host", "hosts", multiple=True, metavar="[USER@]HOST[:PORT]",
+              help="A host to ship to; repeat for more.")
+@click.option("--hosts-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A file with one host per line (# comments and blank lines ignored).")
+@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
+              help="Project whose dist/ holds the .deb when DEB is not given (the newest one is taken).")
+@click.option("--identity", "-i", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Private key to log in with (else ~/.ssh/config, the SSH agent and default keys).")
+@click.option("--ssh-config", type=click.Path(dir_okay=False, path_type=Path),
+              help="OpenSSH client config to read  [default: ~/.ssh/config]")
+@click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path),
+              help="known_hosts file to check and extend  [default: ~/.ssh/known_hosts]")
+@click.option("--strict-host-keys", is_flag=True, help="Refuse hosts whose key is not in known_hosts yet.")
+@click.option("--host-key", help="Accept only this host key ('ssh-ed25519 AAAA…' or 'SHA256:…').")
+@click.option("--connect-timeout", type=float, default=300.0, show_default=True,
+              help="Seconds to keep retrying while a host boots and sshd is not up.")
+@click.option("--boot-timeout", type=float, default=600.0, show_default=True,
+              help="Seconds to wait for cloud-init (or systemd) to finish booting.")
+@click.option("--lock-timeout", type=int, default=300, show_default=True,
+              help="Seconds apt waits for a dpkg lock held by another process.")
+@click.option("--parallel", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Hosts shipped to at the same time.")
+@click.option("--batch", type=click.IntRange(0), default=0, show_default=True,
+              help="Ship in rolling batches of N hosts (0: all in one batch).")
+@click.option("--max-failures", type=click.IntRange(0), default=0, show_default=True,
+              help="Stop before the next batch once N hosts failed (0: never stop).")
+@click.option("--force", is_flag=True, help="Reinstall when the host has this version with other contents.")
+@click.option("--dry-run", is_flag=True, help="Connect, wait for boot and show what would be done; change nothing.")
+@click.option("--reboot", is_flag=True, help="Reboot after installing and check the services come back.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
+@reports_errors
+def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
+         connect_timeout, boot_timeout, lock_timeout, parallel, batch, max_failures, force, dry_run, reboot,
+         as_json) -> None:
+    """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
+
+    Exit status: 0 every host is at the new version and healthy (or unchanged, or
+    --dry-run); 1 at least one host failed or was skipped; 2 bad usage or
+    configuration; 6 nothing could be shipped (bad package, no hosts).
+    """
+    pkg = read_package(deb if deb is not None else newest_deb(project / "dist"))
+    specs = parse_hosts(hosts, hosts_file)
+    policy = "pin" if host_key else ("strict" if strict_host_keys else "accept-new")
+    connect = ConnectOptions(connect_timeout=connect_timeout, host_keys=policy, pinned_key=host_key,
+                             known_hosts=known_hosts, ssh_config=ssh_config, identity_file=identity)
+    opts = ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
+                       force=force, dry_run=dry_run, reboot=reboot)
+    render = _json_event if as_json else _text_event
+    if not as_json:
+        click.echo(f"shipping {pkg.name} {pkg.version} ({pkg.size} bytes) to {len(specs)} host(s)")
+    results = ship_lib(pkg, specs, opts, render, parallel=parallel, batch=batch, max_failures=max_failures)
+    (_json_summary if as_json else _text_summary)(results, pkg)
+    click.get_current_context().exit(0 if all(r.ok for r in results) else 1)
+
+
+_MARKS = {"start": "..", "ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+
+
+def _text_event(e: Event) -> None:
+    if e.status == "start":
+        return
+    detail = f"  {e.detail}" if e.detail else ""
+    click.echo(f"[{e.host}] {e.step:<8} {_MARKS[e.status]:<4} {e.elapsed:7.1f}s{detail}",
+               err=e.status == "fail")
+
+
+def _json_event(e: Event) -> None:
+    click.echo(json.dumps(dataclasses.asdict(e), sort_keys=True))
+
+
+def _text_summary(results, pkg) -> None:
+    rows = [("host", "before", "after", "outcome", "time", "detail")]
+    rows += [(r.host, r.before or "-", r.after or "-", r.outcome, f"{r.elapsed:.1f}s", r.detail) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    click.echo("")
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
+    ok = sum(r.ok for r in results)
+    click.echo(f"{ok}/{len(results)} host(s) at {pkg.name} {pkg.version}" if ok == len(results)
+               else f"{len(results) - ok} of {len(results)} host(s) failed or skipped")
+
+
+def _json_summary(results, pkg) -> None:
+    for r in results:
+        click.echo(json.dumps({"host": r.host, "step": "summary", "status": "ok" if r.ok else "fail",
+                               "elapsed": r.elapsed, "detail": r.detail, "outcome": r.outcome,
+                               "before": r.before, "after": r.after, "package": pkg.name,
+                               "version": pkg.version}, sort_keys=True))

@@ -1,10 +1,9 @@
 """SSH to the target hosts; the only module that imports paramiko.
 
-``connect(HostSpec.parse("ops@web1:2222"), ConnectOptions())`` retries while the
-host boots, checks its host key (accept-new, strict or pin), follows
-``~/.ssh/config`` (HostName, User, Port, IdentityFile, ProxyJump) and gives a
-``Connection`` whose ``run(argv)`` drains stdout and stderr together and whose
-``put()`` uploads with pipelined SFTP.  What to run is decided elsewhere.
+``connect(HostSpec.parse("ops@web1:2222"), ConnectOptions())`` retries while the host boots, checks its host key
+(accept-new, strict or pin, OpenSSH known_hosts format), follows ``~/.ssh/config`` (HostName, User, Port,
+IdentityFile, ProxyJump) and returns a ``Connection``: ``run(argv)`` drains stdout and stderr together, ``put()``
+uploads with pipelined SFTP.  What to run is decided elsewhere.
 """
 from __future__ import annotations
 
@@ -13,6 +12,7 @@ import errno
 import getpass
 import hashlib
 import ipaddress
+import logging
 import os
 import re
 import select
@@ -20,7 +20,7 @@ import shlex
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -31,11 +31,18 @@ from builder.errors import RemoteError
 HOST_KEY_POLICIES = ("accept-new", "strict", "pin")
 _RETRY_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
                  errno.ENETUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT, errno.EPIPE}
-_RETRY_SSH = re.compile(r"banner|session|EOF|reset|closed|timed? ?out", re.IGNORECASE)
-_SUDO_PASSWORD = ("a password is required", "a terminal is required")
+_RETRY_SSH = re.compile(r"banner|session|EOF|reset|closed|timed? ?out", re.IGNORECASE)  # sshd still starting
+_SUDO_ERRORS = (  # (exit code, sudo's words, what to tell) for `sudo -n`
+    (1, ("a password is required", "a terminal is required"), "sudo wants a password for user {u}; give {u} "
+     "passwordless sudo (NOPASSWD): echo '{u} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{u}"),
+    (1, ("not in the sudoers", "may not run sudo"), "user {u} may not use sudo; give it NOPASSWD sudo"),
+    (127, ("sudo: command not found", "sudo: not found"), "sudo is not installed; install it"),
+)
 _CHUNK = 1 << 16
-_LINGER = 2.0  # s to wait for EOF after the exit status (a background child may hold stdout)
+_LINGER = 2.0  # s to wait for EOF after the exit status (a background child may hold stdout open)
 _KNOWN_HOSTS_LOCK = threading.Lock()
+_DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+logging.getLogger("paramiko").addHandler(logging.NullHandler())  # no tracebacks on stderr unless logging is set up
 _SPEC_RE = re.compile(r"\[(?P<v6>[^\]]+)\](?::(?P<p6>\d+))?|(?P<host>[\w.-]+)(?::(?P<port>\d+))?")
 
 
@@ -50,23 +57,21 @@ class HostSpec:
     @classmethod
     def parse(cls, text: str) -> HostSpec:
         user, at, rest = text.strip().rpartition("@")
-        bad = RemoteError(f"host {text!r}: not a host; write it as [user@]host[:port], e.g. ops@10.0.0.5:2222 or [::1]:2222")
+        bad = RemoteError(f"host {text!r}: not a host; write [user@]host[:port], e.g. ops@10.0.0.5:2222 or [::1]:2222")
         if (at and not re.fullmatch(r"[\w.$-]+", user)) or not rest:
             raise bad
-        if rest.count(":") >= 2 and "[" not in rest:  # bare IPv6 address, no port
-            host, port = rest, None
-        else:
-            m = _SPEC_RE.fullmatch(rest)
-            if not m:
-                raise bad
-            host, port = m["v6"] or m["host"], m["p6"] or m["port"]
-        if ":" in host:
-            try:
-                ipaddress.IPv6Address(host)
-            except ValueError:
-                raise bad from None
-        if port is not None and not 0 < int(port) < 65536:
+        bare_v6 = rest.count(":") >= 2 and "[" not in rest
+        m = None if bare_v6 else _SPEC_RE.fullmatch(rest)
+        if not (bare_v6 or m):
             raise bad
+        host, port = (m["v6"] or m["host"], m["p6"] or m["port"]) if m else (rest, None)
+        try:
+            if ":" in host:
+                ipaddress.IPv6Address(host)
+            if port is not None and not 0 < int(port) < 65536:
+                raise ValueError(port)
+        except ValueError:
+            raise bad from None
         return cls(host, user or None, int(port) if port else None)
 
     def __str__(self) -> str:
@@ -99,18 +104,22 @@ class Result:
 
 @dataclass(frozen=True)
 class _Hop:
-    """One SSH server on the way, after ~/.ssh/config: a jump host or the target."""
+    """One SSH server on the way (a jump host or the target), after ~/.ssh/config."""
 
     label: str
     hostname: str
     port: int
     user: str
     keys: tuple[Path, ...]
-    jumps: tuple[_Hop, ...] = field(default=())
+    jumps: tuple[_Hop, ...] = ()
 
     @property
-    def key_name(self) -> str:  # the name in known_hosts, as OpenSSH writes it
+    def key_name(self) -> str:  # its name in known_hosts, as OpenSSH writes it
         return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
+
+
+class _Deadline(Exception):
+    """A command ran past its timeout."""
 
 
 class _HopFailed(Exception):
@@ -120,52 +129,48 @@ class _HopFailed(Exception):
 
 
 def connect(spec: HostSpec, opts: ConnectOptions = ConnectOptions()) -> Connection:
-    """An authenticated connection to ``spec``; waits up to ``opts.connect_timeout`` for sshd."""
-    conn = Connection(spec, opts)
-    conn.reconnect()
-    return conn
+    """An authenticated connection to ``spec``; waits up to ``opts.connect_timeout`` for its sshd."""
+    return Connection(spec, opts).reconnect()
 
 
 class Connection:
-    """An SSH session to one host (through its jump hosts); use ``connect()`` to make one."""
+    """An SSH session to one host (through its jump hosts); made by ``connect()``."""
 
     def __init__(self, spec: HostSpec, opts: ConnectOptions):
         self.spec, self.opts, self.name = spec, opts, str(spec)
+        _check_options(opts, self.name)
         self._hop = _resolve(spec, opts)
         self.user = self._hop.user
         self._transports: list[paramiko.Transport] = []
         self._sftp: paramiko.SFTPClient | None = None
 
     def reconnect(self) -> Connection:
-        """(Re)open the session, retrying until ``connect_timeout`` (e.g. after a reboot)."""
+        """(Re)open the session, retrying while the host boots, until ``connect_timeout`` (e.g. after a reboot)."""
         self.close()
-        _check_options(self.opts, self.name)
         deadline = time.monotonic() + self.opts.connect_timeout
-        delay, last = 0.5, None
+        delay, last = 0.25, None
         while True:
             try:
                 self._transports = _dial(self._hop, self.opts, deadline)
                 return self
             except _HopFailed as e:
                 if not _retryable(e.cause):
-                    raise _explain(e.cause, e.hop, self.opts, self.name) from e.cause
-                last = e
+                    raise _explain(e.cause, e.hop, self.name) from e.cause
+                last = e.cause
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RemoteError(
-                    f"host {self.name}: no SSH after {self.opts.connect_timeout:g} s (last error: "
-                    f"{_describe(last.cause)}); check the address/port and that sshd runs") from last.cause
+                raise RemoteError(f"host {self.name}: no SSH after {self.opts.connect_timeout:g} s (last error: "
+                                  f"{_describe(last)}); check the address/port and that sshd runs") from last
             time.sleep(min(delay, left))
-            delay = min(delay * 1.6, 5.0)
+            delay = min(delay * 1.5, 1.0)
 
     def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None,
             stdin: bytes | None = None, env: dict | None = None) -> Result:
-        """Run ``argv`` (quoted, no shell of ours) and collect its exit code, stdout and stderr."""
+        """Run ``argv`` (shlex-quoted); a non-zero exit is a Result, a lost connection or timeout a RemoteError."""
         argv = tuple(argv)
         full = [*(["env", *(f"{k}={v}" for k, v in env.items())] if env else []), *argv]
-        if sudo and self.user != "root":
-            full = ["sudo", "-n", "--", *full]
-        command = shlex.join(full)
+        sudo = sudo and self.user != "root"
+        command = shlex.join(["sudo", "-n", "--", *full] if sudo else full)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             chan = self._transport().open_session(timeout=30)
@@ -174,41 +179,34 @@ class Connection:
                 out, err, code = _pump(chan, stdin or b"", deadline)
             finally:
                 chan.close()
-        except TimeoutError as e:
+        except _Deadline as e:
             raise RemoteError(f"host {self.name}: `{command}` still running after {timeout:g} s; "
                               "raise the timeout or look at what it waits for") from e
         except (paramiko.SSHException, OSError, EOFError) as e:
-            raise RemoteError(f"host {self.name}: connection lost while running `{command}` "
-                              f"({_describe(e)}); reconnect and retry") from e
+            raise RemoteError(f"host {self.name}: connection lost while running `{command}` ({_describe(e)}); "
+                              "reconnect and retry") from e
         result = Result(argv, code, out.decode(errors="replace"), err.decode(errors="replace"))
-        return self._check_sudo(result) if full[0] == "sudo" else result
+        return self._check_sudo(result) if sudo else result
 
     def _check_sudo(self, r: Result) -> Result:
-        u = self.user
-        if r.exit_code == 1 and any(s in r.stderr for s in _SUDO_PASSWORD):
-            raise RemoteError(f"host {self.name}: sudo wants a password for user {u}; give {u} passwordless "
-                              f"sudo (NOPASSWD): echo '{u} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{u}, or connect as root")
-        if r.exit_code == 1 and ("not in the sudoers" in r.stderr or "may not run sudo" in r.stderr):
-            raise RemoteError(f"host {self.name}: user {u} may not use sudo; add {u} to /etc/sudoers.d "
-                              "with NOPASSWD, or connect as root")
-        if r.exit_code == 127 and "sudo" in r.stderr and "not found" in r.stderr:
-            raise RemoteError(f"host {self.name}: sudo is not installed; install it or connect as root")
+        for code, needles, why in _SUDO_ERRORS:
+            if r.exit_code == code and any(n in r.stderr for n in needles):
+                raise RemoteError(f"host {self.name}: {why.format(u=self.user)}, or connect as root")
         return r
 
     def put(self, local: Path, remote: str, *, progress: Callable[[int, int], None] | None = None) -> None:
-        """Upload ``local`` to ``remote`` (pipelined SFTP to ``remote.part``, then an atomic rename)."""
-        local, part = Path(local), f"{remote}.part"
+        """Upload ``local`` to ``remote``: pipelined SFTP to ``remote.part``, then an atomic rename."""
+        local = Path(local)
         if not local.is_file():
             raise RemoteError(f"host {self.name}: cannot upload {local}: no such local file")
         try:
             if self._sftp is None:
                 self._sftp = paramiko.SFTPClient.from_transport(self._transport())
-            self._sftp.put(str(local), part, callback=progress, confirm=True)
-            self._sftp.posix_rename(part, remote)
+            self._sftp.put(str(local), f"{remote}.part", callback=progress, confirm=True)
+            self._sftp.posix_rename(f"{remote}.part", remote)
         except (OSError, paramiko.SSHException, EOFError) as e:
-            folder = os.path.dirname(remote) or "."
-            raise RemoteError(f"host {self.name}: upload of {local} to {remote} failed ({_describe(e)}); "
-                              f"check that {folder} exists and {self.user} may write there") from e
+            raise RemoteError(f"host {self.name}: upload of {local} to {remote} failed ({_describe(e)}); check that "
+                              f"{os.path.dirname(remote) or '.'} exists and {self.user} may write there") from e
 
     def sha256(self, remote: str, *, sudo: bool = False) -> str:
         """The sha256 of a remote file, by ``sha256sum`` on the host."""
@@ -220,7 +218,7 @@ class Connection:
 
     def _transport(self) -> paramiko.Transport:
         if not self._transports or not self._transports[-1].is_active():
-            raise RemoteError(f"host {self.name}: not connected; call reconnect()")
+            raise RemoteError(f"host {self.name}: not connected (the connection dropped); call reconnect()")
         return self._transports[-1]
 
     def close(self) -> None:
@@ -239,7 +237,7 @@ class Connection:
 
 
 def _pump(chan: paramiko.Channel, stdin: bytes, deadline: float | None) -> tuple[bytes, bytes, int]:
-    """Feed stdin and drain stdout and stderr in one loop, so no side can fill up and block."""
+    """Feed stdin and drain stdout and stderr in one loop, so neither side fills up and blocks the other."""
     out, err, pending, exited = bytearray(), bytearray(), memoryview(stdin), None
     if not pending:
         chan.shutdown_write()
@@ -255,18 +253,17 @@ def _pump(chan: paramiko.Channel, stdin: bytes, deadline: float | None) -> tuple
             err += chan.recv_stderr(_CHUNK)
         if chan.exit_status_ready():
             exited = exited or time.monotonic()
-            if chan.eof_received or time.monotonic() - exited > _LINGER:
-                if chan.recv_ready() or chan.recv_stderr_ready():
-                    continue
+            done = chan.eof_received or time.monotonic() - exited > _LINGER
+            if done and not (chan.recv_ready() or chan.recv_stderr_ready()):
                 return bytes(out), bytes(err), chan.recv_exit_status()
         elif chan.closed or not chan.get_transport().is_active():
             raise EOFError("the channel closed without an exit status")
         if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError
+            raise _Deadline
 
 
 def _resolve(spec: HostSpec, opts: ConnectOptions, with_jumps: bool = True) -> _Hop:
-    """HostSpec + ~/.ssh/config -> where to connect, as whom, with which keys, through which jumps."""
+    """HostSpec + ssh config -> where to connect, as whom, with which keys, through which jump hosts."""
     path = opts.ssh_config or Path("~/.ssh/config").expanduser()
     try:
         cfg = paramiko.SSHConfig.from_path(str(path)).lookup(spec.host) if path.is_file() else {}
@@ -277,8 +274,7 @@ def _resolve(spec: HostSpec, opts: ConnectOptions, with_jumps: bool = True) -> _
         raise RemoteError(f"host {spec}: ProxyCommand in {path} is not supported; use ProxyJump")
     keys = [opts.identity_file] if opts.identity_file else []
     keys += [Path(p).expanduser() for p in cfg.get("identityfile", []) if Path(p).expanduser().is_file()]
-    jumps = () if jump.lower() == "none" else tuple(
-        _resolve(HostSpec.parse(j), opts, with_jumps=False) for j in jump.split(","))
+    jumps = () if jump.lower() == "none" else tuple(_resolve(HostSpec.parse(j), opts, False) for j in jump.split(","))
     return _Hop(str(spec), cfg.get("hostname", spec.host), int(spec.port or cfg.get("port", 22)),
                 spec.user or cfg.get("user") or getpass.getuser(), tuple(keys), jumps)
 
@@ -288,23 +284,22 @@ def _check_options(opts: ConnectOptions, name: str) -> None:
         raise RemoteError(f"host {name}: host_keys={opts.host_keys!r}; use one of {', '.join(HOST_KEY_POLICIES)}")
     pin = opts.pinned_key or ""
     if opts.host_keys == "pin" and not (pin.startswith("SHA256:") or len(pin.split()) >= 2):
-        raise RemoteError(f"host {name}: host_keys='pin' needs pinned_key as 'ssh-ed25519 AAAA...' "
-                          "or 'SHA256:...' (ssh-keygen -lf the host's .pub key)")
+        raise RemoteError(f"host {name}: host_keys='pin' needs pinned_key as 'ssh-ed25519 AAAA...' or 'SHA256:...' "
+                          "(ssh-keygen -lf the host's /etc/ssh/ssh_host_ed25519_key.pub)")
 
 
 def _dial(target: _Hop, opts: ConnectOptions, deadline: float) -> list[paramiko.Transport]:
-    """Connect hop by hop: TCP to the first, then a direct-tcpip channel through each to the next."""
+    """Connect hop by hop: TCP to the first, then a direct-tcpip channel through each hop to the next."""
     transports: list[paramiko.Transport] = []
     try:
         for hop in (*target.jumps, target):
+            left = max(1.0, deadline - time.monotonic())
             try:
                 if transports:
-                    sock = transports[-1].open_channel(
-                        "direct-tcpip", (hop.hostname, hop.port), ("127.0.0.1", 0),
-                        timeout=max(1.0, deadline - time.monotonic()))
+                    sock = transports[-1].open_channel("direct-tcpip", (hop.hostname, hop.port), ("127.0.0.1", 0),
+                                                       timeout=left)
                 else:
-                    sock = socket.create_connection(
-                        (hop.hostname, hop.port), timeout=min(10.0, max(1.0, deadline - time.monotonic())))
+                    sock = socket.create_connection((hop.hostname, hop.port), timeout=min(10.0, left))
                 transports.append(_handshake(hop, sock, opts, deadline))
             except Exception as e:
                 raise _HopFailed(hop, e) from e
@@ -330,36 +325,27 @@ def _handshake(hop: _Hop, sock, opts: ConnectOptions, deadline: float) -> parami
         raise
 
 
-def _known_hosts(opts: ConnectOptions) -> Path:
-    return opts.known_hosts or Path("~/.ssh/known_hosts").expanduser()
-
-
 def _read_known(path: Path) -> paramiko.HostKeys:
-    """OpenSSH known_hosts (plain and hashed names); @markers and unreadable lines are skipped."""
+    """OpenSSH known_hosts (plain and hashed names); @-marker lines and lines paramiko cannot read are skipped."""
     keys = paramiko.HostKeys()
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return keys
+    lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
     for n, line in enumerate(lines, 1):
         line = line.strip()
-        if not line or line.startswith(("#", "@")):
-            continue
         try:
-            entry = paramiko.hostkeys.HostKeyEntry.from_line(line, n)
-        except Exception:  # a line paramiko cannot read is no key of ours
-            continue
+            entry = None if line.startswith(("#", "@")) else paramiko.hostkeys.HostKeyEntry.from_line(line, n)
+        except Exception:  # not a key paramiko knows: no key of ours either
+            entry = None
         for name in entry.hostnames if entry else ():
             keys.add(name, entry.key.get_name(), entry.key)
     return keys
 
 
 def _prefer_key_types(t: paramiko.Transport, hop: _Hop, opts: ConnectOptions) -> None:
-    """Ask for the key type we already know (as OpenSSH does), so a known host is not 'changed'."""
+    """Ask the server for the key type we already know (as OpenSSH does), so a known host is not 'changed'."""
     if opts.host_keys == "pin":
-        known = (opts.pinned_key or "").split()[:1] if not (opts.pinned_key or "").startswith("SHA256:") else []
+        known = [] if opts.pinned_key.startswith("SHA256:") else opts.pinned_key.split()[:1]
     else:
-        known = list(_read_known(_known_hosts(opts)).lookup(hop.key_name) or {})
+        known = list(_read_known(opts.known_hosts or _DEFAULT_KNOWN_HOSTS.expanduser()).lookup(hop.key_name) or {})
     names = [n for k in known for n in (["rsa-sha2-512", "rsa-sha2-256", k] if k == "ssh-rsa" else [k])]
     sec = t.get_security_options()
     first = [n for n in names if n in sec.key_types]
@@ -368,7 +354,7 @@ def _prefer_key_types(t: paramiko.Transport, hop: _Hop, opts: ConnectOptions) ->
 
 
 def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH's SHA256 fingerprint (``ssh-keygen -lf``)."""
+    """OpenSSH's SHA256 fingerprint of a key, as ``ssh-keygen -lf`` prints it."""
     return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
 
 
@@ -378,9 +364,9 @@ def _check_host_key(hop: _Hop, key: paramiko.PKey, opts: ConnectOptions) -> None
         pin = opts.pinned_key.strip()
         if pin.rstrip("=") == fingerprint(key) or pin.split()[:2] == [key.get_name(), key.get_base64()]:
             return
-        raise RemoteError(f"host {hop.label}: host key {offered} is not the pinned key {pin[:60]}; "
-                          "check that you pinned this host's key (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub)")
-    path = _known_hosts(opts)
+        raise RemoteError(f"host {hop.label}: host key {offered} is not the pinned key {pin[:60]}; check that you "
+                          "pinned this host's key (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on it)")
+    path = opts.known_hosts or _DEFAULT_KNOWN_HOSTS.expanduser()
     with _KNOWN_HOSTS_LOCK:
         known = _read_known(path).lookup(name)
         if known:
@@ -392,27 +378,27 @@ def _check_host_key(hop: _Hop, key: paramiko.PKey, opts: ConnectOptions) -> None
             raise RemoteError(f"host {hop.label}: host key CHANGED (now {offered}, {path} has {was}); "
                               f"if the host was rebuilt, run: {fix} ; otherwise do not connect")
         if opts.host_keys == "strict":
-            raise RemoteError(f"host {hop.label}: host key {offered} for {name} is not in {path} (strict); "
-                              f"verify it and add it, e.g. ssh-keyscan -p {hop.port} {hop.hostname} >> {path}")
+            raise RemoteError(f"host {hop.label}: host key {offered} for {name} is not in {path} (strict); verify "
+                              f"it and add it, e.g. ssh-keyscan -p {hop.port} {hop.hostname} >> {path}")
         _remember(path, name, key, hop.label)
 
 
 def _remember(path: Path, name: str, key: paramiko.PKey, label: str) -> None:
+    """accept-new: append the key in OpenSSH's format (``[host]:port`` for ports other than 22)."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        sep = "\n" if path.exists() and path.read_bytes()[-1:] not in (b"", b"\n") else ""
+        sep = "\n" if path.is_file() and path.read_bytes()[-1:] not in (b"", b"\n") else ""
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, f"{sep}{name} {key.get_name()} {key.get_base64()}\n".encode())
         finally:
             os.close(fd)
     except OSError as e:
-        raise RemoteError(f"host {label}: cannot record its host key in {path}: {e}; "
-                          "make the file writable or set known_hosts") from e
+        raise RemoteError(f"host {label}: cannot record its host key in {path}: {e}; make it writable") from e
 
 
 def _candidate_keys(hop: _Hop, opts: ConnectOptions) -> Iterator[tuple[str, paramiko.PKey]]:
-    """Explicit identity files first, then the agent's keys, then ~/.ssh/id_* (only without explicit ones)."""
+    """Identity files first, then the agent's keys, then ~/.ssh/id_* (only when no identity file is given)."""
     for path in hop.keys:
         yield str(path), _load_key(path, hop.label, strict=True)
     if opts.use_agent:
@@ -420,25 +406,24 @@ def _candidate_keys(hop: _Hop, opts: ConnectOptions) -> Iterator[tuple[str, para
             agent_keys = paramiko.Agent().get_keys()
         except paramiko.SSHException:
             agent_keys = ()
-        for k in agent_keys:
-            yield f"agent key {fingerprint(k)}", k
-    if not hop.keys:
-        for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
-            path = Path("~/.ssh", name).expanduser()
-            key = _load_key(path, hop.label, strict=False) if path.is_file() else None
-            if key is not None:
-                yield str(path), key
+        yield from ((f"agent key {fingerprint(k)}", k) for k in agent_keys)
+    for path in [] if hop.keys else [Path("~/.ssh", n).expanduser() for n in ("id_ed25519", "id_ecdsa", "id_rsa")]:
+        key = _load_key(path, hop.label, strict=False) if path.is_file() else None
+        if key is not None:
+            yield str(path), key
 
 
 def _load_key(path: Path, label: str, strict: bool) -> paramiko.PKey | None:
+    if strict and not path.is_file():
+        raise RemoteError(f"host {label}: identity file {path} not found; check identity_file / IdentityFile")
     for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
             return cls.from_private_key_file(str(path))
         except paramiko.PasswordRequiredException as e:
-            if strict:
-                raise RemoteError(f"host {label}: identity file {path} is encrypted; "
-                                  "load it into ssh-agent (ssh-add) and keep use_agent on") from e
-            return None
+            if not strict:
+                return None
+            raise RemoteError(f"host {label}: identity file {path} is encrypted; load it into ssh-agent (ssh-add) "
+                              "and keep use_agent on") from e
         except (paramiko.SSHException, OSError, ValueError):
             continue
     if strict:
@@ -447,49 +432,49 @@ def _load_key(path: Path, label: str, strict: bool) -> paramiko.PKey | None:
 
 
 def _authenticate(t: paramiko.Transport, hop: _Hop, opts: ConnectOptions) -> None:
+    """Public keys only, each tried once; a refusal is final (retrying will not fix a wrong key or user)."""
     tried = []
     for desc, key in _candidate_keys(hop, opts):
         try:
             more = t.auth_publickey(hop.user, key)
         except paramiko.BadAuthenticationType as e:
-            raise RemoteError(f"host {hop.label}: the server does not accept keys (allows {e.allowed_types}); "
+            raise RemoteError(f"host {hop.label}: the server does not accept keys (only {e.allowed_types}); "
                               "enable PubkeyAuthentication in its sshd_config") from e
         except paramiko.AuthenticationException:
             tried.append(desc)
             continue
         if more or not t.is_authenticated():
-            raise RemoteError(f"host {hop.label}: the server wants more than a key ({more}); "
-                              "debship authenticates with keys only")
+            raise RemoteError(f"host {hop.label}: the server wants more than a key ({more}); use a key-only account")
         return
-    raise RemoteError(f"host {hop.label}: authentication failed for user '{hop.user}' "
-                      f"(tried: {', '.join(tried) or 'no keys found'}); check the user name and that the "
-                      f"key's .pub is in ~{hop.user}/.ssh/authorized_keys, or set identity_file")
+    raise RemoteError(f"host {hop.label}: authentication failed for user '{hop.user}' (tried: "
+                      f"{', '.join(tried) or 'no keys found'}); check the user name and that the key's .pub is in "
+                      f"~{hop.user}/.ssh/authorized_keys, or set identity_file")
 
 
 def _retryable(e: BaseException) -> bool:
-    """Errors a booting host gives (nothing listens yet, sshd starting) are worth another try."""
+    """What a booting host gives (nothing listens yet, sshd starting or restarting) is worth another try."""
     if isinstance(e, (RemoteError, socket.gaierror, paramiko.AuthenticationException)):
         return False
     if isinstance(e, (EOFError, socket.timeout, TimeoutError)):
         return True
-    if isinstance(e, paramiko.ChannelException):
+    if isinstance(e, paramiko.ChannelException):  # the jump host could not reach the target (yet)
         return e.code != paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
     if isinstance(e, OSError):
         return e.errno in _RETRY_ERRNOS
     return isinstance(e, paramiko.SSHException) and bool(_RETRY_SSH.search(str(e)))
 
 
-def _explain(e: BaseException, hop: _Hop, opts: ConnectOptions, name: str) -> RemoteError:
+def _explain(e: BaseException, hop: _Hop, name: str) -> RemoteError:
     """The one-line message for an error that retrying will not fix."""
-    where = name if hop.label == name else f"{name} (via jump host {hop.label})"
     if isinstance(e, RemoteError):
-        return e if hop.label == name else RemoteError(f"{e} [while connecting to {name}]")
+        return e if hop.label == name else RemoteError(f"{e} [jump host for {name}]")
+    where = name if hop.label == name else f"{name} (jump host {hop.label})"
     if isinstance(e, socket.gaierror):
         return RemoteError(f"host {where}: cannot resolve {hop.hostname!r} ({e.strerror}); "
                            "check the host name (or HostName in your ssh config)")
     if isinstance(e, paramiko.ChannelException):
-        return RemoteError(f"host {name}: jump host {hop.label} refuses to forward to it ({e.text}); "
-                           "allow it with AllowTcpForwarding yes on the jump host")
+        return RemoteError(f"host {name}: the jump host refuses to forward to {hop.hostname}:{hop.port} ({e.text}); "
+                           "set AllowTcpForwarding yes on it")
     return RemoteError(f"host {where}: SSH failed: {_describe(e)}")
 
 

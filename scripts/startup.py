@@ -55,6 +55,7 @@ class DeployLog:
 
     def __call__(self, step, result):
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        result = " ".join(str(result).splitlines())  # one line per step
         with open(DEPLOY_LOG, "a", encoding="utf-8") as f:
             f.write(f"{stamp} {self.prefix}: {step}: {result}\n")
 

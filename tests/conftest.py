@@ -74,3 +74,7 @@ def sample_project(tmp_path: Path) -> Path:
 def _fixed_epoch(monkeypatch):
     """Builds in tests are reproducible without depending on a git commit time."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", os.environ.get("SOURCE_DATE_EPOCH", "1767225600"))
+
+
+# Loopback SSH test hosts (a cached Debian root with its own sshd on 127.0.0.1).
+from tests.harness.fixtures import make_ssh_hosts, ssh_host  # noqa: E402,F401

@@ -32,3 +32,9 @@ def require_module(name: str) -> ModuleType:
     except ImportError:
         _missing(f"the Python module {name!r}")
         raise  # not reached: _missing always raises
+
+
+def require_root() -> None:
+    """Skip (or fail, see above) unless running as root: the root tier mounts overlays and chroots."""
+    if os.geteuid() != 0:
+        _missing("root (the tests mount overlays and chroot)")

@@ -5,7 +5,8 @@ bookworm root), adds a user ``ops`` with a fresh ed25519 key and passwordless
 sudo, makes host keys and starts ``/usr/sbin/sshd -D -e`` chrooted into the
 root, inside a private mount and PID namespace::
 
-    unshare --mount --pid --fork --kill-child --mount-proc=<root>/proc sh -c '<make /dev>; exec chroot <root> sshd -D -e -f ...'
+    unshare --mount --pid --fork --kill-child --mount-proc=<root>/proc \
+        sh -c '<private /dev>; exec chroot <root> /usr/sbin/sshd -D -e -f ...'
 
 sshd is PID 1 of that namespace: killing it kills every process of the host
 at once (sessions, sudo, whatever a test started), and the namespace's mounts

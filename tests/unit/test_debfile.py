@@ -375,6 +375,33 @@ def test_unreadable_source_names_it_and_leaves_nothing(tmp_path, kind):
     assert files_in(out) == []
 
 
+def test_permission_denied_source_names_it_and_leaves_nothing(tmp_path):
+    """Root reads anything, so write() runs in a user namespace where it is an ordinary
+    user without CAP_DAC_OVERRIDE: a mode-000 file is then really unreadable."""
+    unshare = require_tool("unshare")
+    source, out = tmp_path / "secret.conf", tmp_path / "out"
+    source.write_bytes(b"token=1\n")
+    source.chmod(0o000)
+    out.mkdir()
+    out.chmod(0o777)  # writable for the namespace's unmapped user
+    script = (
+        "import sys; from pathlib import Path; from builder.debfile import Member, write\n"
+        "from builder.errors import BuildError\n"
+        "try:\n"
+        "    write([], [Member('etc/secret.conf', 0o600, source=Path(sys.argv[1]))], Path(sys.argv[2]),\n"
+        "          name='t', version='1.0', mtime=0)\n"
+        "except BuildError as e:\n"
+        "    sys.exit(str(e))\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([unshare, "--user", sys.executable, "-c", script, str(source), str(out)],
+                          cwd=repo, capture_output=True, text=True)
+    if "unshare failed" in proc.stderr or "unshare:" in proc.stderr:
+        pytest.skip(f"no user namespaces here: {proc.stderr.strip()}")
+    assert proc.stderr.strip() == f"cannot read {source} (for etc/secret.conf): Permission denied"
+    assert files_in(out) == []
+
+
 def test_source_shorter_than_its_size_is_refused(tmp_path):
     """sysfs files claim 4096 bytes and give fewer: a real short read, like a file truncated mid-build."""
     source = Path("/sys/kernel/uevent_seqnum")
