@@ -17,7 +17,7 @@ from .debfile import COMPRESSIONS
 from .debinfo import read_package
 from .errors import DebshipError
 from .remote import ConnectOptions
-from .ship import Event, ShipOptions, newest_deb, parse_hosts
+from .ship import Event, ShipOptions, exit_code, newest_deb, package_for, parse_hosts
 from .ship import ship as ship_lib
 
 
@@ -114,30 +114,43 @@ def _print_plan(spec, plan) -> None:
 @click.option("--force", is_flag=True, help="Reinstall when the host has this version with other contents.")
 @click.option("--dry-run", is_flag=True, help="Connect, wait for boot and show what would be done; change nothing.")
 @click.option("--reboot", is_flag=True, help="Reboot after installing and check the services come back.")
+@click.option("--no-rollback", is_flag=True,
+              help="When install or verify fails, leave the host as it is instead of going back to "
+                   "its previous version.")
+@click.option("--rollback", "mode", flag_value="rollback",
+              help="Install the version each host had before the current one (from its local store).")
+@click.option("--to-version", metavar="VERSION",
+              help="Install this version from each host's local store (upgrade or downgrade).")
+@click.option("--list", "mode", flag_value="list", help="Show the installed and the kept versions on each host.")
+@click.option("--package", metavar="NAME",
+              help="Package name for --rollback/--to-version/--list when there is no .deb at hand.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors
 def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
          connect_timeout, boot_timeout, lock_timeout, parallel, batch, max_failures, force, dry_run, reboot,
-         as_json) -> None:
+         no_rollback, mode, to_version, package, as_json) -> None:
     """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
 
-    Exit status: 0 every host is at the new version and healthy (or unchanged, or
-    --dry-run); 1 at least one host failed or was skipped; 2 bad usage or
-    configuration; 6 nothing could be shipped (bad package, no hosts).
+    Exit status: 0 every host is at the new version and healthy (or unchanged,
+    or --dry-run, --list); 1 at least one host failed or was skipped; 3 install or
+    verify failed and every such host was rolled back to its previous version;
+    2 bad usage; 6 nothing could be shipped (bad package, no hosts).
     """
-    pkg = read_package(deb if deb is not None else newest_deb(project / "dist"))
+    mode = "rollback" if to_version else (mode or "ship")
+    pkg = package_for(mode, deb, package, project)
     specs = parse_hosts(hosts, hosts_file)
     policy = "pin" if host_key else ("strict" if strict_host_keys else "accept-new")
     connect = ConnectOptions(connect_timeout=connect_timeout, host_keys=policy, pinned_key=host_key,
                              known_hosts=known_hosts, ssh_config=ssh_config, identity_file=identity)
     opts = ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
-                       force=force, dry_run=dry_run, reboot=reboot)
+                       force=force, dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback)
     render = _json_event if as_json else _text_event
-    if not as_json:
+    if not as_json and mode == "ship":
         click.echo(f"shipping {pkg.name} {pkg.version} ({pkg.size} bytes) to {len(specs)} host(s)")
-    results = ship_lib(pkg, specs, opts, render, parallel=parallel, batch=batch, max_failures=max_failures)
+    results = ship_lib(pkg, specs, opts, render, parallel=parallel, batch=batch, max_failures=max_failures,
+                       mode=mode, to_version=to_version)
     (_json_summary if as_json else _text_summary)(results, pkg)
-    click.get_current_context().exit(0 if all(r.ok for r in results) else 1)
+    click.get_current_context().exit(exit_code(results))
 
 
 _MARKS = {"start": "..", "ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -163,8 +176,15 @@ def _text_summary(results, pkg) -> None:
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
     ok = sum(r.ok for r in results)
-    click.echo(f"{ok}/{len(results)} host(s) at {pkg.name} {pkg.version}" if ok == len(results)
-               else f"{len(results) - ok} of {len(results)} host(s) failed or skipped")
+    rolled = sum(r.outcome == "rolled-back" for r in results)
+    if ok == len(results):
+        afters = {r.after for r in results}
+        common = afters.pop() if len(afters) == 1 else None
+        click.echo(f"{ok}/{len(results)} host(s) at {pkg.name} {common}" if common
+                   else f"{ok}/{len(results)} host(s) fine")
+    else:
+        click.echo(f"{len(results) - ok} of {len(results)} host(s) failed or skipped"
+                   + (f" ({rolled} rolled back)" if rolled else ""))
 
 
 def _json_summary(results, pkg) -> None:

@@ -8,6 +8,7 @@ batches.  Nothing here prints: ``emit(Event)`` is the only output.
 """
 from __future__ import annotations
 
+import json
 import shlex
 import threading
 import time
@@ -16,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import facts
+from . import facts, store
+from .control import manifest_path
 from .debfile import deb_filename
-from .debinfo import PackageInfo
+from .debinfo import PackageInfo, read_package
 from .errors import DebshipError, RemoteError, ShipError
 from .remote import ConnectOptions, Connection, HostSpec, connect
 from .version import compare
 
-STEPS = ("connect", "boot", "decide", "upload", "install", "verify", "health", "record", "reboot")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class ShipOptions:
     force: bool = False
     dry_run: bool = False
     reboot: bool = False
+    rollback_on_failure: bool = True   # --no-rollback turns it off
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Event:
 @dataclass(frozen=True)
 class HostResult:
     host: str
-    outcome: str                   # installed | unchanged | dry-run | failed | skipped
+    outcome: str                   # installed | unchanged | dry-run | listed | rolled-back | failed | skipped
     before: str | None = None
     after: str | None = None
     elapsed: float = 0.0
@@ -58,7 +60,7 @@ class HostResult:
 
     @property
     def ok(self) -> bool:
-        return self.outcome in ("installed", "unchanged", "dry-run")
+        return self.outcome in ("installed", "unchanged", "dry-run", "listed")
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,6 @@ def decide(pkg: PackageInfo, installed: facts.Installed | None, stored_sha: str 
     return Decision("install", f"{verb} {installed.version} -> {pkg.version}", downgrade=order < 0)
 
 
-def store_dir(name: str) -> str:
-    return f"/var/lib/debship/{name}"
-
-
 class _Step(Exception):
     """A step failed; the host's outcome is failed with this message."""
 
@@ -100,18 +98,20 @@ class HostShip:
 
     def __init__(self, pkg: PackageInfo, spec: HostSpec, opts: ShipOptions, emit: Callable[[Event], None]):
         self.pkg, self.spec, self.opts, self._emit = pkg, spec, opts, emit
+        self.name = pkg.name
         self.host = str(spec)
         self.conn: Connection | None = None
         self.t0 = time.monotonic()
         self.before: str | None = None
-        self.stored = f"{store_dir(pkg.name)}/{deb_filename(pkg.name, pkg.version, pkg.architecture)}"
+        self.decision: Decision | None = None
+        self.stored = f"{store.store_dir(pkg.name)}/{deb_filename(pkg.name, pkg.version, pkg.architecture)}"
 
     def emit(self, step: str, status: str, detail: str = "") -> None:
         self._emit(Event(self.host, step, status, round(time.monotonic() - self.t0, 3), detail))
 
-    def run(self) -> HostResult:
+    def run(self, mode: Callable[[], HostResult] | None = None) -> HostResult:
         try:
-            return self._run()
+            return (mode or self.ship)()
         except (_Step, DebshipError) as e:
             return self.result("failed", after=self._installed_version(), detail=str(e))
         finally:
@@ -121,40 +121,97 @@ class HostShip:
     def result(self, outcome: str, after: str | None = None, detail: str = "") -> HostResult:
         return HostResult(self.host, outcome, self.before, after, round(time.monotonic() - self.t0, 3), detail)
 
-    def _run(self) -> HostResult:
-        self.step("connect", self.connect)
-        self.step("boot", self.wait_for_boot)
-        decision = self.step("decide", self.decide)
-        if decision.action == "noop":
-            return self.result("unchanged", after=self.before, detail=decision.reason)
-        if self.opts.dry_run:
-            self.emit("install", "skip", f"dry run: would {decision.reason}")
-            return self.result("dry-run", after=self.before, detail=f"would {decision.reason}")
-        self.step("upload", self.upload)
-        self.step("install", lambda: self.install(decision))
-        self.verify_all()
-        self.step("record", lambda: self.record(decision))
-        if self.opts.reboot:
-            self.step("reboot", self.reboot)
-            self.verify_all()
-        return self.result("installed", after=self.pkg.version, detail=decision.reason)
-
-    def step(self, name: str, func):
-        """Run one step between a start and an ok/warn/fail event; its detail is its return value."""
+    def step(self, name: str, func: Callable[[], tuple]) -> tuple:
+        """Run one step between a start event and an ok/warn/skip/fail event carrying its detail."""
         self.emit(name, "start")
         try:
-            value = func()
+            status, detail = func()
         except (_Step, DebshipError) as e:
             self.emit(name, "fail", str(e))
             raise
-        status, detail = value if isinstance(value, tuple) and len(value) == 2 and value[0] in ("ok", "warn", "skip") \
-            else ("ok", getattr(value, "reason", "") if value is not None else "")
         self.emit(name, status, detail)
-        return value
+        return status, detail
 
-    def verify_all(self) -> None:
-        self.step("verify", self.verify_units)
-        self.step("health", self.check_health)
+    # --- the modes -------------------------------------------------------------------------
+    def ship(self) -> HostResult:
+        self.step("connect", self.connect)
+        self.step("boot", self.wait_for_boot)
+        self.step("decide", self.decide)
+        if self.decision.action == "noop":
+            return self.result("unchanged", after=self.before, detail=self.decision.reason)
+        if self.opts.dry_run:
+            self.emit("install", "skip", f"dry run: would {self.decision.reason}")
+            return self.result("dry-run", after=self.before, detail=f"would {self.decision.reason}")
+        self.step("upload", self.upload)
+        self.step("store", self.refresh_store)  # the index must describe the file apt is given
+        try:
+            self.step("install", lambda: self.install(self.stored, self.decision))
+            self.verify_all(self.pkg.version)
+        except (_Step, DebshipError) as e:
+            if not self.opts.rollback_on_failure:
+                raise
+            return self.recover(e)
+        self.step("record", lambda: self.record("ship", self.decision.reason))
+        if self.opts.reboot:
+            self.step("reboot", self.reboot)
+            self.verify_all(self.pkg.version)
+        return self.result("installed", after=self.pkg.version, detail=self.decision.reason)
+
+    def rollback_to(self, target: str | None) -> HostResult:
+        """``--rollback`` (target None: the version before the installed one) or ``--to-version``."""
+        self.step("connect", self.connect)
+        self.step("boot", self.wait_for_boot)
+        installed = self._installed()
+        self.before = installed.version if installed else None
+        status, version = self.step("decide", lambda: self._choose(target))
+        if status == "skip":
+            return self.result("unchanged", after=self.before, detail=f"already at {version}")
+        if self.opts.dry_run:
+            return self.result("dry-run", after=self.before, detail=f"would install {version}")
+        self.step("store", self.refresh_store)
+        self.step("install", lambda: self.install(f"{self.name}={version}", Decision(
+            "install", f"{self.before} -> {version}", downgrade=True)))
+        self.verify_all(version)
+        self.step("record", lambda: self.record("rollback", f"rollback {self.before} -> {version}"))
+        return self.result("installed", after=version, detail=f"rolled back {self.before} -> {version}")
+
+    def list_kept(self) -> HostResult:
+        self.step("connect", self.connect)
+        installed = self._installed()
+        self.before = installed.version if installed else None
+        kept = [k.version or f"{k.filename} (unreadable)" for k in self._kept()]
+        return self.result("listed", after=self.before, detail="kept: " + (", ".join(kept) or "none"))
+
+    def recover(self, error: Exception) -> HostResult:
+        """Install or verify failed: back to the version the host had, or remove a first install."""
+        reason = str(error)
+        tail = self._log_tail()
+        if self.decision.reinstall:
+            return self.result("failed", after=self._installed_version(),
+                               detail=f"{reason}; a reinstall of the same version cannot be rolled back{tail}")
+        current = self._installed()
+        if current is not None and current.ok and current.version == self.before:
+            return self.result("failed", after=self.before, detail=f"{reason}; the host still has {self.before}")
+        try:
+            if self.before is None:
+                self.step("rollback", lambda: self._remove())
+                return self.result("failed", after=None, detail=f"{reason}; removed the package (the host had "
+                                                               f"no earlier version){tail}")
+            if self.before not in {k.version for k in self._kept()}:
+                raise _Step(f"cannot roll back: {self.before} is not kept in {store.store_dir(self.name)}")
+            self.step("store", self.refresh_store)
+            self.step("rollback", lambda: self.install(f"{self.name}={self.before}", Decision(
+                "install", f"roll back to {self.before}", downgrade=True)))
+            self.verify_all(self.before)
+            self.step("record", lambda: self.record("rollback", f"rolled back to {self.before}: {reason}"))
+        except (_Step, DebshipError) as e:
+            return self.result("failed", after=self._installed_version(), detail=f"{reason}; then {e}")
+        return self.result("rolled-back", after=self.before, detail=f"rolled back to {self.before}: {reason}{tail}")
+
+    def verify_all(self, version: str) -> None:
+        manifest = self._installed_manifest()
+        self.step("verify", lambda: self.verify_units(manifest))
+        self.step("health", lambda: self.check_health(manifest, version))
 
     # --- the steps -------------------------------------------------------------------------
     def connect(self):
@@ -174,18 +231,34 @@ class HostShip:
             raise _Step(boot.detail)
         return (boot.state, boot.detail)
 
-    def decide(self) -> Decision:
+    def decide(self):
         installed = self._installed()
         self.before = installed.version if installed else None
         stored = self.sh(["sha256sum", "--", self.stored])
-        decision = decide(self.pkg, installed, stored.stdout.split()[0] if stored.ok else None, self.opts.force)
-        if decision.action == "refuse":
-            raise _Step(decision.reason)
-        return decision
+        self.decision = decide(self.pkg, installed, stored.stdout.split()[0] if stored.ok else None, self.opts.force)
+        if self.decision.action == "refuse":
+            raise _Step(self.decision.reason)
+        return ("ok", self.decision.reason)
+
+    def _choose(self, target: str | None):
+        kept = self._kept()
+        versions = [k.version for k in kept if k.version]
+        if target is None:
+            history = self.sh(["cat", store.history_path(self.name)]).stdout
+            target = store.previous_version(history, self.before, kept)
+            if target is None:
+                raise _Step(f"nothing to roll back to: installed {self.before or 'nothing'}, "
+                            f"kept {', '.join(versions) or 'none'}")
+        elif target not in versions:
+            raise _Step(f"version {target} is not kept on the host (kept: {', '.join(versions) or 'none'}); "
+                        "ship it first")
+        if target == self.before:
+            return ("skip", target)
+        return ("ok", target)
 
     def upload(self):
         if self.sh(["sha256sum", "--", self.stored]).stdout.split()[:1] == [self.pkg.sha256]:
-            return ("ok", f"already in {store_dir(self.pkg.name)}")
+            return ("ok", f"already in {store.store_dir(self.name)}")
         staging = self.sh(["mktemp", "-d", "/var/tmp/debship.XXXXXXXX"], check=True).stdout.strip()
         try:
             remote = f"{staging}/{self.pkg.filename}"
@@ -194,36 +267,43 @@ class HostShip:
             if got != self.pkg.sha256:
                 raise _Step(f"upload damaged: sha256 on the host is {got}, expected {self.pkg.sha256}; ship again")
             self.sh(["sh", "-c", 'install -d -m 0755 "$1" && install -o root -g root -m 0644 "$2" "$3"',
-                     "sh", store_dir(self.pkg.name), remote, self.stored], sudo=True, check=True)
+                     "sh", store.store_dir(self.name), remote, self.stored], sudo=True, check=True)
         finally:
             self.sh(["rm", "-rf", "--", staging])
         return ("ok", f"{self.pkg.size} bytes, sha256 checked, kept as {self.stored}")
 
-    def install(self, decision: Decision):
+    def install(self, target: str, decision: Decision):
+        """apt-get install a stored file path or ``name=version`` from the host's repository."""
         argv = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
                 "--no-install-recommends", "-o", f"DPkg::Lock::Timeout={self.opts.lock_timeout}",
                 "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
         argv += ["--allow-downgrades"] if decision.downgrade else []
         argv += ["--reinstall"] if decision.reinstall else []
-        r = self.sh([*argv, self.stored], sudo=True, timeout=self.opts.lock_timeout + 900)
+        r = self.sh([*argv, target], sudo=True, timeout=self.opts.lock_timeout + 900)
         if not r.ok:
             raise _Step(self._install_failure(r.stdout + r.stderr))
         installed = self._installed()
-        if installed is None or not installed.ok or installed.version != self.pkg.version:
-            raise _Step(f"apt finished but dpkg reports {installed}; see /var/log/{self.pkg.name}/deploy.log")
+        want = target.split("=", 1)[1] if "=" in target else self.pkg.version
+        if installed is None or not installed.ok or installed.version != want:
+            raise _Step(f"apt finished but dpkg reports {installed}; see /var/log/{self.name}/deploy.log")
         return ("ok", decision.reason)
 
     def _install_failure(self, output: str) -> str:
         if "Could not get lock" in output or "Unable to acquire the dpkg frontend lock" in output:
             return (f"dpkg is locked by another process for more than {self.opts.lock_timeout} s "
                     "(unattended-upgrades?); raise --lock-timeout or try again later")
-        log = f"/var/log/{self.pkg.name}/deploy.log"
-        tail = self.sh(["tail", "-n", "5", log], sudo=True).stdout.strip().splitlines()
         last = next((l.strip() for l in reversed(output.splitlines()) if l.startswith(("E:", "dpkg:"))), "")
-        return f"apt-get install failed ({last or 'see output'}); deploy log {log}: " + " | ".join(tail)
+        return f"apt-get install failed ({last or 'see the deploy log'})"
 
-    def verify_units(self):
-        wanted = [u["name"] for u in self.pkg.units if u.get("start") and u.get("enable")]
+    def _remove(self):
+        r = self.sh(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "remove", "-y", "-q",
+                     "-o", f"DPkg::Lock::Timeout={self.opts.lock_timeout}", self.name], sudo=True, timeout=900)
+        if not r.ok:
+            raise _Step(f"could not remove {self.name} either: {r.stderr.strip()[-300:]}")
+        return ("ok", f"removed {self.name}; its deploy log stays in /var/log/{self.name}/")
+
+    def verify_units(self, manifest: dict):
+        wanted = [u["name"] for u in manifest.get("units", []) if u.get("start") and u.get("enable")]
         if not wanted:
             return ("ok", "no units to check")
         if not self.sh(facts.SYSTEMD_RUNNING).ok:
@@ -254,15 +334,16 @@ class HostShip:
         note = f"; left alone (disabled by the admin): {', '.join(skipped)}" if skipped else ""
         return ("warn" if skipped else "ok", f"active: {', '.join(u for u in units if u not in skipped)}{note}")
 
-    def check_health(self):
-        if not self.pkg.health:
+    def check_health(self, manifest: dict, version: str):
+        command = manifest.get("health")
+        if not command:
             return ("skip", "no health command configured")
         if not self.sh(facts.SYSTEMD_RUNNING).ok:
             return ("skip", "systemd is not running on the host: services were not started")
         deadline = time.monotonic() + self.opts.start_timeout
         while True:
-            r = self.sh(["env", f"DEBSHIP_VERSION={self.pkg.version}", f"DEBSHIP_PACKAGE={self.pkg.name}",
-                         "sh", "-c", self.pkg.health], timeout=self.opts.start_timeout)
+            r = self.sh(["env", f"DEBSHIP_VERSION={version}", f"DEBSHIP_PACKAGE={self.name}",
+                         "sh", "-c", command], timeout=self.opts.start_timeout)
             if r.ok or time.monotonic() > deadline:
                 break
             time.sleep(1)
@@ -271,14 +352,27 @@ class HostShip:
             raise _Step(f"health command failed (exit {r.exit_code}): {out}")
         return ("ok", out)
 
-    def record(self, decision: Decision):
+    def record(self, action: str, what: str):
+        """Append to the deploy log (for people) and the ship history (for --rollback)."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        line = (f"{stamp} ship: {decision.reason}; package {self.pkg.filename} sha256 {self.pkg.sha256}; "
-                f"by {self.conn.user} via debship\n")
-        log_dir = f"/var/log/{self.pkg.name}"
+        installed = self._installed_version() or "nothing"
+        line = f"{stamp} ship: {what}; now {installed}; by {self.conn.user} via debship\n"
+        log_dir = f"/var/log/{self.name}"
         self.sh(["sh", "-c", 'install -d -m 0755 "$1" && cat >> "$1/deploy.log"', "sh", log_dir],
                 sudo=True, stdin=line.encode(), check=True)
+        self.sh(["sh", "-c", 'install -d -m 0755 "${1%/*}" && cat >> "$1"', "sh", store.history_path(self.name)],
+                sudo=True, stdin=store.history_line(stamp, action, installed).encode(), check=True)
         return ("ok", f"{log_dir}/deploy.log")
+
+    def refresh_store(self):
+        """Prune to the newest N plus the installed version, then rebuild the index from the files."""
+        keep = int(self._installed_manifest().get("keep_versions", self.pkg.keep_versions))
+        pruned = store.to_prune(self._kept(), keep, self._installed_version())
+        if pruned:
+            self.sh(store.prune_command(self.name, pruned), sudo=True, check=True)
+        self.sh(store.index_command(self.name), sudo=True, check=True, timeout=300)
+        kept = [k.version for k in self._kept()]
+        return ("ok", f"kept {', '.join(kept)}" + (f"; pruned {', '.join(pruned)}" if pruned else ""))
 
     def reboot(self):
         boot_id = self.sh(facts.BOOT_ID, check=True).stdout.strip()
@@ -294,7 +388,7 @@ class HostShip:
                 if self.sh(facts.BOOT_ID, check=True).stdout.strip() != boot_id:
                     self.wait_for_boot()
                     return ("ok", "host rebooted")
-            except RemoteError:
+            except (RemoteError, _Step):
                 continue
         raise _Step("the host did not come back after reboot; check its console")
 
@@ -307,7 +401,7 @@ class HostShip:
         return r
 
     def _installed(self) -> facts.Installed | None:
-        r = self.sh(facts.installed_command(self.pkg.name))
+        r = self.sh(facts.installed_command(self.name))
         return facts.parse_installed(r.exit_code, r.stdout)
 
     def _installed_version(self) -> str | None:
@@ -316,6 +410,22 @@ class HostShip:
         except DebshipError:
             return None
         return fact.version if fact else None
+
+    def _installed_manifest(self) -> dict:
+        """The manifest of the version now installed (after a rollback: the older one's)."""
+        r = self.sh(["cat", manifest_path(self.name)])
+        try:
+            return json.loads(r.stdout) if r.ok else dict(self.pkg.manifest)
+        except ValueError:
+            return dict(self.pkg.manifest)
+
+    def _kept(self) -> list[store.Kept]:
+        return store.parse_list(self.sh(store.list_command(self.name)).stdout)
+
+    def _log_tail(self) -> str:
+        r = self.sh(["tail", "-n", "5", f"/var/log/{self.name}/deploy.log"], sudo=True)
+        lines = [l.strip() for l in r.stdout.splitlines() if l.strip()] if r.ok else []
+        return f"; deploy log: {' | '.join(lines)}" if lines else ""
 
 
 def parse_hosts(hosts: Sequence[str], hosts_file: Path | None) -> list[HostSpec]:
@@ -341,10 +451,21 @@ def newest_deb(dist: Path) -> Path:
     return debs[-1]
 
 
+def package_for(mode: str, deb: Path | None, name: str | None, project: Path) -> PackageInfo:
+    """The package to ship, or (for --rollback, --to-version, --list) just its name."""
+    if mode != "ship" and name:
+        return PackageInfo(path=Path(), name=name, version="", architecture="all", sha256="", size=0)
+    return read_package(deb if deb is not None else newest_deb(Path(project) / "dist"))
+
+
 def ship(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Callable[[Event], None],
-         parallel: int = 4, batch: int = 0, max_failures: int = 0) -> list[HostResult]:
+         parallel: int = 4, batch: int = 0, max_failures: int = 0, mode: str = "ship",
+         to_version: str | None = None) -> list[HostResult]:
     """Ship ``pkg`` to ``hosts``: ``parallel`` at a time, in batches of ``batch`` (0 = all at once),
-    stopping before the next batch once ``max_failures`` hosts failed (0 = never stop)."""
+    stopping before the next batch once ``max_failures`` hosts failed (0 = never stop).
+
+    ``mode`` "rollback" installs ``to_version`` (default: the version before the installed one)
+    from each host's store; "list" reports the installed and kept versions."""
     if not hosts:
         raise ShipError("no hosts given; pass --host HOST or --hosts-file FILE")
     lock = threading.Lock()
@@ -363,5 +484,19 @@ def ship(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: C
                 results += [HostResult(str(h), "skipped", detail=reason) for h in hosts[start:]]
                 break
             group = hosts[start:start + size]
-            results += list(pool.map(lambda h: HostShip(pkg, h, opts, safe_emit).run(), group))
+            results += list(pool.map(lambda h: _run_mode(HostShip(pkg, h, opts, safe_emit), mode, to_version),
+                                     group))
     return results
+
+
+def _run_mode(host: HostShip, mode: str, to_version: str | None) -> HostResult:
+    modes = {"ship": host.ship, "rollback": lambda: host.rollback_to(to_version), "list": host.list_kept}
+    return host.run(modes[mode])
+
+
+def exit_code(results: Sequence[HostResult]) -> int:
+    """0 all hosts fine; 3 every failed host was rolled back to its previous version; 1 otherwise."""
+    bad = [r for r in results if not r.ok]
+    if not bad:
+        return 0
+    return 3 if all(r.outcome == "rolled-back" for r in bad) else 1

@@ -65,14 +65,17 @@ class Root:
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(self.path)], check=True)
         self._mounted = True
 
-    def run(self, argv: list[str], check: bool = True, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
-        """Run ``argv`` chrooted into the root, in its own mount namespace with /proc mounted."""
+    def run(self, argv: list[str], check: bool = True, env: dict | None = None, offline: bool = False,
+            **kw) -> subprocess.CompletedProcess:
+        """Run ``argv`` chrooted into the root, in its own mount namespace with /proc mounted
+        (``offline``: also in a network namespace of its own, with no network at all)."""
         script = ('mount -t proc proc "$0/proc" && mount --rbind /dev "$0/dev" && '
                   'exec chroot "$0" "$@"')
         full_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
         full_env.update(env or {})
         return subprocess.run(
-            ["unshare", "--mount", "--fork", "sh", "-c", script, str(self.path), *argv],
+            ["unshare", "--mount", *(["--net"] if offline else []), "--fork", "sh", "-c", script, str(self.path),
+             *argv],
             check=check, env=full_env, text=True, capture_output=True, stdin=subprocess.DEVNULL, **kw,
         )
 

@@ -1,0 +1,134 @@
+"""The package store on each host: kept .debs as a flat, local apt repository.
+
+``/var/lib/debship/<name>/`` holds the shipped .debs, a ``Packages`` index and
+a ``Release`` file written here (the host needs no dpkg-dev), registered as
+``deb [trusted=yes] file:/var/lib/debship/<name> ./`` in
+``/etc/apt/sources.list.d/debship-<name>.list``; so ``apt list -a <name>`` and
+``apt install <name>=<old>`` work on the host with no network.  The index is
+always rebuilt from the files, never trusted.  As elsewhere: commands plus
+pure parsers and decisions; ``ship`` runs them.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from .version import compare
+
+
+def store_dir(name: str) -> str:
+    return f"/var/lib/debship/{name}"
+
+
+def source_path(name: str) -> str:
+    return f"/etc/apt/sources.list.d/debship-{name}.list"
+
+
+def history_path(name: str) -> str:
+    return f"{store_dir(name)}/history"
+
+
+@dataclass(frozen=True)
+class Kept:
+    filename: str
+    version: str
+
+
+def list_command(name: str) -> list[str]:
+    """Each kept .deb with the version its control file says (file names drop the epoch)."""
+    script = ('cd "$1" 2>/dev/null || exit 0; for f in *.deb; do [ -f "$f" ] || continue; '
+              'v=$(dpkg-deb -f "$f" Version 2>/dev/null) || v=; printf "%s\\t%s\\n" "$f" "$v"; done')
+    return ["sh", "-c", script, "sh", store_dir(name)]
+
+
+def _cmp(a: str, b: str) -> int:
+    return compare(a, b) if a and b else (bool(a) - bool(b))
+
+
+_VERSION_KEY = functools.cmp_to_key(_cmp)
+
+
+def parse_list(stdout: str) -> list[Kept]:
+    """Kept packages, oldest first; a file dpkg-deb cannot read has no version and sorts first."""
+    kept = []
+    for line in stdout.splitlines():
+        filename, _, version = line.partition("\t")
+        if filename.strip():
+            kept.append(Kept(filename.strip(), version.strip()))
+    return sorted(kept, key=lambda k: _VERSION_KEY(k.version))
+
+
+def to_prune(kept: list[Kept], keep: int, installed: str | None) -> list[str]:
+    """Files to delete so that the newest ``keep`` versions plus the installed one remain;
+    unreadable files go too."""
+    readable = [k for k in kept if k.version]
+    newest = {k.filename for k in readable[-keep:]}
+    return [k.filename for k in kept
+            if k.filename not in newest and not (installed and k.version == installed and k.version)]
+
+
+# Rebuilds Packages and Release from the .debs present, atomically, registers
+# the source and refreshes apt's lists for this one source only.
+# $1 store folder, $2 package name, $3 sources.list.d file.
+INDEX_SCRIPT = r"""set -eu
+cd "$1"
+: > Packages.new
+for f in *.deb; do
+    [ -f "$f" ] || continue
+    dpkg-deb -f "$f" >> Packages.new
+    printf 'Filename: ./%s\nSize: %s\nMD5sum: %s\nSHA256: %s\n\n' "$f" "$(stat -c %s "$f")" \
+        "$(md5sum < "$f" | cut -d' ' -f1)" "$(sha256sum < "$f" | cut -d' ' -f1)" >> Packages.new
+done
+mv Packages.new Packages
+{
+    printf 'Origin: debship\nLabel: debship %s\nSuite: debship\nCodename: debship\nDate: %s\n' "$2" "$(date -Ru)"
+    printf 'SHA256:\n %s %s Packages\n' "$(sha256sum < Packages | cut -d' ' -f1)" "$(stat -c %s Packages)"
+} > Release.new
+mv Release.new Release
+printf 'deb [trusted=yes] file:%s ./\n' "$1" > "$3.new"
+mv "$3.new" "$3"
+apt-get update -qq -o Dir::Etc::sourcelist="$3" -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
+"""
+
+
+def index_command(name: str) -> list[str]:
+    return ["sh", "-c", INDEX_SCRIPT, "sh", store_dir(name), name, source_path(name)]
+
+
+def prune_command(name: str, filenames: list[str]) -> list[str]:
+    return ["sh", "-c", 'cd "$1" && shift && rm -f -- "$@"', "sh", store_dir(name), *filenames]
+
+
+def history_line(stamp: str, action: str, version: str) -> str:
+    """One line of the ship history: ``<time> ship|rollback <version>``."""
+    return f"{stamp} {action} {version}\n"
+
+
+def version_stack(history: str) -> list[str]:
+    """The versions a host went through, oldest first, with rolled-back ones popped:
+    ship 1, ship 2, ship 3, rollback 2 gives [1, 2]."""
+    stack: list[str] = []
+    for line in history.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        action, version = parts[1], parts[2]
+        if action == "rollback" and version in stack:
+            del stack[stack.index(version) + 1:]
+        elif not stack or stack[-1] != version:
+            stack.append(version)
+    return stack
+
+
+def previous_version(history: str, current: str | None, kept: list[Kept]) -> str | None:
+    """The version installed before ``current`` that is still kept: from the history when it
+    knows one, else the newest kept version below ``current``."""
+    available = {k.version for k in kept if k.version}
+    stack = version_stack(history)
+    if current in stack:
+        del stack[stack.index(current):]
+    for version in reversed(stack):
+        if version in available and version != current:
+            return version
+    older = [k.version for k in kept if k.version and current and compare(k.version, current) < 0]
+    return older[-1] if older else None

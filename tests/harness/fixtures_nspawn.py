@@ -1,0 +1,77 @@
+"""pytest fixtures for booted test hosts (see ``nspawn.py``): systemd really runs.
+
+Wire them in with ``from tests.harness.fixtures_nspawn import booted_host, make_booted_hosts``
+in a conftest.py (or a test module); add ``pytest_terminal_summary`` there too
+to print each host's boot timings at the end of the run.  Both fixtures skip
+the test when not root or when a tool is missing, and fail instead when
+DEBSHIP_REQUIRE_ALL=1.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+import pytest
+
+from tests.helpers import _missing, require_tool
+
+# One row per host the fixtures made: test id, boot-to-SSH of each boot, reboots, seconds alive.
+TIMINGS: list[dict] = []
+
+
+def require_nspawn_host() -> None:
+    """Skip (or fail under DEBSHIP_REQUIRE_ALL=1) unless a container can be booted here."""
+    if os.geteuid() != 0:
+        _missing("root (booted hosts mount overlays and run systemd-nspawn)")
+    for tool in ("mmdebstrap", "systemd-nspawn", "nsenter", "unshare", "ssh-keygen"):
+        require_tool(tool)
+
+
+@pytest.fixture
+def make_booted_hosts(request, tmp_path):
+    """A factory: ``make_booted_hosts(n, **NspawnHost options)`` -> n booted hosts, all powered off after the test."""
+    require_nspawn_host()
+    from tests.harness.nspawn import BOOT_PACKAGES, NspawnHost
+    from tests.harness.rootfs import Root, cached_root
+
+    lower = cached_root(BOOT_PACKAGES)
+    made: list[tuple[NspawnHost, float]] = []
+    with contextlib.ExitStack() as stack:
+        def make(n: int = 1, **kw) -> list[NspawnHost]:
+            hosts = []
+            for _ in range(n):
+                t0 = time.monotonic()
+                root = stack.enter_context(Root(lower, workdir=tmp_path))
+                host = stack.enter_context(NspawnHost(root, workdir=tmp_path, **kw))
+                made.append((host, t0))
+                hosts.append(host)
+            return hosts
+
+        try:
+            yield make
+        finally:
+            for host, t0 in made:
+                TIMINGS.append({"test": request.node.nodeid, "machine": host.machine,
+                                "boot_to_ssh": [b.ssh_after for b in host.boots], "reboots": host.reboots,
+                                "alive": round(time.monotonic() - t0, 1)})
+
+
+@pytest.fixture
+def booted_host(make_booted_hosts):
+    """One booted container (systemd as PID 1, sshd on its own loopback port, user ``ops``), fresh for each test."""
+    return make_booted_hosts(1)[0]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Boot timings of every booted host, after the run (import this hook into a conftest.py)."""
+    if not TIMINGS:
+        return
+    tr = terminalreporter
+    tr.section("booted hosts (systemd-nspawn)")
+    for t in TIMINGS:
+        boots = ", ".join("-" if s is None else f"{s:.1f}s" for s in t["boot_to_ssh"])
+        tr.write_line(f"{t['test']}: boot to SSH {boots}; reboots {t['reboots']}; host alive {t['alive']:.1f}s")
+    firsts = [t["boot_to_ssh"][0] for t in TIMINGS if t["boot_to_ssh"] and t["boot_to_ssh"][0] is not None]
+    if firsts:
+        tr.write_line(f"first boot to SSH: min {min(firsts):.1f}s, max {max(firsts):.1f}s over {len(firsts)} host(s)")

@@ -1,0 +1,193 @@
+"""`ship` to booted hosts: systemd-nspawn containers of the cached guest root, systemd as PID 1.
+
+Where tests/integration/test_ship.py can only check enable links (no init in a
+chroot), here the services really start, the health command really talks to
+the agent, and `--reboot` really reboots the guest (see tests/harness/nspawn.py).
+The container shares the host's network namespace, so the sample is built with
+its agent on a free loopback port instead of 8787.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from builder.build import build_deb
+from builder.cli import ship
+from builder.debinfo import read_package
+from tests.conftest import REPO
+from tests.harness.sshhost import free_port
+
+pytestmark = pytest.mark.root
+
+AGENT = "fleet-agent.service"
+STARTUP = "fleet-agent-startup.service"
+
+CRASHING_AGENT = '''\
+#!/usr/bin/python3
+"""A fleet-agent that exits 1 at once: with Restart=on-failure its unit crash-loops."""
+import sys
+print("fleet-agent: crashing on purpose (system test)", file=sys.stderr)
+sys.exit(1)
+'''
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """The sample's v1 1.0.0 and v2 1.1.0, and a 1.2.0 whose agent crashes, with the agent on a free port."""
+    base = tmp_path_factory.mktemp("systemd-debs")
+    project = base / "project"
+    for name in ("units", "scripts", "configs", "debian"):
+        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "pyproject.toml", project / "pyproject.toml")
+    port = free_port()
+    conf = project / "configs" / "agent.conf"
+    text, n = re.subn(r"(?m)^port = \d+$", f"port = {port}", conf.read_text())
+    assert n == 1, "configs/agent.conf has no 'port = N' line any more"
+    conf.write_text(text)
+    debs = {"v1": build_deb(project, base / "v1", version="1.0.0").path,
+            "v2": build_deb(project, base / "v2", version="1.1.0").path}
+    (project / "scripts" / "agent.py").write_text(CRASHING_AGENT)
+    debs["crash"] = build_deb(project, base / "crash", version="1.2.0").path
+    return {"port": port, **debs}
+
+
+def run_ship(host, deb: Path, *args: str, json_out: bool = False):
+    argv = [str(deb), "--host", f"ops@127.0.0.1:{host.port}", "-i", str(host.key_path),
+            "--known-hosts", str(host.known_hosts), "--ssh-config", str(host.ssh_config),
+            "--connect-timeout", "30", *args]
+    if json_out:
+        argv.append("--json")
+    try:
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:
+        runner = CliRunner()
+    t0 = time.monotonic()
+    r = runner.invoke(ship, argv, env={"SSH_AUTH_SOCK": ""})
+    r.seconds = time.monotonic() - t0
+    return r
+
+
+def finished(r) -> list[dict]:
+    """The --json events that end a step (no "start" events), in order."""
+    events = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    return [e for e in events if e["status"] != "start" and e["step"] != "summary"]
+
+
+def last(events: list[dict], step: str) -> dict:
+    found = [e for e in events if e["step"] == step]
+    assert found, f"no {step!r} event in {[e['step'] for e in events]}"
+    return found[-1]
+
+
+def shown(r) -> str:
+    return f"exit {r.exit_code} after {r.seconds:.1f}s\nstdout:\n{r.output}\nstderr:\n{r.stderr}"
+
+
+def unit(host, name: str) -> dict:
+    """Properties of a unit, asked over SSH as ops (as ship asks)."""
+    with host.connect() as conn:
+        r = conn.run(["systemctl", "show", "-p", "ActiveState,SubState,MainPID,NRestarts", "--", name])
+    assert r.exit_code == 0, r.stderr
+    return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+
+
+def healthz(host, port: int) -> dict:
+    """GET /healthz with curl inside the guest."""
+    r = host.run_root(["curl", "-sS", "--fail", "--max-time", "5", f"http://127.0.0.1:{port}/healthz"], check=False)
+    assert r.returncode == 0, f"curl failed: {r.stderr}\n{journal(host)}"
+    return json.loads(r.stdout)
+
+
+def journal(host, name: str = AGENT) -> str:
+    return host.run_root(["journalctl", "--no-pager", "-n", "30", "-u", name], check=False).stdout
+
+
+def health_body(event: dict) -> dict:
+    """The agent's /healthz body as the health command printed it (the event's detail)."""
+    assert event["status"] == "ok", event
+    return json.loads(event["detail"])
+
+
+def test_ship_starts_the_service_and_health_checks_the_version(booted_host, sample):
+    host = booted_host
+    r = run_ship(host, sample["v1"], json_out=True)
+    assert r.exit_code == 0, shown(r)
+    events = finished(r)
+    verify = last(events, "verify")
+    assert verify["status"] == "ok" and f"active: {AGENT}" in verify["detail"], verify
+    assert "enable links" not in verify["detail"]
+    assert health_body(last(events, "health"))["version"] == "1.0.0"
+
+    assert host.run_root(["systemctl", "is-active", AGENT], check=False).stdout.strip() == "active"
+    props = unit(host, AGENT)
+    assert (props["ActiveState"], props["SubState"], props["NRestarts"]) == ("active", "running", "0")
+    body = healthz(host, sample["port"])
+    assert body["status"] == "ok" and body["version"] == "1.0.0" and body["pid"] == int(props["MainPID"])
+    assert body["startup"]["version"] == "1.0.0" and body["startup"]["boot_id"] == host.boot_id()
+
+    # The configured health command really checks the version ship passes it.
+    health = read_package(sample["v1"]).health
+    with host.connect() as conn:
+        wrong = conn.run(["env", "DEBSHIP_VERSION=9.9.9", "sh", "-c", health])
+    assert wrong.exit_code != 0, (f"the health command {health!r} passes for version 9.9.9: it does not check "
+                                  f"the version (pass --expect-version \"$DEBSHIP_VERSION\")")
+
+
+def test_upgrade_restarts_the_agent_into_the_new_version(booted_host, sample):
+    host = booted_host
+    r = run_ship(host, sample["v1"])
+    assert r.exit_code == 0, shown(r)
+    old_pid = unit(host, AGENT)["MainPID"]
+    assert healthz(host, sample["port"])["version"] == "1.0.0"
+
+    r = run_ship(host, sample["v2"], json_out=True)
+    assert r.exit_code == 0, shown(r)
+    events = finished(r)
+    assert "upgrade 1.0.0 -> 1.1.0" in last(events, "install")["detail"]
+    assert health_body(last(events, "health"))["version"] == "1.1.0"
+    props = unit(host, AGENT)
+    assert props["MainPID"] not in ("0", old_pid), f"the agent was not restarted (MainPID {old_pid} -> {props})"
+    assert (props["ActiveState"], props["NRestarts"]) == ("active", "0")
+    body = healthz(host, sample["port"])
+    assert body["version"] == "1.1.0" and body["pid"] == int(props["MainPID"])
+
+
+def test_reboot_brings_the_services_back_by_themselves(booted_host, sample):
+    host = booted_host
+    before = host.boot_id()
+    r = run_ship(host, sample["v1"], "--reboot", json_out=True)
+    assert r.exit_code == 0, shown(r)
+    assert host.reboots == 1, f"the guest did not reboot: {host.boots}"
+    after = host.boot_id()
+    assert after != before
+
+    events = finished(r)
+    steps = [e["step"] for e in events]
+    assert "reboot" in steps and last(events, "reboot")["status"] == "ok"
+    after_reboot = events[steps.index("reboot") + 1:]
+    assert [e["step"] for e in after_reboot][:2] == ["verify", "health"], steps
+    assert after_reboot[0]["status"] == "ok" and f"active: {AGENT}" in after_reboot[0]["detail"]
+    assert health_body(after_reboot[1])["version"] == "1.0.0"
+
+    # Nobody started anything after the reboot: systemd did, at boot.  The startup unit
+    # (start = false: postinst never starts it) ran in the new boot and recorded it.
+    for name in (AGENT, STARTUP):
+        assert host.run_root(["systemctl", "is-active", name], check=False).stdout.strip() == "active", journal(host, name)
+    assert unit(host, AGENT)["NRestarts"] == "0"
+    body = healthz(host, sample["port"])
+    assert body["version"] == "1.0.0" and body["startup"]["boot_id"] == after
+    assert host.run_root(["systemctl", "is-system-running"], check=False).stdout.strip() == "running"
+
+
+def test_a_crash_looping_unit_fails_the_ship(booted_host, sample):
+    host = booted_host
+    r = run_ship(host, sample["crash"])
+    assert r.exit_code == 1, shown(r)
+    assert "not active" in r.stderr or "restarting" in r.stderr, shown(r)
+    assert AGENT in r.stderr, shown(r)
