@@ -35,7 +35,6 @@ from tests.harness.sshhost import SSHHost  # noqa: E402
 MB = 1_000_000
 OPENSSH, OPENSSH_AES = "OpenSSH `sftp -b` (default: chacha20-poly1305)", "OpenSSH `sftp -b -c aes128-ctr`"
 DEBSHIP = "debship `Connection.put()` (paramiko)"
-STEPS = ("connect", "boot", "decide", "upload", "install", "verify", "health", "record")
 
 
 def make_hosts(stack: contextlib.ExitStack, lower: Path, n: int, work: Path) -> list[SSHHost]:
@@ -106,7 +105,7 @@ def bench_ship(pkg, lower: Path, counts: list[int], repeat: int, work: Path) -> 
     print(f"\nGoal (issue): {counts[-1]} hosts within 2x one host: {'met' if ratio <= 2 else 'missed'} ({ratio:.2f}x).")
     print("\nPer step, seconds per host (mean / max over hosts and runs):\n")
     print("| step | " + " | ".join(f"{n} host(s)" for n in counts) + " |\n|---|" + "---:|" * len(counts))
-    for step in STEPS:
+    for step in dict.fromkeys(k for n in counts for k in steps[n]):  # in the order ship ran them
         cells = [f"{statistics.mean(v):.2f} / {max(v):.2f}" if (v := steps[n].get(step)) else "-" for n in counts]
         print(f"| {step} | " + " | ".join(cells) + " |")
 
@@ -194,8 +193,12 @@ def main() -> None:
         if args.only != "ship":
             bench_sftp(lower, args.mb, args.repeat, work)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"\n(`{' '.join([Path(sys.executable).name, *sys.argv])}`: {os.cpu_count()} CPUs, load average {load} at the end)")
+    argv = " ".join([Path(sys.executable).name, *sys.argv])
+    print(f"\n(`{argv}`: {os.cpu_count()} CPUs, load average {load} at the end)")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the ExitStacks have removed every host by now
+        sys.exit("bench/ship.py: interrupted; all hosts removed")
