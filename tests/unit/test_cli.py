@@ -1,0 +1,57 @@
+"""The CLI's own behaviour: output contracts and help texts."""
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from builder.cli import build_deb, ship
+
+
+def runner() -> CliRunner:
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:
+        return CliRunner()
+
+
+@pytest.mark.parametrize("command", [build_deb, ship])
+def test_every_command_and_option_has_help(command):
+    assert command.help and command.help.strip()
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert param.help and param.help.strip(), f"{command.name} {param.opts} has no help text"
+
+
+def test_json_is_one_object_describing_the_deb(project, tmp_path):
+    r = runner().invoke(build_deb, ["--project", str(project), "--out", str(tmp_path / "out"), "--json"])
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert set(data) == {"path", "name", "version", "architecture", "sha256", "size"}
+    assert data["name"] == "demo-svc" and data["version"] == "1.0.0" and data["architecture"] == "all"
+    assert (tmp_path / "out" / "demo-svc_1.0.0_all.deb").stat().st_size == data["size"]
+
+
+def test_list_shows_what_goes_where_without_building(project, tmp_path):
+    r = runner().invoke(build_deb, ["--project", str(project), "--out", str(tmp_path / "out"), "--list"])
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "demo-svc 1.0.0 (all)"
+    assert any("/usr/lib/demo-svc/serve.py" in l and "0755" in l and "scripts/serve.py" in l for l in lines)
+    assert any("/etc/demo-svc/demo.conf" in l and "conffile" in l for l in lines)
+    assert "  unit demo-svc.service: enable=yes start=yes on-upgrade=restart" in lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_version_override_converts_pep440(project, tmp_path):
+    r = runner().invoke(build_deb, ["--project", str(project), "--out", str(tmp_path), "--version", "2.0.0rc1"])
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1].endswith("demo-svc_2.0.0~rc1_all.deb")
+
+
+def test_zstd_warns_about_old_dpkg(project, tmp_path):
+    r = runner().invoke(build_deb, ["--project", str(project), "--out", str(tmp_path), "--compression", "zstd"])
+    assert r.exit_code == 0, r.stderr
+    assert "zstd needs dpkg >= 1.21.18" in r.stderr
