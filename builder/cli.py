@@ -14,10 +14,9 @@ from . import __version__
 from .build import build_deb as build_deb_lib
 from .build import list_plan
 from .debfile import COMPRESSIONS
-from .debinfo import read_package
 from .errors import DebshipError
 from .remote import ConnectOptions
-from .ship import Event, ShipOptions, exit_code, newest_deb, package_for, parse_hosts
+from .ship import Event, ShipOptions, exit_code, package_for, parse_hosts
 from .ship import ship as ship_lib
 
 

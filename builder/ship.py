@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from . import facts, store
+from . import facts, store, verify
 from .control import manifest_path
 from .debfile import deb_filename
 from .debinfo import PackageInfo, read_package
@@ -89,10 +89,6 @@ def decide(pkg: PackageInfo, installed: facts.Installed | None, stored_sha: str 
     return Decision("install", f"{verb} {installed.version} -> {pkg.version}", downgrade=order < 0)
 
 
-class _Step(Exception):
-    """A step failed; the host's outcome is failed with this message."""
-
-
 class HostShip:
     """The steps for one host, in order; each emits its events."""
 
@@ -112,7 +108,7 @@ class HostShip:
     def run(self, mode: Callable[[], HostResult] | None = None) -> HostResult:
         try:
             return (mode or self.ship)()
-        except (_Step, DebshipError) as e:
+        except DebshipError as e:
             return self.result("failed", after=self._installed_version(), detail=str(e))
         finally:
             if self.conn is not None:
@@ -126,7 +122,7 @@ class HostShip:
         self.emit(name, "start")
         try:
             status, detail = func()
-        except (_Step, DebshipError) as e:
+        except DebshipError as e:
             self.emit(name, "fail", str(e))
             raise
         self.emit(name, status, detail)
@@ -147,14 +143,14 @@ class HostShip:
         try:
             self.step("install", lambda: self.install(self.stored, self.decision))
             self.verify_all(self.pkg.version)
-        except (_Step, DebshipError) as e:
+        except DebshipError as e:
             if not self.opts.rollback_on_failure:
                 raise
             return self.recover(e)
         self.step("record", lambda: self.record("ship", self.decision.reason))
         if self.opts.reboot:
             self.step("reboot", self.reboot)
-            self.verify_all(self.pkg.version)
+            self.verify_all(self.pkg.version, after_boot=True)
         return self.result("installed", after=self.pkg.version, detail=self.decision.reason)
 
     def rollback_to(self, target: str | None) -> HostResult:
@@ -198,20 +194,20 @@ class HostShip:
                 return self.result("failed", after=None, detail=f"{reason}; removed the package (the host had "
                                                                f"no earlier version){tail}")
             if self.before not in {k.version for k in self._kept()}:
-                raise _Step(f"cannot roll back: {self.before} is not kept in {store.store_dir(self.name)}")
+                raise ShipError(f"cannot roll back: {self.before} is not kept in {store.store_dir(self.name)}")
             self.step("store", self.refresh_store)
             self.step("rollback", lambda: self.install(f"{self.name}={self.before}", Decision(
                 "install", f"roll back to {self.before}", downgrade=True)))
             self.verify_all(self.before)
             self.step("record", lambda: self.record("rollback", f"rolled back to {self.before}: {reason}"))
-        except (_Step, DebshipError) as e:
+        except DebshipError as e:
             return self.result("failed", after=self._installed_version(), detail=f"{reason}; then {e}")
         return self.result("rolled-back", after=self.before, detail=f"rolled back to {self.before}: {reason}{tail}")
 
-    def verify_all(self, version: str) -> None:
-        manifest = self._installed_manifest()
-        self.step("verify", lambda: self.verify_units(manifest))
-        self.step("health", lambda: self.check_health(manifest, version))
+    def verify_all(self, version: str, after_boot: bool = False) -> None:
+        manifest, o = self._installed_manifest(), self.opts
+        self.step("verify", lambda: verify.units(self.sh, manifest, o.start_timeout, o.settle, after_boot))
+        self.step("health", lambda: verify.health(self.sh, manifest, self.name, version, o.start_timeout))
 
     # --- the steps -------------------------------------------------------------------------
     def connect(self):
@@ -226,9 +222,9 @@ class HostShip:
             r = self.sh(facts.system_running_command(self.opts.boot_timeout), timeout=self.opts.boot_timeout + 30)
             boot = facts.parse_system_running(r.exit_code, r.stdout)
         if boot.state == "timeout":
-            raise _Step(f"{boot.detail} after {self.opts.boot_timeout:g} s; raise --boot-timeout or look at the host")
+            raise ShipError(f"{boot.detail} after {self.opts.boot_timeout:g} s; raise --boot-timeout or look at the host")
         if boot.state == "fail":
-            raise _Step(boot.detail)
+            raise ShipError(boot.detail)
         return (boot.state, boot.detail)
 
     def decide(self):
@@ -237,7 +233,7 @@ class HostShip:
         stored = self.sh(["sha256sum", "--", self.stored])
         self.decision = decide(self.pkg, installed, stored.stdout.split()[0] if stored.ok else None, self.opts.force)
         if self.decision.action == "refuse":
-            raise _Step(self.decision.reason)
+            raise ShipError(self.decision.reason)
         return ("ok", self.decision.reason)
 
     def _choose(self, target: str | None):
@@ -247,10 +243,10 @@ class HostShip:
             history = self.sh(["cat", store.history_path(self.name)]).stdout
             target = store.previous_version(history, self.before, kept)
             if target is None:
-                raise _Step(f"nothing to roll back to: installed {self.before or 'nothing'}, "
+                raise ShipError(f"nothing to roll back to: installed {self.before or 'nothing'}, "
                             f"kept {', '.join(versions) or 'none'}")
         elif target not in versions:
-            raise _Step(f"version {target} is not kept on the host (kept: {', '.join(versions) or 'none'}); "
+            raise ShipError(f"version {target} is not kept on the host (kept: {', '.join(versions) or 'none'}); "
                         "ship it first")
         if target == self.before:
             return ("skip", target)
@@ -265,7 +261,7 @@ class HostShip:
             self.conn.put(self.pkg.path, remote)
             got = self.conn.sha256(remote)
             if got != self.pkg.sha256:
-                raise _Step(f"upload damaged: sha256 on the host is {got}, expected {self.pkg.sha256}; ship again")
+                raise ShipError(f"upload damaged: sha256 on the host is {got}, expected {self.pkg.sha256}; ship again")
             self.sh(["sh", "-c", 'install -d -m 0755 "$1" && install -o root -g root -m 0644 "$2" "$3"',
                      "sh", store.store_dir(self.name), remote, self.stored], sudo=True, check=True)
         finally:
@@ -281,11 +277,11 @@ class HostShip:
         argv += ["--reinstall"] if decision.reinstall else []
         r = self.sh([*argv, target], sudo=True, timeout=self.opts.lock_timeout + 900)
         if not r.ok:
-            raise _Step(self._install_failure(r.stdout + r.stderr))
+            raise ShipError(self._install_failure(r.stdout + r.stderr))
         installed = self._installed()
         want = target.split("=", 1)[1] if "=" in target else self.pkg.version
         if installed is None or not installed.ok or installed.version != want:
-            raise _Step(f"apt finished but dpkg reports {installed}; see /var/log/{self.name}/deploy.log")
+            raise ShipError(f"apt finished but dpkg reports {installed}; see /var/log/{self.name}/deploy.log")
         return ("ok", decision.reason)
 
     def _install_failure(self, output: str) -> str:
@@ -299,58 +295,8 @@ class HostShip:
         r = self.sh(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "remove", "-y", "-q",
                      "-o", f"DPkg::Lock::Timeout={self.opts.lock_timeout}", self.name], sudo=True, timeout=900)
         if not r.ok:
-            raise _Step(f"could not remove {self.name} either: {r.stderr.strip()[-300:]}")
+            raise ShipError(f"could not remove {self.name} either: {r.stderr.strip()[-300:]}")
         return ("ok", f"removed {self.name}; its deploy log stays in /var/log/{self.name}/")
-
-    def verify_units(self, manifest: dict):
-        wanted = [u["name"] for u in manifest.get("units", []) if u.get("start") and u.get("enable")]
-        if not wanted:
-            return ("ok", "no units to check")
-        if not self.sh(facts.SYSTEMD_RUNNING).ok:
-            links = facts.parse_enable_links(self.sh(facts.enable_links_command(wanted)).stdout)
-            missing = [u for u in wanted if u not in links]
-            if missing:
-                raise _Step(f"not enabled: {', '.join(missing)} (no enable symlink under /etc/systemd/system)")
-            return ("warn", "systemd is not running on the host: services not started; checked enable links only")
-        return self._check_active(wanted)
-
-    def _check_active(self, units: list[str]):
-        deadline = time.monotonic() + self.opts.start_timeout
-        while True:
-            state = facts.parse_unit_state(self.sh(facts.unit_state_command(units), check=True).stdout)
-            skipped = [u for u in units if state.get(u, {}).get("UnitFileState") in ("masked", "disabled")]
-            pending = [u for u in units if u not in skipped and state.get(u, {}).get("ActiveState") != "active"]
-            if not pending or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        if pending:
-            shown = ", ".join(f"{u} {state.get(u, {}).get('ActiveState', '?')}" for u in pending)
-            raise _Step(f"not active: {shown}; see journalctl -u {pending[0]}")
-        time.sleep(self.opts.settle)
-        again = facts.parse_unit_state(self.sh(facts.unit_state_command(units), check=True).stdout)
-        climbing = [u for u in units if again.get(u, {}).get("NRestarts", "0") != state.get(u, {}).get("NRestarts", "0")]
-        if climbing:
-            raise _Step(f"restarting: {', '.join(climbing)}; see journalctl -u {climbing[0]}")
-        note = f"; left alone (disabled by the admin): {', '.join(skipped)}" if skipped else ""
-        return ("warn" if skipped else "ok", f"active: {', '.join(u for u in units if u not in skipped)}{note}")
-
-    def check_health(self, manifest: dict, version: str):
-        command = manifest.get("health")
-        if not command:
-            return ("skip", "no health command configured")
-        if not self.sh(facts.SYSTEMD_RUNNING).ok:
-            return ("skip", "systemd is not running on the host: services were not started")
-        deadline = time.monotonic() + self.opts.start_timeout
-        while True:
-            r = self.sh(["env", f"DEBSHIP_VERSION={version}", f"DEBSHIP_PACKAGE={self.name}",
-                         "sh", "-c", command], timeout=self.opts.start_timeout)
-            if r.ok or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        out = " ".join((r.stdout.strip() or r.stderr.strip()).split())[:300]
-        if not r.ok:
-            raise _Step(f"health command failed (exit {r.exit_code}): {out}")
-        return ("ok", out)
 
     def record(self, action: str, what: str):
         """Append to the deploy log (for people) and the ship history (for --rollback)."""
@@ -388,16 +334,16 @@ class HostShip:
                 if self.sh(facts.BOOT_ID, check=True).stdout.strip() != boot_id:
                     self.wait_for_boot()
                     return ("ok", "host rebooted")
-            except (RemoteError, _Step):
+            except DebshipError:
                 continue
-        raise _Step("the host did not come back after reboot; check its console")
+        raise ShipError("the host did not come back after reboot; check its console")
 
     # --- helpers ---------------------------------------------------------------------------
     def sh(self, argv: Sequence[str], *, sudo: bool = False, check: bool = False, timeout: float = 120.0,
            stdin: bytes | None = None):
         r = self.conn.run(list(argv), sudo=sudo, timeout=timeout, stdin=stdin)
         if check and not r.ok:
-            raise _Step(f"`{shlex.join(argv)}` failed (exit {r.exit_code}): {r.stderr.strip() or r.stdout.strip()}")
+            raise ShipError(f"`{shlex.join(argv)}` failed (exit {r.exit_code}): {r.stderr.strip() or r.stdout.strip()}")
         return r
 
     def _installed(self) -> facts.Installed | None:

@@ -16,6 +16,7 @@ DEB_PACKAGES=(
     dpkg-dev lintian shellcheck systemd         # readers and linters of what we build
     mmdebstrap                                   # cached throwaway Debian roots
     openssh-server openssh-client sudo           # the loopback SSH test hosts
+    systemd-container                            # systemd-nspawn: hosts where systemd really runs
     xz-utils zstd util-linux mount
 )
 missing=()

@@ -19,17 +19,28 @@ reach the network on their own (apt's daily timers), are masked.
 A supervisor thread runs ``systemd-nspawn --register=no --keep-unit -b`` as a
 child it ``wait()``s for.  ``systemctl reboot`` inside makes nspawn exit 133:
 the supervisor starts it again on the same overlay, so state on disk survives
-and the boot id changes, as on a real machine.  Any other exit ends the host.
-``close()`` powers the container off (SIGTERM to nspawn = SIGRTMIN+3 to the
-guest's systemd), SIGKILLs what is left after a grace period, and checks that
-no process of the container survives.  nspawn dies with the thread that
-started it (PR_SET_PDEATHSIG), and the guest's init dies with nspawn, so even a
-killed pytest leaves no container behind.  Needs root.
+and the boot id changes, as on a real machine; any other exit ends the host.
+``run_root()`` enters the guest's namespaces with ``nsenter`` (root, no SSH).
+
+``close()`` powers the guest off (SIGTERM to nspawn = SIGRTMIN+3 to the guest's
+systemd), SIGKILLs what is left after a grace period, and checks that the
+guest's init is gone.  nspawn runs as PID 1 of a PID namespace made by
+``unshare --pid --fork --kill-child``, and unshare dies with the thread that
+started it (PR_SET_PDEATHSIG): a killed pytest kills unshare, unshare kills
+nspawn, and with nspawn the kernel kills every process of the guest (a guest's
+systemd outlives a plain killed nspawn).  Needs root.
+
+One difference from a VM: a unit with ProtectKernelTunables= or
+ProtectControlGroups= gets a fresh /proc/sys without nspawn's fake boot id and
+reads the *host's* boot id, the same at every guest boot (systemd issues
+#28059, #40135); ``boot_id()`` is PID 1's view, which does change.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import signal
 import socket
@@ -137,11 +148,13 @@ class NspawnHost:
                               timeout=timeout, **kw)
 
     def boot_id(self) -> str:
+        """The guest's boot id as its PID 1 (and ship, over SSH) sees it: new at every boot."""
         return self.run_root(["cat", "/proc/sys/kernel/random/boot_id"]).stdout.strip()
 
     def console(self) -> str:
         """What the guest printed on its console, every boot (for failure messages)."""
-        return self.console_path.read_text(errors="replace") if self.console_path.exists() else ""
+        text = self.console_path.read_text(errors="replace") if self.console_path.exists() else ""
+        return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text).replace("\r", "")
 
     @property
     def reboots(self) -> int:
@@ -245,6 +258,8 @@ class NspawnHost:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # nspawn's, left behind only when nspawn was killed
+            os.rmdir(f"/run/systemd/nspawn/propagate/{self.machine}")
 
     def __enter__(self) -> NspawnHost:
         return self
@@ -278,8 +293,9 @@ class NspawnHost:
         dropin = p / SSHD_DROPIN[1:]
         dropin.parent.mkdir(parents=True, exist_ok=True)
         dropin.write_text(_SSHD_DROPIN.format(port=self.port, host_key=HOST_KEY))
+        units = p / "etc/systemd/system"
         for unit in MASKED:
-            link = p / "etc/systemd/system" / unit
+            link = units / unit
             link.unlink(missing_ok=True)
             link.symlink_to("/dev/null")
 

@@ -12,7 +12,6 @@ import pytest
 from builder.errors import RemoteError
 from builder.remote import ConnectOptions, HostSpec, connect
 
-from tests.harness.fixtures import make_ssh_hosts, ssh_host  # noqa: F401  (fixtures)
 from tests.harness.sshhost import free_port
 
 root = pytest.mark.root

@@ -1,0 +1,83 @@
+"""Checking a host after install: its units are up and stay up, and the package's
+health command passes.  ``sh(argv, check=False, timeout=...)`` runs a command on
+the host (``HostShip.sh``); each check returns ``(status, detail)`` for its event
+or raises ``ShipError``."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from . import facts
+from .errors import ShipError
+
+
+def units(sh: Callable, manifest: dict, start_timeout: float, settle: float,
+          after_boot: bool = False) -> tuple[str, str]:
+    """Every unit the package enables and starts is active and not restarting (after a boot:
+    every unit it enables, since the boot is what started them)."""
+    wanted = [u["name"] for u in manifest.get("units", []) if u.get("enable") and (u.get("start") or after_boot)]
+    if not wanted:
+        return ("ok", "no units to check")
+    if not sh(facts.SYSTEMD_RUNNING).ok:
+        links = facts.parse_enable_links(sh(facts.enable_links_command(wanted)).stdout)
+        missing = [u for u in wanted if u not in links]
+        if missing:
+            raise ShipError(f"not enabled: {', '.join(missing)} (no enable symlink under /etc/systemd/system)")
+        return ("warn", "systemd is not running on the host: services not started; checked enable links only")
+    state, skipped = _wait_active(sh, wanted, start_timeout)
+    checked = [u for u in wanted if u not in skipped]
+    time.sleep(settle)
+    again = _state(sh, checked)
+    climbing = [u for u in checked if again.get(u, {}).get("NRestarts", "0") != state[u].get("NRestarts", "0")]
+    if climbing:
+        raise ShipError(f"restarting: {', '.join(climbing)}; see journalctl -u {climbing[0]}")
+    note = f"; left alone (disabled by the admin): {', '.join(skipped)}" if skipped else ""
+    return ("warn" if skipped else "ok", f"active: {', '.join(checked)}{note}")
+
+
+def _state(sh: Callable, names: list[str]) -> dict:
+    return facts.parse_unit_state(sh(facts.unit_state_command(names), check=True).stdout) if names else {}
+
+
+def _wait_active(sh: Callable, names: list[str], timeout: float) -> tuple[dict, list[str]]:
+    """Poll until every unit is active (units an admin disabled or masked are skipped); a unit
+    that failed, or restarted meanwhile, fails at once instead of being waited out."""
+    deadline = time.monotonic() + timeout
+    first: dict = {}
+    while True:
+        state = _state(sh, names)
+        first = first or state
+        skipped = [u for u in names if state.get(u, {}).get("UnitFileState") in ("masked", "disabled")]
+        pending = [u for u in names if u not in skipped and state.get(u, {}).get("ActiveState") != "active"]
+        looping = [u for u in names if u not in skipped and (
+            state.get(u, {}).get("SubState") == "auto-restart"
+            or state.get(u, {}).get("NRestarts", "0") != first.get(u, {}).get("NRestarts", "0"))]
+        if looping:
+            raise ShipError(f"restarting: {', '.join(looping)}; see journalctl -u {looping[0]}")
+        if not pending:
+            return state, skipped
+        failed = [u for u in pending if state.get(u, {}).get("ActiveState") == "failed"]
+        if failed or time.monotonic() > deadline:
+            shown = ", ".join(f"{u} {state.get(u, {}).get('ActiveState', '?')}" for u in pending)
+            raise ShipError(f"not active: {shown}; see journalctl -u {pending[0]}")
+        time.sleep(1)
+
+
+def health(sh: Callable, manifest: dict, name: str, version: str, timeout: float) -> tuple[str, str]:
+    """The package's health command, with DEBSHIP_VERSION set, until it passes or ``timeout``."""
+    command = manifest.get("health")
+    if not command:
+        return ("skip", "no health command configured")
+    if not sh(facts.SYSTEMD_RUNNING).ok:
+        return ("skip", "systemd is not running on the host: services were not started")
+    deadline = time.monotonic() + timeout
+    while True:
+        r = sh(["env", f"DEBSHIP_VERSION={version}", f"DEBSHIP_PACKAGE={name}", "sh", "-c", command],
+               timeout=timeout)
+        if r.ok or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    out = " ".join((r.stdout.strip() or r.stderr.strip()).split())[:300]
+    if not r.ok:
+        raise ShipError(f"health command failed (exit {r.exit_code}): {out}")
+    return ("ok", out)
