@@ -26,7 +26,6 @@ from .remote import ConnectOptions, Connection, HostSpec, connect
 from .version import compare
 
 
-
 @dataclass(frozen=True)
 class ShipOptions:
     connect: ConnectOptions = field(default_factory=ConnectOptions)
@@ -110,6 +109,9 @@ class HostShip:
             return (mode or self.ship)()
         except DebshipError as e:
             return self.result("failed", after=self._installed_version(), detail=str(e))
+        except Exception as e:  # a bug must not take the other hosts down with a traceback
+            return self.result("failed", detail=f"internal error in debship ({type(e).__name__}: {e}); "
+                                                "please report it with this line")
         finally:
             if self.conn is not None:
                 self.conn.close()

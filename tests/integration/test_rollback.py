@@ -74,6 +74,9 @@ def test_ship_three_then_rollback_to_version_and_list(ssh_host, debs):
     summary = [json.loads(l) for l in r.output.splitlines() if '"summary"' in l][0]
     assert summary["after"] == "1.0.0" and summary["detail"] == "kept: 1.0.0, 2.0.0, 3.0.0"
 
+    r = run_ship([ssh_host], None, "--list", "--package", "fleet-agent")  # no .deb at hand
+    assert r.exit_code == 0 and "kept: 1.0.0, 2.0.0, 3.0.0" in r.output and "listed" in r.output
+
     r = run_ship([ssh_host], debs["3.0.0"], "--to-version", "9.9.9")
     assert r.exit_code == 1 and "version 9.9.9 is not kept on the host" in r.stderr
 

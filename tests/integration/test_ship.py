@@ -35,8 +35,8 @@ def debs(tmp_path_factory):
     return out
 
 
-def run_ship(hosts, deb: Path, *args: str, json_out: bool = False):
-    argv = [str(deb)]
+def run_ship(hosts, deb: Path | None, *args: str, json_out: bool = False):
+    argv = [str(deb)] if deb is not None else []
     for h in hosts:
         argv += ["--host", f"ops@127.0.0.1:{h.port}"]
     first = hosts[0]
