@@ -16,19 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .control import manifest_path
+from .debfile import BuiltDeb
 from .errors import ShipError
 
 AR_MAGIC = b"!<arch>\n"
 
 
 @dataclass(frozen=True)
-class PackageInfo:
-    path: Path
-    name: str
-    version: str
-    architecture: str
-    sha256: str
-    size: int
+class PackageInfo(BuiltDeb):
+    """A .deb on disk, with debship's manifest when it has one."""
+
     manifest: dict = field(default_factory=dict)
 
     @property

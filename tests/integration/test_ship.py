@@ -4,6 +4,7 @@ cloud-init would have set up).  These roots have no running systemd, so verify
 checks enable links and says so."""
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from pathlib import Path
@@ -118,36 +119,36 @@ def test_changed_host_key_is_refused_and_strict_refuses_unknown(ssh_host, debs):
     assert installed(ssh_host) == ""
 
 
-def test_a_held_dpkg_lock_is_waited_out(ssh_host, debs):
+@contextlib.contextmanager
+def dpkg_lock_held(host, seconds: int):
+    """A process inside the host holds dpkg's frontend lock (fcntl, as apt takes it) for ``seconds``."""
     holder = subprocess.Popen(
-        ["chroot", str(ssh_host.root.path), "python3", "-c",
+        ["chroot", str(host.root.path), "python3", "-c",
          "import fcntl, time; f = open('/var/lib/dpkg/lock-frontend', 'w'); "
-         "fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(20)"],
+         f"fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep({seconds})"],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_held_dpkg_lock_is_waited_out(ssh_host, debs):
+    with dpkg_lock_held(ssh_host, 20) as holder:
         r = run_ship([ssh_host], debs["v1"], "--lock-timeout", "120")
         assert r.exit_code == 0, r.output + r.stderr
         assert installed(ssh_host) == "ii 1.0.0"
-        assert holder.poll() == 0  # the lock was still held when apt started waiting
-    finally:
-        holder.kill()
+        assert holder.poll() == 0  # the holder finished its 20 s: apt waited for it, it was not bypassed
 
 
 def test_a_lock_held_past_the_timeout_fails_clearly(ssh_host, debs):
-    holder = subprocess.Popen(
-        ["chroot", str(ssh_host.root.path), "python3", "-c",
-         "import fcntl, time; f = open('/var/lib/dpkg/lock-frontend', 'w'); "
-         "fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with dpkg_lock_held(ssh_host, 60):
         r = run_ship([ssh_host], debs["v1"], "--lock-timeout", "3")
         assert r.exit_code == 1
         assert "dpkg is locked by another process for more than 3 s" in r.stderr
         assert installed(ssh_host) == ""
-    finally:
-        holder.kill()
 
 
 def fake_cloud_init(host, code: int, text: str) -> None:
