@@ -67,13 +67,18 @@ def debship_inprocess(root: Path, out: Path) -> None:
 
 
 def debship_cli(exe: str) -> Builder:
+    """The whole `build-deb` command, Python start-up included; the payload is its scripts folder."""
     def build(root: Path, out: Path) -> None:
-        project = out / "project"
-        shutil.copytree(root / "usr" / "lib" / "bench", project / "scripts")
-        (project / "debship.toml").write_text(
+        config = root / "debship.toml"  # present only while this build runs: the other tools package root
+        config.write_text(
             'name = "bench"\nversion = "1.0.0"\nmaintainer = "Bench <bench@example.com>"\n'
-            'description = "bench payload"\nstartup = false\n')
-        run([exe, "--project", str(project), "--out", str(out), "--compression", "xz"])
+            'description = "bench payload"\nstartup = false\n'
+            '[folders]\nunits = false\nconfigs = false\nscripts = "usr/lib/bench"\n'
+            '[install]\nscripts = "/usr/lib/bench"\n')
+        try:
+            run([exe, "--project", str(root), "--out", str(out), "--compression", "xz"])
+        finally:
+            config.unlink()
     return build
 
 

@@ -15,9 +15,6 @@ from .build import build_deb as build_deb_lib
 from .build import list_plan
 from .debfile import COMPRESSIONS
 from .errors import DebshipError
-from .remote import ConnectOptions
-from .ship import Event, ShipOptions, exit_code, package_for, parse_hosts
-from .ship import ship as ship_lib
 
 
 def reports_errors(func):
@@ -135,6 +132,11 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     verify failed and every such host was rolled back to its previous version;
     2 bad usage; 6 nothing could be shipped (bad package, no hosts).
     """
+    # Imported here: paramiko takes longer to import than build-deb takes to build a small package.
+    from .remote import ConnectOptions
+    from .ship import ShipOptions, exit_code, package_for, parse_hosts
+    from .ship import ship as ship_lib
+
     mode = "rollback" if to_version else (mode or "ship")
     pkg = package_for(mode, deb, package, project)
     specs = parse_hosts(hosts, hosts_file)
@@ -155,7 +157,7 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
 _MARKS = {"start": "..", "ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
 
-def _text_event(e: Event) -> None:
+def _text_event(e) -> None:
     if e.status == "start":
         return
     detail = f"  {e.detail}" if e.detail else ""
@@ -163,7 +165,7 @@ def _text_event(e: Event) -> None:
                err=e.status == "fail")
 
 
-def _json_event(e: Event) -> None:
+def _json_event(e) -> None:
     click.echo(json.dumps(dataclasses.asdict(e), sort_keys=True))
 
 
