@@ -51,8 +51,8 @@ import time
 import uuid
 from pathlib import Path
 
-from builder.remote import ConnectOptions, Connection, HostSpec, connect
 
+from .client import ClientSide
 from .rootfs import ROOT_PACKAGES, Root
 from .sshhost import _die_with_parent, _kill, free_port
 
@@ -97,10 +97,9 @@ class Boot:
     exit_code: int | None = None
 
 
-class NspawnHost:
+class NspawnHost(ClientSide):
     """A booted container of ``root``; sshd on 127.0.0.1:``port``, user ``ops`` logs in with ``key_path``."""
 
-    user = "ops"
 
     def __init__(self, root: Root, workdir: Path | None = None, *, boot_timeout: float = 60.0,
                  start: bool = True):
@@ -108,9 +107,6 @@ class NspawnHost:
         self.dir = Path(tempfile.mkdtemp(prefix="debship-nspawn-", dir=workdir))
         self.port = free_port()
         self.machine = f"debship-{self.port}"
-        self.key_path = self.dir / "id_ed25519"
-        self.known_hosts = self.dir / "known_hosts"
-        self.ssh_config = self.dir / "ssh_config"  # empty: tests do not see ~/.ssh/config
         self.console_path = self.dir / "console.log"
         self.boots: list[Boot] = []
         self._lock = threading.Lock()
@@ -126,18 +122,6 @@ class NspawnHost:
             raise
 
     # -- what tests use (the same surface as SSHHost) -----------------------------------
-    @property
-    def spec(self) -> HostSpec:
-        return HostSpec("127.0.0.1", self.user, self.port)
-
-    def options(self, **overrides) -> ConnectOptions:
-        """ConnectOptions for this host: its key, its known_hosts, no agent, no ~/.ssh/config."""
-        base = ConnectOptions(connect_timeout=30, known_hosts=self.known_hosts, ssh_config=self.ssh_config,
-                              identity_file=self.key_path, use_agent=False)
-        return dataclasses.replace(base, **overrides)
-
-    def connect(self, **overrides) -> Connection:
-        return connect(self.spec, self.options(**overrides))
 
     def run_root(self, argv: list[str], check: bool = True, timeout: float = 120.0,
                  **kw) -> subprocess.CompletedProcess:
@@ -270,10 +254,7 @@ class NspawnHost:
     # -- set-up, on the overlay, before the first boot -------------------------------
     def _provision(self) -> None:
         u, p = self.user, self.root.path
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{u}@debship-test",
-                        "-f", str(self.key_path)], check=True, stdin=subprocess.DEVNULL)
-        self.known_hosts.touch()
-        self.ssh_config.touch()
+        self.client_files(self.dir)
         (p / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
         (p / "etc/hostname").write_text(self.machine + "\n")
         with open(p / "etc/hosts", "a") as hosts:  # sudo resolves the host name
@@ -283,7 +264,7 @@ class NspawnHost:
                        f"install -d -m 0700 -o {u} -g {u} /home/{u}/.ssh && "
                        f"ssh-keygen -q -t ed25519 -N '' -f {HOST_KEY}"])
         auth = p / "home" / u / ".ssh" / "authorized_keys"
-        auth.write_text(Path(f"{self.key_path}.pub").read_text())
+        auth.write_text(self.public_key)
         auth.chmod(0o600)
         st = auth.parent.stat()
         os.chown(auth, st.st_uid, st.st_gid)

@@ -22,7 +22,6 @@ killed pytest leaves no sshd behind.  Needs root, like ``Root``.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import os
 import shutil
 import signal
@@ -32,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from builder.remote import ConnectOptions, Connection, HostSpec, connect
 
+from .client import ClientSide
 from .rootfs import Root
 
 SSHD_CONFIG = "/etc/ssh/debship_test_sshd_config"
@@ -95,19 +94,15 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-class SSHHost:
+class SSHHost(ClientSide):
     """sshd on 127.0.0.1:``port`` serving ``root``; user ``ops`` logs in with ``key_path``."""
 
-    user = "ops"
 
     def __init__(self, root: Root, workdir: Path | None = None, *, start_delay: float = 0.0,
                  sudo_password: bool = False, start: bool = True):
         self.root, self.start_delay, self.sudo_password = root, start_delay, sudo_password
         self.dir = Path(tempfile.mkdtemp(prefix="debship-ssh-", dir=workdir))
         self.port = free_port()
-        self.key_path = self.dir / "id_ed25519"
-        self.known_hosts = self.dir / "known_hosts"
-        self.ssh_config = self.dir / "ssh_config"  # empty: tests do not see ~/.ssh/config
         self.log_path = self.dir / "sshd.log"
         self._proc: subprocess.Popen | None = None
         try:
@@ -119,9 +114,6 @@ class SSHHost:
             raise
 
     # -- what tests use -------------------------------------------------------------
-    @property
-    def spec(self) -> HostSpec:
-        return HostSpec("127.0.0.1", self.user, self.port)
 
     @property
     def host_key_line(self) -> str:
@@ -132,15 +124,6 @@ class SSHHost:
     def known_hosts_line(self) -> str:
         """The line OpenSSH would write to known_hosts for this host."""
         return f"[127.0.0.1]:{self.port} {self.host_key_line}\n"
-
-    def options(self, **overrides) -> ConnectOptions:
-        """ConnectOptions for this host: its key, its known_hosts, no agent, no ~/.ssh/config."""
-        base = ConnectOptions(connect_timeout=30, known_hosts=self.known_hosts, ssh_config=self.ssh_config,
-                              identity_file=self.key_path, use_agent=False)
-        return dataclasses.replace(base, **overrides)
-
-    def connect(self, **overrides) -> Connection:
-        return connect(self.spec, self.options(**overrides))
 
     def run_root(self, argv: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess:
         """Run ``argv`` chrooted into the host as root, without SSH (for setup and assertions)."""
@@ -218,17 +201,14 @@ class SSHHost:
     # -- setup --------------------------------------------------------------------
     def _provision(self) -> None:
         u, p = self.user, self.root.path
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{u}@debship-test",
-                        "-f", str(self.key_path)], check=True, stdin=subprocess.DEVNULL)
-        self.known_hosts.touch()
-        self.ssh_config.touch()
+        self.client_files(self.dir)
         # "*" = no password but not locked (sshd without PAM refuses locked accounts)
         password = f"echo '{u}:debship' | chpasswd" if self.sudo_password else f"usermod -p '*' {u}"
         self.run_root(["sh", "-c", f"useradd -m -s /bin/bash {u} && {password} && "
                        f"install -d -m 0700 -o {u} -g {u} /home/{u}/.ssh && "
                        f"ssh-keygen -q -t ed25519 -N '' -f {HOST_KEY}"])
         auth = p / "home" / u / ".ssh" / "authorized_keys"
-        auth.write_text(Path(f"{self.key_path}.pub").read_text())
+        auth.write_text(self.public_key)
         auth.chmod(0o600)
         st = auth.parent.stat()
         os.chown(auth, st.st_uid, st.st_gid)

@@ -1,0 +1,42 @@
+"""The test's side of a test host (loopback chroot, nspawn container or qemu guest):
+its own key pair, known_hosts and an empty ssh_config, so tests never read
+``~/.ssh``, and the ConnectOptions and HostSpec that reach the host."""
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+
+from builder.remote import ConnectOptions, Connection, HostSpec, connect
+
+
+class ClientSide:
+    user = "ops"
+    port: int
+
+    def client_files(self, folder: Path) -> None:
+        """Make the key pair (``key_path``), ``known_hosts`` (empty) and ``ssh_config`` (empty) in ``folder``."""
+        self.key_path = folder / "id_ed25519"
+        self.known_hosts = folder / "known_hosts"
+        self.ssh_config = folder / "ssh_config"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{self.user}@debship-test",
+                        "-f", str(self.key_path)], check=True, stdin=subprocess.DEVNULL)
+        self.known_hosts.touch()
+        self.ssh_config.touch()
+
+    @property
+    def public_key(self) -> str:
+        return Path(f"{self.key_path}.pub").read_text()
+
+    @property
+    def spec(self) -> HostSpec:
+        return HostSpec("127.0.0.1", self.user, self.port)
+
+    def options(self, **overrides) -> ConnectOptions:
+        """ConnectOptions for this host: its key, its known_hosts, no agent, no ~/.ssh/config."""
+        base = ConnectOptions(connect_timeout=30, known_hosts=self.known_hosts, ssh_config=self.ssh_config,
+                              identity_file=self.key_path, use_agent=False)
+        return dataclasses.replace(base, **overrides)
+
+    def connect(self, **overrides) -> Connection:
+        return connect(self.spec, self.options(**overrides))
