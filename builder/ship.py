@@ -136,6 +136,8 @@ class HostShip:
         self.step("boot", self.wait_for_boot)
         self.step("decide", self.decide)
         if self.decision.action == "noop":
+            if self.opts.reboot and not self.opts.dry_run:  # asked for: prove the services come back
+                self.reboot_and_verify()
             return self.result("unchanged", after=self.before, detail=self.decision.reason)
         if self.opts.dry_run:
             self.emit("install", "skip", f"dry run: would {self.decision.reason}")
@@ -151,9 +153,12 @@ class HostShip:
             return self.recover(e)
         self.step("record", lambda: self.record("ship", self.decision.reason))
         if self.opts.reboot:
-            self.step("reboot", self.reboot)
-            self.verify_all(self.pkg.version, after_boot=True)
+            self.reboot_and_verify()
         return self.result("installed", after=self.pkg.version, detail=self.decision.reason)
+
+    def reboot_and_verify(self) -> None:
+        self.step("reboot", self.reboot)
+        self.verify_all(self._installed_version() or self.pkg.version, after_boot=True)
 
     def rollback_to(self, target: str | None) -> HostResult:
         """``--rollback`` (target None: the version before the installed one) or ``--to-version``."""

@@ -17,6 +17,7 @@ DEB_PACKAGES=(
     mmdebstrap                                   # cached throwaway Debian roots
     openssh-server openssh-client sudo           # the loopback SSH test hosts
     systemd-container                            # systemd-nspawn: hosts where systemd really runs
+    qemu-system-x86 qemu-utils cloud-image-utils e2fsprogs   # tests/vm: a qemu guest, its image and seed
     xz-utils zstd util-linux mount
 )
 missing=()

@@ -24,8 +24,11 @@ and watches for it to reach its initramfs; a missing, unusable or misbehaving
 
 qemu is a child process this one waits for (no ``-daemonize``), started with
 PR_SET_PDEATHSIG so a killed test run kills it too.  A reboot inside the guest
-restarts it in the same qemu process (no ``-no-reboot``).  ``close()`` kills
-qemu and deletes the overlay, seed and key.  Needs root only to build the
+restarts it in the same qemu process (no ``-no-reboot``); a watcher thread
+follows the serial console and records each boot in ``boots`` (when its kernel
+started, how long until sshd answered).  ``console_log()`` is the serial console
+of every boot, for failure messages.  ``shutdown()`` powers the guest off from
+inside; ``close()`` kills qemu and deletes the overlay, seed and key.  Needs root only to build the
 image (mmdebstrap, files owned by root); booting needs qemu-system-x86,
 qemu-utils and cloud-image-utils.
 """
@@ -66,7 +69,7 @@ GUEST_PACKAGES = (
 _LAYOUT = "1"          # bump when the way images are made changes
 IMAGE_SIZE = "3G"      # the guest's root file system (sparse; the qcow2 holds only what is used)
 ROOT_LABEL = "debship-root"
-KERNEL_APPEND = f"root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 panic=-1"
+KERNEL_APPEND = "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 panic=-1"
 
 # Run by mmdebstrap with "$1" = the new root.  Facts measured on this kind of guest:
 # cloud-init's locale module needs LANG set (no `locales` package is installed), ifupdown
@@ -195,16 +198,31 @@ _KVM_MARKERS = ("Run /init as init process", "Loading, please wait")
 def accelerator(image: Image, timeout: float = 10.0) -> tuple[tuple[str, ...], str]:
     """qemu's accelerator arguments and why: KVM if the guest's kernel boots under it here, else TCG.
 
-    Decided once per process.  The probe boots ``image``'s kernel and initrd under
-    KVM with no disks and waits for the kernel to start its initramfs (under a
-    working KVM: about a second); a hang, an error or a crash before that means TCG.
+    The probe boots ``image``'s kernel and initrd under KVM with no disks and waits
+    for the kernel to start its initramfs (under a working KVM: about a second); a
+    hang, an error or a crash before that means TCG.  Decided once per process; a
+    "no" is also remembered in the cache for this host kernel, qemu and guest kernel
+    (a "yes" is probed again: a stale "yes" would hang the guest).
     """
     forced = os.environ.get("DEBSHIP_VM_ACCEL", "").lower()
     if forced in ("kvm", "tcg"):
         return (KVM if forced == "kvm" else TCG), f"{forced} (DEBSHIP_VM_ACCEL)"
-    if "choice" not in _ACCEL:
-        _ACCEL["choice"] = _probe_kvm(image, timeout)
-    return _ACCEL["choice"]
+    if "choice" in _ACCEL:
+        return _ACCEL["choice"]
+    qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout
+    facts = "\n".join([os.uname().release, qemu.splitlines()[0] if qemu else "", image.info().get("kernel", "")])
+    memo = cache_dir() / "vm" / f"kvm-{hashlib.sha256(facts.encode()).hexdigest()[:16]}.json"
+    try:
+        known = json.loads(memo.read_text())
+        _ACCEL["choice"] = TCG, known["reason"] + f" (remembered in {memo})"
+        return _ACCEL["choice"]
+    except (OSError, ValueError, KeyError):
+        pass
+    args, reason = _ACCEL["choice"] = _probe_kvm(image, timeout)
+    if args == TCG and os.access("/dev/kvm", os.R_OK | os.W_OK):  # the probe ran and failed
+        with contextlib.suppress(OSError):
+            memo.write_text(json.dumps({"reason": reason, "facts": facts}) + "\n")
+    return args, reason
 
 
 def _probe_kvm(image: Image, timeout: float) -> tuple[tuple[str, ...], str]:
@@ -245,6 +263,14 @@ def _last_line(text: str) -> str:
 
 
 # --- the guest ------------------------------------------------------------------------------
+@dataclasses.dataclass
+class BootRecord:
+    """One boot of the guest: when it began (qemu start, or the kernel's banner after a reboot)
+    and how many seconds later sshd first answered."""
+
+    started: float                   # time.monotonic()
+    ssh_after: float | None = None
+
 def ssh_banner(port: int, timeout: float = 3.0) -> bool:
     """True when sshd answers on 127.0.0.1:``port``: qemu's user networking accepts the TCP
     connection before the guest listens, so only the banner shows that sshd is there."""
@@ -276,11 +302,10 @@ class VMGuest:
         self.seed = self.dir / "seed.iso"
         self.accel: tuple[str, ...] = ()
         self.accel_reason = ""
-        self.started: float | None = None      # time.monotonic() when qemu started
-        self.ssh_after: float | None = None    # s from qemu start until sshd first answered
+        self.boots: list[BootRecord] = []      # one per boot of the guest, the first from qemu's start
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
-        self._watch: threading.Thread | None = None
+        self._watcher: threading.Thread | None = None
         try:
             self._provision()
             if start:
@@ -356,18 +381,23 @@ class VMGuest:
                 break
         if not self.running:
             raise RuntimeError(f"qemu did not start: {self._qemu_log()[-2000:]}")
-        self._watch = threading.Thread(target=self._watch_ssh, name=f"vm-ssh-{self.port}", daemon=True)
-        self._watch.start()
+        self._watcher = threading.Thread(target=self._watch, name=f"vm-watch-{self.port}", daemon=True)
+        self._watcher.start()
+
+    @property
+    def ssh_after(self) -> float | None:
+        """Seconds from qemu's start until the guest's sshd first answered (None: not yet)."""
+        return self.boots[0].ssh_after if self.boots else None
 
     def wait_ssh(self, timeout: float = 600.0) -> float:
-        """Wait until the guest's sshd answers; returns seconds from qemu start to then."""
+        """Wait until the guest's sshd answers (in its current boot); returns that boot's boot-to-SSH seconds."""
         deadline = time.monotonic() + timeout
-        while self.ssh_after is None:
+        while not self.boots or self.boots[-1].ssh_after is None:
             if not self.running or time.monotonic() > deadline:
                 state = "qemu exited" if not self.running else f"no SSH after {timeout:g} s"
                 raise RuntimeError(f"guest on port {self.port}: {state}; console:\n{self.console_log()[-3000:]}")
             time.sleep(0.5)
-        return self.ssh_after
+        return self.boots[-1].ssh_after
 
     def wait_exit(self, timeout: float) -> bool:
         """Wait for qemu to exit by itself (after a poweroff inside); True if it did."""
@@ -441,19 +471,34 @@ class VMGuest:
         with open(self.dir / "qemu.log", "ab") as out:
             self._proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL, stdout=out,
                                           stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-        self.started = time.monotonic()
-        self.ssh_after = None
+        self.boots = [BootRecord(started=time.monotonic())]
 
     def _qemu_log(self) -> str:
         path = self.dir / "qemu.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def _watch_ssh(self) -> None:
-        """Note when sshd first answers (boot-to-SSH time), without logging in."""
-        proc = self._proc
-        while proc is not None and proc.poll() is None and self.ssh_after is None:
-            if ssh_banner(self.port):
-                self.ssh_after = round(time.monotonic() - self.started, 1)
-                self._log(f"sshd answered {self.ssh_after} s after qemu started")
-                return
-            time.sleep(1)
+    def _watch(self) -> None:
+        """Follow the guest's boots: a new kernel banner on the console starts one (a reboot inside
+        the guest restarts it in the same qemu), the first SSH banner after it ends its boot-to-SSH."""
+        proc, seen, offset = self._proc, 0, 0
+        while proc is not None and proc.poll() is None:
+            try:
+                with open(self.console_path, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+            except OSError:
+                chunk = b""
+            # keep a partial line for the next read so a banner split across reads is not missed
+            cut = chunk.rfind(b"\n") + 1
+            offset += cut
+            for _ in range(chunk[:cut].count(b"Linux version ")):
+                seen += 1
+                if seen > 1:
+                    self.boots.append(BootRecord(started=time.monotonic()))
+                    self._log(f"the guest rebooted (boot {seen})")
+            boot = self.boots[-1]
+            if boot.ssh_after is None and ssh_banner(self.port, timeout=2.0):
+                boot.ssh_after = round(time.monotonic() - boot.started, 1)
+                self._log(f"sshd answered {boot.ssh_after} s after " + ("qemu started" if len(self.boots) == 1
+                                                                          else "the guest's kernel started again"))
+            time.sleep(0.5)

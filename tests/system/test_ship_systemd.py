@@ -190,6 +190,16 @@ def test_reboot_brings_the_services_back_by_themselves(booted_host, sample):
     assert healthz(host, sample["port"])["version"] == "1.0.0"
     assert host.run_root(["systemctl", "is-system-running"], check=False).stdout.strip() == "running"
 
+    # Already at 1.0.0: nothing to install, but --reboot still reboots and verifies.
+    r = run_ship(host, sample["v1"], "--reboot", json_out=True)
+    assert r.exit_code == 0, shown(r)
+    assert host.reboots == 2 and host.boot_id() != after
+    events = finished(r)
+    assert [e["step"] for e in events][-4:] == ["decide", "reboot", "verify", "health"]
+    assert "already at 1.0.0" in last(events, "decide")["detail"] and last(events, "verify")["status"] == "ok"
+    summary = [json.loads(line) for line in r.output.splitlines() if '"summary"' in line][0]
+    assert summary["outcome"] == "unchanged"
+
 
 def test_a_crash_looping_unit_fails_the_ship(booted_host, sample):
     # The agent lives ~0.1 s per start, then waits RestartSec=2s: ship says "restarting"
