@@ -59,15 +59,26 @@ def project(tmp_path: Path) -> Path:
     return write_project(tmp_path / "project", MINIMAL)
 
 
-@pytest.fixture
-def sample_project(tmp_path: Path) -> Path:
-    """A copy of this repository's sample bundle (pyproject.toml, units/, scripts/, configs/, debian/)."""
-    dest = tmp_path / "sample"
-    dest.mkdir()
+def copy_sample(dest: Path) -> Path:
+    """A copy of this repository's sample project at ``dest``: pyproject.toml, units/, scripts/, configs/, debian/."""
     for name in ("units", "scripts", "configs", "debian"):
-        shutil.copytree(REPO / name, dest / name)
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(REPO / "pyproject.toml", dest / "pyproject.toml")
     return dest
+
+
+def break_startup(project: Path) -> None:
+    """Make the project's startup.py exit at once with 'startup failed on purpose'."""
+    startup = project / "scripts" / "startup.py"
+    text = startup.read_text()
+    cut = text.index("\n") + 1  # after the shebang
+    startup.write_text(text[:cut] + "raise SystemExit('startup failed on purpose')\n" + text[cut:])
+
+
+@pytest.fixture
+def sample_project(tmp_path: Path) -> Path:
+    """A copy of this repository's sample bundle, to change in a test."""
+    return copy_sample(tmp_path / "sample")
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import copy_sample
 from tests.helpers import require_root, require_tool
 
 pytestmark = pytest.mark.root
@@ -49,11 +50,7 @@ def build(tmp_path: Path, version: str, edit=None) -> Path:
     """The sample project copied to a temp folder, changed by ``edit(project)``, built as ``version``."""
     from builder.build import build_deb
 
-    src = tmp_path / f"src-{version}"
-    src.mkdir()
-    for name in ("units", "scripts", "configs", "debian"):
-        shutil.copytree(REPO / name, src / name)
-    shutil.copy2(REPO / "pyproject.toml", src / "pyproject.toml")
+    src = copy_sample(tmp_path / f"src-{version}")
     if edit:
         edit(src)
     return build_deb(src, tmp_path / "debs", version=version).path

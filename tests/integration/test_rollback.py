@@ -4,24 +4,15 @@ the automatic rollback when a new version fails."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
 from builder.build import build_deb
-from tests.conftest import REPO
+from tests.conftest import break_startup, copy_sample
 from tests.integration.test_ship import installed, run_ship
 
 pytestmark = pytest.mark.root
 STORE = "var/lib/debship/fleet-agent"
-
-
-def copy_sample(dest: Path) -> Path:
-    for name in ("units", "scripts", "configs", "debian"):
-        shutil.copytree(REPO / name, dest / name)
-    shutil.copy2(REPO / "pyproject.toml", dest / "pyproject.toml")
-    return dest
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +25,7 @@ def debs(tmp_path_factory):
         conf = project / "configs" / "agent.conf"
         conf.write_text(conf.read_text() + f"\n# shipped with {v}\n")
         out[v] = build_deb(project, base / v, version=v).path
-    startup = project / "scripts" / "startup.py"
-    text = startup.read_text()
-    first_newline = text.index("\n") + 1
-    startup.write_text(text[:first_newline] + "raise SystemExit('startup failed on purpose')\n" + text[first_newline:])
+    break_startup(project)
     out["4.0.0-bad"] = build_deb(project, base / "4.0.0", version="4.0.0").path
     return out
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from builder.build import build_deb
 from builder.cli import ship
+from tests.conftest import copy_sample
 
 pytestmark = pytest.mark.root
 
@@ -21,13 +22,8 @@ pytestmark = pytest.mark.root
 @pytest.fixture(scope="module")
 def debs(tmp_path_factory):
     """v1, v1 with other bytes, v2 (a changed config and unit) of the sample."""
-    import shutil
-    from tests.conftest import REPO
     base = tmp_path_factory.mktemp("ship-debs")
-    project = base / "project"
-    for name in ("units", "scripts", "configs", "debian"):
-        shutil.copytree(REPO / name, project / name)
-    shutil.copy2(REPO / "pyproject.toml", project / "pyproject.toml")
+    project = copy_sample(base / "project")
     out = {"v1": build_deb(project, base / "v1", version="1.0.0").path}
     conf = project / "configs" / "agent.conf"
     conf.write_text(conf.read_text() + "\n# other bytes, same version\n")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from click.testing import CliRunner
 from builder.build import build_deb
 from builder.cli import ship
 from builder.debinfo import read_package
-from tests.conftest import REPO
+from tests.conftest import copy_sample
 from tests.harness.sshhost import free_port
 
 pytestmark = pytest.mark.root
@@ -41,10 +40,7 @@ sys.exit(1)
 def sample(tmp_path_factory):
     """The sample's v1 1.0.0 and v2 1.1.0, and a 1.2.0 whose agent crashes, with the agent on a free port."""
     base = tmp_path_factory.mktemp("systemd-debs")
-    project = base / "project"
-    for name in ("units", "scripts", "configs", "debian"):
-        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(REPO / "pyproject.toml", project / "pyproject.toml")
+    project = copy_sample(base / "project")
     port = free_port()
     conf = project / "configs" / "agent.conf"
     text, n = re.subn(r"(?m)^port = \d+$", f"port = {port}", conf.read_text())

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ from click.testing import CliRunner
 
 from builder.build import build_deb
 from builder.cli import ship
-from tests.conftest import REPO
+from tests.conftest import REPO, break_startup, copy_sample
 from tests.helpers import _missing, require_tool
 
 pytestmark = [pytest.mark.vm, pytest.mark.root]
@@ -66,19 +65,13 @@ def phase(name: str, note: str = ""):
 def debs(tmp_path_factory):
     """1.0.0, 1.1.0 and 2.0.0 of the sample (a changed config each time), and a 3.0.0 whose startup.py fails."""
     base = tmp_path_factory.mktemp("vm-debs")
-    project = base / "project"
-    for name in ("units", "scripts", "configs", "debian"):
-        shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(REPO / "pyproject.toml", project / "pyproject.toml")
+    project = copy_sample(base / "project")
     out = {}
     for v in ("1.0.0", "1.1.0", "2.0.0"):
         conf = project / "configs" / "agent.conf"
         conf.write_text(conf.read_text() + f"\n# shipped with {v}\n")
         out[v] = build_deb(project, base / v, version=v).path
-    startup = project / "scripts" / "startup.py"
-    text = startup.read_text()
-    cut = text.index("\n") + 1
-    startup.write_text(text[:cut] + "raise SystemExit('startup failed on purpose')\n" + text[cut:])
+    break_startup(project)
     out["3.0.0-bad"] = build_deb(project, base / "3.0.0", version="3.0.0").path
     return out
 
