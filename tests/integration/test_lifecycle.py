@@ -22,7 +22,6 @@ from tests.helpers import require_root, require_tool
 
 pytestmark = pytest.mark.root
 
-REPO = Path(__file__).resolve().parents[2]
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 CONFOLD = ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
 WANTS = "etc/systemd/system/multi-user.target.wants"
