@@ -5,10 +5,11 @@
 # runs as root (it re-runs itself with sudo otherwise).  Extra arguments go
 # to pytest, e.g. `tools/test.sh -k lifecycle`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+tools="$(cd "$(dirname "$0")" && pwd)"
+cd "$tools/.."
 
 if [ "$(id -u)" != 0 ]; then
-    exec sudo --preserve-env=DEBSHIP_CACHE,SOURCE_DATE_EPOCH "$0" "$@"
+    exec sudo --preserve-env=DEBSHIP_CACHE,SOURCE_DATE_EPOCH,DEBSHIP_VM_ACCEL "$tools/test.sh" "$@"
 fi
 
 DEB_PACKAGES=(
