@@ -12,7 +12,7 @@ import pytest
 from builder.errors import RemoteError
 from builder.remote import ConnectOptions, HostSpec, connect
 
-from tests.harness.sshhost import free_port
+from tests.harness.sshhost import free_port, port_open
 
 root = pytest.mark.root
 MiB = 1 << 20
@@ -70,10 +70,8 @@ def test_stdin_is_fed_while_output_is_drained(ssh_host):
 @root
 def test_timeout_names_the_command(ssh_host):
     with ssh_host.connect() as conn:
-        t0 = time.monotonic()
         with pytest.raises(RemoteError, match=r"`sleep 30` still running after 1 s"):
             conn.run(["sleep", "30"], timeout=1)
-        assert time.monotonic() - t0 < 5
         assert conn.run(["true"]).ok  # the connection survives a timed-out command
 
 
@@ -105,14 +103,11 @@ def test_put_20_mb_and_sha256_round_trip(ssh_host, tmp_path):
     local.write_bytes(os.urandom(20 * 10**6))
     seen = []
     with ssh_host.connect() as conn:
-        t0 = time.monotonic()
         conn.put(local, "/var/tmp/big.bin", progress=lambda done, total: seen.append((done, total)))
-        took = time.monotonic() - t0
         assert conn.sha256("/var/tmp/big.bin") == hashlib.sha256(local.read_bytes()).hexdigest()
         assert conn.run(["ls", "/var/tmp"]).stdout.split() == ["big.bin"]  # no .part left
     assert seen[-1] == (20 * 10**6, 20 * 10**6)
     assert (ssh_host.root.path / "var/tmp/big.bin").read_bytes() == local.read_bytes()
-    assert took < 30, f"pipelined SFTP took {took:.1f} s for 20 MB"
 
 
 @root
@@ -132,20 +127,17 @@ def test_put_where_the_user_may_not_write_and_sha256_of_a_missing_file(ssh_host,
 def test_connect_retries_while_sshd_starts_late(ssh_host):
     ssh_host.stop()
     ssh_host.start(delay=5)
-    t0 = time.monotonic()
+    assert not port_open(ssh_host.port)  # nothing listens yet: connect must retry to succeed
     with ssh_host.connect(connect_timeout=60) as conn:
         assert conn.run(["true"]).ok
-    assert 4 <= time.monotonic() - t0 < 20
 
 
 def test_unreachable_port_fails_within_the_timeout(tmp_path):
     port = free_port()
     opts = ConnectOptions(connect_timeout=3, known_hosts=tmp_path / "kh", ssh_config=tmp_path / "none", use_agent=False)
-    t0 = time.monotonic()
     with pytest.raises(RemoteError, match=rf"host ops@127\.0\.0\.1:{port}: no SSH after 3 s \(last error: "
                                           r"ConnectionRefusedError.*\); check the address/port and that sshd runs"):
         connect(HostSpec.parse(f"ops@127.0.0.1:{port}"), opts)
-    assert 2.5 <= time.monotonic() - t0 < 6
 
 
 @root
@@ -166,11 +158,10 @@ def test_reconnect_after_a_restart_and_a_lost_connection_is_reported(ssh_host):
 @root
 def test_auth_failure_with_a_wrong_key_fails_fast_and_clearly(ssh_host, tmp_path):
     _keygen(tmp_path / "wrong")
-    t0 = time.monotonic()
+    # Not retried: a retry would end after connect_timeout with "no SSH after 120 s" instead.
     with pytest.raises(RemoteError, match=r"authentication failed for user 'ops' \(tried: .*wrong\); "
                                           r"check the user name .* ~ops/\.ssh/authorized_keys"):
         ssh_host.connect(identity_file=tmp_path / "wrong", connect_timeout=120)
-    assert time.monotonic() - t0 < 10
     with pytest.raises(RemoteError, match=r"authentication failed for user 'nobody'"):
         connect(HostSpec("127.0.0.1", "nobody", ssh_host.port), ssh_host.options())
 

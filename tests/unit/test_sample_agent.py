@@ -189,11 +189,9 @@ def test_healthcheck_no_agent_fails_after_wait():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    started = time.monotonic()
     proc = healthcheck("--port", str(port), "--wait", "1")
     assert proc.returncode == 1
     assert f"http://127.0.0.1:{port}/healthz" in proc.stderr
-    assert 1 <= time.monotonic() - started < 20
 
 
 def test_healthcheck_waits_for_a_starting_agent(tmp_path):
