@@ -7,10 +7,11 @@
 # sudo): the guest image is built with mmdebstrap.  Extra arguments go to
 # tools/demo.py (--keep: leave the guest running until Enter).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+tools="$(cd "$(dirname "$0")" && pwd)"
+cd "$tools/.."
 
 if [ "$(id -u)" != 0 ]; then
-    exec sudo --preserve-env=DEBSHIP_CACHE,DEBSHIP_VM_ACCEL,SOURCE_DATE_EPOCH "$0" "$@"
+    exec sudo --preserve-env=DEBSHIP_CACHE,DEBSHIP_VM_ACCEL,SOURCE_DATE_EPOCH "$tools/demo.sh" "$@"
 fi
 
 DEB_PACKAGES=(
@@ -18,15 +19,7 @@ DEB_PACKAGES=(
     qemu-system-x86 qemu-utils cloud-image-utils   # the guest: qemu, qemu-img, cloud-localds
     mmdebstrap e2fsprogs                           # its image: a Debian root, mkfs.ext4 -d
 )
-missing=()
-for pkg in "${DEB_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "installing Debian packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash tools/ensure-debs.sh "${DEB_PACKAGES[@]}"
 
 if [ ! -x .venv/bin/ship ] || [ ! -x .venv/bin/build-deb ]; then bash tools/setup.sh; fi
 exec .venv/bin/python tools/demo.py "$@"
