@@ -193,6 +193,8 @@ class HostShip:
             return self.result("failed", after=self._installed_version(),
                                detail=f"{reason}; a reinstall of the same version cannot be rolled back{tail}")
         current = self._installed()
+        if current is None and self.before is None:
+            return self.result("failed", after=None, detail=f"{reason}; nothing was installed")
         if current is not None and current.ok and current.version == self.before:
             return self.result("failed", after=self.before, detail=f"{reason}; the host still has {self.before}")
         try:

@@ -144,6 +144,7 @@ def test_a_lock_held_past_the_timeout_fails_clearly(ssh_host, debs):
         r = run_ship([ssh_host], debs["v1"], "--lock-timeout", "3")
         assert r.exit_code == 1
         assert "dpkg is locked by another process for more than 3 s" in r.stderr
+        assert "nothing was installed" in r.output  # and no second wait for the lock to remove it
         assert installed(ssh_host) == ""
 
 
