@@ -17,6 +17,15 @@ def _missing(what: str) -> None:
     pytest.skip(f"{what} is missing")
 
 
+def cli_runner():
+    """A click CliRunner keeping stderr apart from stdout (click < 8.2 needs mix_stderr=False)."""
+    from click.testing import CliRunner
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 keeps them apart already
+        return CliRunner()
+
+
 def require_tool(name: str) -> str:
     """The path of the command ``name``; skips (or fails, see above) if it is not installed."""
     path = shutil.which(name)

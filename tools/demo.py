@@ -53,8 +53,7 @@ def build_sample() -> Path:
 
 
 def ship(vm: VMGuest, deb: Path) -> int:
-    argv = [str(VENV / "ship"), str(deb), "--host", vm.address, "-i", str(vm.key_path),
-            "--known-hosts", str(vm.known_hosts), "--ssh-config", str(vm.ssh_config),
+    argv = [str(VENV / "ship"), str(deb), "--host", vm.address, *vm.ship_args(),
             "--connect-timeout", "600", "--boot-timeout", "600"]
     say("shipping right away; ship waits for SSH and cloud-init by itself:")
     print("  $ " + shlex.join(["ship", deb.name, "--host", vm.address, "-i", "<key>", "…"]), flush=True)

@@ -13,6 +13,8 @@ from builder.remote import ConnectOptions, Connection, HostSpec, connect
 class ClientSide:
     user = "ops"
     port: int
+    connect_timeout = 30.0  # a booting VM guest needs longer
+
 
     def client_files(self, folder: Path) -> None:
         """Make the key pair (``key_path``), ``known_hosts`` (empty) and ``ssh_config`` (empty) in ``folder``."""
@@ -34,9 +36,18 @@ class ClientSide:
 
     def options(self, **overrides) -> ConnectOptions:
         """ConnectOptions for this host: its key, its known_hosts, no agent, no ~/.ssh/config."""
-        base = ConnectOptions(connect_timeout=30, known_hosts=self.known_hosts, ssh_config=self.ssh_config,
+        base = ConnectOptions(connect_timeout=self.connect_timeout, known_hosts=self.known_hosts, ssh_config=self.ssh_config,
                               identity_file=self.key_path, use_agent=False)
         return dataclasses.replace(base, **overrides)
 
     def connect(self, **overrides) -> Connection:
         return connect(self.spec, self.options(**overrides))
+
+    @property
+    def address(self) -> str:
+        """What ``ship --host`` takes."""
+        return f"{self.user}@127.0.0.1:{self.port}"
+
+    def ship_args(self) -> list[str]:
+        """The `ship` options that log in to this host with its key and its known_hosts only."""
+        return ["-i", str(self.key_path), "--known-hosts", str(self.known_hosts), "--ssh-config", str(self.ssh_config)]

@@ -51,8 +51,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from builder.errors import RemoteError
-from builder.remote import ConnectOptions, Connection, HostSpec, Result, connect
+from builder.remote import Connection, Result
 
+from .client import ClientSide
 from .rootfs import cache_dir
 from .sshhost import _die_with_parent, free_port
 
@@ -282,10 +283,10 @@ def ssh_banner(port: int, timeout: float = 3.0) -> bool:
         return False
 
 
-class VMGuest:
+class VMGuest(ClientSide):
     """A booted throwaway instance of ``image``; sshd on 127.0.0.1:``port``, user ``ops`` logs in with ``key_path``."""
 
-    user = "ops"
+    connect_timeout = 600.0
 
     def __init__(self, image: Image | None = None, workdir: Path | None = None, *, memory: int = 1024,
                  cpus: int = 2, hostname: str = "debship-vm", start: bool = True,
@@ -294,9 +295,6 @@ class VMGuest:
         self.memory, self.cpus, self.hostname, self._log = memory, cpus, hostname, log
         self.dir = Path(tempfile.mkdtemp(prefix="debship-vm-", dir=workdir))
         self.port = 0
-        self.key_path = self.dir / "id_ed25519"
-        self.known_hosts = self.dir / "known_hosts"
-        self.ssh_config = self.dir / "ssh_config"  # empty: the guest is not seen through ~/.ssh/config
         self.console_path = self.dir / "console.log"
         self.overlay = self.dir / "overlay.qcow2"
         self.seed = self.dir / "seed.iso"
@@ -315,24 +313,6 @@ class VMGuest:
             raise
 
     # -- what tests use (the same surface as SSHHost) ------------------------------------
-    @property
-    def spec(self) -> HostSpec:
-        return HostSpec("127.0.0.1", self.user, self.port)
-
-    @property
-    def address(self) -> str:
-        """What ``ship --host`` takes."""
-        return f"{self.user}@127.0.0.1:{self.port}"
-
-    def options(self, **overrides) -> ConnectOptions:
-        """ConnectOptions for this guest: its key, its known_hosts, no agent, no ~/.ssh/config."""
-        base = ConnectOptions(connect_timeout=600, known_hosts=self.known_hosts, ssh_config=self.ssh_config,
-                              identity_file=self.key_path, use_agent=False)
-        return dataclasses.replace(base, **overrides)
-
-    def connect(self, **overrides) -> Connection:
-        return connect(self.spec, self.options(**overrides))
-
     def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float = 120.0, check: bool = False,
             stdin: bytes | None = None) -> Result:
         """Run ``argv`` in the guest over SSH as ``ops`` (``sudo``: as root), on one kept connection
@@ -441,15 +421,12 @@ class VMGuest:
     # -- internals -------------------------------------------------------------------------
     def _provision(self) -> None:
         """The per-instance files: key pair, empty known_hosts and ssh_config, overlay, NoCloud seed."""
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{self.user}@debship-vm",
-              "-f", str(self.key_path)])
-        self.known_hosts.touch()
-        self.ssh_config.touch()
+        self.client_files(self.dir)
         _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.image.disk), "-F", "qcow2",
               str(self.overlay)])
         seed = self.dir / "seed"
         seed.mkdir()
-        key = Path(f"{self.key_path}.pub").read_text().strip()
+        key = self.public_key.strip()
         (seed / "user-data").write_text(_USER_DATA.format(user=self.user, key=key))
         instance = f"debship-{os.getpid()}-{time.time_ns()}"
         (seed / "meta-data").write_text(f"instance-id: {instance}\nlocal-hostname: {self.hostname}\n")

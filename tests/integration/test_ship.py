@@ -10,10 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from builder.build import build_deb
 from builder.cli import ship
+from tests.helpers import cli_runner
 from tests.conftest import copy_sample
 
 pytestmark = pytest.mark.root
@@ -35,16 +35,11 @@ def debs(tmp_path_factory):
 def run_ship(hosts, deb: Path | None, *args: str, json_out: bool = False):
     argv = [str(deb)] if deb is not None else []
     for h in hosts:
-        argv += ["--host", f"ops@127.0.0.1:{h.port}"]
-    first = hosts[0]
-    argv += ["-i", str(first.key_path), "--known-hosts", str(first.known_hosts),
-             "--ssh-config", str(first.ssh_config), "--connect-timeout", "30", *args]
+        argv += ["--host", h.address]
+    argv += [*hosts[0].ship_args(), "--connect-timeout", "30", *args]  # share_key: the first host's key logs in
     if json_out:
         argv.append("--json")
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:
-        runner = CliRunner()
+    runner = cli_runner()
     return runner.invoke(ship, argv, env={"SSH_AUTH_SOCK": ""})
 
 
@@ -55,7 +50,7 @@ def installed(host) -> str:
 
 def share_key(hosts):
     """All hosts accept the first host's key and share its known_hosts (one --identity for all)."""
-    key = Path(f"{hosts[0].key_path}.pub").read_text()
+    key = hosts[0].public_key
     for h in hosts[1:]:
         (h.root.path / "home/ops/.ssh/authorized_keys").write_text(key)
 
@@ -229,10 +224,7 @@ def test_dry_run_changes_nothing(ssh_host, debs):
 
 
 def test_bad_usage_is_one_line(tmp_path):
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:
-        runner = CliRunner()
+    runner = cli_runner()
     r = runner.invoke(ship, ["--project", str(tmp_path), "--host", "h"])
     assert r.exit_code == 6 and r.stderr.strip() == f"ship: error: {tmp_path / 'dist'}: no .deb to ship; " \
                                                     "run build-deb first or pass the .deb's path"

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from builder.build import build_deb
 from builder.cli import ship
 from builder.debinfo import read_package
+from tests.helpers import cli_runner
 from tests.conftest import copy_sample
 from tests.harness.sshhost import free_port
 
@@ -54,15 +54,10 @@ def sample(tmp_path_factory):
 
 
 def run_ship(host, deb: Path, *args: str, json_out: bool = False):
-    argv = [str(deb), "--host", f"ops@127.0.0.1:{host.port}", "-i", str(host.key_path),
-            "--known-hosts", str(host.known_hosts), "--ssh-config", str(host.ssh_config),
-            "--connect-timeout", "30", *args]
+    argv = [str(deb), "--host", host.address, *host.ship_args(), "--connect-timeout", "30", *args]
     if json_out:
         argv.append("--json")
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:
-        runner = CliRunner()
+    runner = cli_runner()
     t0 = time.monotonic()
     r = runner.invoke(ship, argv, env={"SSH_AUTH_SOCK": ""})
     r.seconds = time.monotonic() - t0

@@ -9,21 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from builder.cli import build_deb
 
-from tests.helpers import require_tool
+from tests.helpers import cli_runner, require_tool
 
 
 def run_build(project: Path, *args: str):
     out = project.parent / "out"
     out.mkdir(exist_ok=True)
     before = sorted(out.iterdir())
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:  # click >= 8.2 keeps stderr apart already
-        runner = CliRunner()
+    runner = cli_runner()
     result = runner.invoke(build_deb, ["--project", str(project), "--out", str(out), *args])
     return result, before, sorted(out.iterdir())
 
@@ -214,10 +210,7 @@ def test_bad_source_date_epoch(project, monkeypatch):
 def test_out_is_a_file(project, tmp_path):
     target = tmp_path / "out-file"
     target.write_text("")
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:
-        runner = CliRunner()
+    runner = cli_runner()
     result = runner.invoke(build_deb, ["--project", str(project), "--out", str(target)])
     assert result.exit_code != 0
     assert "Traceback" not in (result.stderr or "")

@@ -5,16 +5,13 @@ import json
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from builder.cli import build_deb, ship
+from tests.helpers import cli_runner
 
 
-def runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)
-    except TypeError:
-        return CliRunner()
+def runner():
+    return cli_runner()
 
 
 @pytest.mark.parametrize("command", [build_deb, ship])

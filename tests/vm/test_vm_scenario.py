@@ -29,12 +29,11 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
-from click.testing import CliRunner
 
 from builder.build import build_deb
 from builder.cli import ship
 from tests.conftest import REPO, break_startup, copy_sample
-from tests.helpers import _missing, require_tool
+from tests.helpers import _missing, cli_runner, require_tool
 
 pytestmark = [pytest.mark.vm, pytest.mark.root]
 
@@ -140,12 +139,9 @@ class Shipped:
 
 
 def run_ship(vm, *args: str) -> Shipped:
-    argv = [*args, "--host", vm.address, "-i", str(vm.key_path), "--known-hosts", str(vm.known_hosts),
-            "--ssh-config", str(vm.ssh_config), "--connect-timeout", "600", "--boot-timeout", "600", "--json"]
-    try:
-        runner = CliRunner(mix_stderr=False)
-    except TypeError:
-        runner = CliRunner()
+    argv = [*args, "--host", vm.address, *vm.ship_args(), "--connect-timeout", "600", "--boot-timeout", "600",
+            "--json"]
+    runner = cli_runner()
     t0 = time.monotonic()
     result = runner.invoke(ship, argv, env={"SSH_AUTH_SOCK": ""})
     shipped = Shipped(result, t0)
