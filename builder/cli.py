@@ -194,3 +194,17 @@ def _json_summary(results, pkg) -> None:
                                "elapsed": r.elapsed, "detail": r.detail, "outcome": r.outcome,
                                "before": r.before, "after": r.after, "package": pkg.name,
                                "version": pkg.version}, sort_keys=True))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="debship", message="%(prog)s %(version)s")
+def main() -> None:
+    """debship: bundle scripts, configs and systemd units into one .deb, and ship it.
+
+    Each command has its own --help.  `build-deb` and `ship` are the same
+    commands as `debship build` and `debship ship`, under their short names.
+    """
+
+
+main.add_command(build_deb, "build")
+main.add_command(ship, "ship")

@@ -6,7 +6,7 @@ import json
 import click
 import pytest
 
-from builder.cli import build_deb, ship
+from builder.cli import build_deb, main, ship
 from tests.helpers import cli_runner
 
 
@@ -14,7 +14,12 @@ def runner():
     return cli_runner()
 
 
-@pytest.mark.parametrize("command", [build_deb, ship])
+def _all_commands():
+    """Every command: the short ones and each one of the `debship` group."""
+    return [build_deb, ship, main, *main.commands.values()]
+
+
+@pytest.mark.parametrize("command", _all_commands(), ids=lambda c: c.name)
 def test_every_command_and_option_has_help(command):
     assert command.help and command.help.strip()
     for param in command.params:
@@ -52,3 +57,12 @@ def test_zstd_warns_about_old_dpkg(project, tmp_path):
     r = runner().invoke(build_deb, ["--project", str(project), "--out", str(tmp_path), "--compression", "zstd"])
     assert r.exit_code == 0, r.stderr
     assert "zstd needs dpkg >= 1.21.18" in r.stderr
+
+
+def test_debship_group_runs_the_same_commands(project, tmp_path):
+    assert main.commands["build"] is build_deb and main.commands["ship"] is ship
+    r = runner().invoke(main, ["build", "--project", str(project), "--out", str(tmp_path / "out"), "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["name"] == "demo-svc"
+    r = runner().invoke(main, ["ship", "--host", "h", "--project", str(tmp_path / "nothing")])
+    assert r.exit_code == 6 and r.stderr.startswith("ship: error: ")
