@@ -133,25 +133,31 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     2 bad usage; 6 nothing could be shipped (bad package, no hosts).
     """
     # Imported here: paramiko takes longer to import than build-deb takes to build a small package.
+    from . import ship as shipping
     from .remote import ConnectOptions
-    from .ship import ShipOptions, exit_code, package_for, parse_hosts
-    from .ship import ship as ship_lib
 
     mode = "rollback" if to_version else (mode or "ship")
-    pkg = package_for(mode, deb, package, project)
-    specs = parse_hosts(hosts, hosts_file)
+    pkg = shipping.package_for(mode, deb, package, project)
+    specs = shipping.parse_hosts(hosts, hosts_file)
     policy = "pin" if host_key else ("strict" if strict_host_keys else "accept-new")
     connect = ConnectOptions(connect_timeout=connect_timeout, host_keys=policy, pinned_key=host_key,
                              known_hosts=known_hosts, ssh_config=ssh_config, identity_file=identity)
-    opts = ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
-                       force=force, dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback)
+    opts = shipping.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout, force=force,
+                                dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback)
     render = _json_event if as_json else _text_event
-    if not as_json and mode == "ship":
-        click.echo(f"shipping {pkg.name} {pkg.version} ({pkg.size} bytes) to {len(specs)} host(s)")
-    results = ship_lib(pkg, specs, opts, render, parallel=parallel, batch=batch, max_failures=max_failures,
-                       mode=mode, to_version=to_version)
+    fleet = {"parallel": parallel, "batch": batch, "max_failures": max_failures}
+    if mode == "ship":
+        if not as_json:
+            click.echo(f"shipping {pkg.name} {pkg.version} ({pkg.size} bytes) to {len(specs)} host(s)")
+        results = shipping.ship(pkg, specs, opts, render, **fleet)
+    elif mode == "list":
+        results = shipping.list_kept(pkg.name, specs, opts, render, **fleet)
+    elif to_version:
+        results = shipping.to_version(pkg.name, to_version, specs, opts, render, **fleet)
+    else:
+        results = shipping.rollback(pkg.name, specs, opts, render, **fleet)
     (_json_summary if as_json else _text_summary)(results, pkg)
-    click.get_current_context().exit(exit_code(results))
+    click.get_current_context().exit(shipping.exit_code(results))
 
 
 _MARKS = {"start": "..", "ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -166,7 +172,11 @@ def _text_event(e) -> None:
 
 
 def _json_event(e) -> None:
-    click.echo(json.dumps(dataclasses.asdict(e), sort_keys=True))
+    event = dataclasses.asdict(e)
+    data = event.pop("data")
+    if data is not None:
+        event["detail"] = data
+    click.echo(json.dumps(event, sort_keys=True))
 
 
 def _text_summary(results, pkg) -> None:

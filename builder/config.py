@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from . import version as versions
 from .errors import ConfigError
+from .manifest import KEEP_VERSIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "depends": [],
     "startup": "startup.py",    # relative to the scripts folder; false turns it off
     "health": None,             # a shell command run on the host after install
-    "keep-versions": 5,
+    "keep-versions": KEEP_VERSIONS,
     "folders": {"units": "units", "scripts": "scripts", "configs": "configs"},
     "install": {"units": "/lib/systemd/system", "scripts": "/usr/lib/{name}", "configs": "/etc/{name}"},
     "units": {},
@@ -55,9 +56,9 @@ UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9:_.\\-]+@?[A-Za-z0-9:_.\\-]*\.(service|so
 class UnitOptions:
     """Per-unit choices; ``enable=None`` means "if the unit has an [Install] section"."""
 
-    enable: bool | None = None
-    start: bool = True
-    on_upgrade: str = "restart"
+    enable: bool | None
+    start: bool
+    on_upgrade: str
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,16 @@ class PackageSpec:
     description: str
     long_description: str
     project_dir: Path
-    architecture: str = "all"
-    section: str = "admin"
-    priority: str = "optional"
-    homepage: str | None = None
-    license: str = "proprietary"
-    copyright: str | None = None
-    depends: tuple[str, ...] = ()
-    startup: str | None = "startup.py"
-    health: str | None = None
-    keep_versions: int = 5
+    architecture: str
+    section: str
+    priority: str
+    homepage: str | None
+    license: str
+    copyright: str | None
+    depends: tuple[str, ...]
+    startup: str | None
+    health: str | None
+    keep_versions: int
     folders: Mapping[str, Path | None] = field(default_factory=dict)   # kind -> absolute source folder
     install: Mapping[str, str] = field(default_factory=dict)           # kind -> absolute host folder
     units: Mapping[str, UnitOptions] = field(default_factory=dict)
@@ -89,7 +90,7 @@ class PackageSpec:
         return "-" not in self.version
 
     def unit_options(self, unit: str) -> UnitOptions:
-        return self.units.get(unit, UnitOptions())
+        return self.units.get(unit) or DEFAULT_UNIT_OPTIONS
 
 
 def find_config(project_dir: Path) -> tuple[Path, dict]:
@@ -296,3 +297,7 @@ def _unit_options(unit: str, opts: Any, where: str) -> UnitOptions:
     if merged["on-upgrade"] not in ON_UPGRADE:
         raise ConfigError(f"{here}: on-upgrade must be one of {', '.join(ON_UPGRADE)}")
     return UnitOptions(enable=merged["enable"], start=merged["start"], on_upgrade=merged["on-upgrade"])
+
+
+DEFAULT_UNIT_OPTIONS = UnitOptions(enable=UNIT_DEFAULTS["enable"], start=UNIT_DEFAULTS["start"],
+                                   on_upgrade=UNIT_DEFAULTS["on-upgrade"])

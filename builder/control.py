@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import re
 import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import jinja2
 
 from .config import PackageSpec
 from .errors import BuildError
-from .plan import Plan
+from .layout import Layout
+from .manifest import Manifest
+from .plan import Plan, Unit
 
 SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
 # deb822: a field value line may not be empty and may not start a new field.
@@ -54,23 +56,44 @@ def render(spec: PackageSpec, plan: Plan, md5: dict, sizes: dict, mtime: int) ->
         control=control,
         md5sums="".join(f"{all_md5[p]}  {p.lstrip('/')}\n" for p in sorted(all_md5)),
         conffiles="".join(f"{p}\n" for p in plan.conffiles),
-        scripts={s: text for s in SCRIPTS if (text := _render(env, f"{s}.j2", context)).strip()},
+        scripts=render_scripts(context, env),
         docs=docs,
     )
 
 
 def script_context(spec: PackageSpec, plan: Plan) -> dict:
-    """The variables every maintainer-script template gets (documented in debian/README)."""
+    """The variables every maintainer-script template gets."""
+    return scripts_context(spec.name, spec.version, plan.units, plan.startup)
+
+
+def scripts_context(name: str, version: str, units: Sequence[Unit], startup: str | None) -> dict:
+    """The maintainer-script context: the host paths, and the unit names each systemd step acts
+    on, decided here so that the templates only loop (see the header of debian/postinst.j2)."""
+    return {"name": name, "version": version, "units": list(units), "startup": startup,
+            **Layout(name).script_context(), **unit_sets(units)}
+
+
+def render_scripts(context: dict, env: jinja2.Environment | None = None) -> dict:
+    """The non-empty maintainer scripts for ``context`` (default templates: debship's own)."""
+    env = env or _environment(Path("/nonexistent"))
+    return {s: text for s in SCRIPTS if (text := _render(env, f"{s}.j2", context)).strip()}
+
+
+def unit_sets(units: Sequence[Unit]) -> dict:
+    """Sorted unit names per maintainer-script step, as dh_installsystemd groups them."""
+    ordered = sorted(units, key=lambda u: u.name)
+    plain = [u for u in ordered if not u.template]
+    names = lambda us: [u.name for u in us]  # noqa: E731
     return {
-        "name": spec.name,
-        "version": spec.version,
-        "units": list(plan.units),
-        "startup": plan.startup,
-        "state_dir": f"/var/lib/{spec.name}",
-        "log_dir": f"/var/log/{spec.name}",
-        "deploy_log": f"/var/log/{spec.name}/deploy.log",
-        "store_dir": f"/var/lib/debship/{spec.name}",
-        "apt_source": f"/etc/apt/sources.list.d/debship-{spec.name}.list",
+        "plain": names(plain),
+        "enable": names(u for u in ordered if u.has_install and u.enable),
+        "keep": names(u for u in plain if u.has_install and not u.enable),
+        "restart": names(u for u in plain if u.start and u.on_upgrade == "restart"),
+        "try_restart": names(u for u in plain if not u.start and u.on_upgrade == "restart"),
+        "start": names(u for u in plain if u.start and u.on_upgrade != "restart"),
+        "stop_on_upgrade": names(u for u in plain if u.on_upgrade == "stop"),
+        "stop_on_remove": names(plain),
+        "purge": sorted(names(u for u in ordered if u.has_install and (u.enable or not u.template))),
     }
 
 
@@ -112,7 +135,7 @@ def check_control(text: str) -> None:
 
 
 def _docs(env: jinja2.Environment, spec: PackageSpec, mtime: int) -> dict:
-    doc = f"/usr/share/doc/{spec.name}"
+    doc = Layout(spec.name).doc_dir
     year = time.gmtime(mtime).tm_year
     changelog = _render(env, "changelog.j2", {
         "name": spec.name, "version": spec.version, "maintainer": spec.maintainer,
@@ -130,19 +153,10 @@ def _docs(env: jinja2.Environment, spec: PackageSpec, mtime: int) -> dict:
     }
 
 
-def manifest_path(name: str) -> str:
-    return f"/usr/share/debship/{name}.json"
-
-
 def manifest(spec: PackageSpec, plan: Plan) -> dict:
     """What ``ship`` needs to know about a package, kept inside it: units, health, startup."""
-    data = {
-        "name": spec.name, "version": spec.version, "startup": plan.startup, "health": spec.health,
-        "keep_versions": spec.keep_versions,
-        "units": [{"name": u.name, "enable": u.enable, "start": u.start, "on_upgrade": u.on_upgrade}
-                  for u in plan.units],
-    }
-    return {manifest_path(spec.name): (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()}
+    data = Manifest.of(spec.name, spec.version, plan.startup, spec.health, spec.keep_versions, plan.units)
+    return {Layout(spec.name).manifest: data.to_json().encode()}
 
 
 def _license_text(license_name: str) -> list[str]:

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import lzma
 import gzip
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .control import manifest_path
 from .debfile import BuiltDeb
 from .errors import ShipError
+from .layout import Layout
+from .manifest import Manifest
 
 AR_MAGIC = b"!<arch>\n"
 
@@ -26,7 +26,7 @@ AR_MAGIC = b"!<arch>\n"
 class PackageInfo(BuiltDeb):
     """A .deb on disk, with debship's manifest when it has one."""
 
-    manifest: dict = field(default_factory=dict)
+    manifest: Manifest = field(default_factory=Manifest.empty)
 
     @property
     def filename(self) -> str:
@@ -34,15 +34,11 @@ class PackageInfo(BuiltDeb):
 
     @property
     def health(self) -> str | None:
-        return self.manifest.get("health")
-
-    @property
-    def units(self) -> list[dict]:
-        return list(self.manifest.get("units", []))
+        return self.manifest.health
 
     @property
     def keep_versions(self) -> int:
-        return int(self.manifest.get("keep_versions", 5))
+        return self.manifest.keep_versions
 
 
 def read_package(path: Path) -> PackageInfo:
@@ -57,10 +53,11 @@ def read_package(path: Path) -> PackageInfo:
     for key in ("Package", "Version", "Architecture"):
         if key not in fields:
             raise ShipError(f"{path}: control file has no {key} field; rebuild the package")
+    name, version = fields["Package"], fields["Version"]
     try:
-        manifest = json.loads(_extract(members, "data.tar", "." + manifest_path(fields["Package"]), path))
+        manifest = Manifest.from_json(_extract(members, "data.tar", "." + Layout(name).manifest, path), name, version)
     except KeyError:
-        manifest = {}  # not built by debship: no units to check, no health command
+        manifest = Manifest.empty(name, version)  # not built by debship: no units to check, no health command
     return PackageInfo(path=path, name=fields["Package"], version=fields["Version"],
                        architecture=fields["Architecture"], sha256=hashlib.sha256(blob).hexdigest(),
                        size=len(blob), manifest=manifest)

@@ -11,6 +11,12 @@ class DebshipError(Exception):
     exit_code = 1
 
 
+class UsageError(DebshipError):
+    """The command line is wrong (a malformed --host, an unreadable --hosts-file)."""
+
+    exit_code = 2
+
+
 class ConfigError(DebshipError):
     """The project's configuration is missing, malformed or invalid."""
 

@@ -116,3 +116,158 @@ def parse_enable_links(stdout: str) -> set[str]:
 
 
 BOOT_ID = ["cat", "/proc/sys/kernel/random/boot_id"]
+
+
+# --- Everything ship decides from, read in one round trip -----------------------------------
+
+@dataclass(frozen=True)
+class Conffile:
+    """A conffile of the installed package: the md5 dpkg recorded and the one on disk now."""
+
+    path: str
+    recorded: str
+    current: str | None      # None: the file is gone (deleted by the admin)
+    obsolete: bool = False
+
+    @property
+    def edited(self) -> bool:
+        return self.current != self.recorded and self.recorded != "newconffile"
+
+
+@dataclass(frozen=True)
+class UnitFacts:
+    name: str
+    enabled: str             # `systemctl is-enabled`: enabled, disabled, masked, static, … or ""
+    active: str = ""         # ActiveState when systemd runs, else ""
+
+    @property
+    def left_alone(self) -> bool:
+        """Disabled or masked by the admin: the maintainer scripts keep that choice."""
+        return self.enabled in ("disabled", "masked", "masked-runtime")
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    installed: Installed | None
+    stored_sha: str | None                # sha256 of the file the new package would be kept as
+    kept: tuple                           # store.Kept, oldest first
+    history: str                          # the ship history, for --rollback
+    manifest: str                         # the installed version's manifest (JSON text, may be "")
+    conffiles: tuple[Conffile, ...] = ()
+    units: tuple[UnitFacts, ...] = ()
+    systemd: bool = False                 # systemd runs (not a chroot or an image build)
+    audit: str = ""                       # `dpkg --audit`: packages dpkg left unfinished
+    dpkg_dist: tuple[str, ...] = ()       # <conffile>.dpkg-dist files present
+    managed: tuple[str, ...] = ()         # packages with a debship store on the host
+
+    @property
+    def before(self) -> str | None:
+        return self.installed.version if self.installed else None
+
+    def unit(self, name: str) -> UnitFacts | None:
+        return next((u for u in self.units if u.name == name), None)
+
+
+# $1 package, $2 the stored file of the new package (or ""), $3 store, $4 history, $5 manifest,
+# $6 the debship state folder; the rest: unit names to look at (besides the installed package's).
+HOST_FACTS_SCRIPT = r"""name=$1 stored=$2 store=$3 history=$4 manifest=$5 state=$6
+shift 6
+section() { printf '\n@@%s\n' "$1"; }
+section installed
+dpkg-query -W -f='${db:Status-Abbrev}\t${Version}\n' "$name" 2>/dev/null
+section stored
+if [ -n "$stored" ] && [ -f "$stored" ]; then sha256sum < "$stored" | cut -d' ' -f1; fi
+section kept
+if cd "$store" 2>/dev/null; then
+    for f in *.deb; do
+        [ -f "$f" ] || continue
+        v=$(dpkg-deb -f "$f" Version 2>/dev/null) || v=
+        printf '%s\t%s\n' "$f" "$v"
+    done
+    cd /
+fi
+section history
+cat "$history" 2>/dev/null
+section manifest
+cat "$manifest" 2>/dev/null
+conffiles=$(dpkg-query -W -f='${Conffiles}\n' "$name" 2>/dev/null)
+section conffiles
+printf '%s\n' "$conffiles" | while read -r path md5 obsolete; do
+    [ -n "$path" ] || continue
+    cur=$(md5sum < "$path" 2>/dev/null | cut -d' ' -f1)
+    printf '%s\t%s\t%s\t%s\n' "$path" "$md5" "${cur:--}" "$obsolete"
+done
+section dpkg-dist
+printf '%s\n' "$conffiles" | while read -r path md5 obsolete; do
+    if [ -n "$path" ] && [ -e "$path.dpkg-dist" ]; then echo "$path.dpkg-dist"; fi
+done
+units=$( { for u in "$@"; do echo "$u"; done
+           dpkg-query -L "$name" 2>/dev/null | sed -n 's#^/\(usr/\)\{0,1\}lib/systemd/system/\([^/]*\.[a-z]*\)$#\2#p'
+         } | sort -u)
+section systemd
+if [ -d /run/systemd/system ]; then echo yes; else echo no; fi
+section units
+for u in $units; do
+    printf '%s\t%s\t' "$u" "$(systemctl is-enabled -- "$u" 2>/dev/null)"
+    if [ -d /run/systemd/system ]; then systemctl show -p ActiveState --value -- "$u" 2>/dev/null; else echo; fi
+done
+section audit
+dpkg --audit 2>/dev/null
+section managed
+for d in "$state"/*/; do [ -d "$d" ] && basename "$d"; done 2>/dev/null
+exit 0
+"""
+
+
+def host_facts_command(layout, stored: str, units: list[str]) -> list[str]:
+    """One command printing every fact ship needs about ``layout.name`` (run it with sudo: it
+    reads conffiles and the store)."""
+    from .layout import DEBSHIP_STATE
+    return ["sh", "-c", HOST_FACTS_SCRIPT, "sh", layout.name, stored, layout.store, layout.history,
+            layout.manifest, DEBSHIP_STATE, *units]
+
+
+def parse_host_facts(stdout: str) -> HostFacts:
+    """The sections of ``HOST_FACTS_SCRIPT``'s output as one ``HostFacts``."""
+    from . import store
+    s = _sections(stdout)
+    installed = parse_installed(0 if s["installed"] else 1, s["installed"])
+    return HostFacts(
+        installed=installed,
+        stored_sha=(s["stored"].split() or [None])[0],
+        kept=tuple(store.parse_list(s["kept"])),
+        history=s["history"],
+        manifest=s["manifest"],
+        conffiles=tuple(_conffile(l) for l in s["conffiles"].splitlines() if l.count("\t") >= 2),
+        units=tuple(_unit_facts(l) for l in s["units"].splitlines() if l.strip()),
+        systemd=s["systemd"].strip() == "yes",
+        audit=s["audit"].strip(),
+        dpkg_dist=tuple(l.strip() for l in s["dpkg-dist"].splitlines() if l.strip()),
+        managed=tuple(l.strip() for l in s["managed"].splitlines() if l.strip()),
+    )
+
+
+_SECTIONS = ("installed", "stored", "kept", "history", "manifest", "conffiles", "dpkg-dist", "systemd", "units",
+             "audit", "managed")
+
+
+def _sections(stdout: str) -> dict[str, str]:
+    found = {k: "" for k in _SECTIONS}
+    current = None
+    for line in stdout.splitlines(keepends=True):
+        if line.startswith("@@") and line[2:].strip() in found:
+            current = line[2:].strip()
+        elif current is not None:
+            found[current] += line
+    return {k: v.strip("\n") + ("\n" if v.strip("\n") else "") for k, v in found.items()}
+
+
+def _conffile(line: str) -> Conffile:
+    path, recorded, current, *rest = line.split("\t")
+    return Conffile(path, recorded, None if current == "-" else current, bool(rest and rest[0].strip()))
+
+
+def _unit_facts(line: str) -> UnitFacts:
+    name, _, rest = line.partition("\t")
+    enabled, _, active = rest.partition("\t")
+    return UnitFacts(name.strip(), enabled.strip(), active.strip())

@@ -15,6 +15,7 @@ from pathlib import Path
 from . import units as unitfiles
 from .config import PackageSpec
 from .errors import PlanError
+from .layout import Layout
 
 KINDS = ("units", "scripts", "configs")
 # Never packaged: VCS and editor litter, Python caches.
@@ -140,8 +141,8 @@ def _kind(kind: str) -> str:
 
 
 def _check_collisions(entries: list[Entry], spec: PackageSpec) -> None:
-    reserved = {f"/usr/share/doc/{spec.name}/copyright", f"/usr/share/doc/{spec.name}/changelog.gz",
-                f"/usr/share/doc/{spec.name}/changelog.Debian.gz"}
+    layout = Layout(spec.name)
+    reserved = {*layout.doc_files(), layout.manifest}
     seen: dict[str, Path] = {}
     for e in entries:
         if e.dest in reserved:

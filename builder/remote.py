@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Sequence
 
 import paramiko
 
-from builder.errors import RemoteError
+from builder.errors import RemoteError, UsageError
 
 HOST_KEY_POLICIES = ("accept-new", "strict", "pin")
 _RETRY_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
@@ -58,7 +58,7 @@ class HostSpec:
     @classmethod
     def parse(cls, text: str) -> HostSpec:
         user, at, rest = text.strip().rpartition("@")
-        bad = RemoteError(f"host {text!r}: not a host; write [user@]host[:port], e.g. ops@10.0.0.5:2222 or [::1]:2222")
+        bad = UsageError(f"host {text!r}: not a host; write [user@]host[:port], e.g. ops@10.0.0.5:2222 or [::1]:2222")
         if (at and not re.fullmatch(r"[\w.$-]+", user)) or not rest:
             raise bad
         bare_v6 = rest.count(":") >= 2 and "[" not in rest

@@ -1,44 +1,26 @@
 """The package store on each host: kept .debs as a flat, local apt repository.
 
-``/var/lib/debship/<name>/`` holds the shipped .debs, a ``Packages`` index and
+``Layout(name).store`` holds the shipped .debs, a ``Packages`` index and
 a ``Release`` file written here (the host needs no dpkg-dev), registered as
-``deb [trusted=yes] file:/var/lib/debship/<name> ./`` in
-``/etc/apt/sources.list.d/debship-<name>.list``; so ``apt list -a <name>`` and
+``deb [trusted=yes] file:<store> ./`` in ``Layout(name).apt_source``; so ``apt list -a <name>`` and
 ``apt install <name>=<old>`` work on the host with no network.  The index is
-always rebuilt from the files, never trusted.  As elsewhere: commands plus
-pure parsers and decisions; ``ship`` runs them.
+always rebuilt from the files, never trusted.  The list of kept files is one of
+the host facts (``facts.HOST_FACTS_SCRIPT``); here: pure parsers, decisions and
+the commands that change the store.
 """
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
 
+from .layout import Layout
 from .version import compare
-
-
-def store_dir(name: str) -> str:
-    return f"/var/lib/debship/{name}"
-
-
-def source_path(name: str) -> str:
-    return f"/etc/apt/sources.list.d/debship-{name}.list"
-
-
-def history_path(name: str) -> str:
-    return f"{store_dir(name)}/history"
 
 
 @dataclass(frozen=True)
 class Kept:
     filename: str
     version: str
-
-
-def list_command(name: str) -> list[str]:
-    """Each kept .deb with the version its control file says (file names drop the epoch)."""
-    script = ('cd "$1" 2>/dev/null || exit 0; for f in *.deb; do [ -f "$f" ] || continue; '
-              'v=$(dpkg-deb -f "$f" Version 2>/dev/null) || v=; printf "%s\\t%s\\n" "$f" "$v"; done')
-    return ["sh", "-c", script, "sh", store_dir(name)]
 
 
 def _cmp(a: str, b: str) -> int:
@@ -91,12 +73,12 @@ apt-get update -qq -o Dir::Etc::sourcelist="$3" -o Dir::Etc::sourceparts=- -o AP
 """
 
 
-def index_command(name: str) -> list[str]:
-    return ["sh", "-c", INDEX_SCRIPT, "sh", store_dir(name), name, source_path(name)]
+def index_command(layout: Layout) -> list[str]:
+    return ["sh", "-c", INDEX_SCRIPT, "sh", layout.store, layout.name, layout.apt_source]
 
 
-def prune_command(name: str, filenames: list[str]) -> list[str]:
-    return ["sh", "-c", 'cd "$1" && shift && rm -f -- "$@"', "sh", store_dir(name), *filenames]
+def prune_command(layout: Layout, filenames: list[str]) -> list[str]:
+    return ["sh", "-c", 'cd "$1" && shift && rm -f -- "$@"', "sh", layout.store, *filenames]
 
 
 def history_line(stamp: str, action: str, version: str) -> str:

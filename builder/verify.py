@@ -9,13 +9,14 @@ from typing import Callable
 
 from . import facts
 from .errors import ShipError
+from .manifest import Manifest
 
 
-def units(sh: Callable, manifest: dict, start_timeout: float, settle: float,
+def units(sh: Callable, manifest: Manifest, start_timeout: float, settle: float,
           after_boot: bool = False) -> tuple[str, str]:
     """Every unit the package enables and starts is active and not restarting (after a boot:
     every unit it enables, since the boot is what started them)."""
-    wanted = [u["name"] for u in manifest.get("units", []) if u.get("enable") and (u.get("start") or after_boot)]
+    wanted = manifest.checked_units(after_boot)
     if not wanted:
         return ("ok", "no units to check")
     if not sh(facts.SYSTEMD_RUNNING).ok:
@@ -63,9 +64,9 @@ def _wait_active(sh: Callable, names: list[str], timeout: float) -> tuple[dict, 
         time.sleep(1)
 
 
-def health(sh: Callable, manifest: dict, name: str, version: str, timeout: float) -> tuple[str, str]:
+def health(sh: Callable, manifest: Manifest, name: str, version: str, timeout: float) -> tuple[str, str]:
     """The package's health command, with DEBSHIP_VERSION set, until it passes or ``timeout``."""
-    command = manifest.get("health")
+    command = manifest.health
     if not command:
         return ("skip", "no health command configured")
     if not sh(facts.SYSTEMD_RUNNING).ok:

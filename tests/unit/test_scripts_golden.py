@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import pytest
 
+from builder import control, plan
 from tests.helpers import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,64 +27,36 @@ SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
 UPDATE = os.environ.get("DEBSHIP_UPDATE_GOLDEN") == "1"
 
 
-@dataclass(frozen=True)
-class Unit:
-    """The attributes builder.plan.Unit gives the templates."""
-
-    name: str
-    enable: bool = True
-    start: bool = True
-    on_upgrade: str = "restart"
-    template: bool = False
-    has_install: bool = True
-
-
-def paths(name: str) -> dict:
-    return {
-        "state_dir": f"/var/lib/{name}", "log_dir": f"/var/log/{name}",
-        "deploy_log": f"/var/log/{name}/deploy.log", "store_dir": f"/var/lib/debship/{name}",
-        "apt_source": f"/etc/apt/sources.list.d/debship-{name}.list",
-    }
+def Unit(name: str, enable: bool = True, start: bool = True, on_upgrade: str = "restart",
+         template: bool = False, has_install: bool = True) -> plan.Unit:
+    """A builder.plan.Unit with the defaults a unit gets from its config."""
+    return plan.Unit(name, enable, start, on_upgrade, template, has_install)
 
 
 CONTEXTS = {
     # This repository's bundle, as builder.plan makes it from pyproject.toml.
-    "sample": {
-        "name": "fleet-agent", "version": "1.0.0", "startup": "/usr/lib/fleet-agent/startup.py",
-        "units": [Unit("fleet-agent.service"),
-                  Unit("fleet-agent-startup.service", start=False, on_upgrade="none")],
-        **paths("fleet-agent"),
-    },
+    "sample": control.scripts_context(
+        "fleet-agent", "1.0.0",
+        [Unit("fleet-agent.service"), Unit("fleet-agent-startup.service", start=False, on_upgrade="none")],
+        "/usr/lib/fleet-agent/startup.py"),
     # Scripts and configs only.
-    "bare": {"name": "plain-files", "version": "0.3~rc1-2", "startup": None, "units": [], **paths("plain-files")},
+    "bare": control.scripts_context("plain-files", "0.3~rc1-2", [], None),
     # Every unit case: template, stop/none on upgrade, no-start, not enabled, no [Install].
-    "mixed": {
-        "name": "jobs", "version": "2:4.1-1", "startup": "/opt/jobs/bin/startup.py",
-        "units": [
-            Unit("worker.service", on_upgrade="stop"),
-            Unit("poller.timer", on_upgrade="none"),
-            Unit("poller.service", enable=False, start=False, has_install=False),
-            Unit("job@.service", enable=False, start=False, template=True),
-            Unit("helper.service", enable=False),
-            Unit("api.socket", on_upgrade="stop"),
-        ],
-        **paths("jobs"),
-    },
+    "mixed": control.scripts_context("jobs", "2:4.1-1", [
+        Unit("worker.service", on_upgrade="stop"),
+        Unit("poller.timer", on_upgrade="none"),
+        Unit("poller.service", enable=False, start=False, has_install=False),
+        Unit("job@.service", enable=False, start=False, template=True),
+        Unit("helper.service", enable=False),
+        Unit("api.socket", on_upgrade="stop"),
+    ], "/opt/jobs/bin/startup.py"),
 }
 RENDERED = [(c, s) for c in CONTEXTS for s in SCRIPTS]
 
 
-def environment() -> jinja2.Environment:
-    """The options builder/control.py renders with."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(REPO / "debian")), undefined=jinja2.StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
-    )
-
-
 def render(context: str, script: str) -> str:
-    text = environment().get_template(f"{script}.j2").render(**CONTEXTS[context])
-    return text if text.strip() else ""  # control.py ships no script for blank output
+    """Through builder.control's own rendering; "" for a script the package does not ship."""
+    return control.render_scripts(CONTEXTS[context]).get(script, "")
 
 
 @pytest.mark.parametrize("context,script", RENDERED)

@@ -1,0 +1,155 @@
+"""Deciding what to do on one host: pure functions from its facts to steps as plain data.
+
+``plan_ship``, ``plan_rollback`` and ``plan_recovery`` read a frozen
+``facts.HostFacts`` (one SSH round trip) and the request, and return a
+``HostPlan``: the action, the versions before and after, and the steps to run,
+each saying what to run and whether its failure calls for recovery.  Nothing
+here touches a connection; ``hostrun`` executes the steps (Convention 5).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import store
+from .debfile import deb_filename
+from .debinfo import PackageInfo
+from .facts import HostFacts, Installed
+from .layout import Layout
+from .version import compare
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str                    # install | noop | refuse
+    reason: str
+    downgrade: bool = False
+    reinstall: bool = False
+
+
+def decide(pkg: PackageInfo, installed: Installed | None, stored_sha: str | None, force: bool) -> Decision:
+    """What to do with ``pkg`` on a host, from its facts alone."""
+    if installed is None:
+        return Decision("install", f"install {pkg.version} (not installed)")
+    order = compare(pkg.version, installed.version)
+    if order == 0 and installed.ok:
+        if stored_sha == pkg.sha256:
+            return Decision("noop", f"already at {pkg.version}")
+        if not force:
+            return Decision("refuse", f"{installed.version} is installed with other contents than this "
+                                      f"package; bump the version, or pass --force to reinstall")
+        return Decision("install", f"reinstall {pkg.version} (--force)", reinstall=True)
+    if order == 0:
+        return Decision("install", f"finish {pkg.version} (dpkg status {installed.status})", reinstall=True)
+    verb = "upgrade" if order > 0 else "downgrade"
+    return Decision("install", f"{verb} {installed.version} -> {pkg.version}", downgrade=order < 0)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing to do on the host.  ``op`` names the executor's action; ``recover``: when this
+    step fails, go back to the version the host had (unless --no-rollback)."""
+
+    op: str                        # upload | store | install | remove | verify | health | record | reboot
+    target: str = ""               # install: a stored .deb or name=version; record: ship | rollback
+    version: str = ""              # the version the step installs, checks or records
+    why: str = ""                  # install: the decision; record: the line for the deploy log
+    downgrade: bool = False
+    reinstall: bool = False
+    after_boot: bool = False       # verify: every enabled unit (the boot started them)
+    recover: bool = False
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    action: str                    # install | noop | refuse | dry-run (ship); rollback | noop | refuse | dry-run
+    before: str | None
+    to: str | None
+    reason: str                    # shown on the "decide" event
+    steps: tuple[Step, ...] = ()
+    outcome: str = "installed"     # the host's outcome when every step passes
+    detail: str = ""               # the summary's detail then
+    reinstall: bool = False
+    decide_status: str = "ok"
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What to do after a step marked ``recover`` failed."""
+
+    steps: tuple[Step, ...]
+    outcome: str                   # failed | rolled-back
+    after: str | None
+    detail: str
+    with_log_tail: bool = True
+
+
+def verify_steps(version: str, after_boot: bool = False, recover: bool = False) -> tuple[Step, ...]:
+    return (Step("verify", version=version, after_boot=after_boot, recover=recover),
+            Step("health", version=version, recover=recover))
+
+
+def stored_path(pkg: PackageInfo) -> str:
+    """Where ``pkg`` is kept in the host's store."""
+    return f"{Layout(pkg.name).store}/{deb_filename(pkg.name, pkg.version, pkg.architecture)}"
+
+
+def plan_ship(pkg: PackageInfo, facts: HostFacts, force: bool = False, dry_run: bool = False,
+              reboot: bool = False) -> HostPlan:
+    """Install, upgrade or downgrade to ``pkg``; nothing when the host has these very bytes."""
+    d = decide(pkg, facts.installed, facts.stored_sha, force)
+    before = facts.before
+    if d.action == "refuse":
+        return HostPlan("refuse", before, None, d.reason)
+    reboot_steps = (Step("reboot"), *verify_steps(pkg.version, after_boot=True)) if reboot else ()
+    if d.action == "noop":
+        return HostPlan("noop", before, before, d.reason, reboot_steps if not dry_run else (), "unchanged", d.reason)
+    if dry_run:
+        return HostPlan("dry-run", before, before, d.reason, (), "dry-run", f"would {d.reason}")
+    install = Step("install", stored_path(pkg), pkg.version, d.reason, d.downgrade, d.reinstall, recover=True)
+    steps = (Step("upload"), Step("store"), install, *verify_steps(pkg.version, recover=True),
+             Step("record", "ship", pkg.version, d.reason), *reboot_steps)
+    return HostPlan("install", before, pkg.version, d.reason, steps, "installed", d.reason, reinstall=d.reinstall)
+
+
+def plan_rollback(name: str, facts: HostFacts, target: str | None, dry_run: bool = False) -> HostPlan:
+    """``--rollback`` (``target`` None: the version before the installed one) or ``--to-version``."""
+    before = facts.before
+    versions = [k.version for k in facts.kept if k.version]
+    if target is None:
+        target = store.previous_version(facts.history, before, list(facts.kept))
+        if target is None:
+            return HostPlan("refuse", before, None, f"nothing to roll back to: installed {before or 'nothing'}, "
+                                                    f"kept {', '.join(versions) or 'none'}")
+    elif target not in versions:
+        return HostPlan("refuse", before, None, f"version {target} is not kept on the host (kept: "
+                                                f"{', '.join(versions) or 'none'}); ship it first")
+    if target == before:
+        return HostPlan("noop", before, before, target, (), "unchanged", f"already at {target}", decide_status="skip")
+    if dry_run:
+        return HostPlan("dry-run", before, before, target, (), "dry-run", f"would install {target}")
+    steps = (Step("store"), Step("install", f"{name}={target}", target, f"{before} -> {target}", downgrade=True),
+             *verify_steps(target), Step("record", "rollback", target, f"rollback {before} -> {target}"))
+    return HostPlan("rollback", before, target, target, steps, "installed", f"rolled back {before} -> {target}")
+
+
+def plan_recovery(name: str, plan: HostPlan, now: HostFacts, reason: str) -> Recovery:
+    """A step marked ``recover`` failed with ``reason``: back to ``plan.before`` from the store, or
+    remove a first install, so that no half-configured package is left running."""
+    before, current = plan.before, now.installed
+    if plan.reinstall:
+        return Recovery((), "failed", now.before,
+                        f"{reason}; a reinstall of the same version cannot be rolled back")
+    if current is None and before is None:
+        return Recovery((), "failed", None, f"{reason}; nothing was installed", with_log_tail=False)
+    if current is not None and current.ok and current.version == before:
+        return Recovery((), "failed", before, f"{reason}; the host still has {before}", with_log_tail=False)
+    if before is None:
+        return Recovery((Step("remove"),), "failed", None,
+                        f"{reason}; removed the package (the host had no earlier version)")
+    if before not in {k.version for k in now.kept}:
+        return Recovery((), "failed", now.before,
+                        f"{reason}; then cannot roll back: {before} is not kept in {Layout(name).store}",
+                        with_log_tail=False)
+    steps = (Step("store"), Step("install", f"{name}={before}", before, f"roll back to {before}", downgrade=True),
+             *verify_steps(before), Step("record", "rollback", before, f"rolled back to {before}: {reason}"))
+    return Recovery(steps, "rolled-back", before, f"rolled back to {before}: {reason}")

@@ -1,0 +1,325 @@
+"""Running one host's plan over SSH: connect, wait for boot, read facts, execute steps, emit events.
+
+``HostRun`` is the executor: it knows how to carry out each ``hostplan.Step``
+over a ``remote.Connection`` and reports every step as an ``Event``; the
+decisions are ``hostplan``'s.  ``ship_host``, ``rollback_host`` and
+``list_host`` are the three things ``ship`` does to a host, each a short
+table of contents.  Nothing here prints.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from . import commands, facts, hostplan, store, verify
+from .debinfo import PackageInfo
+from .errors import DebshipError, RemoteError, ShipError
+from .hostplan import HostPlan, Step
+from .layout import Layout
+from .manifest import Manifest
+from .remote import ConnectOptions, Connection, HostSpec, connect
+
+
+@dataclass(frozen=True)
+class ShipOptions:
+    connect: ConnectOptions = field(default_factory=ConnectOptions)
+    boot_timeout: float = 600.0
+    lock_timeout: int = 300
+    settle: float = 3.0            # s between the two looks at a unit's restart count
+    start_timeout: float = 60.0    # s for units to become active and health to pass
+    force: bool = False
+    dry_run: bool = False
+    reboot: bool = False
+    rollback_on_failure: bool = True   # --no-rollback turns it off
+
+
+@dataclass(frozen=True)
+class Event:
+    host: str
+    step: str
+    status: str                    # start | ok | warn | fail | skip
+    elapsed: float
+    detail: str = ""
+    data: dict | None = None       # structured detail (the plan); JSON output shows it as "detail"
+
+
+@dataclass(frozen=True)
+class HostResult:
+    host: str
+    outcome: str                   # installed | unchanged | dry-run | listed | rolled-back | failed | skipped
+    before: str | None = None
+    after: str | None = None
+    elapsed: float = 0.0
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("installed", "unchanged", "dry-run", "listed")
+
+
+class HostRun:
+    """The connection to one host and the steps run over it, each between two events."""
+
+    def __init__(self, pkg: PackageInfo, spec: HostSpec, opts: ShipOptions, emit: Callable[[Event], None]):
+        self.pkg, self.spec, self.opts, self._emit = pkg, spec, opts, emit
+        self.layout = Layout(pkg.name)
+        self.host = str(spec)
+        self.conn: Connection | None = None
+        self.t0 = time.monotonic()
+        self.before: str | None = None
+        self.facts: facts.HostFacts | None = None
+        self.failed: Step | None = None
+
+    # --- events and results ----------------------------------------------------------------
+    def emit(self, step: str, status: str, detail: str = "", data: dict | None = None) -> None:
+        self._emit(Event(self.host, step, status, round(time.monotonic() - self.t0, 3), detail, data))
+
+    def result(self, outcome: str, after: str | None = None, detail: str = "") -> HostResult:
+        return HostResult(self.host, outcome, self.before, after, round(time.monotonic() - self.t0, 3), detail)
+
+    def step(self, name: str, func: Callable[[], tuple]) -> tuple:
+        """Run one step between a start event and an ok/warn/skip/fail event carrying its detail."""
+        self.emit(name, "start")
+        try:
+            status, detail = func()
+        except DebshipError as e:
+            self.emit(name, "fail", str(e))
+            raise
+        self.emit(name, status, detail)
+        return status, detail
+
+    def guarded(self, body: Callable[[], HostResult]) -> HostResult:
+        """Run ``body``; a foreseen failure fails this host with its message, a bug with one line."""
+        try:
+            return body()
+        except DebshipError as e:
+            return self.result("failed", after=self.installed_version(), detail=str(e))
+        except Exception as e:  # a bug must not take the other hosts down with a traceback
+            return self.result("failed", detail=f"internal error in debship ({type(e).__name__}: {e}); "
+                                                "please report it with this line")
+        finally:
+            if self.conn is not None:
+                self.conn.close()
+
+    # --- reaching the host -----------------------------------------------------------------
+    def connect(self):
+        self.conn = connect(self.spec, self.opts.connect)
+        return ("ok", f"as {self.conn.user}")
+
+    def wait_for_boot(self):
+        timeout = self.opts.boot_timeout
+        if self.sh(facts.HAS_CLOUD_INIT).ok:
+            r = self.sh(facts.cloud_init_command(timeout), timeout=timeout + 30)
+            boot = facts.parse_cloud_init(r.exit_code, r.stdout + r.stderr)
+        else:
+            r = self.sh(facts.system_running_command(timeout), timeout=timeout + 30)
+            boot = facts.parse_system_running(r.exit_code, r.stdout)
+        if boot.state == "timeout":
+            raise ShipError(f"{boot.detail} after {timeout:g} s; raise --boot-timeout or look at the host")
+        if boot.state == "fail":
+            raise ShipError(boot.detail)
+        return (boot.state, boot.detail)
+
+    def read_facts(self, sudo: bool = True) -> facts.HostFacts:
+        """Everything the plan needs, in one round trip (with sudo: conffiles may be 0600)."""
+        stored = hostplan.stored_path(self.pkg) if self.pkg.version else ""
+        units = [u.name for u in self.pkg.manifest.units]
+        r = self.sh(facts.host_facts_command(self.layout, stored, units), sudo=sudo, check=True)
+        self.facts = facts.parse_host_facts(r.stdout)
+        return self.facts
+
+    def decide(self, make_plan: Callable[[facts.HostFacts], HostPlan]) -> HostPlan:
+        """The "decide" step: read the facts, plan from them; a refused plan fails the host."""
+        plans: list[HostPlan] = []
+
+        def body():
+            now = self.read_facts()
+            self.before = now.before
+            plans.append(make_plan(now))
+            if plans[0].action == "refuse":
+                raise ShipError(plans[0].reason)
+            return (plans[0].decide_status, plans[0].reason)
+
+        self.step("decide", body)
+        return plans[0]
+
+    # --- executing steps -------------------------------------------------------------------
+    def execute(self, steps: Sequence[Step]) -> None:
+        """Run ``steps`` in order; on a failure ``self.failed`` is the step that failed."""
+        for s in steps:
+            self.failed = s
+            self.step(s.op, lambda s=s: self._ops[s.op](self, s))
+        self.failed = None
+
+    def upload(self, _step: Step):
+        stored = hostplan.stored_path(self.pkg)
+        if self.facts and self.facts.stored_sha == self.pkg.sha256:
+            return ("ok", f"already in {self.layout.store}")
+        staging = self.sh(commands.STAGE, check=True).stdout.strip()
+        try:
+            remote = f"{staging}/{self.pkg.filename}"
+            self.conn.put(self.pkg.path, remote)
+            got = self.conn.sha256(remote)
+            if got != self.pkg.sha256:
+                raise ShipError(f"upload damaged: sha256 on the host is {got}, expected {self.pkg.sha256}; ship again")
+            self.sh(commands.keep_in_store(self.layout.store, remote, stored), sudo=True, check=True)
+        finally:
+            self.sh(commands.remove_dir(staging))
+        return ("ok", f"{self.pkg.size} bytes, sha256 checked, kept as {stored}")
+
+    def refresh_store(self, _step: Step):
+        """Prune to the newest N plus the installed version, then rebuild the index from the files."""
+        now = self.read_facts()
+        keep = self.installed_manifest(now).keep_versions
+        pruned = store.to_prune(list(now.kept), keep, now.before)
+        if pruned:
+            self.sh(store.prune_command(self.layout, pruned), sudo=True, check=True)
+        self.sh(store.index_command(self.layout), sudo=True, check=True, timeout=300)
+        kept = [k.version for k in now.kept if k.filename not in pruned]
+        return ("ok", f"kept {', '.join(kept)}" + (f"; pruned {', '.join(pruned)}" if pruned else ""))
+
+    def install(self, s: Step):
+        """apt-get install a stored file path or ``name=version`` from the host's repository."""
+        argv = commands.apt_install(s.target, self.opts.lock_timeout, s.downgrade, s.reinstall)
+        r = self.sh(argv, sudo=True, timeout=self.opts.lock_timeout + 900)
+        if not r.ok:
+            raise ShipError(self._install_failure(r.stdout + r.stderr))
+        now = self.read_facts()
+        if now.installed is None or not now.installed.ok or now.installed.version != s.version:
+            raise ShipError(f"apt finished but dpkg reports {now.installed}; see {self.layout.deploy_log}")
+        return ("ok", s.why)
+
+    def _install_failure(self, output: str) -> str:
+        if "Could not get lock" in output or "Unable to acquire the dpkg frontend lock" in output:
+            return (f"dpkg is locked by another process for more than {self.opts.lock_timeout} s "
+                    "(unattended-upgrades?); raise --lock-timeout or try again later")
+        last = next((l.strip() for l in reversed(output.splitlines()) if l.startswith(("E:", "dpkg:"))), "")
+        return f"apt-get install failed ({last or 'see the deploy log'})"
+
+    def remove(self, _step: Step):
+        r = self.sh(commands.apt_remove(self.pkg.name, self.opts.lock_timeout), sudo=True, timeout=900)
+        if not r.ok:
+            raise ShipError(f"could not remove {self.pkg.name} either: {r.stderr.strip()[-300:]}")
+        return ("ok", f"removed {self.pkg.name}; its deploy log stays in {self.layout.log_dir}/")
+
+    def verify_units(self, s: Step):
+        o = self.opts
+        return verify.units(self.sh, self.installed_manifest(), o.start_timeout, o.settle, s.after_boot)
+
+    def health(self, s: Step):
+        version = (self.installed_version() or s.version) if s.after_boot else s.version
+        return verify.health(self.sh, self.installed_manifest(), self.pkg.name, version, self.opts.start_timeout)
+
+    def record(self, s: Step):
+        """Append to the deploy log (for people) and the ship history (for --rollback)."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        installed = self.installed_version() or "nothing"
+        line = f"{stamp} ship: {s.why}; now {installed}; by {self.conn.user} via debship\n"
+        self.sh(commands.append_line(self.layout.deploy_log), sudo=True, stdin=line.encode(), check=True)
+        self.sh(commands.append_line(self.layout.history), sudo=True,
+                stdin=store.history_line(stamp, s.target, installed).encode(), check=True)
+        return ("ok", self.layout.deploy_log)
+
+    def reboot(self, _step: Step):
+        boot_id = self.sh(facts.BOOT_ID, check=True).stdout.strip()
+        try:
+            self.sh(["systemctl", "reboot"], sudo=True, timeout=30)
+        except RemoteError:
+            pass  # the connection may drop before the command returns
+        deadline = time.monotonic() + self.opts.connect.connect_timeout + self.opts.boot_timeout
+        while time.monotonic() < deadline:
+            time.sleep(2)
+            try:
+                self.conn.reconnect()
+                if self.sh(facts.BOOT_ID, check=True).stdout.strip() != boot_id:
+                    self.wait_for_boot()
+                    return ("ok", "host rebooted")
+            except DebshipError:
+                continue
+        raise ShipError("the host did not come back after reboot; check its console")
+
+    _ops = {"upload": upload, "store": refresh_store, "install": install, "remove": remove,
+            "verify": verify_units, "health": health, "record": record, "reboot": reboot}
+
+    # --- helpers ---------------------------------------------------------------------------
+    def sh(self, argv: Sequence[str], *, sudo: bool = False, check: bool = False, timeout: float = 120.0,
+           stdin: bytes | None = None):
+        r = self.conn.run(list(argv), sudo=sudo, timeout=timeout, stdin=stdin)
+        if check and not r.ok:
+            raise ShipError(f"`{shlex.join(argv)}` failed (exit {r.exit_code}): {r.stderr.strip() or r.stdout.strip()}")
+        return r
+
+    def installed_version(self) -> str | None:
+        if self.conn is None:
+            return None
+        try:
+            r = self.sh(facts.installed_command(self.pkg.name))
+        except DebshipError:
+            return None
+        fact = facts.parse_installed(r.exit_code, r.stdout)
+        return fact.version if fact else None
+
+    def installed_manifest(self, now: facts.HostFacts | None = None) -> Manifest:
+        """The manifest of the version now installed (after a rollback: the older one's)."""
+        now = now or self.facts
+        if now is not None and now.manifest.strip():
+            parsed = Manifest.from_json(now.manifest, self.pkg.name)
+            if parsed.name:
+                return parsed
+        return self.pkg.manifest
+
+    def log_tail(self) -> str:
+        r = self.sh(commands.tail(self.layout.deploy_log), sudo=True)
+        lines = [l.strip() for l in r.stdout.splitlines() if l.strip()] if r.ok else []
+        return f"; deploy log: {' | '.join(lines)}" if lines else ""
+
+
+# --- what ship does to one host ------------------------------------------------------------
+
+def ship_host(run: HostRun) -> HostResult:
+    """Connect, wait for boot, read facts, plan, then carry the plan out (recovering on failure)."""
+    run.step("connect", run.connect)
+    run.step("boot", run.wait_for_boot)
+    o = run.opts
+    plan = run.decide(lambda now: hostplan.plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot))
+    if plan.action == "dry-run":
+        run.emit("install", "skip", f"dry run: {plan.detail}")
+    try:
+        run.execute(plan.steps)
+    except DebshipError as e:
+        if run.failed is None or not run.failed.recover or not o.rollback_on_failure:
+            raise
+        return recover(run, plan, e)
+    return run.result(plan.outcome, after=plan.to, detail=plan.detail)
+
+
+def recover(run: HostRun, plan: HostPlan, error: Exception) -> HostResult:
+    """A step marked ``recover`` failed: roll back to ``plan.before`` or remove a first install."""
+    reason = str(error)
+    tail = run.log_tail()
+    rec = hostplan.plan_recovery(run.pkg.name, plan, run.read_facts(), reason)
+    try:
+        run.execute(rec.steps)
+    except DebshipError as e:
+        return run.result("failed", after=run.installed_version(), detail=f"{reason}; then {e}")
+    return run.result(rec.outcome, after=rec.after, detail=rec.detail + (tail if rec.with_log_tail else ""))
+
+
+def rollback_host(run: HostRun, target: str | None) -> HostResult:
+    """``--rollback`` (target None: the version before the installed one) or ``--to-version``."""
+    run.step("connect", run.connect)
+    run.step("boot", run.wait_for_boot)
+    plan = run.decide(lambda now: hostplan.plan_rollback(run.pkg.name, now, target, run.opts.dry_run))
+    run.execute(plan.steps)
+    return run.result(plan.outcome, after=plan.to, detail=plan.detail)
+
+
+def list_host(run: HostRun) -> HostResult:
+    """The installed and the kept versions (needs no sudo)."""
+    run.step("connect", run.connect)
+    now = run.read_facts(sudo=False)
+    run.before = now.before
+    kept = [k.version or f"{k.filename} (unreadable)" for k in now.kept]
+    return run.result("listed", after=now.before, detail="kept: " + (", ".join(kept) or "none"))

@@ -1,0 +1,78 @@
+"""Where a debship package and ``ship`` keep things on a host: every host path, spelled once.
+
+``Layout(name)`` is used by the control files (maintainer-script context, the
+manifest path, the reserved doc paths), by the store and by ``ship``; tests read
+it too.  See the table "What lands where on the host" in the README.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEBSHIP_STATE = "/var/lib/debship"      # one store folder per package below it
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+
+    @property
+    def state_dir(self) -> str:
+        """The package's own state (startup.py writes here); created by postinst, gone on purge."""
+        return f"/var/lib/{self.name}"
+
+    @property
+    def log_dir(self) -> str:
+        return f"/var/log/{self.name}"
+
+    @property
+    def deploy_log(self) -> str:
+        """What every maintainer script and ship did, timestamped."""
+        return f"{self.log_dir}/deploy.log"
+
+    @property
+    def store(self) -> str:
+        """ship's store: the kept .debs as a flat apt repository, and the history."""
+        return f"{DEBSHIP_STATE}/{self.name}"
+
+    @property
+    def history(self) -> str:
+        return f"{self.store}/history"
+
+    @property
+    def apt_source(self) -> str:
+        """The ``file:`` source of the store (direct ship)."""
+        return f"/etc/apt/sources.list.d/debship-{self.name}.list"
+
+    @property
+    def repo_source(self) -> str:
+        """The deb822 source of a published repository (``ship --via-repo``)."""
+        return f"/etc/apt/sources.list.d/debship-{self.name}.sources"
+
+    @property
+    def repo_keyring(self) -> str:
+        """The public key the repository source is ``Signed-By``."""
+        return f"/etc/apt/keyrings/debship-{self.name}.asc"
+
+    @property
+    def lock(self) -> str:
+        """Held by a ship for as long as it writes to this host (on tmpfs: a reboot frees it)."""
+        return f"/run/lock/debship-{self.name}.lock"
+
+    @property
+    def manifest(self) -> str:
+        """What ship reads about the installed version: units, health command, keep-versions."""
+        return f"/usr/share/debship/{self.name}.json"
+
+    @property
+    def doc_dir(self) -> str:
+        return f"/usr/share/doc/{self.name}"
+
+    def doc_files(self) -> tuple[str, ...]:
+        """Files debship generates in the doc folder; a bundle may not install over them."""
+        return tuple(f"{self.doc_dir}/{f}" for f in ("copyright", "changelog.gz", "changelog.Debian.gz"))
+
+    def script_context(self) -> dict:
+        """The paths the maintainer-script templates are given."""
+        return {"state_dir": self.state_dir, "log_dir": self.log_dir, "deploy_log": self.deploy_log,
+                "store_dir": self.store, "apt_source": self.apt_source, "repo_source": self.repo_source,
+                "repo_keyring": self.repo_keyring, "debship_state": DEBSHIP_STATE}
