@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import config, control, debfile
 from . import plan as planning
-from .errors import ConfigError
+from .errors import BuildError, ConfigError
 from .plan import Plan
 
 
@@ -21,12 +21,20 @@ def build_deb(project_dir: Path, out_dir: Path | None = None, version: str | Non
     md5, sizes = _digests(plan)
     files = control.render(spec, plan, md5, sizes, mtime)
     out = Path(out_dir) if out_dir is not None else spec.project_dir / "dist"
-    out.mkdir(parents=True, exist_ok=True)
+    _make_out(out)
     return debfile.write(
         control_members(files), data_members(plan, files), out,
         name=spec.name, version=spec.version, architecture=spec.architecture,
         compression=compression, mtime=mtime,
     )
+
+
+def _make_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BuildError(f"--out {out}: cannot create the output folder ({e.strerror or e}); "
+                         "pass --out with a folder you can write to") from e
 
 
 def list_plan(project_dir: Path, version: str | None = None) -> tuple[config.PackageSpec, Plan]:

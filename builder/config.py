@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "folders": {"units": "units", "scripts": "scripts", "configs": "configs"},
     "install": {"units": "/lib/systemd/system", "scripts": "/usr/lib/{name}", "configs": "/etc/{name}"},
     "units": {},
+    "allow-secrets": [],        # bundle files (like "configs/tls/server.key") shipped 0600 despite looking secret
 }
 REQUIRED = ("name", "maintainer", "description")
 UNIT_DEFAULTS: dict[str, Any] = {"enable": None, "start": True, "on-upgrade": "restart"}
@@ -82,6 +83,7 @@ class PackageSpec:
     folders: Mapping[str, Path | None] = field(default_factory=dict)   # kind -> absolute source folder
     install: Mapping[str, str] = field(default_factory=dict)           # kind -> absolute host folder
     units: Mapping[str, UnitOptions] = field(default_factory=dict)
+    allow_secrets: tuple[str, ...] = ()                                # project-relative paths
     source: Path | None = None                                        # the file the config came from
 
     @property
@@ -102,7 +104,12 @@ def find_config(project_dir: Path) -> tuple[Path, dict]:
         data = _read_toml(path)
         if path == standalone:
             return path, data
-        if "debship" in data.get("tool", {}):
+        tool = data.get("tool", {})
+        if not isinstance(tool, dict):
+            raise ConfigError(f"{path}: 'tool' must be a table; write [tool.debship]")
+        if "debship" in tool:
+            if not isinstance(tool["debship"], dict):
+                raise ConfigError(f"{path}: 'tool.debship' must be a table; write [tool.debship] and keys under it")
             return path, data
     raise ConfigError(
         f"{project_dir}: no debship configuration; add a [tool.debship] table to pyproject.toml "
@@ -129,6 +136,8 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e}); fix the syntax") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from e
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from e
 
@@ -146,6 +155,8 @@ def _with_defaults(table: Mapping, where: str) -> dict:
     _check_keys(table, (*REQUIRED, *DEFAULTS), where)
     for key in REQUIRED:
         value = table.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}: '{key}' must be a string; write {key} = \"...\"")
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{where}: required key '{key}' is missing or empty; add {key} = \"...\"")
     raw = {**DEFAULTS, **table}
@@ -184,7 +195,6 @@ def _resolve_version(raw: dict, data: dict, project_dir: Path, override: str | N
 def _to_spec(raw: dict, project_dir: Path, source: Path, where: str) -> PackageSpec:
     name = raw["name"].strip()
     validate_name(name, where)
-    fmt = {"name": name}
     spec = PackageSpec(
         name=name,
         version=raw["version"],
@@ -204,8 +214,9 @@ def _to_spec(raw: dict, project_dir: Path, source: Path, where: str) -> PackageS
         health=_str(raw, "health", where, required=False),
         keep_versions=_positive_int(raw["keep-versions"], "keep-versions", where),
         folders={k: _folder(project_dir, v, k, where) for k, v in raw["folders"].items()},
-        install={k: _install_path(v, k, where).format(**fmt) for k, v in raw["install"].items()},
+        install={k: _install_path(v, k, where).replace("{name}", name) for k, v in raw["install"].items()},
         units={u: _unit_options(u, o, where) for u, o in raw["units"].items()},
+        allow_secrets=_allow_secrets(raw["allow-secrets"], where),
         source=source,
     )
     validate(spec, where)
@@ -280,7 +291,21 @@ def _folder(project_dir: Path, value: Any, kind: str, where: str) -> Path | None
 def _install_path(value: Any, kind: str, where: str) -> str:
     if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/") or value.rstrip("/") == "":
         raise ConfigError(f"{where}: install.{kind} must be an absolute folder on the host like \"/usr/lib/{{name}}\"")
+    if "{" in value.replace("{name}", "") or "}" in value.replace("{name}", ""):
+        raise ConfigError(f"{where}: install.{kind} = \"{value}\": the only placeholder is {{name}}; "
+                          "fix the braces")
     return value.rstrip("/")
+
+
+def _allow_secrets(value: Any, where: str) -> tuple[str, ...]:
+    """Project-relative bundle files that may look like secrets (they are installed 0600)."""
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        raise ConfigError(f"{where}: 'allow-secrets' must be a list of bundle files like [\"configs/tls/server.key\"]")
+    for p in value:
+        if Path(p).is_absolute() or ".." in Path(p).parts:
+            raise ConfigError(f"{where}: allow-secrets entry '{p}' must be a path relative to the project, "
+                              "like \"configs/tls/server.key\"")
+    return tuple(Path(p).as_posix() for p in value)
 
 
 def _unit_options(unit: str, opts: Any, where: str) -> UnitOptions:

@@ -7,13 +7,15 @@ units and units whose Exec lines name a script the bundle does not have.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import secrets
 from . import units as unitfiles
-from .config import PackageSpec
+from .config import UNIT_NAME_RE, PackageSpec
 from .errors import PlanError
 from .layout import Layout
 
@@ -21,6 +23,7 @@ KINDS = ("units", "scripts", "configs")
 # Never packaged: VCS and editor litter, Python caches.
 SKIP_NAMES = {".git", ".gitkeep", ".gitignore", "__pycache__", ".DS_Store"}
 SKIP_SUFFIXES = (".pyc", ".pyo", ".swp", "~", ".orig", ".rej")
+MAX_FILE_BYTES = 2 << 30   # one file over 2 GiB is data, not a script or a config
 
 
 @dataclass(frozen=True)
@@ -56,18 +59,20 @@ class Plan:
 
 def build(spec: PackageSpec) -> Plan:
     """Every file the package will install, checked; raises PlanError on the first problem."""
-    entries = []
+    entries: list[Entry] = []
+    allowed: set[str] = set()
     for kind in KINDS:
         folder = spec.folders.get(kind)
         if folder is not None:
-            entries += _walk(folder, spec.install[kind], kind, spec)
+            entries += _walk(folder, spec.install[kind], kind, spec, allowed)
+    _check_allowed(spec, allowed)
     _check_collisions(entries, spec)
     units = _units(entries, spec)
     return Plan(entries=tuple(sorted(entries, key=lambda e: e.dest)), units=units,
                 startup=_startup(entries, spec))
 
 
-def _walk(folder: Path, dest_root: str, kind: str, spec: PackageSpec) -> list[Entry]:
+def _walk(folder: Path, dest_root: str, kind: str, spec: PackageSpec, allowed: set[str]) -> list[Entry]:
     key = f"[tool.debship.folders].{kind}"
     if not folder.is_dir():
         raise PlanError(f"{folder}: {kind} folder is missing; create it or set {key} = false")
@@ -77,13 +82,7 @@ def _walk(folder: Path, dest_root: str, kind: str, spec: PackageSpec) -> list[En
         dirnames[:] = sorted(d for d in dirnames if not _skipped(d))
         for name in sorted(filenames):
             if not _skipped(name):
-                src = Path(dirpath) / name
-                rel = src.relative_to(folder)
-                _check_name(src, rel)
-                real = _check_inside(src, real_root, folder)
-                _check_readable(src)
-                dest = f"{dest_root}/{rel.as_posix()}"
-                entries.append(Entry(src=real, dest=dest, mode=_mode(real, kind), kind=_kind(kind)))
+                entries.append(_entry(Path(dirpath) / name, folder, real_root, dest_root, kind, spec, allowed))
         for d in dirnames:
             if (Path(dirpath) / d).is_symlink():
                 _check_inside(Path(dirpath) / d, real_root, folder)
@@ -91,6 +90,25 @@ def _walk(folder: Path, dest_root: str, kind: str, spec: PackageSpec) -> list[En
     if not entries:
         raise PlanError(f"{folder}: {kind} folder is empty; add files to it or set {key} = false")
     return entries
+
+
+def _entry(src: Path, folder: Path, real_root: Path, dest_root: str, kind: str, spec: PackageSpec,
+           allowed: set[str]) -> Entry:
+    """One bundle file, checked: name, symlinks, type, size, secrets."""
+    rel = src.relative_to(folder)
+    _check_name(src, rel)
+    real = _check_inside(src, real_root, folder)
+    _check_readable(src)
+    if kind == "units":
+        _check_unit_place(src, rel)
+    origin = src.relative_to(spec.project_dir).as_posix()
+    mode = _mode(real, kind)
+    if origin in spec.allow_secrets:
+        allowed.add(origin)
+        mode = 0o600
+    else:
+        _check_secret(src, real, origin)
+    return Entry(src=real, dest=f"{dest_root}/{rel.as_posix()}", mode=mode, kind=_kind(kind))
 
 
 def _skipped(name: str) -> bool:
@@ -110,7 +128,14 @@ def _check_name(src: Path, rel: Path) -> None:
 
 def _check_inside(path: Path, real_root: Path, folder: Path) -> Path:
     """Follow symlinks only while they stay inside the bundle folder."""
-    real = path.resolve()
+    if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise PlanError(f"{path}: symlink loop ({os.readlink(path)}); point it at a real file "
+                                "in the bundle or remove it") from None
+    real = Path(os.path.realpath(path))
     if real != real_root and real_root not in real.parents:
         raise PlanError(f"{path}: symlink points outside {folder} (to {real}); copy the file into the bundle")
     if path.is_symlink() and not real.exists():
@@ -122,12 +147,59 @@ def _check_readable(src: Path) -> None:
     try:
         st = src.stat()
         if not stat.S_ISREG(st.st_mode):
-            raise PlanError(f"{src}: not a regular file; only files can be packaged")
+            raise PlanError(f"{src}: not a regular file ({_file_type(st.st_mode)}); only files can be "
+                            "packaged, remove it from the bundle")
+        if st.st_size > MAX_FILE_BYTES:
+            raise PlanError(f"{src}: {st.st_size} bytes is over the {MAX_FILE_BYTES >> 30} GiB limit for one "
+                            "file; keep large data out of the bundle (fetch it from startup.py)")
         os.close(os.open(src, os.O_RDONLY))
     except PermissionError:
         raise PlanError(f"{src}: cannot read the file (permission denied); fix its permissions") from None
     except OSError as e:
         raise PlanError(f"{src}: cannot read the file ({e.strerror})") from e
+
+
+def _file_type(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def _check_unit_place(src: Path, rel: Path) -> None:
+    """systemd loads units from the top of its folder and drop-ins from <unit>.d/*.conf only."""
+    parts = rel.parts
+    if len(parts) == 1:
+        if src.suffix not in unitfiles.UNIT_SUFFIXES:
+            raise PlanError(f"{src}: not a unit file name (suffix {src.suffix or 'missing'}); rename it to "
+                            f"one of {', '.join('*' + s for s in unitfiles.UNIT_SUFFIXES)} or move it to the "
+                            "scripts or configs folder")
+        if not UNIT_NAME_RE.match(src.name):
+            raise PlanError(f"{src}: '{src.name}' is not a valid unit name; use letters, digits, ':', '_', "
+                            "'.', '-' and one '@' for a template")
+        return
+    dropin = len(parts) == 2 and parts[0].endswith(tuple(s + ".d" for s in unitfiles.UNIT_SUFFIXES))
+    if not (dropin and src.suffix == ".conf"):
+        raise PlanError(f"{src}: systemd would not load it from there; put units at the top of the units "
+                        "folder and drop-ins in <unit>.d/*.conf")
+
+
+def _check_secret(src: Path, real: Path, origin: str) -> None:
+    try:
+        found = secrets.scan(real)
+    except OSError as e:
+        raise PlanError(f"{src}: cannot read the file ({e.strerror})") from e
+    if found:
+        raise PlanError(f"{origin}: looks like {found.kind}; take it out of the bundle, or if it must ship "
+                        f"add allow-secrets = [\"{origin}\"] to the debship config (it is then installed 0600)")
+
+
+def _check_allowed(spec: PackageSpec, allowed: set[str]) -> None:
+    for origin in spec.allow_secrets:
+        if origin not in allowed:
+            raise PlanError(f"allow-secrets entry '{origin}': no such file in the bundle folders; fix the path "
+                            "(relative to the project, like \"configs/tls/server.key\") or remove it")
 
 
 def _mode(src: Path, kind: str) -> int:
@@ -170,6 +242,7 @@ def _units(entries: list[Entry], spec: PackageSpec) -> tuple[Unit, ...]:
     parsed = []
     for e in files:
         unit = unitfiles.parse(e.src, _read_text(e.src))
+        unitfiles.check_users(e.src, unit)
         _check_exec_paths(e.src, unit, spec, provided)
         parsed.append(_unit(unit, spec))
     unitfiles.systemd_verify([e.src for e in files], provided)
@@ -180,7 +253,7 @@ def _read_text(src: Path) -> str:
     try:
         return src.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise PlanError(f"{src}: unit file is not UTF-8 text") from None
+        raise PlanError(f"{src}: unit file is not UTF-8 text; save it as UTF-8") from None
 
 
 def _check_exec_paths(src: Path, unit: unitfiles.UnitFile, spec: PackageSpec, provided: set[str]) -> None:

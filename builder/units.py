@@ -21,6 +21,13 @@ KNOWN_SECTIONS = {"Unit", "Install", *TYPE_SECTION.values()}
 EXEC_KEYS = ("ExecStart", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload",
              "ExecCondition")
 KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# Users and groups every Debian host has (base-passwd's passwd.master and group.master).
+BASE_USERS = frozenset("root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc "
+                       "_apt".split())
+BASE_GROUPS = frozenset("root daemon bin sys adm tty disk lp mail news uucp man proxy kmem dialout fax voice "
+                        "cdrom floppy tape sudo audio dip www-data backup operator list irc src shadow utmp "
+                        "video sasl plugdev staff games users".split())
+_YES = ("1", "yes", "true", "on")
 
 
 @dataclass(frozen=True)
@@ -86,11 +93,33 @@ def _logical_lines(text: str):
 def _check_type(path: Path, unit: UnitFile) -> None:
     section = TYPE_SECTION.get(path.suffix)
     if section and section not in unit.sections:
-        raise PlanError(f"{path}: a {path.suffix} unit needs a [{section}] section")
+        raise PlanError(f"{path}: a {path.suffix} unit needs a [{section}] section; add one")
     if path.suffix == ".service":
         types = unit.values("Service", "Type") or ["simple"]
         if not unit.values("Service", "ExecStart") and not (types[-1] == "oneshot" and unit.values("Service", "ExecStop")):
             raise PlanError(f"{path}: service has no ExecStart=; add ExecStart=/usr/lib/<name>/<script>")
+
+
+def check_users(path: Path, unit: UnitFile) -> None:
+    """User=, Group= and SupplementaryGroups= must name accounts the host is sure to have.
+
+    The package creates no accounts, so a name that is not on every Debian
+    host would make the service fail at start ("Failed to determine user
+    credentials").  With DynamicUser=yes systemd makes the user itself.
+    """
+    if any(v.lower() in _YES for v in unit.values("Service", "DynamicUser")):
+        return
+    for key, known, what in (("User", BASE_USERS, "user"), ("Group", BASE_GROUPS, "group"),
+                             ("SupplementaryGroups", BASE_GROUPS, "group")):
+        for value in unit.values("Service", key):
+            for name in value.split():
+                if name in ("nobody", "nogroup"):
+                    raise PlanError(f"{path}: {key}={name} shares its account with every other such service "
+                                    "(systemd calls it unsafe); set DynamicUser=yes instead")
+                if name not in known and not name.isdigit() and "%" not in name:
+                    raise PlanError(f"{path}: {key}={name} names a {what} the package does not create; "
+                                    "set DynamicUser=yes (systemd makes the user), or use one every Debian "
+                                    "host has (root, daemon, www-data …)")
 
 
 def exec_paths(unit: UnitFile) -> list[tuple[str, str]]:
