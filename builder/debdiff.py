@@ -18,9 +18,10 @@ import difflib
 import hashlib
 import json
 import lzma
+import os
 import tarfile
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from debian.arfile import ArError
@@ -34,6 +35,7 @@ UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/sys
              "/lib/systemd/user", "/usr/lib/systemd/user")
 SCRIPT_ORDER = ("preinst", "postinst", "prerm", "postrm", "conffiles")
 NOT_COMPARED = ("control", "md5sums")   # control: field by field; md5sums: implied by the files
+FIX = "pass a .deb file (as debship build or dpkg-deb write them)"
 TEXT_LIMIT = 1 << 20                    # unit files, conffiles and manifests kept for diffs
 READ_ERRORS = (ArError, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError,
                 ValueError, KeyError, UnicodeDecodeError)
@@ -176,26 +178,20 @@ def read(path: Path) -> _Side:
                               if line.strip())
             files, texts = _data(deb.data.tgz(), set(conffiles))
     except READ_ERRORS as e:
-        raise PackageError(f"{path}: not a readable Debian package ({e}); "
-                           "pass a .deb file (as debship build or dpkg-deb write them)") from e
+        raise PackageError(f"{path}: not a readable Debian package ({e}); {FIX}") from e
     missing = [k for k in ("Package", "Version") if k not in fields]
     if missing:
-        raise PackageError(f"{path}: control file has no {missing[0]} field; "
-                           "pass a .deb file (as debship build or dpkg-deb write them)")
+        raise PackageError(f"{path}: control file has no {missing[0]} field; {FIX}")
     package = Package(str(path), fields["Package"], fields["Version"], sha, size)
     return _Side(package, fields, control, conffiles, files, texts, _manifest(texts, package.name))
 
 
 def _digest(path: Path) -> tuple[str, int]:
-    h, size = hashlib.sha256(), 0
     try:
         with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-                size += len(chunk)
+            return _hash(f, False)[0], os.fstat(f.fileno()).st_size
     except OSError as e:
         raise PackageError(f"{path}: cannot read the package ({e.strerror}); check the path and permissions") from e
-    return h.hexdigest(), size
 
 
 def _control_members(tar: tarfile.TarFile) -> dict:
@@ -215,14 +211,25 @@ def _data(tar: tarfile.TarFile, conffiles: set) -> tuple[dict, dict]:
         path = "/" + _norm(m.name)
         owner = f"{m.uname or m.uid}:{m.gname or m.gid}"
         if m.isfile():
-            data = tar.extractfile(m).read()
-            files[path] = _Entry("file", m.mode, owner, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
-            if len(data) <= TEXT_LIMIT and (path in conffiles or _maybe_unit(path) or _maybe_manifest(path)):
+            keep = m.size <= TEXT_LIMIT and (path in conffiles or _maybe_unit(path) or _maybe_manifest(path))
+            sha, data = _hash(tar.extractfile(m), keep)
+            files[path] = _Entry("file", m.mode, owner, sha256=sha, size=m.size)
+            if keep:
                 texts[path] = data
         else:
             kind = "dir" if m.isdir() else "symlink" if m.issym() else "hardlink" if m.islnk() else "other"
             files[path] = _Entry(kind, m.mode, owner, target=m.linkname if kind in ("symlink", "hardlink") else "")
     return files, texts
+
+
+def _hash(f, keep: bool) -> tuple[str, bytes]:
+    """sha256 of a member read in chunks, and its bytes when ``keep`` (small files only)."""
+    h, kept = hashlib.sha256(), []
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+        if keep:
+            kept.append(chunk)
+    return h.hexdigest(), b"".join(kept)
 
 
 def _norm(name: str) -> str:
@@ -252,7 +259,11 @@ def _manifest(texts: dict, name: str) -> dict:
 
 def compare(old_path: Path, new_path: Path) -> Diff:
     """What differs from the .deb at ``old_path`` to the one at ``new_path``."""
-    old, new = read(Path(old_path)), read(Path(new_path))
+    old = read(Path(old_path))
+    if _digest(Path(new_path)) == (old.package.sha256, old.package.size):   # the same bytes: read once
+        new = replace(old, package=replace(old.package, path=str(new_path)))
+    else:
+        new = read(Path(new_path))
     changed = _changed_files(old, new)
     conffiles = set(old.conffiles) | set(new.conffiles)
     return Diff(

@@ -9,6 +9,10 @@ from .debdiff import Change, Diff, Directive
 CONFFILE_NOTE = ("a host where nobody edited one gets the new file; where an admin did, ship keeps the "
                  "edit and dpkg leaves the new file beside it as <path>.dpkg-dist")
 
+# Fields holding comma-separated relations: shown as the relations removed (-) and added (+).
+RELATIONS = ("depends", "pre-depends", "recommends", "suggests", "enhances", "breaks", "conflicts",
+             "provides", "replaces")
+
 
 def render(d: Diff) -> list[str]:
     """The lines ``debship diff`` prints."""
@@ -51,10 +55,17 @@ def _field(c: Change) -> list[str]:
     if c.name == "Installed-Size" and str(c.old).isdigit() and str(c.new).isdigit():
         delta = int(c.new) - int(c.old)
         return [f"  Installed-Size: {c.old} -> {c.new} KiB ({delta:+d})"]
+    if c.name.lower() in RELATIONS and c.old and c.new:
+        a, b = _relations(c.old), _relations(c.new)
+        return [f"  {c.name}: " + ", ".join([f"-{r}" for r in a if r not in b] + [f"+{r}" for r in b if r not in a])]
     if "\n" in f"{c.old}{c.new}":
         lines = difflib.unified_diff(str(c.old or "").splitlines(), str(c.new or "").splitlines(), lineterm="")
         return [f"  {c.name}:"] + [f"    {line}" for line in list(lines)[2:]]
     return [f"  {c.name}: {_value(c.old)} -> {_value(c.new)}"]
+
+
+def _relations(value: object) -> list[str]:
+    return [" ".join(r.split()) for r in str(value).split(",") if r.strip()]
 
 
 def _file(f, conffile: bool) -> str:

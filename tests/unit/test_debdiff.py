@@ -136,9 +136,12 @@ def test_identical_builds_give_an_empty_diff_and_exit_0(project, tmp_path):
     assert r.exit_code == 0 and r.stdout.splitlines()[-1] == "no differences (the files are byte-identical)"
 
 
-def test_another_compression_is_not_a_difference(project, tmp_path):
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
+def test_another_compression_is_not_a_difference(compression, project, tmp_path):
+    if compression == "zstd":
+        require_tool("unzstd")                        # python-debian decompresses .zst with it
     a = build_deb(project, tmp_path / "a").path
-    b = build_deb(project, tmp_path / "b", compression="gzip").path
+    b = build_deb(project, tmp_path / "b", compression=compression).path
     assert a.read_bytes() != b.read_bytes()
     d = compare(a, b)
     assert d.empty
@@ -217,3 +220,11 @@ def test_a_package_from_dpkg_deb_symlinks_modes_folders_and_units_it_cannot_pars
     assert foo.directives == (Directive("Service", "ExecStartPre", (), ("/bin/a", "/bin/b")),)
     assert odd.directives == () and "+[Unit]" in odd.diff.splitlines()
     assert "      [Service] +ExecStartPre=/bin/b" in render(d)
+
+
+def test_depends_are_shown_as_relations_added_and_removed(project, tmp_path):
+    old = build_deb(project, tmp_path / "a").path
+    _edit(project / "debship.toml", 'depends = ["python3"]', 'depends = ["python3", "curl (>= 7.88)"]')
+    d = compare(old, build_deb(project, tmp_path / "b").path)
+    assert d.control == (Change("Depends", "python3", "python3, curl (>= 7.88)"),)
+    assert "  Depends: +curl (>= 7.88)" in render(d)
