@@ -206,6 +206,33 @@ def _json_summary(results, pkg) -> None:
                                "version": pkg.version}, sort_keys=True))
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
+              help="Project whose dist/ is searched for an argument given as NAME=VERSION.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: lists of what changed, and details.")
+@reports_errors
+def diff(old: str, new: str, project: Path, as_json: bool) -> None:
+    """Show what changes from package OLD to package NEW: control fields, files,
+    conffiles, systemd units by directive, maintainer scripts.
+
+    OLD and NEW are paths to .debs or NAME=VERSION, found in <project>/dist by the
+    fields inside each .deb.  Exit status: 0 compared (whether or not they differ);
+    2 bad usage, no such file, NAME=VERSION not in dist/; 7 a file is not a
+    readable .deb.
+    """
+    from .debdiff import compare
+    from .diffview import render
+    from .dist import resolve
+
+    result = compare(resolve(old, project), resolve(new, project))
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), sort_keys=True))
+        return
+    click.echo("\n".join(render(result)))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="debship", message="%(prog)s %(version)s")
 def main() -> None:
@@ -218,3 +245,4 @@ def main() -> None:
 
 main.add_command(build_deb, "build")
 main.add_command(ship, "ship")
+main.add_command(diff, "diff")

@@ -1,0 +1,412 @@
+"""Two .debs → a ``Diff`` as plain data: what a host would see change on upgrade.
+
+Control fields, files (content, mode, owner, symlink target), conffiles, systemd
+units by directive and by debship's enable/start/on-upgrade, maintainer scripts
+as unified diffs.  ``compare`` reads the two files and nothing else (with
+python-debian); ``builder.dist`` finds ``NAME=VERSION`` in ``<project>/dist``.
+
+Left out on purpose, because they differ between any two builds without changing
+what lands on a host: tar mtimes, the compression, member order, and the
+``md5sums`` control file (its every change is a file's content change, reported
+as such).  What the version bump changes for real is reported: ``Version``, the
+changelog under /usr/share/doc, the version inside debship's manifest and in the
+maintainer scripts' comments and log lines.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import lzma
+import os
+import tarfile
+import zlib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from debian.arfile import ArError
+from debian.debfile import DebFile
+
+from . import units as unitfiles
+from .control import manifest_path
+from .errors import DebshipError, PlanError
+
+UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/system",
+             "/lib/systemd/user", "/usr/lib/systemd/user")
+SCRIPT_ORDER = ("preinst", "postinst", "prerm", "postrm", "conffiles")
+NOT_COMPARED = ("control", "md5sums")   # control: field by field; md5sums: implied by the files
+FIX = "pass a .deb file (as debship build or dpkg-deb write them)"
+TEXT_LIMIT = 1 << 20                    # unit files, conffiles and manifests kept for diffs
+READ_ERRORS = (ArError, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError,
+                ValueError, KeyError, UnicodeDecodeError)
+
+
+class PackageError(DebshipError):
+    """A file given as a package cannot be read as one (not a .deb, damaged)."""
+
+    exit_code = 7
+
+
+@dataclass(frozen=True)
+class Package:
+    """One side of the diff."""
+
+    path: str
+    name: str
+    version: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Change:
+    """One value that differs; ``None`` on the side that does not have it."""
+
+    name: str
+    old: object
+    new: object
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    kind: str                   # file, dir, symlink, hardlink, other (the new one)
+    changes: tuple              # Change: type, content (sha256), size, mode, owner, target
+    diff: str = ""              # unified diff of a changed conffile's text
+    version_only: bool = False  # the text differs only in the version number (the manifest)
+
+
+@dataclass(frozen=True)
+class Directive:
+    """Every value of ``key`` in ``[section]`` on each side (systemd keys may repeat)."""
+
+    section: str
+    key: str
+    old: tuple
+    new: tuple
+
+
+@dataclass(frozen=True)
+class UnitChange:
+    name: str
+    status: str                 # added, removed, changed
+    directives: tuple = ()      # Directive
+    options: tuple = ()         # Change: enable, start, on-upgrade (debship's manifest)
+    diff: str = ""              # text diff when a side is not a unit our parser reads
+
+
+@dataclass(frozen=True)
+class ScriptChange:
+    name: str                   # preinst … postrm, conffiles, or any other control member
+    status: str                 # added, removed, changed
+    diff: str
+    version_only: bool = False  # differs only where the old version became the new one
+
+
+@dataclass(frozen=True)
+class Diff:
+    old: Package
+    new: Package
+    control: tuple = ()         # Change per control field
+    added: tuple = ()           # paths; folders end in '/'
+    removed: tuple = ()
+    changed: tuple = ()         # FileChange
+    conffiles_changed: tuple = ()
+    units: tuple = ()           # UnitChange
+    scripts: tuple = ()         # ScriptChange
+    manifest: tuple = ()        # Change of debship's manifest (health, keep_versions, startup)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.control or self.added or self.removed or self.changed or self.units
+                    or self.scripts or self.manifest)
+
+    def as_dict(self) -> dict:
+        """The --json object: lists of names first, details after."""
+        pairs = lambda cs: {c.name: {"old": c.old, "new": c.new} for c in cs}  # noqa: E731
+        return {
+            "old": asdict(self.old), "new": asdict(self.new), "identical": self.empty,
+            "control": [c.name for c in self.control], "added": list(self.added),
+            "removed": list(self.removed), "changed": [f.path for f in self.changed],
+            "conffiles_changed": list(self.conffiles_changed), "units_changed": [u.name for u in self.units],
+            "scripts_changed": [s.name for s in self.scripts],
+            "details": {
+                "control": pairs(self.control),
+                "files": {f.path: {"kind": f.kind, "changes": pairs(f.changes), "diff": f.diff,
+                                   "version_only": f.version_only} for f in self.changed},
+                "units": {u.name: {"status": u.status, "options": pairs(u.options), "diff": u.diff,
+                                   "directives": [asdict(d) for d in u.directives]} for u in self.units},
+                "scripts": {s.name: {"status": s.status, "diff": s.diff, "version_only": s.version_only}
+                            for s in self.scripts},
+                "manifest": pairs(self.manifest),
+            },
+        }
+
+
+# -- reading one side ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    kind: str
+    mode: int
+    owner: str
+    target: str = ""
+    sha256: str = ""
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class _Side:
+    package: Package
+    fields: dict                # control field -> value, in the file's order
+    control: dict               # other control members -> bytes
+    conffiles: tuple
+    files: dict                 # host path -> _Entry
+    texts: dict                 # host path -> bytes (unit files, conffiles, the manifest)
+    manifest: dict
+
+
+def read(path: Path) -> _Side:
+    """Everything ``compare`` looks at in the .deb at ``path``."""
+    sha, size = _digest(path)
+    try:
+        with DebFile(str(path)) as deb:
+            fields = dict(deb.debcontrol())
+            control = _control_members(deb.control.tgz())
+            conffiles = tuple(line.strip() for line in control.get("conffiles", b"").decode().splitlines()
+                              if line.strip())
+            files, texts = _data(deb.data.tgz(), set(conffiles))
+    except READ_ERRORS as e:
+        raise PackageError(f"{path}: not a readable Debian package ({e}); {FIX}") from e
+    missing = [k for k in ("Package", "Version") if k not in fields]
+    if missing:
+        raise PackageError(f"{path}: control file has no {missing[0]} field; {FIX}")
+    package = Package(str(path), fields["Package"], fields["Version"], sha, size)
+    return _Side(package, fields, control, conffiles, files, texts, _manifest(texts, package.name))
+
+
+def _digest(path: Path) -> tuple[str, int]:
+    try:
+        with open(path, "rb") as f:
+            return _hash(f, False)[0], os.fstat(f.fileno()).st_size
+    except OSError as e:
+        raise PackageError(f"{path}: cannot read the package ({e.strerror}); check the path and permissions") from e
+
+
+def _control_members(tar: tarfile.TarFile) -> dict:
+    found = {}
+    for m in tar.getmembers():
+        name = _norm(m.name)
+        if m.isfile() and name not in NOT_COMPARED:
+            found[name] = tar.extractfile(m).read()
+    return found
+
+
+def _data(tar: tarfile.TarFile, conffiles: set) -> tuple[dict, dict]:
+    files, texts = {}, {}
+    for m in tar:
+        if not _norm(m.name):
+            continue                                   # the archive's root folder
+        path = "/" + _norm(m.name)
+        owner = f"{m.uname or m.uid}:{m.gname or m.gid}"
+        if m.isfile():
+            keep = m.size <= TEXT_LIMIT and (path in conffiles or _maybe_unit(path) or _maybe_manifest(path))
+            sha, data = _hash(tar.extractfile(m), keep)
+            files[path] = _Entry("file", m.mode, owner, sha256=sha, size=m.size)
+            if keep:
+                texts[path] = data
+        else:
+            kind = "dir" if m.isdir() else "symlink" if m.issym() else "hardlink" if m.islnk() else "other"
+            files[path] = _Entry(kind, m.mode, owner, target=m.linkname if kind in ("symlink", "hardlink") else "")
+    return files, texts
+
+
+def _hash(f, keep: bool) -> tuple[str, bytes]:
+    """sha256 of a member read in chunks, and its bytes when ``keep`` (small files only)."""
+    h, kept = hashlib.sha256(), []
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+        if keep:
+            kept.append(chunk)
+    return h.hexdigest(), b"".join(kept)
+
+
+def _norm(name: str) -> str:
+    """A tar member's name as a path below '/': './etc/x' and '/etc/x/' -> 'etc/x', './' -> ''."""
+    name = name[2:] if name.startswith("./") else name
+    return "" if name == "." else name.strip("/")
+
+
+def _maybe_unit(path: str) -> bool:
+    return path.endswith(unitfiles.UNIT_SUFFIXES)
+
+
+def _maybe_manifest(path: str) -> bool:
+    return path.startswith("/usr/share/debship/") and path.endswith(".json")
+
+
+def _manifest(texts: dict, name: str) -> dict:
+    try:
+        data = json.loads(texts.get(manifest_path(name), b"{}"))
+    except ValueError:
+        return {}                                      # not debship's: no units options to compare
+    return data if isinstance(data, dict) else {}
+
+
+# -- comparing ----------------------------------------------------------------
+
+
+def compare(old_path: Path, new_path: Path) -> Diff:
+    """What differs from the .deb at ``old_path`` to the one at ``new_path``."""
+    old = read(Path(old_path))
+    if _digest(Path(new_path)) == (old.package.sha256, old.package.size):   # the same bytes: read once
+        new = replace(old, package=replace(old.package, path=str(new_path)))
+    else:
+        new = read(Path(new_path))
+    changed = _changed_files(old, new)
+    conffiles = set(old.conffiles) | set(new.conffiles)
+    return Diff(
+        old=old.package, new=new.package,
+        control=_changes(old.fields, new.fields),
+        added=tuple(_label(p, new.files[p]) for p in sorted(new.files.keys() - old.files.keys())),
+        removed=tuple(_label(p, old.files[p]) for p in sorted(old.files.keys() - new.files.keys())),
+        changed=changed,
+        conffiles_changed=tuple(f.path for f in changed if f.path in conffiles),
+        units=_unit_changes(old, new),
+        scripts=_script_changes(old, new),
+        manifest=_changes(_without(old.manifest, "name", "version", "units"),
+                          _without(new.manifest, "name", "version", "units")),
+    )
+
+
+def _changes(old: dict, new: dict) -> tuple:
+    """A Change per key whose value differs, in the new side's order, then the removed keys."""
+    keys = list(new) + [k for k in old if k not in new]
+    return tuple(Change(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k))
+
+
+def _without(d: dict, *keys: str) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def _label(path: str, entry: _Entry) -> str:
+    return path + "/" if entry.kind == "dir" else path
+
+
+def _changed_files(old: _Side, new: _Side) -> tuple:
+    out = []
+    for path in sorted(old.files.keys() & new.files.keys()):
+        a, b = old.files[path], new.files[path]
+        changes = _changes(_facts(a), _facts(b))
+        if changes:
+            diff = _text_diff(old.texts.get(path), new.texts.get(path), path, old, new) \
+                if path in new.conffiles else ""
+            out.append(FileChange(_label(path, b), b.kind, changes, diff,
+                                  _version_only(old.texts.get(path), new.texts.get(path), old, new)))
+    return tuple(out)
+
+
+def _facts(e: _Entry) -> dict:
+    facts = {"type": e.kind, "mode": f"{e.mode:04o}", "owner": e.owner}
+    if e.kind == "file":
+        facts.update(content=e.sha256, size=e.size)
+    if e.target:
+        facts["target"] = e.target
+    return facts
+
+
+def _text_diff(a: bytes | None, b: bytes | None, name: str, old: _Side, new: _Side) -> str:
+    """Unified diff of two texts (either may be missing); '' when either is not UTF-8 text."""
+    try:
+        a_lines = (a or b"").decode().splitlines()
+        b_lines = (b or b"").decode().splitlines()
+    except UnicodeDecodeError:
+        return ""
+    return "\n".join(difflib.unified_diff(
+        a_lines, b_lines, f"{name} ({old.package.version})" if a is not None else "/dev/null",
+        f"{name} ({new.package.version})" if b is not None else "/dev/null", lineterm=""))
+
+
+def _script_changes(old: _Side, new: _Side) -> tuple:
+    names = sorted(old.control.keys() | new.control.keys(),
+                   key=lambda n: (SCRIPT_ORDER.index(n) if n in SCRIPT_ORDER else len(SCRIPT_ORDER), n))
+    out = []
+    for name in names:
+        a, b = old.control.get(name), new.control.get(name)
+        if a != b:
+            diff = _text_diff(a, b, name, old, new) or "binary content differs"
+            out.append(ScriptChange(name, _status(a, b), diff, _version_only(a, b, old, new)))
+    return tuple(out)
+
+
+def _version_only(a: bytes | None, b: bytes | None, old: _Side, new: _Side) -> bool:
+    """True when ``b`` is ``a`` with the old version written as the new one."""
+    va, vb = old.package.version.encode(), new.package.version.encode()
+    return a is not None and b is not None and a != b and va != vb and a.replace(va, vb) == b
+
+
+def _status(a, b) -> str:
+    return "added" if a is None else "removed" if b is None else "changed"
+
+
+# -- units --------------------------------------------------------------------
+
+
+def _units(side: _Side) -> dict:
+    """Unit name -> its text, for unit files in systemd's folders or named in the manifest."""
+    named = {u.get("name") for u in side.manifest.get("units", []) if isinstance(u, dict)}
+    found = {}
+    for path, text in sorted(side.texts.items()):
+        name = path.rsplit("/", 1)[1]
+        if _maybe_unit(path) and (path.rsplit("/", 1)[0] in UNIT_DIRS or name in named):
+            found[name] = text
+    return found
+
+
+def _options(side: _Side) -> dict:
+    """Unit name -> {enable, start, on-upgrade} from debship's manifest."""
+    return {u["name"]: {"enable": u.get("enable"), "start": u.get("start"), "on-upgrade": u.get("on_upgrade")}
+            for u in side.manifest.get("units", []) if isinstance(u, dict) and "name" in u}
+
+
+def _unit_changes(old: _Side, new: _Side) -> tuple:
+    """Units by name (a unit moved from /lib to /usr/lib is the same unit), sorted."""
+    a_units, b_units = _units(old), _units(new)
+    a_opts, b_opts = _options(old), _options(new)
+    out = []
+    for name in sorted(a_units.keys() | b_units.keys()):
+        a, b = a_units.get(name), b_units.get(name)
+        options = _changes(a_opts.get(name, {}), b_opts.get(name, {}))
+        if a is None or b is None:
+            out.append(UnitChange(name, _status(a, b), options=options))
+            continue
+        directives, diff = _directive_changes(name, a, b)
+        if directives or diff or options:              # comments or blank lines only: a changed file
+            out.append(UnitChange(name, "changed", directives, options, diff))
+    return tuple(out)
+
+
+def _directive_changes(name: str, a: bytes, b: bytes) -> tuple[tuple, str]:
+    """(Directive changes, '') or, when either side does not parse, ((), a text diff)."""
+    if a == b:
+        return (), ""
+    try:
+        a_keys, b_keys = _directives(name, a), _directives(name, b)
+    except (PlanError, UnicodeDecodeError):
+        text = "\n".join(difflib.unified_diff(a.decode(errors="replace").splitlines(),
+                                              b.decode(errors="replace").splitlines(), name, name, lineterm=""))
+        return (), text
+    keys = list(b_keys) + [k for k in a_keys if k not in b_keys]
+    return tuple(Directive(s, k, tuple(a_keys.get((s, k), ())), tuple(b_keys.get((s, k), ())))
+                 for s, k in keys if a_keys.get((s, k)) != b_keys.get((s, k))), ""
+
+
+def _directives(name: str, text: bytes) -> dict:
+    """(section, key) -> [values], in the file's order, read by builder.units' parser."""
+    unit = unitfiles.parse(Path(name), text.decode())
+    found: dict = {}
+    for section, pairs in unit.sections.items():
+        for key, value in pairs:
+            found.setdefault((section, key), []).append(value)
+    return found
