@@ -28,8 +28,8 @@ from debian.arfile import ArError
 from debian.debfile import DebFile
 
 from . import units as unitfiles
-from .control import manifest_path
-from .errors import DebshipError, PlanError
+from .layout import Layout
+from .errors import PackageError, PlanError
 
 UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/system",
              "/lib/systemd/user", "/usr/lib/systemd/user")
@@ -40,11 +40,6 @@ TEXT_LIMIT = 1 << 20                    # unit files, conffiles and manifests ke
 READ_ERRORS = (ArError, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError,
                 ValueError, KeyError, UnicodeDecodeError)
 
-
-class PackageError(DebshipError):
-    """A file given as a package cannot be read as one (not a .deb, damaged)."""
-
-    exit_code = 7
 
 
 @dataclass(frozen=True)
@@ -248,7 +243,7 @@ def _maybe_manifest(path: str) -> bool:
 
 def _manifest(texts: dict, name: str) -> dict:
     try:
-        data = json.loads(texts.get(manifest_path(name), b"{}"))
+        data = json.loads(texts.get(Layout(name).manifest, b"{}"))
     except ValueError:
         return {}                                      # not debship's: no units options to compare
     return data if isinstance(data, dict) else {}

@@ -12,13 +12,8 @@ from debian.debfile import DebFile
 
 from . import version as versions
 from .debdiff import READ_ERRORS
-from .errors import DebshipError
+from .errors import DebshipError, PackageNotFound
 
-
-class PackageNotFound(DebshipError):
-    """An argument names no package: no such file, or NAME=VERSION not in dist/."""
-
-    exit_code = 2
 
 
 def resolve(arg: str, project_dir: Path) -> Path:

@@ -45,3 +45,15 @@ class ShipError(DebshipError):
     """A ship step failed on a host."""
 
     exit_code = 6
+
+
+class PackageError(DebshipError):
+    """A file given as a package cannot be read as one (not a .deb, damaged)."""
+
+    exit_code = 7
+
+
+class PackageNotFound(DebshipError):
+    """An argument names no package: no such file, or NAME=VERSION not in dist/."""
+
+    exit_code = 2

@@ -8,7 +8,7 @@ here touches a connection; ``hostrun`` executes the steps (Convention 5).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import store
 from .debfile import deb_filename
