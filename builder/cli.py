@@ -191,7 +191,8 @@ def _text_summary(results, pkg) -> None:
     if ok == len(results):
         afters = {r.after for r in results}
         common = afters.pop() if len(afters) == 1 else None
-        click.echo(f"{ok}/{len(results)} host(s) at {pkg.name} {common}" if common
+        name = pkg.name or next((r.package for r in results if r.package), "")
+        click.echo(f"{ok}/{len(results)} host(s) at {name} {common}" if common
                    else f"{ok}/{len(results)} host(s) fine")
     else:
         click.echo(f"{len(results) - ok} of {len(results)} host(s) failed or skipped"
@@ -202,7 +203,7 @@ def _json_summary(results, pkg) -> None:
     for r in results:
         click.echo(json.dumps({"host": r.host, "step": "summary", "status": "ok" if r.ok else "fail",
                                "elapsed": r.elapsed, "detail": r.detail, "outcome": r.outcome,
-                               "before": r.before, "after": r.after, "package": pkg.name,
+                               "before": r.before, "after": r.after, "package": r.package or pkg.name,
                                "version": pkg.version}, sort_keys=True))
 
 

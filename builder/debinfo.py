@@ -27,6 +27,7 @@ class PackageInfo(BuiltDeb):
     """A .deb on disk, with debship's manifest when it has one."""
 
     manifest: Manifest = field(default_factory=Manifest.empty)
+    conffiles: dict = field(default_factory=dict)      # host path -> md5 of this package's version of it
 
     @property
     def filename(self) -> str:
@@ -60,7 +61,21 @@ def read_package(path: Path) -> PackageInfo:
         manifest = Manifest.empty(name, version)  # not built by debship: no units to check, no health command
     return PackageInfo(path=path, name=fields["Package"], version=fields["Version"],
                        architecture=fields["Architecture"], sha256=hashlib.sha256(blob).hexdigest(),
-                       size=len(blob), manifest=manifest)
+                       size=len(blob), manifest=manifest, conffiles=_conffile_md5s(members, path))
+
+
+def _conffile_md5s(members: dict, path: Path) -> dict:
+    """Each conffile of the package with its md5 (from the control area's md5sums)."""
+    try:
+        listed = _extract(members, "control.tar", "./conffiles", path).decode().split()
+    except KeyError:
+        return {}
+    try:
+        sums = _extract(members, "control.tar", "./md5sums", path).decode().splitlines()
+    except KeyError:
+        sums = []
+    md5 = {"/" + rel.strip(): digest for digest, _, rel in (l.partition("  ") for l in sums) if rel}
+    return {c: md5.get(c, "") for c in listed}
 
 
 def parse_control(text: str) -> dict:

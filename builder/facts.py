@@ -158,7 +158,6 @@ class HostFacts:
     systemd: bool = False                 # systemd runs (not a chroot or an image build)
     audit: str = ""                       # `dpkg --audit`: packages dpkg left unfinished
     dpkg_dist: tuple[str, ...] = ()       # <conffile>.dpkg-dist files present
-    managed: tuple[str, ...] = ()         # packages with a debship store on the host
 
     @property
     def before(self) -> str | None:
@@ -168,10 +167,10 @@ class HostFacts:
         return next((u for u in self.units if u.name == name), None)
 
 
-# $1 package, $2 the stored file of the new package (or ""), $3 store, $4 history, $5 manifest,
-# $6 the debship state folder; the rest: unit names to look at (besides the installed package's).
-HOST_FACTS_SCRIPT = r"""name=$1 stored=$2 store=$3 history=$4 manifest=$5 state=$6
-shift 6
+# $1 package, $2 the stored file of the new package (or ""), $3 store, $4 history, $5 manifest;
+# the rest: unit names to look at (besides the installed package's).
+HOST_FACTS_SCRIPT = r"""name=$1 stored=$2 store=$3 history=$4 manifest=$5
+shift 5
 section() { printf '\n@@%s\n' "$1"; }
 section installed
 dpkg-query -W -f='${db:Status-Abbrev}\t${Version}\n' "$name" 2>/dev/null
@@ -213,18 +212,25 @@ for u in $units; do
 done
 section audit
 dpkg --audit 2>/dev/null
-section managed
-for d in "$state"/*/; do [ -d "$d" ] && basename "$d"; done 2>/dev/null
 exit 0
 """
+
+
+def managed_command() -> list[str]:
+    """The packages that have a debship store on the host."""
+    from .layout import DEBSHIP_STATE
+    return ["sh", "-c", 'for d in "$1"/*/; do if [ -d "$d" ]; then basename "$d"; fi; done', "sh", DEBSHIP_STATE]
+
+
+def parse_managed(stdout: str) -> list[str]:
+    return sorted({l.strip() for l in stdout.splitlines() if l.strip()})
 
 
 def host_facts_command(layout, stored: str, units: list[str]) -> list[str]:
     """One command printing every fact ship needs about ``layout.name`` (run it with sudo: it
     reads conffiles and the store)."""
-    from .layout import DEBSHIP_STATE
     return ["sh", "-c", HOST_FACTS_SCRIPT, "sh", layout.name, stored, layout.store, layout.history,
-            layout.manifest, DEBSHIP_STATE, *units]
+            layout.manifest, *units]
 
 
 def parse_host_facts(stdout: str) -> HostFacts:
@@ -243,12 +249,11 @@ def parse_host_facts(stdout: str) -> HostFacts:
         systemd=s["systemd"].strip() == "yes",
         audit=s["audit"].strip(),
         dpkg_dist=tuple(l.strip() for l in s["dpkg-dist"].splitlines() if l.strip()),
-        managed=tuple(l.strip() for l in s["managed"].splitlines() if l.strip()),
     )
 
 
 _SECTIONS = ("installed", "stored", "kept", "history", "manifest", "conffiles", "dpkg-dist", "systemd", "units",
-             "audit", "managed")
+             "audit")
 
 
 def _sections(stdout: str) -> dict[str, str]:

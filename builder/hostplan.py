@@ -60,6 +60,40 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Preview:
+    """What an install will do to the host, for the "plan" event (``ship --dry-run`` shows it)."""
+
+    action: str                    # install | upgrade | downgrade | reinstall | finish
+    before: str | None
+    to: str
+    edited_conffiles: tuple[str, ...] = ()   # the admin changed them (md5 differs from dpkg's record)
+    new_defaults: tuple[str, ...] = ()       # ... and this version changes them: <path>.dpkg-dist will appear
+    left_alone: tuple[str, ...] = ()         # units the admin disabled or masked
+    restarts: tuple[str, ...] = ()           # running units the install restarts
+    starts: tuple[str, ...] = ()             # units it starts
+    systemd: bool = True
+
+    def as_dict(self) -> dict:
+        return {"action": self.action, "from": self.before, "to": self.to,
+                "edited_conffiles": list(self.edited_conffiles),
+                "dpkg_dist": [f"{p}.dpkg-dist" for p in self.new_defaults],
+                "left_alone": list(self.left_alone), "restarts": list(self.restarts),
+                "starts": list(self.starts), "systemd": self.systemd}
+
+    def summary(self) -> str:
+        parts = [f"{self.action} {self.before + ' -> ' if self.before else ''}{self.to}"]
+        for label, items in (("admin-edited conffiles kept", self.edited_conffiles),
+                             ("new defaults as .dpkg-dist", self.new_defaults),
+                             ("left alone (disabled/masked)", self.left_alone),
+                             ("restarts", self.restarts), ("starts", self.starts)):
+            if items:
+                parts.append(f"{label}: {', '.join(items)}")
+        if not self.systemd:
+            parts.append("systemd is not running: nothing is started or restarted")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
 class HostPlan:
     action: str                    # install | noop | refuse | dry-run (ship); rollback | noop | refuse | dry-run
     before: str | None
@@ -70,6 +104,7 @@ class HostPlan:
     detail: str = ""               # the summary's detail then
     reinstall: bool = False
     decide_status: str = "ok"
+    preview: Preview | None = None
 
 
 @dataclass(frozen=True)
@@ -103,12 +138,31 @@ def plan_ship(pkg: PackageInfo, facts: HostFacts, force: bool = False, dry_run: 
     reboot_steps = (Step("reboot"), *verify_steps(pkg.version, after_boot=True)) if reboot else ()
     if d.action == "noop":
         return HostPlan("noop", before, before, d.reason, reboot_steps if not dry_run else (), "unchanged", d.reason)
+    preview = preview_install(pkg, facts, d)
     if dry_run:
-        return HostPlan("dry-run", before, before, d.reason, (), "dry-run", f"would {d.reason}")
+        return HostPlan("dry-run", before, before, d.reason, (), "dry-run", f"would {d.reason}", preview=preview)
     install = Step("install", stored_path(pkg), pkg.version, d.reason, d.downgrade, d.reinstall, recover=True)
     steps = (Step("upload"), Step("store"), install, *verify_steps(pkg.version, recover=True),
              Step("record", "ship", pkg.version, d.reason), *reboot_steps)
-    return HostPlan("install", before, pkg.version, d.reason, steps, "installed", d.reason, reinstall=d.reinstall)
+    return HostPlan("install", before, pkg.version, d.reason, steps, "installed", d.reason, reinstall=d.reinstall,
+                    preview=preview)
+
+
+def preview_install(pkg: PackageInfo, facts: HostFacts, d: Decision) -> Preview:
+    """Conffiles the admin edited (and whether this version changes them), units left alone,
+    and which services the maintainer scripts will restart or start."""
+    before = facts.before
+    action = d.reason.split()[0] if before else "install"
+    edited = [c for c in facts.conffiles if c.edited and not c.obsolete]
+    changed = [c.path for c in edited if c.path in pkg.conffiles and pkg.conffiles[c.path] != c.recorded]
+    left_alone = [u.name for u in pkg.manifest.units if (f := facts.unit(u.name)) and f.left_alone]
+    live = [u for u in pkg.manifest.units if u.name not in left_alone and facts.systemd]
+    running = {u.name for u in facts.units if u.active == "active"}
+    upgrading = before is not None
+    restarts = [u.name for u in live if upgrading and u.name in running and u.on_upgrade in ("restart", "stop")]
+    starts = [u.name for u in live if u.start and u.enable and u.name not in restarts]
+    return Preview(action, before, pkg.version, tuple(c.path for c in edited), tuple(changed), tuple(left_alone),
+                   tuple(restarts), tuple(starts), facts.systemd)
 
 
 def plan_rollback(name: str, facts: HostFacts, target: str | None, dry_run: bool = False) -> HostPlan:

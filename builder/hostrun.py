@@ -9,6 +9,7 @@ table of contents.  Nothing here prints.
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -17,7 +18,7 @@ from . import commands, facts, hostplan, store, verify
 from .debinfo import PackageInfo
 from .errors import DebshipError, RemoteError, ShipError
 from .hostplan import HostPlan, Step
-from .layout import Layout
+from .layout import DEBSHIP_STATE, Layout
 from .manifest import Manifest
 from .remote import ConnectOptions, Connection, HostSpec, connect
 
@@ -53,6 +54,7 @@ class HostResult:
     after: str | None = None
     elapsed: float = 0.0
     detail: str = ""
+    package: str = ""
 
     @property
     def ok(self) -> bool:
@@ -64,20 +66,37 @@ class HostRun:
 
     def __init__(self, pkg: PackageInfo, spec: HostSpec, opts: ShipOptions, emit: Callable[[Event], None]):
         self.pkg, self.spec, self.opts, self._emit = pkg, spec, opts, emit
-        self.layout = Layout(pkg.name)
         self.host = str(spec)
         self.conn: Connection | None = None
         self.t0 = time.monotonic()
         self.before: str | None = None
         self.facts: facts.HostFacts | None = None
         self.failed: Step | None = None
+        self.first_facts: facts.HostFacts | None = None
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.pkg.name)
+
+    def find_package(self):
+        """No package named: the host's debship state says which package it manages."""
+        if self.pkg.name:
+            return ("skip", f"package {self.pkg.name}")
+        r = self.sh(facts.managed_command())
+        names = facts.parse_managed(r.stdout)
+        if len(names) != 1:
+            listed = f"it manages {', '.join(names)}" if names else "it manages no debship package"
+            raise ShipError(f"cannot tell which package: {listed} ({DEBSHIP_STATE}); pass --package NAME")
+        self.pkg = name_only(names[0])
+        return ("ok", f"package {names[0]} (the one debship package on the host)")
 
     # --- events and results ----------------------------------------------------------------
     def emit(self, step: str, status: str, detail: str = "", data: dict | None = None) -> None:
         self._emit(Event(self.host, step, status, round(time.monotonic() - self.t0, 3), detail, data))
 
     def result(self, outcome: str, after: str | None = None, detail: str = "") -> HostResult:
-        return HostResult(self.host, outcome, self.before, after, round(time.monotonic() - self.t0, 3), detail)
+        return HostResult(self.host, outcome, self.before, after, round(time.monotonic() - self.t0, 3), detail,
+                          self.pkg.name)
 
     def step(self, name: str, func: Callable[[], tuple]) -> tuple:
         """Run one step between a start event and an ok/warn/skip/fail event carrying its detail."""
@@ -135,7 +154,7 @@ class HostRun:
         plans: list[HostPlan] = []
 
         def body():
-            now = self.read_facts()
+            now = self.first_facts = self.read_facts()
             self.before = now.before
             plans.append(make_plan(now))
             if plans[0].action == "refuse":
@@ -189,7 +208,7 @@ class HostRun:
         now = self.read_facts()
         if now.installed is None or not now.installed.ok or now.installed.version != s.version:
             raise ShipError(f"apt finished but dpkg reports {now.installed}; see {self.layout.deploy_log}")
-        return ("ok", s.why)
+        return ("ok", s.why + self.new_dpkg_dist())
 
     def _install_failure(self, output: str) -> str:
         if "Could not get lock" in output or "Unable to acquire the dpkg frontend lock" in output:
@@ -270,10 +289,21 @@ class HostRun:
                 return parsed
         return self.pkg.manifest
 
+    def new_dpkg_dist(self) -> str:
+        """The .dpkg-dist files this ship made: the new default of a conffile the admin edited."""
+        first = self.first_facts.dpkg_dist if self.first_facts else ()
+        new = [p for p in (self.facts.dpkg_dist if self.facts else ()) if p not in first]
+        return f"; new default config to merge: {', '.join(new)}" if new else ""
+
     def log_tail(self) -> str:
         r = self.sh(commands.tail(self.layout.deploy_log), sudo=True)
         lines = [l.strip() for l in r.stdout.splitlines() if l.strip()] if r.ok else []
         return f"; deploy log: {' | '.join(lines)}" if lines else ""
+
+
+def name_only(name: str) -> PackageInfo:
+    """A package known only by its name: what --rollback, --to-version and --list need."""
+    return PackageInfo(path=Path(), name=name, version="", architecture="all", sha256="", size=0)
 
 
 # --- what ship does to one host ------------------------------------------------------------
@@ -284,6 +314,8 @@ def ship_host(run: HostRun) -> HostResult:
     run.step("boot", run.wait_for_boot)
     o = run.opts
     plan = run.decide(lambda now: hostplan.plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot))
+    if plan.preview is not None:
+        run.emit("plan", "ok", plan.preview.summary(), plan.preview.as_dict())
     if plan.action == "dry-run":
         run.emit("install", "skip", f"dry run: {plan.detail}")
     try:
@@ -292,7 +324,7 @@ def ship_host(run: HostRun) -> HostResult:
         if run.failed is None or not run.failed.recover or not o.rollback_on_failure:
             raise
         return recover(run, plan, e)
-    return run.result(plan.outcome, after=plan.to, detail=plan.detail)
+    return run.result(plan.outcome, after=plan.to, detail=plan.detail + run.new_dpkg_dist())
 
 
 def recover(run: HostRun, plan: HostPlan, error: Exception) -> HostResult:
@@ -310,6 +342,8 @@ def recover(run: HostRun, plan: HostPlan, error: Exception) -> HostResult:
 def rollback_host(run: HostRun, target: str | None) -> HostResult:
     """``--rollback`` (target None: the version before the installed one) or ``--to-version``."""
     run.step("connect", run.connect)
+    if not run.pkg.name:
+        run.step("package", run.find_package)
     run.step("boot", run.wait_for_boot)
     plan = run.decide(lambda now: hostplan.plan_rollback(run.pkg.name, now, target, run.opts.dry_run))
     run.execute(plan.steps)
@@ -319,6 +353,8 @@ def rollback_host(run: HostRun, target: str | None) -> HostResult:
 def list_host(run: HostRun) -> HostResult:
     """The installed and the kept versions (needs no sudo)."""
     run.step("connect", run.connect)
+    if not run.pkg.name:
+        run.step("package", run.find_package)
     now = run.read_facts(sudo=False)
     run.before = now.before
     kept = [k.version or f"{k.filename} (unreadable)" for k in now.kept]

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from .debinfo import PackageInfo, read_package
 from .errors import ShipError, UsageError
 from .hostplan import Decision, decide  # noqa: F401  (part of this module's API)
-from .hostrun import Event, HostResult, HostRun, ShipOptions, list_host, rollback_host, ship_host
+from .hostrun import Event, HostResult, HostRun, ShipOptions, list_host, name_only, rollback_host, ship_host
 from .remote import HostSpec
 
 __all__ = ["Decision", "Event", "HostResult", "ShipOptions", "decide", "exit_code", "list_kept", "newest_deb",
@@ -106,15 +106,14 @@ def newest_deb(dist: Path) -> Path:
     return debs[-1]
 
 
-def name_only(name: str) -> PackageInfo:
-    """A package known only by its name: what --rollback, --to-version and --list need."""
-    return PackageInfo(path=Path(), name=name, version="", architecture="all", sha256="", size=0)
-
-
 def package_for(mode: str, deb: Path | None, name: str | None, project: Path) -> PackageInfo:
-    """The package to ship, or (for --rollback, --to-version, --list) just its name."""
-    if mode != "ship" and name:
-        return name_only(name)
+    """The package to ship, or (for --rollback, --to-version, --list) just its name: from
+    --package, DEB or the newest .deb in dist/; with none of them each host says (an empty name)."""
+    if mode != "ship":
+        if name:
+            return name_only(name)
+        if deb is None and not list((Path(project) / "dist").glob("*.deb")):
+            return name_only("")
     return read_package(deb if deb is not None else newest_deb(Path(project) / "dist"))
 
 
