@@ -39,3 +39,9 @@ class ShipError(DebshipError):
     """A ship step failed on a host."""
 
     exit_code = 6
+
+
+class RepoError(DebshipError):
+    """Publishing to, or describing, a signed apt repository failed."""
+
+    exit_code = 7
