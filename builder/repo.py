@@ -186,17 +186,27 @@ def current_members(repo: Path, dist: Path, release: deb822.Release | None) -> d
         return members
     for component in release.get("Components", "").split():
         seen: dict[str, PoolPackage] = {}
-        for entry in release.get("SHA256", []):
-            if entry["name"].startswith(f"{component}/binary-") and entry["name"].endswith("/Packages"):
-                index = dist / entry["name"]
-                blob = (index.parent / "by-hash" / "SHA256" / entry["sha256"])
-                text = blob.read_bytes() if blob.exists() else (index.read_bytes() if index.exists() else b"")
-                for para in deb822.Packages.iter_paragraphs(text.decode(), use_apt_pkg=False):
-                    path = repo / para["Filename"]
-                    if para["Filename"] not in seen and path.is_file():
-                        seen[para["Filename"]] = read_deb(path, component)
+        for text in _component_indexes(dist, release, component):
+            for para in deb822.Packages.iter_paragraphs(text, fields=["Filename"], use_apt_pkg=False):
+                path = repo / para["Filename"]
+                if para["Filename"] not in seen and path.is_file():
+                    seen[para["Filename"]] = read_deb(path, component)
         members[component] = list(seen.values())
     return members
+
+
+def _component_indexes(dist: Path, release: deb822.Release, component: str) -> list[str]:
+    """The distinct Packages texts the Release names for ``component``, by hash, so that
+    they match the Release (the binary-<arch> ones are mostly the same text)."""
+    texts = {}
+    for entry in release.get("SHA256", []):
+        name = entry["name"]
+        if name.startswith(f"{component}/binary-") and name.endswith("/Packages") and entry["sha256"] not in texts:
+            index = dist / name
+            blob = index.parent / "by-hash" / "SHA256" / entry["sha256"]
+            data = blob.read_bytes() if blob.exists() else (index.read_bytes() if index.exists() else b"")
+            texts[entry["sha256"]] = data.decode()
+    return list(texts.values())
 
 
 def architectures(members: dict[str, list[PoolPackage]]) -> tuple[str, ...]:
@@ -209,15 +219,19 @@ def _order(a: PoolPackage, b: PoolPackage) -> int:
             or (a.architecture > b.architecture) - (a.architecture < b.architecture))
 
 
-def packages_index(pkgs: list[PoolPackage]) -> str:
-    """A Packages file: each control paragraph plus Filename, Size, MD5sum, SHA256."""
-    out = []
-    for pkg in sorted(pkgs, key=functools.cmp_to_key(_order)):
-        para = deb822.Packages(pkg.control)
-        para["Filename"], para["Size"] = pkg.filename, str(pkg.size)
-        para["MD5sum"], para["SHA256"] = pkg.md5, pkg.sha256
-        out.append(para.dump())
-    return "\n".join(out)
+def paragraph(pkg: PoolPackage) -> str:
+    """A package's stanza of a Packages file: its control paragraph plus Filename, Size, MD5sum, SHA256."""
+    para = deb822.Packages(pkg.control)
+    para["Filename"], para["Size"] = pkg.filename, str(pkg.size)
+    para["MD5sum"], para["SHA256"] = pkg.md5, pkg.sha256
+    return para.dump()
+
+
+def packages_index(pkgs: list[PoolPackage], rendered: dict[str, str] | None = None) -> str:
+    """A Packages file of ``pkgs`` (``rendered``: stanzas already made, by pool path)."""
+    rendered = rendered or {}
+    return "\n".join(rendered.get(p.filename) or paragraph(p)
+                     for p in sorted(pkgs, key=functools.cmp_to_key(_order)))
 
 
 def build_indexes(members: dict[str, list[PoolPackage]], archs: tuple[str, ...]) -> dict[str, bytes]:
@@ -225,9 +239,10 @@ def build_indexes(members: dict[str, list[PoolPackage]], archs: tuple[str, ...])
     Architecture: all packages) and binary-<arch> (that arch's plus the all ones)."""
     indexes = {}
     for component, pkgs in sorted(members.items()):
+        rendered = {p.filename: paragraph(p) for p in pkgs}
         for arch in ("all", *archs):
             chosen = [p for p in pkgs if p.architecture in (arch, "all")]
-            text = packages_index(chosen).encode()
+            text = packages_index(chosen, rendered).encode()
             base = f"{component}/binary-{arch}/Packages"
             indexes[base] = text
             indexes[base + ".gz"] = _gzip(text)
