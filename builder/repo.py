@@ -284,10 +284,14 @@ def _release_date() -> str:
 
 
 def _read_release(dist: Path) -> deb822.Release | None:
-    try:
-        return deb822.Release((dist / "Release").read_text())
-    except FileNotFoundError:
-        return None
+    """The suite's current Release, from InRelease (what apt reads, and the first file switched;
+    python-debian drops the signature) or else Release."""
+    for name in ("InRelease", "Release"):
+        try:
+            return deb822.Release((dist / name).read_text())
+        except FileNotFoundError:
+            continue
+    return None
 
 
 def _hashes(release) -> list[str]:

@@ -225,6 +225,16 @@ def test_the_same_deb_again_is_a_noop_and_other_bytes_are_refused(keys, debs, tm
     assert _snapshot(repo) == before
 
 
+def test_the_index_is_rebuilt_from_the_pool_files(keys, debs, tmp_path):
+    repo = tmp_path / "repo"
+    publish([debs["1.0.0"]], repo, sign_key=keys.main)
+    (repo / "pool/main/d/demo-svc/demo-svc_1.0.0_all.deb").unlink()  # an operator prunes the pool
+    result = publish([debs["2.0.0"]], repo, sign_key=keys.main)
+    assert result.packages == 1
+    text = (repo / "dists/stable/main/binary-amd64/Packages").read_text()
+    assert "Version: 2.0.0" in text and "Version: 1.0.0" not in text
+
+
 def test_the_public_key_next_to_the_repository_is_the_signing_key(keys, debs, tmp_path):
     result = publish([debs["1.0.0"]], tmp_path / "repo", sign_key=keys.main)
     binary = _export(keys, keys.main, tmp_path / "k.gpg").read_bytes()
@@ -262,25 +272,24 @@ def _by_hash_files(repo: Path) -> set[Path]:
     return set((repo / "dists").glob("*/*/binary-*/by-hash/SHA256/*"))
 
 
-@pytest.mark.root
-def test_a_publish_killed_before_the_switch_leaves_the_previous_repository_usable(keys, debs, server,
-                                                                                 client_root):
-    result = publish([debs["1.0.0"]], server.repo, sign_key=keys.main)
-    indexes_before = _by_hash_files(server.repo)
-    inrelease = (server.repo / "dists/stable/InRelease").read_bytes()
-    # Freeze gpg-agent: the publisher writes pool file and new indexes, then blocks in
-    # signing; kill it there (a real SIGKILL, no test hook in the code).
+def _publisher(deb: Path, repo: Path, key: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "from builder.cli import main; main()", "publish",
+                             str(deb), "--repo", str(repo), "--sign-key", key],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _kill_while_signing(deb: Path, repo: Path, key: str, indexes_before: set[Path]) -> None:
+    """Freeze gpg-agent, so that a publisher writes its pool file and new indexes and then
+    blocks in signing; SIGKILL it there (a real kill, no test hook in the code)."""
     agent = _agent_pid()
     os.kill(agent, signal.SIGSTOP)
+    signing: list[int] = []
     try:
-        proc = subprocess.Popen([sys.executable, "-c", "from builder.cli import main; main()", "publish",
-                                 str(debs["2.0.0"]), "--repo", str(server.repo), "--sign-key", keys.main],
-                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        signing: list[int] = []
+        proc = _publisher(deb, repo, key)
         try:
             while proc.poll() is None:
                 signing = [pid for pid, comm in _children(proc.pid) if comm == "gpg"]
-                if signing and _by_hash_files(server.repo) - indexes_before:
+                if signing and _by_hash_files(repo) - indexes_before:
                     break
                 time.sleep(0.05)
             assert proc.poll() is None, proc.stdout.read()
@@ -291,6 +300,15 @@ def test_a_publish_killed_before_the_switch_leaves_the_previous_repository_usabl
             os.kill(pid, signal.SIGKILL)
     finally:
         os.kill(agent, signal.SIGCONT)
+
+
+@pytest.mark.root
+def test_a_publish_killed_before_the_switch_leaves_the_previous_repository_usable(keys, debs, server,
+                                                                                 client_root):
+    result = publish([debs["1.0.0"]], server.repo, sign_key=keys.main)
+    indexes_before = _by_hash_files(server.repo)
+    inrelease = (server.repo / "dists/stable/InRelease").read_bytes()
+    _kill_while_signing(debs["2.0.0"], server.repo, keys.main, indexes_before)
     assert (server.repo / "pool/main/d/demo-svc/demo-svc_2.0.0_all.deb").is_file()
     assert _by_hash_files(server.repo) > indexes_before  # the new indexes were written ...
     assert (server.repo / "dists/stable/InRelease").read_bytes() == inrelease  # ... and never switched to
@@ -322,9 +340,7 @@ def test_a_second_publisher_waits_for_the_first(keys, debs, tmp_path):
     before = _snapshot(repo)
     with open(repo / ".debship-publish.lock", "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # the first publisher, mid-way
-        proc = subprocess.Popen([sys.executable, "-c", "from builder.cli import main; main()", "publish",
-                                 str(debs["2.0.0"]), "--repo", str(repo), "--sign-key", keys.main],
-                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = _publisher(debs["2.0.0"], repo, keys.main)
         while proc.poll() is None and not _waits_for_lock(proc.pid):
             time.sleep(0.05)
         assert proc.poll() is None, proc.stdout.read()
