@@ -234,6 +234,52 @@ def diff(old: str, new: str, project: Path, as_json: bool) -> None:
     click.echo("\n".join(render(result)))
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("debs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the apt repository (created if missing); serve it as static files.")
+@click.option("--suite", default="stable", show_default=True, help="Suite (and codename) to publish into.")
+@click.option("--component", default="main", show_default=True, help="Component to publish into.")
+@click.option("--sign-key", required=True, metavar="KEYID",
+              help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) that signs the Release file.")
+@reports_errors
+def publish(debs, repo_dir, suite, component, sign_key) -> None:
+    """Add .debs to a signed apt repository in a folder, keeping every version.
+
+    Writes pool/, dists/<suite>/ (Packages, by-hash, Release, InRelease,
+    Release.gpg) and the public key as debship-archive-keyring.gpg and .asc.
+    A .deb already published byte for byte is a no-op; another .deb with the
+    same name, version and architecture is refused (exit 7).
+    """
+    from .repo import publish as publish_lib
+    result = publish_lib(list(debs), repo_dir, suite, component, sign_key=sign_key)
+    for path in result.added:
+        click.echo(f"added {path}")
+    for path in result.unchanged:
+        click.echo(f"unchanged {path} (already published)")
+    state = "signed" if result.changed else "unchanged, nothing written"
+    click.echo(f"{suite}/{component}: {result.packages} package(s), {state}; keyring {result.keyring}")
+
+
+@click.command("cloud-init", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--repo", "url", required=True, metavar="URL",
+              help="URL of the repository as the new instances reach it (http://, https://).")
+@click.option("--repo-key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The repository's public key: debship-archive-keyring.asc (armored) or .gpg (binary).")
+@click.option("--package", "packages", multiple=True, metavar="NAME[=VERSION]",
+              help="Package to install at first boot, optionally at one version; repeatable.")
+@click.option("--suite", default="stable", show_default=True, help="Suite of the repository.")
+@click.option("--component", default="main", show_default=True, help="Component of the repository.")
+@click.option("--name", "source_name", default="debship", show_default=True,
+              help="Name of the apt source (its .list file and keyring on the instance).")
+@reports_errors
+def cloud_init(url, key_file, packages, suite, component, source_name) -> None:
+    """Print cloud-init user-data that adds the repository and installs packages at first boot."""
+    from .cloudinit import parse_package, read_key, user_data
+    wanted = [parse_package(p) for p in packages]
+    click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name), nl=False)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="debship", message="%(prog)s %(version)s")
 def main() -> None:
@@ -247,3 +293,5 @@ def main() -> None:
 main.add_command(build_deb, "build")
 main.add_command(ship, "ship")
 main.add_command(diff, "diff")
+main.add_command(publish, "publish")
+main.add_command(cloud_init, "cloud-init")

@@ -57,3 +57,9 @@ class PackageNotFound(DebshipError):
     """An argument names no package: no such file, or NAME=VERSION not in dist/."""
 
     exit_code = 2
+
+
+class RepoError(DebshipError):
+    """Publishing to, or describing, a signed apt repository failed."""
+
+    exit_code = 7

@@ -20,6 +20,7 @@ DEB_PACKAGES=(
     systemd-container                            # systemd-nspawn: hosts where systemd really runs
     qemu-system-x86 qemu-utils cloud-image-utils e2fsprogs   # tests/vm: a qemu guest, its image and seed
     xz-utils zstd util-linux mount
+    gnupg                                        # debship publish: signing keys, gpg-agent, gpgv
 )
 bash tools/ensure-debs.sh "${DEB_PACKAGES[@]}"
 
