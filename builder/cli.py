@@ -120,12 +120,21 @@ def _print_plan(spec, plan) -> None:
 @click.option("--list", "mode", flag_value="list", help="Show the installed and the kept versions on each host.")
 @click.option("--package", metavar="NAME",
               help="Package name for --rollback/--to-version/--list when there is no .deb at hand.")
+@click.option("--via-repo", metavar="URL",
+              help="Install from this signed apt repository (see `debship publish`) instead of uploading the .deb.")
+@click.option("--repo-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The repository's public key (debship-archive-keyring.asc or .gpg), for --via-repo.")
+@click.option("--suite", default="stable", show_default=True, help="Suite of the --via-repo repository.")
+@click.option("--component", default="main", show_default=True, help="Component of the --via-repo repository.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors
 def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
          connect_timeout, boot_timeout, lock_timeout, parallel, batch, max_failures, force, dry_run, reboot,
-         no_rollback, mode, to_version, package, as_json) -> None:
+         no_rollback, mode, to_version, package, via_repo, repo_key, suite, component, as_json) -> None:
     """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
+
+    With --via-repo the hosts install it from a signed apt repository instead
+    (`debship publish`), with the same waiting, checks and rollback.
 
     Exit status: 0 every host is at the new version and healthy (or unchanged,
     or --dry-run, --list); 1 at least one host failed or was skipped; 3 install or
@@ -142,8 +151,9 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     policy = "pin" if host_key else ("strict" if strict_host_keys else "accept-new")
     connect = ConnectOptions(connect_timeout=connect_timeout, host_keys=policy, pinned_key=host_key,
                              known_hosts=known_hosts, ssh_config=ssh_config, identity_file=identity)
+    repo = shipping.via_repo(pkg.name, via_repo, repo_key, suite, component) if via_repo or repo_key else None
     opts = shipping.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout, force=force,
-                                dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback)
+                                dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo)
     render = _json_event if as_json else _text_event
     fleet = {"parallel": parallel, "batch": batch, "max_failures": max_failures}
     if mode == "ship":

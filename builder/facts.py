@@ -158,6 +158,7 @@ class HostFacts:
     systemd: bool = False                 # systemd runs (not a chroot or an image build)
     audit: str = ""                       # `dpkg --audit`: packages dpkg left unfinished
     dpkg_dist: tuple[str, ...] = ()       # <conffile>.dpkg-dist files present
+    available: tuple[str, ...] = ()       # versions apt can install (from the configured sources)
 
     @property
     def before(self) -> str | None:
@@ -212,6 +213,8 @@ for u in $units; do
 done
 section audit
 dpkg --audit 2>/dev/null
+section available
+apt-cache madison "$name" 2>/dev/null | cut -d'|' -f2
 exit 0
 """
 
@@ -248,12 +251,13 @@ def parse_host_facts(stdout: str) -> HostFacts:
         units=tuple(_unit_facts(l) for l in s["units"].splitlines() if l.strip()),
         systemd=s["systemd"].strip() == "yes",
         audit=s["audit"].strip(),
+        available=tuple(dict.fromkeys(l.strip() for l in s["available"].splitlines() if l.strip())),
         dpkg_dist=tuple(l.strip() for l in s["dpkg-dist"].splitlines() if l.strip()),
     )
 
 
 _SECTIONS = ("installed", "stored", "kept", "history", "manifest", "conffiles", "dpkg-dist", "systemd", "units",
-             "audit")
+             "audit", "available")
 
 
 def _sections(stdout: str) -> dict[str, str]:

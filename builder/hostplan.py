@@ -129,9 +129,14 @@ def stored_path(pkg: PackageInfo) -> str:
 
 
 def plan_ship(pkg: PackageInfo, facts: HostFacts, force: bool = False, dry_run: bool = False,
-              reboot: bool = False) -> HostPlan:
-    """Install, upgrade or downgrade to ``pkg``; nothing when the host has these very bytes."""
-    d = decide(pkg, facts.installed, facts.stored_sha, force)
+              reboot: bool = False, via_repo: bool = False) -> HostPlan:
+    """Install, upgrade or downgrade to ``pkg``; nothing when the host has these very bytes.
+
+    ``via_repo``: the host installs ``name=version`` from a signed repository instead of a file
+    uploaded to its store (the repository refuses other bytes under a published version, so
+    the same version installed is the same package)."""
+    same = facts.installed is not None and facts.installed.version == pkg.version
+    d = decide(pkg, facts.installed, pkg.sha256 if via_repo and same else facts.stored_sha, force)
     before = facts.before
     if d.action == "refuse":
         return HostPlan("refuse", before, None, d.reason)
@@ -141,8 +146,10 @@ def plan_ship(pkg: PackageInfo, facts: HostFacts, force: bool = False, dry_run: 
     preview = preview_install(pkg, facts, d)
     if dry_run:
         return HostPlan("dry-run", before, before, d.reason, (), "dry-run", f"would {d.reason}", preview=preview)
-    install = Step("install", stored_path(pkg), pkg.version, d.reason, d.downgrade, d.reinstall, recover=True)
-    steps = (Step("upload"), Step("store"), install, *verify_steps(pkg.version, recover=True),
+    target = f"{pkg.name}={pkg.version}" if via_repo else stored_path(pkg)
+    install = Step("install", target, pkg.version, d.reason, d.downgrade, d.reinstall, recover=True)
+    fetch = (Step("source"),) if via_repo else (Step("upload"), Step("store"))
+    steps = (*fetch, install, *verify_steps(pkg.version, recover=True),
              Step("record", "ship", pkg.version, d.reason), *reboot_steps)
     return HostPlan("install", before, pkg.version, d.reason, steps, "installed", d.reason, reinstall=d.reinstall,
                     preview=preview)
@@ -165,12 +172,15 @@ def preview_install(pkg: PackageInfo, facts: HostFacts, d: Decision) -> Preview:
                    tuple(restarts), tuple(starts), facts.systemd)
 
 
-def plan_rollback(name: str, facts: HostFacts, target: str | None, dry_run: bool = False) -> HostPlan:
-    """``--rollback`` (``target`` None: the version before the installed one) or ``--to-version``."""
+def plan_rollback(name: str, facts: HostFacts, target: str | None, dry_run: bool = False,
+                  via_repo: bool = False) -> HostPlan:
+    """``--rollback`` (``target`` None: the version before the installed one) or ``--to-version``,
+    from the host's store (or, ``via_repo``, from the repository's versions)."""
     before = facts.before
-    versions = [k.version for k in facts.kept if k.version]
+    versions = list(facts.available) if via_repo else [k.version for k in facts.kept if k.version]
+    kept = [store.Kept("", v) for v in versions] if via_repo else list(facts.kept)
     if target is None:
-        target = store.previous_version(facts.history, before, list(facts.kept))
+        target = store.previous_version(facts.history, before, kept)
         if target is None:
             return HostPlan("refuse", before, None, f"nothing to roll back to: installed {before or 'nothing'}, "
                                                     f"kept {', '.join(versions) or 'none'}")
@@ -181,14 +191,15 @@ def plan_rollback(name: str, facts: HostFacts, target: str | None, dry_run: bool
         return HostPlan("noop", before, before, target, (), "unchanged", f"already at {target}", decide_status="skip")
     if dry_run:
         return HostPlan("dry-run", before, before, target, (), "dry-run", f"would install {target}")
-    steps = (Step("store"), Step("install", f"{name}={target}", target, f"{before} -> {target}", downgrade=True),
+    fetch = Step("source") if via_repo else Step("store")
+    steps = (fetch, Step("install", f"{name}={target}", target, f"{before} -> {target}", downgrade=True),
              *verify_steps(target), Step("record", "rollback", target, f"rollback {before} -> {target}"))
     return HostPlan("rollback", before, target, target, steps, "installed", f"rolled back {before} -> {target}")
 
 
-def plan_recovery(name: str, plan: HostPlan, now: HostFacts, reason: str) -> Recovery:
-    """A step marked ``recover`` failed with ``reason``: back to ``plan.before`` from the store, or
-    remove a first install, so that no half-configured package is left running."""
+def plan_recovery(name: str, plan: HostPlan, now: HostFacts, reason: str, via_repo: bool = False) -> Recovery:
+    """A step marked ``recover`` failed with ``reason``: back to ``plan.before`` from the store (or
+    the repository), or remove a first install, so that no half-configured package is left running."""
     before, current = plan.before, now.installed
     if plan.reinstall:
         return Recovery((), "failed", now.before,
@@ -200,10 +211,11 @@ def plan_recovery(name: str, plan: HostPlan, now: HostFacts, reason: str) -> Rec
     if before is None:
         return Recovery((Step("remove"),), "failed", None,
                         f"{reason}; removed the package (the host had no earlier version)")
-    if before not in {k.version for k in now.kept}:
-        return Recovery((), "failed", now.before,
-                        f"{reason}; then cannot roll back: {before} is not kept in {Layout(name).store}",
+    available = set(now.available) if via_repo else {k.version for k in now.kept}
+    if before not in available:
+        where = "in the repository" if via_repo else f"kept in {Layout(name).store}"
+        return Recovery((), "failed", now.before, f"{reason}; then cannot roll back: {before} is not {where}",
                         with_log_tail=False)
-    steps = (Step("store"), Step("install", f"{name}={before}", before, f"roll back to {before}", downgrade=True),
+    steps = (Step("source" if via_repo else "store"), Step("install", f"{name}={before}", before, f"roll back to {before}", downgrade=True),
              *verify_steps(before), Step("record", "rollback", before, f"rolled back to {before}: {reason}"))
     return Recovery(steps, "rolled-back", before, f"rolled back to {before}: {reason}")

@@ -24,6 +24,15 @@ from .remote import ConnectOptions, Connection, HostSpec, connect
 
 
 @dataclass(frozen=True)
+class ViaRepo:
+    """``ship --via-repo``: the signed repository hosts install from, instead of an upload."""
+
+    url: str
+    key: str                       # the armored public key the source is Signed-By
+    sources: str                   # the deb822 .sources text (Signed-By: Layout.repo_keyring)
+
+
+@dataclass(frozen=True)
 class ShipOptions:
     connect: ConnectOptions = field(default_factory=ConnectOptions)
     boot_timeout: float = 600.0
@@ -34,6 +43,7 @@ class ShipOptions:
     dry_run: bool = False
     reboot: bool = False
     rollback_on_failure: bool = True   # --no-rollback turns it off
+    via_repo: ViaRepo | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,19 @@ class HostRun:
             self.sh(commands.remove_dir(staging))
         return ("ok", f"{self.pkg.size} bytes, sha256 checked, kept as {stored}")
 
+    def add_source(self, _step: Step):
+        """Put the repository's key and deb822 source on the host and refresh that source alone."""
+        repo, lay = self.opts.via_repo, self.layout
+        self.sh(commands.write_file(lay.repo_keyring), sudo=True, stdin=repo.key.encode(), check=True)
+        self.sh(commands.write_file(lay.repo_source), sudo=True, stdin=repo.sources.encode(), check=True)
+        r = self.sh(commands.apt_update_source(lay.repo_source), sudo=True, timeout=self.opts.lock_timeout + 300)
+        problems = [l.strip() for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "W:", "Err:"))]
+        if not r.ok or any(l.startswith(("E:", "Err:")) for l in problems):
+            raise ShipError(f"apt-get update of {repo.url} failed ({' | '.join(problems[:3]) or f'exit {r.exit_code}'}); "
+                            "check the URL, that the host reaches it, and --repo-key")
+        now = self.read_facts()
+        return ("ok", f"{lay.repo_source}: {self.pkg.name} {', '.join(now.available) or 'not found'} available")
+
     def refresh_store(self, _step: Step):
         """Prune to the newest N plus the installed version, then rebuild the index from the files."""
         now = self.read_facts()
@@ -259,7 +282,7 @@ class HostRun:
                 continue
         raise ShipError("the host did not come back after reboot; check its console")
 
-    _ops = {"upload": upload, "store": refresh_store, "install": install, "remove": remove,
+    _ops = {"source": add_source, "upload": upload, "store": refresh_store, "install": install, "remove": remove,
             "verify": verify_units, "health": health, "record": record, "reboot": reboot}
 
     # --- helpers ---------------------------------------------------------------------------
@@ -313,7 +336,8 @@ def ship_host(run: HostRun) -> HostResult:
     run.step("connect", run.connect)
     run.step("boot", run.wait_for_boot)
     o = run.opts
-    plan = run.decide(lambda now: hostplan.plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot))
+    via = o.via_repo is not None
+    plan = run.decide(lambda now: hostplan.plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot, via))
     if plan.preview is not None:
         run.emit("plan", "ok", plan.preview.summary(), plan.preview.as_dict())
     if plan.action == "dry-run":
@@ -331,7 +355,7 @@ def recover(run: HostRun, plan: HostPlan, error: Exception) -> HostResult:
     """A step marked ``recover`` failed: roll back to ``plan.before`` or remove a first install."""
     reason = str(error)
     tail = run.log_tail()
-    rec = hostplan.plan_recovery(run.pkg.name, plan, run.read_facts(), reason)
+    rec = hostplan.plan_recovery(run.pkg.name, plan, run.read_facts(), reason, run.opts.via_repo is not None)
     try:
         run.execute(rec.steps)
     except DebshipError as e:
@@ -345,7 +369,8 @@ def rollback_host(run: HostRun, target: str | None) -> HostResult:
     if not run.pkg.name:
         run.step("package", run.find_package)
     run.step("boot", run.wait_for_boot)
-    plan = run.decide(lambda now: hostplan.plan_rollback(run.pkg.name, now, target, run.opts.dry_run))
+    via = run.opts.via_repo is not None
+    plan = run.decide(lambda now: hostplan.plan_rollback(run.pkg.name, now, target, run.opts.dry_run, via))
     run.execute(plan.steps)
     return run.result(plan.outcome, after=plan.to, detail=plan.detail)
 

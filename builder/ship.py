@@ -10,6 +10,7 @@ fleet — hosts on a thread pool, in rolling batches — and the entry points
 """
 from __future__ import annotations
 
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Callable, Sequence
 from .debinfo import PackageInfo, read_package
 from .errors import ShipError, UsageError
 from .hostplan import Decision, decide  # noqa: F401  (part of this module's API)
-from .hostrun import Event, HostResult, HostRun, ShipOptions, list_host, name_only, rollback_host, ship_host
+from .hostrun import Event, HostResult, HostRun, ShipOptions, ViaRepo, list_host, name_only, rollback_host, ship_host
+from .layout import Layout
 from .remote import HostSpec
 
 __all__ = ["Decision", "Event", "HostResult", "ShipOptions", "decide", "exit_code", "list_kept", "newest_deb",
@@ -104,6 +106,20 @@ def newest_deb(dist: Path) -> Path:
     if not debs:
         raise ShipError(f"{dist}: no .deb to ship; run build-deb first or pass the .deb's path")
     return debs[-1]
+
+
+def via_repo(name: str, url: str | None, key_file: Path | None, suite: str, component: str) -> ViaRepo:
+    """What --via-repo URL --repo-key FILE puts on each host: the key and one deb822 source."""
+    from .cloudinit import read_key
+    from .repo import sources_deb822
+    if not url or key_file is None:
+        raise UsageError("--via-repo and --repo-key go together: pass the repository's URL and its public key")
+    if not re.match(r"^(https?|file)://\S+$", url):
+        raise UsageError(f"--via-repo {url!r} is not an http(s):// or file:// URL; give the URL the hosts reach")
+    if not name:
+        raise UsageError("--via-repo needs the package name: pass the .deb, or --package NAME")
+    source = sources_deb822(url, suite, component, Layout(name).repo_keyring, f"debship-{name}")
+    return ViaRepo(url, read_key(key_file), source)
 
 
 def package_for(mode: str, deb: Path | None, name: str | None, project: Path) -> PackageInfo:
