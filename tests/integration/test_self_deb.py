@@ -1,6 +1,6 @@
 """debship itself as a Debian package: tools/deb-self.sh builds python3-debship with stdeb and Debian's
-python3 toolchain; apt installs it, offline, in a clean Debian 12 root (no pip, no debship), where its
-build-deb makes the same bytes as the venv's from the same sources."""
+python3 toolchain; apt installs it, offline, in a clean Debian 12 or 13 root (no pip, no debship), where
+its build-deb makes the same bytes as the venv's from the same sources."""
 from __future__ import annotations
 
 import os
@@ -94,13 +94,14 @@ def test_lintian_finds_no_error_and_the_readme_explains_each_warning(self_deb):
         assert f"`{tag}`" in section, f"lintian warns {tag}; fix it or say why in the README"
 
 
-@pytest.fixture(scope="module")
-def deps_root():
-    """A cached Debian 12 root with python3 and the four Debian libraries python3-debship needs (no pip)."""
+@pytest.fixture(scope="module", params=["bookworm", "trixie"])
+def deps_root(request):
+    """A cached root of Debian 12 (python3.11, paramiko 2.12) or 13 (python3.13, paramiko 3.5) with python3
+    and the four Debian libraries python3-debship needs; no pip."""
     require_root()
     require_tool("mmdebstrap")
     from tests.harness.rootfs import cached_root
-    return cached_root(("python3", *DEBIAN_DEPS))
+    return cached_root(("python3", *DEBIAN_DEPS), suite=request.param)
 
 
 def _copy_sample(dest: Path) -> Path:
