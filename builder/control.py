@@ -148,9 +148,15 @@ def _docs(env: jinja2.Environment, spec: PackageSpec, mtime: int) -> dict:
     })
     changelog_name = "changelog.gz" if spec.native else "changelog.Debian.gz"
     return {
-        f"{doc}/{changelog_name}": gzip.compress(changelog.encode(), compresslevel=9, mtime=0),
+        f"{doc}/{changelog_name}": gzip_n(changelog.encode()),
         f"{doc}/copyright": copyright_text.encode(),
     }
+
+
+def gzip_n(data: bytes) -> bytes:
+    """``gzip -9n``'s header: mtime 0, no name, OS byte 3 (Unix) on every Python (3.13's gzip writes 255)."""
+    out = gzip.compress(data, compresslevel=9, mtime=0)
+    return out[:9] + b"\x03" + out[10:]
 
 
 def manifest(spec: PackageSpec, plan: Plan) -> dict:

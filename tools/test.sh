@@ -21,6 +21,8 @@ DEB_PACKAGES=(
     qemu-system-x86 qemu-utils cloud-image-utils e2fsprogs   # tests/vm: a qemu guest, its image and seed
     xz-utils zstd util-linux mount
     gnupg                                        # debship publish: signing keys, gpg-agent, gpgv
+    python3-stdeb python3-all python3-setuptools dh-python debhelper fakeroot help2man   # make deb-self
+    python3-click python3-jinja2 python3-paramiko python3-debian                          # (its man pages)
 )
 bash tools/ensure-debs.sh "${DEB_PACKAGES[@]}"
 

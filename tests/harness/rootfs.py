@@ -1,6 +1,6 @@
 """Throwaway Debian roots for the tests: built once with mmdebstrap, cached, used through overlayfs.
 
-``cached_root()`` builds a bookworm root from Debian packages (nothing else is
+``cached_root()`` builds a bookworm root (or another suite's) from Debian packages (nothing else is
 downloaded) and keeps it under ``$DEBSHIP_CACHE`` (default ``~/.cache/debship``),
 keyed by its package list, so a second run reuses it.  ``Root`` mounts an
 overlay of that cache on a temp folder: every test gets a fresh, writable root
@@ -27,14 +27,14 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def root_key(packages: tuple[str, ...] = ROOT_PACKAGES) -> str:
-    text = "\n".join([_LAYOUT, SUITE, "apt", *sorted(packages)])
+def root_key(packages: tuple[str, ...] = ROOT_PACKAGES, suite: str = SUITE) -> str:
+    text = "\n".join([_LAYOUT, suite, "apt", *sorted(packages)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cached_root(packages: tuple[str, ...] = ROOT_PACKAGES) -> Path:
-    """The cached root for ``packages``, built by mmdebstrap when absent."""
-    final = cache_dir() / "roots" / root_key(packages)
+def cached_root(packages: tuple[str, ...] = ROOT_PACKAGES, suite: str = SUITE) -> Path:
+    """The cached root for ``packages`` (of Debian ``suite``), built by mmdebstrap when absent."""
+    final = cache_dir() / "roots" / root_key(packages, suite)
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -44,7 +44,7 @@ def cached_root(packages: tuple[str, ...] = ROOT_PACKAGES) -> Path:
             ["mmdebstrap", "--quiet", "--variant=apt", "--include=" + ",".join(sorted(packages)),
              # no daemons may start inside the build; apt lists are kept for offline apt use
              "--customize-hook=rm -f \"$1\"/etc/ssh/ssh_host_*",
-             SUITE, str(work / "root")],
+             suite, str(work / "root")],
             check=True, stdin=subprocess.DEVNULL,
         )
         os.replace(work / "root", final)

@@ -11,6 +11,7 @@ from builder import plan as planning
 from builder.errors import BuildError, ConfigError
 
 from tests.conftest import REPO
+from tests.helpers import require_tool
 
 
 def test_defaults_fill_every_optional_key(project):
@@ -80,6 +81,16 @@ def test_project_templates_override_the_builtin_ones(project):
     text = gzip.decompress(files.docs["/usr/share/doc/demo-svc/changelog.gz"]).decode()
     assert "custom; urgency=low" in text
     assert control.template_dirs(project)[0] == project / "debian"
+
+
+def test_the_changelog_is_gzipped_with_gzip_9ns_header_on_every_python(project):
+    """Python 3.13 writes OS byte 255 in gzip headers where 3.11 wrote 3: the .deb would differ between them."""
+    spec = config.load(project)
+    data = control.render(spec, planning.build(spec), {}, {}, 0).docs["/usr/share/doc/demo-svc/changelog.gz"]
+    import gzip
+    text = gzip.decompress(data)
+    reference = subprocess.run([require_tool("gzip"), "-9n"], input=text, capture_output=True, check=True).stdout
+    assert data[:10] == reference[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03"
 
 
 def test_a_template_naming_an_unknown_value_fails_clearly(project):
