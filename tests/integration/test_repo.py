@@ -5,9 +5,7 @@ against the exported key, fetches indexes by hash and installs from the pool);
 cloud-init's own `cloud-init schema` validates the user-data."""
 from __future__ import annotations
 
-import functools
 import gzip
-import http.server
 import json
 import lzma
 import os
@@ -15,9 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,38 +22,12 @@ from builder.build import build_deb
 from builder.cli import main
 from builder.repo import publish, sources_deb822
 from tests.conftest import MINIMAL, REPO, write_project
+from tests.harness.aptrepo import export_key, keys, server  # noqa: F401  (fixtures)
 from tests.helpers import _missing, cli_runner, require_tool
 
 APT_OPTS = ["-o", "Dir::Etc::sourcelist=/dev/null", "-o", "Dir::Etc::sourceparts=/etc/apt/debship-test.d",
             "-o", "APT::Get::List-Cleanup=0"]
 NONINTERACTIVE = {"DEBIAN_FRONTEND": "noninteractive"}
-
-
-@dataclass(frozen=True)
-class Keys:
-    home: Path
-    main: str
-    other: str
-
-
-def _gen_key(uid: str) -> str:
-    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"],
-                   check=True, capture_output=True)
-    out = subprocess.run(["gpg", "--batch", "--with-colons", "--list-keys", uid], check=True,
-                         capture_output=True, text=True).stdout
-    return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    """A throwaway GNUPGHOME with two unprotected ed25519 keys: the archive's and another one."""
-    require_tool("gpg")
-    home = tmp_path_factory.mktemp("gnupg")
-    home.chmod(0o700)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GNUPGHOME", str(home))
-        yield Keys(home, _gen_key("debship archive <archive@example.com>"), _gen_key("other <other@example.com>"))
-        subprocess.run(["gpgconf", "--kill", "gpg-agent"], check=False, capture_output=True)
 
 
 @pytest.fixture
@@ -68,36 +38,6 @@ def debs(tmp_path):
     (project / "scripts" / "serve.py").write_text("#!/usr/bin/python3\nprint('changed')\n")
     built["1.0.0-other"] = build_deb(project, tmp_path / "other", "1.0.0").path
     return built
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # the test records paths itself
-        pass
-
-    def do_GET(self):
-        self.server.requested.append(self.path)
-        override = self.server.overrides.get(self.path)
-        if override is None:
-            return super().do_GET()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(override)))
-        self.end_headers()
-        self.wfile.write(override)
-
-
-@pytest.fixture
-def server(tmp_path):
-    """The repository folder served over HTTP on a free port of 127.0.0.1."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(repo)))
-    httpd.requested, httpd.overrides, httpd.repo = [], {}, repo
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
 
 
 class Client:
@@ -133,11 +73,6 @@ def client_root():
     from tests.harness.rootfs import Root, cached_root
     with Root(cached_root()) as root:
         yield root
-
-
-def _export(keys: Keys, key: str, dest: Path) -> Path:
-    dest.write_bytes(subprocess.run(["gpg", "--batch", "--export", key], check=True, capture_output=True).stdout)
-    return dest
 
 
 def _snapshot(folder: Path) -> dict:
@@ -188,7 +123,7 @@ def test_a_tampered_index_is_refused_by_apt(keys, debs, server, client_root):
 @pytest.mark.root
 def test_a_release_signed_by_another_key_is_refused_by_apt(keys, debs, server, client_root, tmp_path):
     publish([debs["1.0.0"]], server.repo, sign_key=keys.other)
-    client = Client(client_root, server.url, _export(keys, keys.main, tmp_path / "archive.gpg"))
+    client = Client(client_root, server.url, export_key(keys.main, tmp_path / "archive.gpg"))
     update = client.apt("apt-get", "update")
     assert update.returncode != 0, update.output
     assert "NO_PUBKEY" in update.output and "is not signed" in update.output, update.output
@@ -237,7 +172,7 @@ def test_the_index_is_rebuilt_from_the_pool_files(keys, debs, tmp_path):
 
 def test_the_public_key_next_to_the_repository_is_the_signing_key(keys, debs, tmp_path):
     result = publish([debs["1.0.0"]], tmp_path / "repo", sign_key=keys.main)
-    binary = _export(keys, keys.main, tmp_path / "k.gpg").read_bytes()
+    binary = export_key(keys.main, tmp_path / "k.gpg").read_bytes()
     assert result.keyring.read_bytes() == binary
     armored = subprocess.run(["gpg", "--batch", "--armor", "--export", keys.main], check=True,
                              capture_output=True, text=True).stdout
