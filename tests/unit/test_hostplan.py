@@ -1,0 +1,135 @@
+"""The per-host planner, without SSH: real ``HOST_FACTS_SCRIPT`` output captured from a
+loopback host (tests/unit/captured/*.txt: a fresh host; 1.0.0 installed with an
+admin-edited agent.conf and the startup unit disabled; after the upgrade to
+1.1.0) parsed by ``facts.parse_host_facts``, then planned, table-driven."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from builder import facts, hostplan
+from builder.debinfo import PackageInfo
+from builder.manifest import Manifest, UnitState
+
+CAPTURED = Path(__file__).parent / "captured"
+AGENT, STARTUP = "fleet-agent.service", "fleet-agent-startup.service"
+MANIFEST = Manifest("fleet-agent", "1.1.0", "/usr/lib/fleet-agent/startup.py", "true", 5,
+                    (UnitState(STARTUP, True, False, "none"), UnitState(AGENT, True, True, "restart")))
+V2_SHA = "1019c7a65b37112b9644b00bfda9322c30e41a6982923a5f5a4c00706e92650b"
+
+
+def captured(name: str, **changes) -> facts.HostFacts:
+    return dataclasses.replace(facts.parse_host_facts((CAPTURED / f"{name}.txt").read_text()), **changes)
+
+
+def pkg(version="1.1.0", sha=V2_SHA, conffiles=None) -> PackageInfo:
+    return PackageInfo(path=Path(f"fleet-agent_{version}_all.deb"), name="fleet-agent", version=version,
+                       architecture="all", sha256=sha, size=1, manifest=dataclasses.replace(MANIFEST, version=version),
+                       conffiles=conffiles or {"/etc/fleet-agent/agent.conf": "0" * 32,
+                                               "/etc/fleet-agent/startup.conf": "bb88aee76629d4f8d5800cd80e65cc4f"})
+
+
+def test_captured_facts_parse():
+    f = captured("v1-edited-conffile")
+    assert f.installed == facts.Installed("ii", "1.0.0") and f.stored_sha is None and not f.systemd
+    assert [k.version for k in f.kept] == ["1.0.0"] and f.available == ("1.0.0",)
+    assert [c.path for c in f.conffiles if c.edited] == ["/etc/fleet-agent/agent.conf"]
+    assert f.unit(STARTUP).left_alone and not f.unit(AGENT).left_alone
+    assert Manifest.from_json(f.manifest).units == MANIFEST.units
+    after = captured("v2-after-upgrade")
+    assert after.stored_sha == V2_SHA and after.available == ("1.1.0", "1.0.0") and "ship 1.1.0" in after.history
+    fresh = captured("fresh-host")
+    assert fresh.installed is None and fresh.kept == () and fresh.conffiles == ()
+
+
+STEPS_SHIP = ["upload", "store", "install", "verify", "health", "record"]
+
+
+@pytest.mark.parametrize("host,package,options,action,steps,reason", [
+    ("fresh-host", pkg("1.0.0"), {}, "install", STEPS_SHIP, "install 1.0.0 (not installed)"),
+    ("v1-edited-conffile", pkg(), {}, "install", STEPS_SHIP, "upgrade 1.0.0 -> 1.1.0"),
+    ("v2-after-upgrade", pkg(), {}, "noop", [], "already at 1.1.0"),
+    ("v2-after-upgrade", pkg(), {"reboot": True}, "noop", ["reboot", "verify", "health"], "already at 1.1.0"),
+    ("v2-after-upgrade", pkg(sha="f" * 64), {}, "refuse", [], "1.1.0 is installed with other contents"),
+    ("v2-after-upgrade", pkg(sha="f" * 64), {"force": True}, "install", STEPS_SHIP, "reinstall 1.1.0 (--force)"),
+    ("v2-after-upgrade", pkg("1.0.0"), {}, "install", STEPS_SHIP, "downgrade 1.1.0 -> 1.0.0"),
+    ("v1-edited-conffile", pkg(), {"dry_run": True}, "dry-run", [], "upgrade 1.0.0 -> 1.1.0"),
+    ("v1-edited-conffile", pkg(), {"reboot": True}, "install", [*STEPS_SHIP, "reboot", "verify", "health"],
+     "upgrade 1.0.0 -> 1.1.0"),
+    ("v1-edited-conffile", pkg(), {"via_repo": True}, "install", ["source", *STEPS_SHIP[2:]],
+     "upgrade 1.0.0 -> 1.1.0"),
+    ("v2-after-upgrade", pkg(sha="f" * 64), {"via_repo": True}, "noop", [], "already at 1.1.0"),
+])
+def test_plan_ship(host, package, options, action, steps, reason):
+    plan = hostplan.plan_ship(package, captured(host), **options)
+    assert plan.action == action and [s.op for s in plan.steps] == steps
+    assert plan.reason.startswith(reason)
+    recovering = [s.op for s in plan.steps if s.recover]
+    assert recovering == (["install", "verify", "health"] if action == "install" else [])
+
+
+def test_install_targets_the_stored_file_or_the_repository():
+    direct = hostplan.plan_ship(pkg(), captured("v1-edited-conffile"))
+    assert next(s for s in direct.steps if s.op == "install").target == \
+        "/var/lib/debship/fleet-agent/fleet-agent_1.1.0_all.deb"
+    via = hostplan.plan_ship(pkg(), captured("v1-edited-conffile"), via_repo=True)
+    assert next(s for s in via.steps if s.op == "install").target == "fleet-agent=1.1.0"
+    down = hostplan.plan_ship(pkg("1.0.0"), captured("v2-after-upgrade"))
+    assert next(s for s in down.steps if s.op == "install").downgrade
+
+
+def test_preview_edited_conffile_units_left_alone_and_restarts():
+    p = hostplan.plan_ship(pkg(), captured("v1-edited-conffile")).preview
+    assert (p.action, p.before, p.to) == ("upgrade", "1.0.0", "1.1.0")
+    assert p.edited_conffiles == ("/etc/fleet-agent/agent.conf",)
+    assert p.new_defaults == ("/etc/fleet-agent/agent.conf",) and p.left_alone == (STARTUP,)
+    assert p.restarts == () and p.starts == () and not p.systemd  # a chroot: nothing runs
+    same_default = pkg(conffiles={"/etc/fleet-agent/agent.conf": "2167512a07862c57cc73848665b9b32b"})
+    assert hostplan.plan_ship(same_default, captured("v1-edited-conffile")).preview.new_defaults == ()
+    running = captured("v1-edited-conffile", systemd=True,
+                       units=(facts.UnitFacts(AGENT, "enabled", "active"), facts.UnitFacts(STARTUP, "disabled", "")))
+    p = hostplan.plan_ship(pkg(), running).preview
+    assert p.restarts == (AGENT,) and p.starts == () and p.left_alone == (STARTUP,)
+    fresh = hostplan.plan_ship(pkg("1.0.0"), captured("fresh-host", systemd=True)).preview
+    assert fresh.restarts == () and fresh.starts == (AGENT,) and fresh.as_dict()["from"] is None
+
+
+@pytest.mark.parametrize("host,target,options,action,to,detail", [
+    ("v2-after-upgrade", None, {}, "rollback", "1.0.0", "rolled back 1.1.0 -> 1.0.0"),
+    ("v2-after-upgrade", "1.1.0", {}, "noop", "1.1.0", "already at 1.1.0"),
+    ("v2-after-upgrade", "0.9", {}, "refuse", None, ""),
+    ("v1-edited-conffile", None, {}, "refuse", None, ""),
+    ("v2-after-upgrade", None, {"dry_run": True}, "dry-run", "1.1.0", "would install 1.0.0"),
+    ("v2-after-upgrade", "1.0.0", {"via_repo": True}, "rollback", "1.0.0", "rolled back 1.1.0 -> 1.0.0"),
+])
+def test_plan_rollback(host, target, options, action, to, detail):
+    plan = hostplan.plan_rollback("fleet-agent", captured(host), target, **options)
+    assert (plan.action, plan.to, plan.detail) == (action, to, detail)
+    if action == "rollback":
+        first = "source" if options.get("via_repo") else "store"
+        assert [s.op for s in plan.steps] == [first, "install", "verify", "health", "record"]
+    if action == "refuse":
+        assert "nothing to roll back to" in plan.reason or "is not kept on the host" in plan.reason
+
+
+def test_recovery_goes_back_removes_or_explains():
+    ship = hostplan.plan_ship(pkg(), captured("v1-edited-conffile"))
+    broken = captured("v1-edited-conffile", installed=facts.Installed("iF", "1.1.0"))
+    back = hostplan.plan_recovery("fleet-agent", ship, broken, "boom")
+    assert back.outcome == "rolled-back" and back.after == "1.0.0"
+    assert [s.op for s in back.steps] == ["store", "install", "verify", "health", "record"]
+    assert back.steps[1].target == "fleet-agent=1.0.0" and back.steps[1].downgrade
+    untouched = hostplan.plan_recovery("fleet-agent", ship, captured("v1-edited-conffile"), "locked")
+    assert (untouched.outcome, untouched.steps, untouched.detail) == ("failed", (), "locked; the host still has 1.0.0")
+    first = hostplan.plan_ship(pkg("1.0.0"), captured("fresh-host"))
+    half = captured("fresh-host", installed=facts.Installed("iF", "1.0.0"))
+    assert [s.op for s in hostplan.plan_recovery("fleet-agent", first, half, "x").steps] == ["remove"]
+    nothing = hostplan.plan_recovery("fleet-agent", first, captured("fresh-host"), "x")
+    assert nothing.detail == "x; nothing was installed" and nothing.steps == ()
+    gone = captured("v1-edited-conffile", installed=facts.Installed("iF", "1.1.0"), kept=())
+    assert "1.0.0 is not kept in /var/lib/debship/fleet-agent" in hostplan.plan_recovery(
+        "fleet-agent", ship, gone, "x").detail
+    via = hostplan.plan_recovery("fleet-agent", ship, broken, "x", via_repo=True)
+    assert via.steps[0].op == "source" and via.outcome == "rolled-back"
