@@ -30,15 +30,16 @@ def require_nspawn_host() -> None:
 
 @pytest.fixture
 def make_booted_hosts(request, tmp_path):
-    """A factory: ``make_booted_hosts(n, **NspawnHost options)`` -> n booted hosts, all powered off after the test."""
+    """A factory: ``make_booted_hosts(n, cloud=False, **NspawnHost options)`` -> n booted hosts, all
+    powered off after the test (``cloud``: a root with cloud-init, for ``user_data=``)."""
     require_nspawn_host()
-    from tests.harness.nspawn import BOOT_PACKAGES, NspawnHost
+    from tests.harness.nspawn import BOOT_PACKAGES, CLOUD_PACKAGES, NspawnHost
     from tests.harness.rootfs import Root, cached_root
 
-    lower = cached_root(BOOT_PACKAGES)
     made: list[tuple[NspawnHost, float]] = []
     with contextlib.ExitStack() as stack:
-        def make(n: int = 1, **kw) -> list[NspawnHost]:
+        def make(n: int = 1, cloud: bool = False, **kw) -> list[NspawnHost]:
+            lower = cached_root(CLOUD_PACKAGES if cloud else BOOT_PACKAGES)
             hosts = []
             for _ in range(n):
                 t0 = time.monotonic()

@@ -60,6 +60,16 @@ from .sshhost import _die_with_parent, _kill, free_port
 # as a user, logind) and PAM sessions.  No cloud-init: ship then waits on
 # `systemctl is-system-running --wait`.
 BOOT_PACKAGES = tuple(sorted(set(ROOT_PACKAGES) | {"systemd-sysv", "dbus", "libpam-systemd"}))
+# A cloud instance: cloud-init reads a NoCloud seed at first boot (its apt module needs gpg
+# to turn a key into a keyring).
+CLOUD_PACKAGES = tuple(sorted(set(BOOT_PACKAGES) | {"cloud-init", "gpg"}))
+
+# cloud-init in a container sharing the host network: NoCloud only, no network set-up.
+_CLOUD_CFG = """\
+datasource_list: [NoCloud]
+network: {config: disabled}
+locale: C.UTF-8
+"""
 
 REBOOT_EXIT = 133  # systemd-nspawn's exit status when the container asked for a reboot
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
@@ -102,8 +112,8 @@ class NspawnHost(ClientSide):
 
 
     def __init__(self, root: Root, workdir: Path | None = None, *, boot_timeout: float = 60.0,
-                 start: bool = True):
-        self.root, self.boot_timeout = root, boot_timeout
+                 start: bool = True, user_data: str | None = None):
+        self.root, self.boot_timeout, self.user_data = root, boot_timeout, user_data
         self.dir = Path(tempfile.mkdtemp(prefix="debship-nspawn-", dir=workdir))
         self.port = free_port()
         self.machine = f"debship-{self.port}"
@@ -274,11 +284,27 @@ class NspawnHost(ClientSide):
         dropin = p / SSHD_DROPIN[1:]
         dropin.parent.mkdir(parents=True, exist_ok=True)
         dropin.write_text(_SSHD_DROPIN.format(port=self.port, host_key=HOST_KEY))
+        if self.user_data is not None:
+            self._seed(self.user_data)
         units = p / "etc/systemd/system"
         for unit in MASKED:
             link = units / unit
             link.unlink(missing_ok=True)
             link.symlink_to("/dev/null")
+
+
+    def _seed(self, user_data: str) -> None:
+        """A NoCloud seed (cloud-init runs it at first boot); apt has no source but the seed's."""
+        p = self.root.path
+        seed = p / "var/lib/cloud/seed/nocloud"
+        seed.mkdir(parents=True, exist_ok=True)
+        (seed / "meta-data").write_text(f"instance-id: {self.machine}\nlocal-hostname: {self.machine}\n")
+        (seed / "user-data").write_text(user_data)
+        (p / "etc/cloud/cloud.cfg.d/99-debship-test.cfg").write_text(_CLOUD_CFG)
+        (p / "etc/default/locale").write_text("LANG=C.UTF-8\n")  # else cloud-init's locale module fails
+        for sources in (p / "etc/apt/sources.list", p / "etc/apt/sources.list.d/debian.sources"):
+            if sources.exists():
+                sources.write_text("")
 
 
 def _children(pid: int) -> list[int]:
