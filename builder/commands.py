@@ -14,14 +14,21 @@ def _lock(lock_timeout: int) -> list[str]:
     return ["-o", f"DPkg::Lock::Timeout={lock_timeout}"]
 
 
-def apt_install(target: str, lock_timeout: int, downgrade: bool = False, reinstall: bool = False) -> list[str]:
+def apt_install(target: str, lock_timeout: int, downgrade: bool = False, reinstall: bool = False,
+                log: str | None = None) -> list[str]:
     """Install a stored .deb path or ``name=version`` from a configured source: never prompts,
-    keeps an admin's edited conffiles (the new default lands as .dpkg-dist)."""
+    keeps an admin's edited conffiles (the new default lands as .dpkg-dist).  With ``log``,
+    apt's output goes to that file first and is shown after: a connection that drops
+    mid-install then does not kill apt with SIGPIPE, and dpkg finishes on its own."""
     argv = [*NONINTERACTIVE, "apt-get", "install", "-y", "-q", "--no-install-recommends", *_lock(lock_timeout),
             *KEEP_ADMIN_CONFFILES]
     argv += ["--allow-downgrades"] if downgrade else []
     argv += ["--reinstall"] if reinstall else []
-    return [*argv, target]
+    argv = [*argv, target]
+    if log is None:
+        return argv
+    return ["sh", "-c", 'log=$1; shift; install -d -m 0755 "${log%/*}"; "$@" > "$log" 2>&1 < /dev/null; rc=$?; '
+            'cat "$log"; exit $rc', "sh", log, *argv]
 
 
 def apt_remove(name: str, lock_timeout: int) -> list[str]:
@@ -41,9 +48,6 @@ def configure_pending(lock_timeout: int) -> list[str]:
             'deadline=$(( $(date +%s) + $1 )); '
             'until dpkg --force-confdef --force-confold --configure -a; do '
             '  [ "$(date +%s)" -lt "$deadline" ] || exit 1; sleep 2; done', "sh", str(lock_timeout)]
-
-
-STAGE = ["mktemp", "-d", "/var/tmp/debship.XXXXXXXX"]
 
 
 def keep_in_store(store: str, staged: str, stored: str) -> list[str]:
@@ -69,3 +73,33 @@ def tail(path: str, lines: int = 5) -> list[str]:
 
 def remove_dir(path: str) -> list[str]:
     return ["rm", "-rf", "--", path]
+
+
+# Takes the host's ship lock for one package and holds it while stdin stays open: the
+# connection ending (ship done, or the controller killed) releases it.  Prints "BUSY <holder>"
+# when another ship holds it, then waits up to $4 s; exit 75 when that runs out.
+HOST_LOCK_SCRIPT = r"""lock=$1 info=$2 who=$3 wait=$4
+install -d -m 0755 "${lock%/*}"
+exec 9>>"$lock"
+if ! flock -n 9; then
+    printf 'BUSY %s\n' "$(cat "$info" 2>/dev/null || echo 'another ship')"
+    flock -w "$wait" 9 || exit 75
+fi
+printf '%s\n' "$who" > "$info"
+echo LOCKED
+exec cat >/dev/null
+"""
+LOCKED, LOCK_TIMED_OUT = "LOCKED", 75
+
+
+def host_lock(lock: str, holder_file: str, who: str, wait: int) -> list[str]:
+    return ["sh", "-c", HOST_LOCK_SCRIPT, "sh", lock, holder_file, who, str(wait)]
+
+
+def stale_staging(name: str) -> list[str]:
+    """Remove staging folders of ``name`` a cut connection left behind (run under the host lock)."""
+    return ["sh", "-c", 'rm -rf -- /var/tmp/debship-"$1".*', "sh", name]
+
+
+def stage(name: str) -> list[str]:
+    return ["mktemp", "-d", f"/var/tmp/debship-{name}.XXXXXXXX"]

@@ -159,6 +159,16 @@ class HostFacts:
     audit: str = ""                       # `dpkg --audit`: packages dpkg left unfinished
     dpkg_dist: tuple[str, ...] = ()       # <conffile>.dpkg-dist files present
     available: tuple[str, ...] = ()       # versions apt can install (from the configured sources)
+    free_kib: tuple[tuple[str, int], ...] = ()   # (folder, KiB free on its filesystem): staging, store
+
+    def free(self, folder: str) -> int | None:
+        return dict(self.free_kib).get(folder)
+
+    @property
+    def needs_repair(self) -> bool:
+        """dpkg was interrupted (``dpkg --audit`` names packages, or ours is not fully installed)."""
+        return bool(self.audit) or (self.installed is not None and not self.installed.ok
+                                    and self.installed.status[:2] != "rc")
 
     @property
     def before(self) -> str | None:
@@ -214,7 +224,11 @@ done
 section audit
 dpkg --audit 2>/dev/null
 section available
-apt-cache madison "$name" 2>/dev/null | cut -d'|' -f2
+apt-cache -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= madison "$name" 2>/dev/null | cut -d'|' -f2
+section space
+for d in /var/tmp "$store" "${store%/*}" /var/lib; do
+    if [ -d "$d" ]; then printf '%s\t%s\n' "$d" "$(df -Pk "$d" | awk 'NR==2 {print $4}')"; fi
+done
 exit 0
 """
 
@@ -252,12 +266,13 @@ def parse_host_facts(stdout: str) -> HostFacts:
         systemd=s["systemd"].strip() == "yes",
         audit=s["audit"].strip(),
         available=tuple(dict.fromkeys(l.strip() for l in s["available"].splitlines() if l.strip())),
+        free_kib=tuple(_free(l) for l in s["space"].splitlines() if l.count("\t") == 1 and l.split("\t")[1].isdigit()),
         dpkg_dist=tuple(l.strip() for l in s["dpkg-dist"].splitlines() if l.strip()),
     )
 
 
 _SECTIONS = ("installed", "stored", "kept", "history", "manifest", "conffiles", "dpkg-dist", "systemd", "units",
-             "audit", "available")
+             "audit", "available", "space")
 
 
 def _sections(stdout: str) -> dict[str, str]:
@@ -269,6 +284,11 @@ def _sections(stdout: str) -> dict[str, str]:
         elif current is not None:
             found[current] += line
     return {k: v.strip("\n") + ("\n" if v.strip("\n") else "") for k, v in found.items()}
+
+
+def _free(line: str) -> tuple[str, int]:
+    folder, kib = line.split("\t")
+    return folder, int(kib)
 
 
 def _conffile(line: str) -> Conffile:

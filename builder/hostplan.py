@@ -140,6 +140,9 @@ def plan_ship(pkg: PackageInfo, facts: HostFacts, force: bool = False, dry_run: 
     before = facts.before
     if d.action == "refuse":
         return HostPlan("refuse", before, None, d.reason)
+    short = None if via_repo or facts.stored_sha == pkg.sha256 else short_of_space(pkg, facts)
+    if short and d.action == "install":
+        return HostPlan("refuse", before, None, short)
     reboot_steps = (Step("reboot"), *verify_steps(pkg.version, after_boot=True)) if reboot else ()
     if d.action == "noop":
         return HostPlan("noop", before, before, d.reason, reboot_steps if not dry_run else (), "unchanged", d.reason)
@@ -153,6 +156,20 @@ def plan_ship(pkg: PackageInfo, facts: HostFacts, force: bool = False, dry_run: 
              Step("record", "ship", pkg.version, d.reason), *reboot_steps)
     return HostPlan("install", before, pkg.version, d.reason, steps, "installed", d.reason, reinstall=d.reinstall,
                     preview=preview)
+
+
+def short_of_space(pkg: PackageInfo, facts: HostFacts) -> str | None:
+    """The upload needs room twice: staged in /var/tmp, then kept in the store."""
+    need = -(-pkg.size // 1024) + 64  # KiB, with a little room for the index
+    store_dir = Layout(pkg.name).store
+    store_folder = next((f for f in (store_dir, store_dir.rsplit("/", 1)[0], "/var/lib") if facts.free(f) is not None),
+                        None)
+    for folder, role in (("/var/tmp", "staging"), (store_folder, "the store")):
+        free = facts.free(folder) if folder else None
+        if free is not None and free < need:
+            return (f"not enough disk space: {folder} ({role}) has {free} KiB free, the package needs {need} KiB; "
+                    "free some space on the host and ship again")
+    return None
 
 
 def preview_install(pkg: PackageInfo, facts: HostFacts, d: Decision) -> Preview:

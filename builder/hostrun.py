@@ -8,7 +8,10 @@ table of contents.  Nothing here prints.
 """
 from __future__ import annotations
 
+import getpass
+import os
 import shlex
+import socket
 from pathlib import Path
 import time
 from dataclasses import dataclass, field
@@ -20,7 +23,7 @@ from .errors import DebshipError, RemoteError, ShipError
 from .hostplan import HostPlan, Step
 from .layout import DEBSHIP_STATE, Layout
 from .manifest import Manifest
-from .remote import ConnectOptions, Connection, HostSpec, connect
+from .remote import ConnectOptions, Connection, HostSpec, Result, connect
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class HostRun:
         self.before: str | None = None
         self.facts: facts.HostFacts | None = None
         self.failed: Step | None = None
+        self.held = None
+        self.repaired = False
         self.first_facts: facts.HostFacts | None = None
 
     @property
@@ -129,6 +134,8 @@ class HostRun:
             return self.result("failed", detail=f"internal error in debship ({type(e).__name__}: {e}); "
                                                 "please report it with this line")
         finally:
+            if self.held is not None:
+                self.held.close()
             if self.conn is not None:
                 self.conn.close()
 
@@ -151,6 +158,30 @@ class HostRun:
             raise ShipError(boot.detail)
         return (boot.state, boot.detail)
 
+    def lock(self):
+        """Take the host's ship lock for this package (held until the connection closes); a ship
+        already holding it is waited for, up to --lock-timeout, and named."""
+        lay, wait = self.layout, self.opts.lock_timeout
+        who = (f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()} since "
+               f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, shipping {self.pkg.name} {self.pkg.version}")
+        busy: list[str] = []
+
+        def waiting(line: str) -> None:
+            if line.startswith("BUSY "):
+                busy.append(line[5:])
+                self.emit("lock", "warn", f"waiting up to {wait} s for the ship lock, held by {line[5:]}")
+
+        got = self.conn.hold(commands.host_lock(lay.lock, lay.lock_holder, who.strip(), wait), sudo=True,
+                             until=commands.LOCKED, timeout=wait + 60, on_line=waiting)
+        if isinstance(got, Result):
+            if got.exit_code == commands.LOCK_TIMED_OUT:
+                raise ShipError(f"another ship holds this host's lock ({busy[0] if busy else lay.lock}) for more "
+                                f"than {wait} s; wait for it to finish or raise --lock-timeout")
+            raise ShipError(f"cannot take the ship lock {lay.lock} (exit {got.exit_code}): "
+                            f"{(got.stderr or got.stdout).strip()[-200:]}")
+        self.held = got
+        return ("ok", f"{lay.lock}" + (f" (waited for {busy[0]})" if busy else ""))
+
     def read_facts(self, sudo: bool = True) -> facts.HostFacts:
         """Everything the plan needs, in one round trip (with sudo: conffiles may be 0600)."""
         stored = hostplan.stored_path(self.pkg) if self.pkg.version else ""
@@ -164,7 +195,10 @@ class HostRun:
         plans: list[HostPlan] = []
 
         def body():
-            now = self.first_facts = self.read_facts()
+            now = self.read_facts()
+            if now.needs_repair and not self.opts.dry_run:
+                now = self.repair(now)
+            self.first_facts = now
             self.before = now.before
             plans.append(make_plan(now))
             if plans[0].action == "refuse":
@@ -173,6 +207,23 @@ class HostRun:
 
         self.step("decide", body)
         return plans[0]
+
+    def repair(self, now: facts.HostFacts) -> facts.HostFacts:
+        """dpkg was interrupted (a killed apt, a power cut): finish configuring what it left,
+        waiting for the lock like apt does, before deciding anything."""
+        what = now.audit.splitlines()[0] if now.audit else f"{self.pkg.name} is {now.installed.status.strip()}"
+        self.emit("repair", "warn", f"dpkg was interrupted ({what}); running dpkg --configure -a")
+        self.repaired = True
+        r = self.sh(commands.configure_pending(self.opts.lock_timeout), sudo=True, timeout=self.opts.lock_timeout + 900)
+        after = self.read_facts()
+        if not r.ok:
+            self.emit("repair", "warn", f"dpkg --configure -a failed: {self.last_line(r.stdout + r.stderr)}")
+        return after
+
+    @staticmethod
+    def last_line(output: str) -> str:
+        return next((l.strip() for l in reversed(output.splitlines()) if l.startswith(("E:", "dpkg:"))),
+                    " ".join(output.split())[-200:] or "no output")
 
     # --- executing steps -------------------------------------------------------------------
     def execute(self, steps: Sequence[Step]) -> None:
@@ -186,7 +237,8 @@ class HostRun:
         stored = hostplan.stored_path(self.pkg)
         if self.facts and self.facts.stored_sha == self.pkg.sha256:
             return ("ok", f"already in {self.layout.store}")
-        staging = self.sh(commands.STAGE, check=True).stdout.strip()
+        self.sh(commands.stale_staging(self.pkg.name), sudo=True)  # a cut connection's leftovers
+        staging = self.sh(commands.stage(self.pkg.name), check=True).stdout.strip()
         try:
             remote = f"{staging}/{self.pkg.filename}"
             self.conn.put(self.pkg.path, remote)
@@ -224,7 +276,7 @@ class HostRun:
 
     def install(self, s: Step):
         """apt-get install a stored file path or ``name=version`` from the host's repository."""
-        argv = commands.apt_install(s.target, self.opts.lock_timeout, s.downgrade, s.reinstall)
+        argv = commands.apt_install(s.target, self.opts.lock_timeout, s.downgrade, s.reinstall, self.layout.install_log)
         r = self.sh(argv, sudo=True, timeout=self.opts.lock_timeout + 900)
         if not r.ok:
             raise ShipError(self._install_failure(r.stdout + r.stderr))
@@ -238,7 +290,7 @@ class HostRun:
             return (f"dpkg is locked by another process for more than {self.opts.lock_timeout} s "
                     "(unattended-upgrades?); raise --lock-timeout or try again later")
         last = next((l.strip() for l in reversed(output.splitlines()) if l.startswith(("E:", "dpkg:"))), "")
-        return f"apt-get install failed ({last or 'see the deploy log'})"
+        return f"apt-get install failed ({last or 'see ' + self.layout.install_log})"
 
     def remove(self, _step: Step):
         r = self.sh(commands.apt_remove(self.pkg.name, self.opts.lock_timeout), sudo=True, timeout=900)
@@ -336,14 +388,19 @@ def ship_host(run: HostRun) -> HostResult:
     run.step("connect", run.connect)
     run.step("boot", run.wait_for_boot)
     o = run.opts
+    if not o.dry_run:
+        run.step("lock", run.lock)
     via = o.via_repo is not None
     plan = run.decide(lambda now: hostplan.plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot, via))
     if plan.preview is not None:
         run.emit("plan", "ok", plan.preview.summary(), plan.preview.as_dict())
     if plan.action == "dry-run":
         run.emit("install", "skip", f"dry run: {plan.detail}")
+    steps = plan.steps
+    if run.repaired and plan.action == "noop" and not o.reboot:  # finished by the repair: prove it runs
+        steps = hostplan.verify_steps(plan.before or run.pkg.version)
     try:
-        run.execute(plan.steps)
+        run.execute(steps)
     except DebshipError as e:
         if run.failed is None or not run.failed.recover or not o.rollback_on_failure:
             raise
@@ -369,6 +426,8 @@ def rollback_host(run: HostRun, target: str | None) -> HostResult:
     if not run.pkg.name:
         run.step("package", run.find_package)
     run.step("boot", run.wait_for_boot)
+    if not run.opts.dry_run:
+        run.step("lock", run.lock)
     via = run.opts.via_repo is not None
     plan = run.decide(lambda now: hostplan.plan_rollback(run.pkg.name, now, target, run.opts.dry_run, via))
     run.execute(plan.steps)

@@ -59,6 +59,16 @@ class Layout:
         return f"/run/lock/debship-{self.name}.lock"
 
     @property
+    def lock_holder(self) -> str:
+        """Who holds the lock: user@controller, pid, since when, what."""
+        return f"/run/lock/debship-{self.name}.holder"
+
+    @property
+    def install_log(self) -> str:
+        """apt's output of the last install ship ran (kept if the connection dropped mid-way)."""
+        return f"{self.store}/last-install.log"
+
+    @property
     def manifest(self) -> str:
         """What ship reads about the installed version: units, health command, keep-versions."""
         return f"/usr/share/debship/{self.name}.json"

@@ -8,6 +8,7 @@ uploads with pipelined SFTP.  What to run is decided elsewhere.
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import getpass
 import hashlib
@@ -189,6 +190,27 @@ class Connection:
         result = Result(argv, code, out.decode(errors="replace"), err.decode(errors="replace"))
         return self._check_sudo(result) if sudo else result
 
+    def hold(self, argv: Sequence[str], *, until: str, sudo: bool = False, timeout: float = 600.0,
+             on_line: Callable[[str], None] | None = None) -> "Held | Result":
+        """Start ``argv`` and return once it prints the line ``until``, leaving it running (a lock
+        holder) until ``Held.close()`` or the connection ends; lines before it go to ``on_line``.
+        If the command exits first, its ``Result`` is returned instead."""
+        sudo = sudo and self.user != "root"
+        command = shlex.join(["sudo", "-n", "--", *argv] if sudo else list(argv))
+        deadline = time.monotonic() + timeout
+        try:
+            chan = self._transport().open_session(timeout=30)
+            chan.exec_command(command)
+            out = _read_until(chan, until, deadline, on_line)
+        except (paramiko.SSHException, OSError, EOFError, _Deadline) as e:
+            raise RemoteError(f"host {self.name}: `{command}` did not answer ({_describe(e)}); "
+                              "reconnect and retry") from e
+        if out is None:
+            return Held(chan)
+        result = Result(tuple(argv), chan.recv_exit_status(), out, chan.recv_stderr(1 << 16).decode(errors="replace"))
+        chan.close()
+        return self._check_sudo(result) if sudo else result
+
     def _check_sudo(self, r: Result) -> Result:
         for code, needles, why in _SUDO_ERRORS:
             if r.exit_code == code and any(n in r.stderr for n in needles):
@@ -235,6 +257,39 @@ class Connection:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Held:
+    """A command left running on the host (see ``Connection.hold``); ``close()`` ends it."""
+
+    def __init__(self, chan: paramiko.Channel):
+        self._chan = chan
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._chan.shutdown_write()   # its stdin ends: a `cat` holding a lock exits
+            self._chan.close()
+
+
+def _read_until(chan: paramiko.Channel, until: str, deadline: float, on_line) -> str | None:
+    """Read stdout lines until ``until`` (None: seen) or the command exits (its stdout so far)."""
+    buf, seen = b"", []
+    while True:
+        select.select([chan], [], [], 0.2)
+        while chan.recv_ready():
+            buf += chan.recv(_CHUNK)
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            text = line.decode(errors="replace")
+            if text == until:
+                return None
+            seen.append(text)
+            if on_line is not None:
+                on_line(text)
+        if chan.exit_status_ready() and not chan.recv_ready():
+            return "\n".join([*seen, buf.decode(errors="replace")])
+        if time.monotonic() > deadline:
+            raise _Deadline
 
 
 def _pump(chan: paramiko.Channel, stdin: bytes, deadline: float | None) -> tuple[bytes, bytes, int]:
