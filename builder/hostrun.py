@@ -8,6 +8,7 @@ table of contents.  Nothing here prints.
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shlex
@@ -247,7 +248,8 @@ class HostRun:
                 raise ShipError(f"upload damaged: sha256 on the host is {got}, expected {self.pkg.sha256}; ship again")
             self.sh(commands.keep_in_store(self.layout.store, remote, stored), sudo=True, check=True)
         finally:
-            self.sh(commands.remove_dir(staging))
+            with contextlib.suppress(DebshipError):  # a dropped connection: the next ship removes it
+                self.sh(commands.remove_dir(staging))
         return ("ok", f"{self.pkg.size} bytes, sha256 checked, kept as {stored}")
 
     def add_source(self, _step: Step):

@@ -241,7 +241,7 @@ class Connection:
 
     def _transport(self) -> paramiko.Transport:
         if not self._transports or not self._transports[-1].is_active():
-            raise RemoteError(f"host {self.name}: not connected (the connection dropped); call reconnect()")
+            raise RemoteError(f"host {self.name}: not connected (the connection dropped); check the network and retry")
         return self._transports[-1]
 
     def close(self) -> None:
