@@ -1,200 +1,206 @@
-"""Time `ship` to 1 vs 8 loopback hosts, and debship's SFTP upload vs OpenSSH's `sftp`.
+"""Time installing one .deb on 1, 8 and 16 loopback hosts: debship `ship` vs Ansible vs pyinfra.
 
-    sudo .venv/bin/python bench/ship.py [--repeat N] [--hosts 8] [--mb 50]
+    bash tools/bench-setup.sh          # ansible-core and pyinfra from PyPI into ./.venv-bench
+    sudo .venv/bin/python bench/ship.py [--repeat N] [--counts 1,8,16] [--tools ...] [--only ...]
 
-Hosts are the test harness's loopback SSH hosts (tests/harness: an overlay of the cached
-Debian root, sshd on 127.0.0.1 in a private mount+PID namespace, user `ops` with
-passwordless sudo), fresh for every repetition and removed afterwards, also on Ctrl-C.
+Hosts are the test harness's loopback SSH hosts (tests/harness: an overlay of a cached Debian
+root, sshd on 127.0.0.1 in a private mount+PID namespace, user `ops` with passwordless sudo, no
+systemd running), fresh for every tool and repetition (each does a real first install) and
+removed afterwards, also on Ctrl-C.  Every tool runs as its own command, wall time until all
+hosts are done; dpkg must then have the package installed in every host's root.
+debship's runs go through bench/_counted.py, which records its SSH round trips per host.
 Prints markdown tables of medians; nothing is asserted (see DESIGN.md, Test tiers).
-Goals (from the issue): 8 hosts within 2x one host; upload >= 0.9x OpenSSH.
+Goals (issue 12): overhead <= 1.0 s per host beyond apt-get install; 16 hosts <= 2.5x one
+host; faster than Ansible and pyinfra at 1, 8 and 16 hosts.  `--only sftp`: upload vs OpenSSH.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
+import json
 import os
-import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from builder.build import build_deb  # noqa: E402
-from builder.debinfo import read_package  # noqa: E402
-from builder.ship import ShipOptions, ship  # noqa: E402
-from tests.harness.rootfs import Root, cached_root  # noqa: E402
-from tests.harness.sshhost import SSHHost  # noqa: E402
+from builder.debinfo import PackageInfo, read_package  # noqa: E402
 
-MB = 1_000_000
-OPENSSH, OPENSSH_AES = "OpenSSH `sftp -b` (default: chacha20-poly1305)", "OpenSSH `sftp -b -c aes128-ctr`"
-DEBSHIP = "debship `Connection.put()` (paramiko)"
+import _tools  # noqa: E402
+from _hosts import bench_root, check_installed, make_hosts  # noqa: E402
+from _sftp import bench_sftp  # noqa: E402
 
-
-def make_hosts(stack: contextlib.ExitStack, lower: Path, n: int, work: Path) -> list[SSHHost]:
-    """n running hosts that all accept the first host's key (as test_ship.share_key does)."""
-    hosts = []
-    for _ in range(n):
-        root = stack.enter_context(Root(lower, workdir=work))
-        hosts.append(stack.enter_context(SSHHost(root, workdir=work)))
-    key = Path(f"{hosts[0].key_path}.pub").read_text()
-    for h in hosts[1:]:
-        (h.root.path / "home/ops/.ssh/authorized_keys").write_text(key)
-    return hosts
+TOOLS = {  # name -> (column title, command maker)
+    "debship": ("debship `ship`", _tools.debship_command),
+    "debship-nodelay": ("debship + TCP_NODELAY (experiment)", lambda d, h, r: _tools.debship_command(d, h, r, True)),
+    "ansible": ("Ansible, gather_facts: false", lambda d, h, r: _tools.ansible_command(d, h, r, False)),
+    "ansible-facts": ("Ansible, gather_facts: true (default)", lambda d, h, r: _tools.ansible_command(d, h, r, True)),
+    "pyinfra": ("pyinfra", _tools.pyinfra_command),
+}
 
 
-def in_thread(func):
-    """Run func in a daemon thread; a Ctrl-C in the main thread unwinds the ExitStack (killing the
-    hosts' sshd, which makes the worker fail fast) instead of waiting for the thread pool."""
-    box: dict = {}
-    t = threading.Thread(target=lambda: box.update(value=func()), daemon=True)
-    t.start()
-    while t.is_alive():
-        t.join(0.2)
-    if "value" not in box:
-        raise RuntimeError("the worker thread failed (see its traceback above)")
-    return box["value"]
+@dataclass(frozen=True)
+class HostStats:
+    """One host of one debship run: its round trips and where its time went."""
+    trips: dict[str, int]          # connect / run / put -> count
+    total: float                   # s from the host's first step to its result
+    apt: float                     # s in the `apt-get install` command itself
+    install_step: float            # s of the "install" step (apt-get + the facts read after it)
+    outcome: str
+
+    @property
+    def overhead(self) -> float:
+        return self.total - self.apt
 
 
-def ship_once(pkg, lower: Path, n: int, work: Path) -> tuple[float, dict[str, list[float]]]:
-    """Seconds to ship pkg to n fresh hosts (parallel=n), and each step's seconds per host."""
-    events = []
+def host_stats(run_dir: Path, output: str) -> list[HostStats]:
+    """Per host: the summary line of `ship --json`, its install step and its recorded round trips."""
+    records = json.loads((run_dir / "trips.json").read_text())
+    events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    stats = []
+    for summary in (e for e in events if e["step"] == "summary"):
+        host = summary["host"]
+        mine = [r for r in records if r["host"] == host]
+        trips = {k: sum(r["kind"] == k for r in mine) for k in ("connect", "run", "put")}
+        apt = sum(r["seconds"] for r in mine if r["kind"] == "run" and " apt-get install " in f" {r['what']} ")
+        marks = {e["status"]: e["elapsed"] for e in events if e["host"] == host and e["step"] == "install"}
+        step = marks["ok"] - marks["start"] if {"ok", "start"} <= marks.keys() else 0.0
+        stats.append(HostStats(trips, summary["elapsed"], apt, step, summary["outcome"]))
+    return stats
+
+
+def install_once(tool: str, deb: Path, pkg: PackageInfo, lower: Path, n: int, work: Path) -> tuple[float, list]:
+    """Seconds for ``tool`` to install ``deb`` on n fresh hosts; debship's per-host stats."""
     with contextlib.ExitStack() as stack:
         hosts = make_hosts(stack, lower, n, work)
-        first = hosts[0]
-        opts = ShipOptions(connect=first.options(), boot_timeout=60, lock_timeout=60)
-        t0 = time.perf_counter()
-        results = in_thread(lambda: ship(pkg, [h.spec for h in hosts], opts, events.append, parallel=n))
-        took = time.perf_counter() - t0
-        bad = [r for r in results if r.outcome != "installed"]
-        if bad or not all((h.root.path / "var/lib/dpkg/info/fleet-agent.list").is_file() for h in hosts):
-            raise SystemExit(f"ship to {n} host(s) failed: {bad}")
-    steps: dict[str, list[float]] = {}
-    started = {}
-    for e in events:
-        if e.status == "start":
-            started[e.host, e.step] = e.elapsed
-        elif (e.host, e.step) in started:
-            steps.setdefault(e.step, []).append(e.elapsed - started.pop((e.host, e.step)))
-    return took, steps
+        run_dir = Path(tempfile.mkdtemp(prefix=f"{tool}-", dir=work))
+        argv, env = TOOLS[tool][1](deb, hosts, run_dir)
+        run = _tools.run_timed(argv, env, run_dir, f"{tool} on {n} host(s)")
+        check_installed(hosts, pkg.name, pkg.version, f"{tool} on {n} host(s)")
+    return run.seconds, host_stats(run_dir, run.output) if tool.startswith("debship") else []
 
 
-def bench_ship(pkg, lower: Path, counts: list[int], repeat: int, work: Path) -> None:
-    times: dict[int, list[float]] = {n: [] for n in counts}
-    steps: dict[int, dict[str, list[float]]] = {n: {} for n in counts}
+def bench_compare(pkg: PackageInfo, lower: Path, counts: list[int], tools: list[str], repeat: int,
+                  work: Path) -> dict[int, list[HostStats]]:
+    """Rounds interleaved (every tool and host count once per round), so drift hits all alike."""
+    times = {(t, n): [] for t in tools for n in counts}
+    stats: dict[int, list[HostStats]] = {n: [] for n in counts}
     for i in range(repeat):
-        for n in counts:  # interleaved, so drift hits both sides alike
-            took, per_step = ship_once(pkg, lower, n, work)
-            times[n].append(took)
-            for k, v in per_step.items():
-                steps[n].setdefault(k, []).extend(v)
-            print(f"  run {i + 1}/{repeat}: {n} host(s) {took:.2f} s", file=sys.stderr)
-    base = statistics.median(times[counts[0]])
-    print(f"\n### ship {pkg.filename} ({pkg.size} bytes), fresh install, parallel = hosts\n")
-    print("| hosts | median s | runs (s) | ratio vs 1 host |\n|---:|---:|---|---:|")
+        for n in counts:
+            for tool in tools:
+                took, per_host = install_once(tool, pkg.path, pkg, lower, n, work)
+                times[tool, n].append(took)
+                stats[n] += per_host
+                print(f"  round {i + 1}/{repeat}: {tool} on {n} host(s) {took:.2f} s", file=sys.stderr)
+    print_compare(pkg, counts, tools, times, repeat)
+    return stats
+
+
+def print_compare(pkg: PackageInfo, counts: list[int], tools: list[str], times: dict, repeat: int) -> None:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\n### Install {pkg.filename} ({pkg.size} bytes) on fresh hosts, all in parallel: "
+          f"seconds until all are done, median of {repeat}\n")
+    print("| hosts | " + " | ".join(TOOLS[t][0] for t in tools) + " |\n|---:|" + "---:|" * len(tools))
     for n in counts:
-        med = statistics.median(times[n])
-        print(f"| {n} | {med:.2f} | {', '.join(f'{t:.2f}' for t in times[n])} | {med / base:.2f}x |")
-    ratio = statistics.median(times[counts[-1]]) / base
-    print(f"\nGoal (issue): {counts[-1]} hosts within 2x one host: {'met' if ratio <= 2 else 'missed'} ({ratio:.2f}x).")
-    print("\nPer step, seconds per host (mean / max over hosts and runs):\n")
-    print("| step | " + " | ".join(f"{n} host(s)" for n in counts) + " |\n|---|" + "---:|" * len(counts))
-    for step in dict.fromkeys(k for n in counts for k in steps[n]):  # in the order ship ran them
-        cells = [f"{statistics.mean(v):.2f} / {max(v):.2f}" if (v := steps[n].get(step)) else "-" for n in counts]
-        print(f"| {step} | " + " | ".join(cells) + " |")
+        cells = [f"{med[t, n]:.2f}" + (f" ({med[t, n] / med['debship', n]:.1f}x)" if t != "debship"
+                                       and "debship" in tools else "") for t in tools]
+        print(f"| {n} | " + " | ".join(cells) + " |")
+    print("| " + f"{counts[-1]} vs {counts[0]}" + " | " +
+          " | ".join(f"{med[t, counts[-1]] / med[t, counts[0]]:.2f}x" for t in tools) + " |")
+    print("\n(x) = that tool's time / debship's.  Runs (s): " + "; ".join(
+        f"{t} {n}: {', '.join(f'{s:.2f}' for s in times[t, n])}" for t in tools for n in counts))
+    if "debship" in tools:
+        print_goals(counts, tools, med)
 
 
-def bench_sftp(lower: Path, size_mb: int, repeat: int, work: Path) -> None:
-    """End to end (connect, auth, upload, exit) and transfer only, per client, rounds interleaved.
-    Transfer only: debship's put() on an open Connection; OpenSSH's run minus a `pwd`-only session."""
-    local = work / "payload.bin"
-    local.write_bytes(random.Random(20240601).randbytes(size_mb * MB))
-    digest = hashlib.sha256(local.read_bytes()).hexdigest()
-    remote = "/var/tmp/x"
-    aes = ("-c", "aes128-ctr", "-o", "MACs=hmac-sha2-256")  # what paramiko negotiates with this sshd
-    e2e: dict[str, list[float]] = {OPENSSH: [], OPENSSH_AES: [], DEBSHIP: []}
-    xfer: dict[str, list[float]] = {k: [] for k in e2e}
-    shakes = []
-    with contextlib.ExitStack() as stack:
-        host, = make_hosts(stack, lower, 1, work)
-        sftp_openssh(host, None)  # records the host key
-        conn = stack.enter_context(host.connect())
-        landed = host.root.path / remote.lstrip("/")
-
-        def timed(func) -> float:
-            t0 = time.perf_counter()
-            in_thread(func)
-            return time.perf_counter() - t0
-
-        for _ in range(repeat):
-            shakes.append(shake := timed(lambda: sftp_openssh(host, None)))
-            for name, extra in ((OPENSSH, ()), (OPENSSH_AES, aes)):
-                e2e[name].append(timed(lambda: sftp_openssh(host, local, remote, extra)))
-                xfer[name].append(e2e[name][-1] - shake)
-                check(landed, digest)
-            e2e[DEBSHIP].append(timed(lambda: _debship_fresh(host, local, remote)))
-            check(landed, digest)
-            xfer[DEBSHIP].append(timed(lambda: conn.put(local, remote)))
-            check(landed, digest)
-    print(f"\n### SFTP upload of {size_mb} MB (random, seeded) to one loopback host, median of {repeat}\n")
-    print("| client | end to end s | MB/s | vs OpenSSH | transfer only s | MB/s | vs OpenSSH |\n"
-          "|---|---:|---:|---:|---:|---:|---:|")
-    base_e, base_x = statistics.median(e2e[OPENSSH]), statistics.median(xfer[OPENSSH])
-    for name in e2e:
-        me, mx = statistics.median(e2e[name]), statistics.median(xfer[name])
-        print(f"| {name} | {me:.3f} | {size_mb / me:.0f} | {base_e / me:.2f}x "
-              f"| {mx:.3f} | {size_mb / mx:.0f} | {base_x / mx:.2f}x |")
-    print(f"\nGoal (issue): debship >= 0.90x OpenSSH. Transfer only for OpenSSH = its run minus a `pwd`-only "
-          f"session in the same round (median {statistics.median(shakes):.3f} s).")
+def print_goals(counts: list[int], tools: list[str], med: dict) -> None:
+    ratio = med["debship", counts[-1]] / med["debship", counts[0]]
+    print(f"\nGoal: {counts[-1]} hosts <= 2.5x one host: {'met' if ratio <= 2.5 else 'MISSED'} ({ratio:.2f}x).")
+    for rival in (t for t in tools if t != "debship"):
+        if rival.startswith("debship"):
+            continue
+        slower = [n for n in counts if med["debship", n] >= med[rival, n]]
+        print(f"Goal: faster than {TOOLS[rival][0]} at {', '.join(map(str, counts))} hosts: "
+              + (f"MISSED at {', '.join(map(str, slower))}" if slower else "met"))
 
 
-def sftp_openssh(host: SSHHost, local: Path | None, remote: str = "", extra: tuple[str, ...] = ()) -> None:
-    batch = host.dir / "batch"
-    batch.write_text(f"put {local} {remote}\n" if local else "pwd\n")
-    subprocess.run(["sftp", "-q", "-b", str(batch), "-F", str(host.ssh_config), "-i", str(host.key_path),
-                    "-o", f"UserKnownHostsFile={host.known_hosts}", "-o", "StrictHostKeyChecking=accept-new",
-                    "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", *extra, "-P", str(host.port),
-                    f"{host.user}@127.0.0.1"], check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+def print_overhead(title: str, stats: dict[str, list[HostStats]]) -> None:
+    """Round trips and seconds per host, median over hosts and runs, one row per case."""
+    print(f"\n### {title}\n")
+    print("| case | SSH connects | commands (run) | SFTP puts | round trips | apt-get install s "
+          "| install step s | host total s | overhead s (total - apt-get) |\n|---|" + "---:|" * 8)
+    for case, rows in stats.items():
+        if not rows:
+            continue
+        med = lambda f: statistics.median(f(r) for r in rows)  # noqa: E731
+        trips = [med(lambda r, k=k: r.trips[k]) for k in ("connect", "run", "put")]
+        print(f"| {case} | {trips[0]:g} | {trips[1]:g} | {trips[2]:g} | {sum(trips):g} | {med(lambda r: r.apt):.2f} "
+              f"| {med(lambda r: r.install_step):.2f} | {med(lambda r: r.total):.2f} | {med(lambda r: r.overhead):.2f} |")
+    print("\nGoal: overhead <= 1.0 s per host beyond apt-get install: " + ", ".join(
+        f"{case} {'met' if statistics.median(r.overhead for r in rows) <= 1.0 else 'MISSED'}"
+        for case, rows in stats.items() if rows) + ".")
 
 
-def _debship_fresh(host: SSHHost, local: Path, remote: str) -> None:
-    with host.connect() as conn:
-        conn.put(local, remote)
-
-
-def check(path: Path, digest: str) -> None:
-    if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-        raise SystemExit(f"upload to {path} is damaged")
-    path.unlink()
+def bench_lifecycle(pkgs: tuple[PackageInfo, PackageInfo], lower: Path, repeat: int, work: Path) -> None:
+    """debship on one host: first install, upgrade to the next version, then the same again (no-op);
+    each also with TCP_NODELAY (the experiment), on the same host right after."""
+    cases: dict[str, list[HostStats]] = {}
+    for _ in range(repeat):
+        for nodelay in (False, True):
+            with contextlib.ExitStack() as stack:
+                hosts = make_hosts(stack, lower, 1, work)
+                for case, pkg in zip(("first install", "upgrade", "no-op (same package again)"), (*pkgs, pkgs[1])):
+                    name = case + (", TCP_NODELAY" if nodelay else "")
+                    run_dir = Path(tempfile.mkdtemp(prefix="lifecycle-", dir=work))
+                    argv, env = _tools.debship_command(pkg.path, hosts, run_dir, nodelay)
+                    run = _tools.run_timed(argv, env, run_dir, f"debship {name}")
+                    check_installed(hosts, pkg.name, pkg.version, f"debship {name}")
+                    cases.setdefault(name, []).extend(host_stats(run_dir, run.output))
+    order = sorted(cases, key=lambda c: c.endswith("TCP_NODELAY"))
+    print_overhead(f"debship round trips and overhead per host, one host, median of {repeat}",
+                   {c: cases[c] for c in order})
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3, help="repetitions; medians are printed (default 3)")
-    ap.add_argument("--hosts", type=int, default=8, help="the many-hosts case (default 8)")
-    ap.add_argument("--mb", type=int, default=50, help="size of the upload in MB (default 50)")
-    ap.add_argument("--only", choices=("ship", "sftp"), help="run one of the two benchmarks")
+    ap.add_argument("--counts", default="1,8,16", help="host counts, comma-separated (default 1,8,16)")
+    ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
+    ap.add_argument("--mb", type=int, default=50, help="size of the sftp upload in MB (default 50)")
+    ap.add_argument("--only", choices=("compare", "trips", "sftp"), help="run one part (default: all three)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/ship.py needs root (overlay mounts, chroot, unshare), as the tests do")
+    tools = [t for t in args.tools.split(",") if t]
+    if any(t not in TOOLS for t in tools) or (set(tools) - {"debship"} and not _tools.BENCH_VENV.is_dir()):
+        raise SystemExit(f"--tools takes {','.join(TOOLS)}; Ansible and pyinfra need `bash tools/bench-setup.sh`")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM unwinds like Ctrl-C: hosts removed
-    lower = cached_root()
+    lower = bench_root()
     with tempfile.TemporaryDirectory(prefix="debship-bench-ship-") as tmp:
-        work = Path(tmp)
-        if args.only != "sftp":
-            pkg = read_package(build_deb(REPO, work / "dist").path)
-            bench_ship(pkg, lower, [1, args.hosts], args.repeat, work)
-        if args.only != "ship":
-            bench_sftp(lower, args.mb, args.repeat, work)
+        run_parts(args, tools, lower, Path(tmp))
+    print(f"\nTools: {', '.join(f'{k} {v}' for k, v in _tools.versions().items())}.")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     argv = " ".join([Path(sys.executable).name, *sys.argv])
-    print(f"\n(`{argv}`: {os.cpu_count()} CPUs, load average {load} at the end)")
+    print(f"(`{argv}`: {os.cpu_count()} CPUs, load average {load} at the end)")
+
+
+def run_parts(args, tools: list[str], lower: Path, work: Path) -> None:
+    pkgs = (read_package(build_deb(REPO, work / "dist").path),
+            read_package(build_deb(REPO, work / "dist", version="1.0.1").path))
+    if args.only in (None, "compare"):
+        counts = [int(c) for c in args.counts.split(",")]
+        stats = bench_compare(pkgs[0], lower, counts, tools, args.repeat, work)
+        print_overhead("debship round trips and overhead per host, first install, median over hosts and runs",
+                       {f"{n} host(s) in parallel": stats[n] for n in counts})
+    if args.only in (None, "trips"):
+        bench_lifecycle(pkgs, lower, args.repeat, work)
+    if args.only in (None, "sftp"):
+        bench_sftp(lower, args.mb, args.repeat, work)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+"""The three ways bench/ship.py installs a .deb on N hosts, each as the command a user would type.
+
+Each ``*_command`` writes its inventory/playbook into ``run_dir`` and returns (argv, env).
+The settings are the ones the README's Benchmarks section lists; change them there too.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.harness.sshhost import SSHHost
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_VENV = REPO / ".venv-bench" / "bin"
+REMOTE_DEB = "/var/tmp/bench.deb"
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    output: str
+
+
+def run_timed(argv: list[str], env: dict, cwd: Path, who: str) -> Run:
+    """Run one tool to the end; a non-zero exit stops the bench with the tool's last lines."""
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, env={**os.environ, **env}, cwd=cwd, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    took = time.perf_counter() - t0
+    (cwd / "output.txt").write_text(r.stdout)
+    if r.returncode != 0:
+        tail = "\n".join(r.stdout.splitlines()[-25:])
+        raise SystemExit(f"{who} failed (exit {r.returncode}); its last lines:\n{tail}")
+    return Run(took, r.stdout)
+
+
+def debship_command(deb: Path, hosts: list[SSHHost], run_dir: Path, nodelay: bool = False) -> tuple[list[str], dict]:
+    """`debship ship` (through bench/_counted.py, which records the round trips in trips.json);
+    ``nodelay``: with TCP_NODELAY on its sockets (an experiment: builder/remote.py does not set it)."""
+    first = hosts[0]
+    argv = [sys.executable, str(REPO / "bench" / "_counted.py"), str(run_dir / "trips.json"), "ship", str(deb),
+            "-i", str(first.key_path), "--known-hosts", str(run_dir / "known_hosts"),
+            "--ssh-config", str(first.ssh_config), "--parallel", str(len(hosts)), "--json"]
+    for h in hosts:
+        argv += ["--host", h.address]
+    return argv, {"DEBSHIP_BENCH_NODELAY": "1"} if nodelay else {}
+
+
+def ansible_command(deb: Path, hosts: list[SSHHost], run_dir: Path, gather_facts: bool) -> tuple[list[str], dict]:
+    """ansible-playbook: copy the .deb, then `apt: deb=` it; pipelining on, forks = hosts."""
+    lines = ["[fleet]"] + [f"h{i} ansible_host=127.0.0.1 ansible_port={h.port}" for i, h in enumerate(hosts)]
+    lines += ["[fleet:vars]", "ansible_user=ops", f"ansible_ssh_private_key_file={hosts[0].key_path}",
+              f"ansible_ssh_common_args='-F {hosts[0].ssh_config} -o UserKnownHostsFile=/dev/null'"]
+    (run_dir / "inventory.ini").write_text("\n".join(lines) + "\n")
+    (run_dir / "play.yml").write_text(f"""\
+- hosts: fleet
+  become: true
+  gather_facts: {str(gather_facts).lower()}
+  tasks:
+    - name: upload the package
+      ansible.builtin.copy: {{src: "{deb}", dest: "{REMOTE_DEB}", mode: "0644"}}
+    - name: install it
+      ansible.builtin.apt: {{deb: "{REMOTE_DEB}"}}
+""")
+    env = {"ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_PIPELINING": "True", "ANSIBLE_FORKS": str(len(hosts)),
+           "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3", "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_SSH_CONTROL_PATH_DIR": str(run_dir / "cp"), "ANSIBLE_LOCAL_TEMP": str(run_dir / "tmp")}
+    return [str(BENCH_VENV / "ansible-playbook"), "-i", "inventory.ini", "play.yml"], env
+
+
+def pyinfra_command(deb: Path, hosts: list[SSHHost], run_dir: Path) -> tuple[list[str], dict]:
+    """pyinfra: `files.put` then `apt.deb`, --sudo, -y, --parallel = hosts."""
+    data = {"ssh_hostname": "127.0.0.1", "ssh_user": "ops", "ssh_key": str(hosts[0].key_path),
+            "ssh_config_file": str(hosts[0].ssh_config), "ssh_known_hosts_file": str(run_dir / "known_hosts"),
+            "ssh_strict_host_key_checking": "off"}
+    (run_dir / "known_hosts").touch()
+    entries = [(f"h{i}", {**data, "ssh_port": h.port}) for i, h in enumerate(hosts)]
+    (run_dir / "inventory.py").write_text(f"hosts = {entries!r}\n")
+    (run_dir / "deploy.py").write_text(f"""\
+from pyinfra.operations import apt, files
+
+files.put(name="upload the package", src={str(deb)!r}, dest={REMOTE_DEB!r}, mode="644")
+apt.deb(name="install it", src={REMOTE_DEB!r})
+""")
+    argv = [str(BENCH_VENV / "pyinfra"), "inventory.py", "deploy.py", "--sudo", "-y", "--parallel", str(len(hosts))]
+    return argv, {}
+
+
+def versions() -> dict[str, str]:
+    """The rival tools' versions, as their own --version prints them."""
+    out = {}
+    for name, argv in (("ansible-core", ["ansible-playbook", "--version"]), ("pyinfra", ["pyinfra", "--version"])):
+        r = subprocess.run([str(BENCH_VENV / argv[0]), *argv[1:]], capture_output=True, text=True)
+        out[name] = r.stdout.splitlines()[0].strip() if r.returncode == 0 and r.stdout else "missing"
+    return out
