@@ -50,17 +50,6 @@ def configure_pending(lock_timeout: int) -> list[str]:
             '  [ "$(date +%s)" -lt "$deadline" ] || exit 1; sleep 2; done', "sh", str(lock_timeout)]
 
 
-def keep_in_store(store: str, staged: str, stored: str) -> list[str]:
-    """Move an uploaded, checked file from staging into the root-owned store."""
-    return ["sh", "-c", 'install -d -m 0755 "$1" && install -o root -g root -m 0644 "$2" "$3"',
-            "sh", store, staged, stored]
-
-
-def append_line(path: str) -> list[str]:
-    """Append stdin to ``path``, creating its folder (deploy log, ship history)."""
-    return ["sh", "-c", 'install -d -m 0755 "${1%/*}" && cat >> "$1"', "sh", path]
-
-
 def write_file(path: str, mode: str = "0644") -> list[str]:
     """Write stdin to ``path`` atomically (temp file, then rename), creating its folder."""
     return ["sh", "-c", 'install -d -m 0755 "${1%/*}" && cat > "$1.new" && chmod "$2" "$1.new" && mv "$1.new" "$1"',
@@ -96,10 +85,27 @@ def host_lock(lock: str, holder_file: str, who: str, wait: int) -> list[str]:
     return ["sh", "-c", HOST_LOCK_SCRIPT, "sh", lock, holder_file, who, str(wait)]
 
 
-def stale_staging(name: str) -> list[str]:
-    """Remove staging folders of ``name`` a cut connection left behind (run under the host lock)."""
-    return ["sh", "-c", 'rm -rf -- /var/tmp/debship-"$1".*', "sh", name]
+def stage(name: str, user: str) -> list[str]:
+    """A fresh staging folder for ``user`` to upload into (run with sudo, under the host lock);
+    staging folders of ``name`` a cut connection left behind are removed first."""
+    return ["sh", "-c", 'rm -rf -- /var/tmp/debship-"$1".* && d=$(mktemp -d /var/tmp/debship-"$1".XXXXXXXX) && '
+            'chown "$2" "$d" && echo "$d"', "sh", name, user]
 
 
-def stage(name: str) -> list[str]:
-    return ["mktemp", "-d", f"/var/tmp/debship-{name}.XXXXXXXX"]
+DAMAGED = 3
+
+
+def check_and_keep(staging: str, staged: str, stored: str, sha256: str) -> list[str]:
+    """Check the upload's sha256 on the host, move it into the store and drop the staging folder;
+    exit DAMAGED (printing the digest found) when the bytes differ."""
+    script = ('got=$(sha256sum < "$2" | cut -d" " -f1); '
+              'if [ "$got" != "$4" ]; then rm -rf -- "$1"; echo "$got"; exit 3; fi; '
+              'install -d -m 0755 "${3%/*}" && install -o root -g root -m 0644 "$2" "$3" && rm -rf -- "$1"')
+    return ["sh", "-c", script, "sh", staging, staged, stored, sha256]
+
+
+def append_lines(*pairs: str) -> list[str]:
+    """Append each text to its file (path, text, path, text …), creating the folders."""
+    script = ('while [ "$#" -ge 2 ]; do install -d -m 0755 "${1%/*}" && printf \'%s\' "$2" >> "$1" || exit 1; '
+              'shift 2; done')
+    return ["sh", "-c", script, "sh", *pairs]

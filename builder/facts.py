@@ -49,11 +49,27 @@ def parse_installed(exit_code: int, stdout: str) -> Installed | None:
 
 
 HAS_CLOUD_INIT = ["sh", "-c", "command -v cloud-init"]
+CLOUD_INIT, NO_CLOUD_INIT = "cloud-init", "no cloud-init"
 
 
 def cloud_init_command(timeout: float) -> list[str]:
     """``cloud-init status --wait`` has no timeout of its own: wrap it."""
     return ["timeout", f"{int(timeout)}", "cloud-init", "status", "--wait", "--long"]
+
+
+def boot_command(timeout: float) -> list[str]:
+    """Wait for the boot to finish in one round trip: cloud-init's view when it is installed,
+    else systemd's.  The first line says which one answered."""
+    script = ('if command -v cloud-init >/dev/null 2>&1; then echo "$1"; exec timeout "$3" cloud-init status '
+              '--wait --long; fi; echo "$2"; exec timeout "$3" systemctl is-system-running --wait')
+    return ["sh", "-c", script, "sh", CLOUD_INIT, NO_CLOUD_INIT, str(int(timeout))]
+
+
+def parse_boot(exit_code: int, stdout: str, stderr: str) -> Boot:
+    which, _, rest = stdout.partition("\n")
+    if which == CLOUD_INIT:
+        return parse_cloud_init(exit_code, rest + stderr)
+    return parse_system_running(exit_code, rest)
 
 
 def parse_cloud_init(exit_code: int, output: str) -> Boot:

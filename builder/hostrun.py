@@ -87,6 +87,7 @@ class HostRun:
         self.facts: facts.HostFacts | None = None
         self.failed: Step | None = None
         self.held = None
+        self.uploaded: store.Kept | None = None
         self.repaired = False
         self.first_facts: facts.HostFacts | None = None
 
@@ -147,12 +148,8 @@ class HostRun:
 
     def wait_for_boot(self):
         timeout = self.opts.boot_timeout
-        if self.sh(facts.HAS_CLOUD_INIT).ok:
-            r = self.sh(facts.cloud_init_command(timeout), timeout=timeout + 30)
-            boot = facts.parse_cloud_init(r.exit_code, r.stdout + r.stderr)
-        else:
-            r = self.sh(facts.system_running_command(timeout), timeout=timeout + 30)
-            boot = facts.parse_system_running(r.exit_code, r.stdout)
+        r = self.sh(facts.boot_command(timeout), timeout=timeout + 30)
+        boot = facts.parse_boot(r.exit_code, r.stdout, r.stderr)
         if boot.state == "timeout":
             raise ShipError(f"{boot.detail} after {timeout:g} s; raise --boot-timeout or look at the host")
         if boot.state == "fail":
@@ -238,18 +235,22 @@ class HostRun:
         stored = hostplan.stored_path(self.pkg)
         if self.facts and self.facts.stored_sha == self.pkg.sha256:
             return ("ok", f"already in {self.layout.store}")
-        self.sh(commands.stale_staging(self.pkg.name), sudo=True)  # a cut connection's leftovers
-        staging = self.sh(commands.stage(self.pkg.name), check=True).stdout.strip()
+        r = self.sh(commands.stage(self.pkg.name, self.conn.user), sudo=True, check=True)
+        staging = r.stdout.strip()
+        remote = f"{staging}/{self.pkg.filename}"
         try:
-            remote = f"{staging}/{self.pkg.filename}"
             self.conn.put(self.pkg.path, remote)
-            got = self.conn.sha256(remote)
-            if got != self.pkg.sha256:
-                raise ShipError(f"upload damaged: sha256 on the host is {got}, expected {self.pkg.sha256}; ship again")
-            self.sh(commands.keep_in_store(self.layout.store, remote, stored), sudo=True, check=True)
-        finally:
+        except DebshipError:
             with contextlib.suppress(DebshipError):  # a dropped connection: the next ship removes it
                 self.sh(commands.remove_dir(staging))
+            raise
+        r = self.sh(commands.check_and_keep(staging, remote, stored, self.pkg.sha256), sudo=True)
+        if r.exit_code == commands.DAMAGED:
+            raise ShipError(f"upload damaged: sha256 on the host is {r.stdout.strip()}, expected "
+                            f"{self.pkg.sha256}; ship again")
+        if not r.ok:
+            raise ShipError(f"cannot keep the upload in {self.layout.store}: {(r.stderr or r.stdout).strip()[-200:]}")
+        self.uploaded = store.Kept(stored.rsplit("/", 1)[1], self.pkg.version)
         return ("ok", f"{self.pkg.size} bytes, sha256 checked, kept as {stored}")
 
     def add_source(self, _step: Step):
@@ -267,13 +268,16 @@ class HostRun:
 
     def refresh_store(self, _step: Step):
         """Prune to the newest N plus the installed version, then rebuild the index from the files."""
-        now = self.read_facts()
+        now = self.facts or self.read_facts()
+        kept = list(now.kept)
+        if self.uploaded is not None and self.uploaded.filename not in {k.filename for k in kept}:
+            kept = store.parse_list("".join(f"{k.filename}\t{k.version}\n" for k in [*kept, self.uploaded]))
         keep = self.installed_manifest(now).keep_versions
-        pruned = store.to_prune(list(now.kept), keep, now.before)
+        pruned = store.to_prune(kept, keep, now.before)
         if pruned:
             self.sh(store.prune_command(self.layout, pruned), sudo=True, check=True)
         self.sh(store.index_command(self.layout), sudo=True, check=True, timeout=300)
-        kept = [k.version for k in now.kept if k.filename not in pruned]
+        kept = [k.version for k in kept if k.filename not in pruned]
         return ("ok", f"kept {', '.join(kept)}" + (f"; pruned {', '.join(pruned)}" if pruned else ""))
 
     def install(self, s: Step):
@@ -302,20 +306,22 @@ class HostRun:
 
     def verify_units(self, s: Step):
         o = self.opts
-        return verify.units(self.sh, self.installed_manifest(), o.start_timeout, o.settle, s.after_boot)
+        systemd = self.facts.systemd if self.facts else None
+        return verify.units(self.sh, self.installed_manifest(), o.start_timeout, o.settle, s.after_boot, systemd)
 
     def health(self, s: Step):
         version = (self.installed_version() or s.version) if s.after_boot else s.version
-        return verify.health(self.sh, self.installed_manifest(), self.pkg.name, version, self.opts.start_timeout)
+        systemd = self.facts.systemd if self.facts else None
+        return verify.health(self.sh, self.installed_manifest(), self.pkg.name, version, self.opts.start_timeout,
+                             systemd)
 
     def record(self, s: Step):
         """Append to the deploy log (for people) and the ship history (for --rollback)."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        installed = self.installed_version() or "nothing"
+        installed = (self.facts.before if self.facts else None) or "nothing"
         line = f"{stamp} ship: {s.why}; now {installed}; by {self.conn.user} via debship\n"
-        self.sh(commands.append_line(self.layout.deploy_log), sudo=True, stdin=line.encode(), check=True)
-        self.sh(commands.append_line(self.layout.history), sudo=True,
-                stdin=store.history_line(stamp, s.target, installed).encode(), check=True)
+        self.sh(commands.append_lines(self.layout.deploy_log, line, self.layout.history,
+                                      store.history_line(stamp, s.target, installed)), sudo=True, check=True)
         return ("ok", self.layout.deploy_log)
 
     def reboot(self, _step: Step):

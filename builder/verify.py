@@ -13,13 +13,13 @@ from .manifest import Manifest
 
 
 def units(sh: Callable, manifest: Manifest, start_timeout: float, settle: float,
-          after_boot: bool = False) -> tuple[str, str]:
+          after_boot: bool = False, systemd: bool | None = None) -> tuple[str, str]:
     """Every unit the package enables and starts is active and not restarting (after a boot:
     every unit it enables, since the boot is what started them)."""
     wanted = manifest.checked_units(after_boot)
     if not wanted:
         return ("ok", "no units to check")
-    if not sh(facts.SYSTEMD_RUNNING).ok:
+    if not _systemd(sh, systemd):
         links = facts.parse_enable_links(sh(facts.enable_links_command(wanted)).stdout)
         missing = [u for u in wanted if u not in links]
         if missing:
@@ -64,12 +64,18 @@ def _wait_active(sh: Callable, names: list[str], timeout: float) -> tuple[dict, 
         time.sleep(1)
 
 
-def health(sh: Callable, manifest: Manifest, name: str, version: str, timeout: float) -> tuple[str, str]:
+def _systemd(sh: Callable, known: bool | None) -> bool:
+    """Whether systemd runs on the host (``known`` from the host facts, else asked)."""
+    return known if known is not None else sh(facts.SYSTEMD_RUNNING).ok
+
+
+def health(sh: Callable, manifest: Manifest, name: str, version: str, timeout: float,
+           systemd: bool | None = None) -> tuple[str, str]:
     """The package's health command, with DEBSHIP_VERSION set, until it passes or ``timeout``."""
     command = manifest.health
     if not command:
         return ("skip", "no health command configured")
-    if not sh(facts.SYSTEMD_RUNNING).ok:
+    if not _systemd(sh, systemd):
         return ("skip", "systemd is not running on the host: services were not started")
     deadline = time.monotonic() + timeout
     while True:
