@@ -126,3 +126,8 @@ def _decompress(member: str, data: bytes, path: Path) -> bytes:
             raise ShipError(f"{path}: zstd package; pip install 'debship[zstd]' to read it") from None
         return zstandard.ZstdDecompressor().decompressobj().decompress(data)
     return data
+
+
+def name_only(name: str) -> PackageInfo:
+    """A package known only by its name: what --rollback, --to-version and --list need."""
+    return PackageInfo(path=Path(), name=name, version="", architecture="all", sha256="", size=0)

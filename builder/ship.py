@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 from .debinfo import PackageInfo, read_package
 from .errors import ShipError, UsageError
 from .hostplan import Decision, decide  # noqa: F401  (part of this module's API)
-from .hostrun import Event, HostResult, HostRun, ShipOptions, ViaRepo, list_host, name_only, rollback_host, ship_host
+from .debinfo import name_only
+from .hostrun import Event, HostResult, HostRun, ShipOptions, ViaRepo, list_host, rollback_host, ship_host
 from .layout import Layout
 from .remote import HostSpec
 
