@@ -101,6 +101,8 @@ def _print_plan(spec, plan) -> None:
               help="Seconds to wait for cloud-init (or systemd) to finish booting.")
 @click.option("--lock-timeout", type=int, default=300, show_default=True,
               help="Seconds apt waits for a dpkg lock held by another process.")
+@click.option("--start-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds for the units to become active and the health command to pass.")
 @click.option("--parallel", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Hosts shipped to at the same time.")
 @click.option("--batch", type=click.IntRange(0), default=0, show_default=True,
@@ -129,7 +131,7 @@ def _print_plan(spec, plan) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors
 def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
-         connect_timeout, boot_timeout, lock_timeout, parallel, batch, max_failures, force, dry_run, reboot,
+         connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_failures, force, dry_run, reboot,
          no_rollback, mode, to_version, package, via_repo, repo_key, suite, component, as_json) -> None:
     """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
 
@@ -152,7 +154,8 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     connect = ConnectOptions(connect_timeout=connect_timeout, host_keys=policy, pinned_key=host_key,
                              known_hosts=known_hosts, ssh_config=ssh_config, identity_file=identity)
     repo = shipping.via_repo(pkg.name, via_repo, repo_key, suite, component) if via_repo or repo_key else None
-    opts = shipping.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout, force=force,
+    opts = shipping.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
+                                start_timeout=start_timeout, force=force,
                                 dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo)
     render = _json_event if as_json else _text_event
     fleet = {"parallel": parallel, "batch": batch, "max_failures": max_failures}

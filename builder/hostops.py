@@ -142,7 +142,7 @@ def install(run: HostRun, s: Step):
     now = run.read_facts()
     if now.installed is None or not now.installed.ok or now.installed.version != s.version:
         raise ShipError(f"apt finished but dpkg reports {now.installed}; see {run.layout.deploy_log}")
-    return ("ok", s.why + run.new_dpkg_dist())
+    return ("ok", s.why + new_dpkg_dist(run))
 
 def _install_failure(run: HostRun, output: str) -> str:
     if "Could not get lock" in output or "Unable to acquire the dpkg frontend lock" in output:

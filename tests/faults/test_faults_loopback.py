@@ -18,6 +18,7 @@ import pytest
 
 from builder.build import build_deb
 from tests.conftest import copy_sample
+from tests.faults import _state
 from tests.integration.test_ship import dpkg_lock_held, installed, run_ship
 
 pytestmark = pytest.mark.root
@@ -49,16 +50,11 @@ def debs(tmp_path_factory):
 
 
 def assert_known_state(host, version: str | None) -> None:
-    """Installed at ``version`` (or not at all) and fully configured; nothing half-done."""
-    assert installed(host) == (f"ii {version}" if version else "")
-    audit = host.run_root(["dpkg", "--audit"], check=False)
-    assert audit.stdout.strip() == "", audit.stdout
-    assert not list((host.root.path / "var/tmp").glob("debship*")), "staging left in /var/tmp"
-    store = host.root.path / STORE
-    if (store / "Packages").exists():
-        listed = sorted(l.split("./", 1)[1] for l in (store / "Packages").read_text().splitlines()
-                        if l.startswith("Filename: "))
-        assert listed == sorted(p.name for p in store.glob("*.deb")), "the store's index does not match its files"
+    """At ``version`` and fully configured (or, with None, not installed); nothing half-done."""
+    if version is None:
+        assert installed(host) == "" and _state.dpkg_audit(host) == ""
+    else:
+        assert _state.assert_known_state(host, NAME, {version}) == version
 
 
 def converges(host, deb: Path, version: str) -> None:

@@ -90,7 +90,7 @@ def test_health_failing_after_start_rolls_back_to_the_running_old_version(booted
     host = booted_host
     converges(host, debs, "v1", "1.0.0")
 
-    r = run_ship(host, debs["unhealthy"], json_out=True)
+    r = run_ship(host, debs["unhealthy"], "--start-timeout", "10", json_out=True)
     print(f"unhealthy ship: {r.seconds:.1f}s")
     assert r.exit_code == 3, shown(r)
     events = finished(r)
