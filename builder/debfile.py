@@ -13,17 +13,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import lzma
 import os
 import re
 import stat
 import tarfile
 import tempfile
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Callable, Sequence, Tuple
 
+from . import compress
 from .errors import BuildError
 
 COMPRESSIONS = ("xz", "gzip", "zstd", "none")
@@ -49,6 +48,15 @@ class Member:
     mode: int
     data: bytes | None = None
     source: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Format:
+    """How the members are written: compression, the one mtime, compressing threads."""
+
+    compression: str
+    mtime: int
+    workers: int
 
 
 @dataclass(frozen=True)
@@ -82,17 +90,23 @@ def write(
     architecture: str = "all",
     compression: str = "xz",
     mtime: int,
+    workers: int | None = None,
 ) -> BuiltDeb:
-    """Write ``out_dir/<deb_filename>`` atomically and return its path, sha256 and size."""
+    """Write ``out_dir/<deb_filename>`` atomically and return its path, sha256 and size.
+
+    ``workers`` threads compress (default: one per core, see ``compress.default_workers``);
+    the bytes written are the same for any number.
+    """
     _check_compression(compression)
     _check_members(control, what="control", flat=True)
     _check_members(data, what="data", flat=False)
     _check_filename_parts(name=name, version=version, architecture=architecture)
     mtime = max(0, min(int(mtime), _MAX_MTIME))
+    workers = compress.default_workers() if workers is None else max(1, int(workers))
     final = Path(out_dir) / deb_filename(name, version, architecture)
 
     def fill(out: IO[bytes]) -> None:
-        _write_ar(out, _control_entries(control), _data_entries(data), compression, mtime)
+        _write_ar(out, _control_entries(control), _data_entries(data), _Format(compression, mtime, workers))
 
     sha256, size = _write_atomically(final, fill)
     return BuiltDeb(final, name, version, architecture, sha256, size)
@@ -105,7 +119,7 @@ def _check_compression(compression: str) -> None:
     if compression not in COMPRESSIONS:
         raise BuildError(f"unknown compression {compression!r}: use one of {', '.join(COMPRESSIONS)}")
     if compression == "zstd":
-        _zstandard()  # a missing zstandard fails here, before any file exists
+        compress.zstandard()  # a missing zstandard fails here, before any file exists
 
 
 def _check_members(members: Sequence[Member], *, what: str, flat: bool) -> None:
@@ -166,12 +180,12 @@ def _write_atomically(final: Path, fill: Callable[[IO[bytes]], None]) -> tuple[s
     return digest
 
 
-def _write_ar(out: IO[bytes], control: list[_Entry], data: list[_Entry], compression: str, mtime: int) -> None:
-    ext = _SUFFIX[compression]
+def _write_ar(out: IO[bytes], control: list[_Entry], data: list[_Entry], fmt: _Format) -> None:
+    ext, mtime = _SUFFIX[fmt.compression], fmt.mtime
     out.write(b"!<arch>\n")
     _ar_member(out, "debian-binary", mtime, lambda f: f.write(b"2.0\n"))
-    _ar_member(out, "control.tar" + ext, mtime, lambda f: _write_tar(f, control, compression, mtime))
-    _ar_member(out, "data.tar" + ext, mtime, lambda f: _write_tar(f, data, compression, mtime))
+    _ar_member(out, "control.tar" + ext, mtime, lambda f: _write_tar(f, control, fmt))
+    _ar_member(out, "data.tar" + ext, mtime, lambda f: _write_tar(f, data, fmt))
 
 
 def _ar_member(out: IO[bytes], name: str, mtime: int, fill: Callable[[IO[bytes]], object]) -> None:
@@ -214,15 +228,18 @@ def _parents(path: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _write_tar(out: IO[bytes], entries: list[_Entry], compression: str, mtime: int) -> None:
-    sink = _CompressingWriter(out, _new_compressor(compression, _tar_size(entries)))
-    with tarfile.open(
-        fileobj=sink, mode="w|", bufsize=_BUFSIZE, format=tarfile.GNU_FORMAT,
-        encoding="utf-8", copybufsize=_BUFSIZE,
-    ) as tar:
-        for path, member in entries:
-            _add_entry(tar, path, member, mtime)
-    sink.finish()
+def _write_tar(out: IO[bytes], entries: list[_Entry], fmt: _Format) -> None:
+    sink = compress.sink(out, fmt.compression, _tar_size(entries), fmt.workers)
+    try:
+        with tarfile.open(
+            fileobj=sink, mode="w|", bufsize=_BUFSIZE, format=tarfile.GNU_FORMAT,
+            encoding="utf-8", copybufsize=_BUFSIZE,
+        ) as tar:
+            for path, member in entries:
+                _add_entry(tar, path, member, fmt.mtime)
+        sink.finish()
+    finally:
+        sink.close()
 
 
 def _tar_size(entries: list[_Entry]) -> int:
@@ -288,47 +305,7 @@ class _SourceReader:
         return chunk
 
 
-# -- compression -------------------------------------------------------------
-
-
-class _CompressingWriter:
-    """A write-only file that compresses into ``out``; ``finish()`` flushes the compressor."""
-
-    def __init__(self, out: IO[bytes], compressor) -> None:
-        self._out, self._compressor = out, compressor  # compressor None: plain tar
-
-    def write(self, b: bytes) -> int:
-        self._out.write(self._compressor.compress(b) if self._compressor else b)
-        return len(b)
-
-    def finish(self) -> None:
-        if self._compressor:
-            self._out.write(self._compressor.flush())
-
-
-def _new_compressor(compression: str, size: int):
-    if compression == "xz":  # `xz -6` (dpkg-deb's default), its 8 MiB dictionary cut to the input's size
-        filters = [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": _dict_size(size)}]
-        return lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters)
-    if compression == "gzip":  # wbits 31: gzip header with mtime 0 and no file name
-        return zlib.compressobj(9, zlib.DEFLATED, 31)
-    if compression == "zstd":  # with a content checksum, as the zstd CLI and dpkg-deb write
-        return _zstandard().ZstdCompressor(level=3, write_checksum=True).compressobj()
-    return None
-
-
-def _dict_size(size: int) -> int:
-    """A dictionary larger than the input compresses no better but costs ~5 ms to set up:
-    the next power of two at or above ``size``, between 64 KiB and xz -6's 8 MiB."""
-    return max(64 << 10, min(8 << 20, 1 << max(0, size - 1).bit_length()))
-
-
-def _zstandard():
-    try:
-        import zstandard
-    except ImportError as e:
-        raise BuildError("zstd compression needs the 'zstandard' package: pip install 'debship[zstd]'") from e
-    return zstandard
+# -- helpers -----------------------------------------------------------------
 
 
 def _sha256_and_size(f: IO[bytes]) -> tuple[str, int]:
