@@ -18,10 +18,12 @@ import collections
 import lzma
 import os
 import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from .errors import BuildError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 # xz -6's dictionary: a block shorter than the dictionary could not use all of it, and
 # xz -T's own default (3 dictionaries, 24 MiB) leaves a second core idle below 48 MiB.
@@ -97,7 +99,7 @@ class XzSink:
         self._out, self._size, self._workers = out, size, max(1, workers)
         self._buf = bytearray()
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: collections.deque[Future] = collections.deque()
+        self._pending: collections.deque[Future] = collections.deque()  # in block order
         self._records: list[tuple[int, int]] = []  # (unpadded size, uncompressed size) per block
 
     def write(self, b: bytes) -> int:
@@ -127,6 +129,8 @@ class XzSink:
 
     def _submit(self, block: bytes) -> None:
         if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # only big packages need it (~4 ms)
+
             self._out.write(xz_stream_header())
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="debship-xz")
         self._pending.append(self._pool.submit(xz_block, block))

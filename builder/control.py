@@ -18,6 +18,7 @@ from pathlib import Path
 
 import jinja2
 
+from . import cache
 from .config import PackageSpec
 from .errors import BuildError
 from .plan import Plan
@@ -164,7 +165,7 @@ def _environment(project_dir: Path) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(project_dir)]),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        keep_trailing_newline=True, autoescape=False,
+        keep_trailing_newline=True, autoescape=False, bytecode_cache=cache.templates(),
     )
 
 
