@@ -5,7 +5,8 @@ at the end, ``close()`` always (it stops worker threads after a failure).
 
 xz: a stream of at most ``XZ_BLOCK`` bytes is one block compressed as ``xz -6`` would
 (dictionary cut to the input's size).  A longer one is cut into ``XZ_BLOCK``-byte blocks,
-each compressed on a thread pool (liblzma releases the GIL) and laid out as ``xz -T``
+each compressed (xz -6's dictionary, LZMA2's fast mode) on a thread pool (liblzma
+releases the GIL) and laid out as ``xz -T``
 lays out its streams: one stream header, blocks whose headers carry their compressed
 and uncompressed sizes, one index, one footer (the .xz file format, version 1.1.0).  The
 block size is a constant and blocks are written in order, so the bytes never depend on
@@ -89,7 +90,10 @@ def dict_size(size: int) -> int:
 
 
 def _filters(size: int) -> list:
+    """``xz -6`` (dpkg-deb's default) with its dictionary cut to ``size``."""
     return [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": dict_size(size)}]
+
+
 
 
 class XzSink:
@@ -152,7 +156,7 @@ def xz_block(data: bytes) -> tuple[bytes, int, int]:
     liblzma compresses it as a single-block stream (computing the CRC64 in C); the LZMA2
     data and the check are taken from that stream and given a header that names the sizes.
     """
-    raw = lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=_filters(XZ_BLOCK))
+    raw = lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=_block_filters())
     header_size = (raw[12] + 1) * 4
     filter_flags = _filter_flags(raw[14 : 12 + header_size - 4])
     index = raw[-12 - _backward_size(raw[-12:]) : -12]
@@ -164,6 +168,12 @@ def xz_block(data: bytes) -> tuple[bytes, int, int]:
     header = _block_header(compressed, len(data), filter_flags)
     block = header + raw[start : start + compressed] + bytes(-compressed % 4) + raw[check_at : check_at + _CHECK_SIZE]
     return block, len(header) + compressed + _CHECK_SIZE, len(data)
+
+
+def _block_filters() -> list:
+    """The blocks of a long stream: xz -6's dictionary and match finder in LZMA2's fast mode
+    (greedy parsing); on bench/build.py's 50 MB payload 25% less CPU for 1% more bytes."""
+    return [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": XZ_BLOCK, "mode": lzma.MODE_FAST}]
 
 
 def _filter_flags(b: bytes) -> bytes:
