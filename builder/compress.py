@@ -1,7 +1,8 @@
 """The compressors behind ``control.tar.*`` and ``data.tar.*``: deterministic, and on all cores.
 
-Each is a write-only sink: ``write(bytes)`` as tarfile produces the stream, ``finish()``
-at the end, ``close()`` always (it stops worker threads after a failure).
+Each is a write-only sink: ``write(bytes)`` as tarfile produces the stream (``tell()``
+counts what was written), ``finish()`` at the end, ``close()`` always (it stops worker
+threads after a failure).
 
 xz: a stream of at most ``XZ_BLOCK`` bytes is one block compressed as ``xz -6`` would
 (dictionary cut to the input's size).  A longer one is cut into ``XZ_BLOCK``-byte blocks,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 XZ_BLOCK = 8 << 20
 MAX_WORKERS = 16  # each xz -6 encoder needs ~94 MiB; more blocks at once rarely help
 
+_GATHER = 1 << 20
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 _XZ_FLAGS = b"\x00\x04"  # check type 4: CRC64, as xz writes by default
 _CHECK_SIZE = 8
@@ -53,7 +55,7 @@ def sink(out: IO[bytes], compression: str, size: int, workers: int):
         return _Streaming(out, zlib.compressobj(9, zlib.DEFLATED, 31))
     if compression == "zstd":  # with a content checksum, as the zstd CLI and dpkg-deb write
         compressor = zstandard().ZstdCompressor(level=3, write_checksum=True, threads=max(1, workers))
-        return _Streaming(out, compressor.compressobj())
+        return _Streaming(out, compressor.compressobj(), gather=_GATHER)
     return _Streaming(out, None)
 
 
@@ -66,18 +68,33 @@ def zstandard():
 
 
 class _Streaming:
-    """One compressor object fed as the data comes (``None``: no compression)."""
+    """One compressor object fed as the data comes (``None``: no compression).
 
-    def __init__(self, out: IO[bytes], compressor) -> None:
-        self._out, self._compressor = out, compressor
+    ``gather``: hand the compressor pieces of at least this many bytes, not each 512-byte
+    tar header on its own (only for a compressor whose output does not depend on the pieces).
+    """
+
+    def __init__(self, out: IO[bytes], compressor, gather: int = 0) -> None:
+        self._out, self._compressor, self._gather = out, compressor, gather
+        self._buf, self._written = bytearray(), 0
 
     def write(self, b: bytes) -> int:
-        self._out.write(self._compressor.compress(b) if self._compressor else b)
+        self._written += len(b)
+        if self._gather:
+            self._buf += b
+            if len(self._buf) >= self._gather:
+                self._out.write(self._compressor.compress(bytes(self._buf)))
+                self._buf.clear()
+        else:
+            self._out.write(self._compressor.compress(b) if self._compressor else b)
         return len(b)
+
+    def tell(self) -> int:
+        return self._written
 
     def finish(self) -> None:
         if self._compressor:
-            self._out.write(self._compressor.flush())
+            self._out.write(self._compressor.compress(bytes(self._buf)) + self._compressor.flush())
 
     def close(self) -> None:
         pass
@@ -101,18 +118,22 @@ class XzSink:
 
     def __init__(self, out: IO[bytes], size: int, workers: int) -> None:
         self._out, self._size, self._workers = out, size, max(1, workers)
-        self._buf = bytearray()
+        self._buf, self._written = bytearray(), 0
         self._pool: ThreadPoolExecutor | None = None
         self._pending: collections.deque[Future] = collections.deque()  # in block order
         self._records: list[tuple[int, int]] = []  # (unpadded size, uncompressed size) per block
 
     def write(self, b: bytes) -> int:
         self._buf += b
+        self._written += len(b)
         while len(self._buf) > XZ_BLOCK:  # more than one block's worth: the stream will have several
             block = bytes(self._buf[:XZ_BLOCK])
             del self._buf[:XZ_BLOCK]
             self._submit(block)
         return len(b)
+
+    def tell(self) -> int:
+        return self._written
 
     def finish(self) -> None:
         if self._pool is None:  # it all fitted in one block: exactly what `xz -6` would write
