@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import re
 import stat
 import tarfile
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Callable, Sequence, Tuple
@@ -28,7 +28,8 @@ from .errors import BuildError
 COMPRESSIONS = ("xz", "gzip", "zstd", "none")
 
 _SUFFIX = {"xz": ".xz", "gzip": ".gz", "zstd": ".zst", "none": ""}
-_MAX_MTIME = 8**11 - 1  # the largest mtime an 11-digit octal tar field holds (year 2242)
+_MAX_MTIME = 8**11 - 1  # the largest mtime (year 2242) or size an 11-digit octal tar field holds
+_RECORD = 20 * 512  # tar -b20, as tarfile and dpkg-deb pad the archive
 _MAX_AR_SIZE = 10**10 - 1  # the ar header's size field has 10 decimal digits
 _BUFSIZE = 1 << 20
 _FILENAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~:-]*\Z")
@@ -169,8 +170,7 @@ def _write_atomically(final: Path, fill: Callable[[IO[bytes]], None]) -> tuple[s
             fill(tmp)
             tmp.flush()
             os.fchmod(tmp.fileno(), 0o644)  # as dpkg-deb leaves it (mkstemp gives 0600)
-            os.fsync(tmp.fileno())
-            digest = _sha256_and_size(tmp)
+            digest = _synced_digest(tmp)
         os.replace(tmp.name, final)
     except BaseException as e:  # KeyboardInterrupt too: never leave the .part file
         _remove(tmp.name)
@@ -229,14 +229,12 @@ def _parents(path: str) -> list[str]:
 
 
 def _write_tar(out: IO[bytes], entries: list[_Entry], fmt: _Format) -> None:
+    """A GNU tar stream as tarfile writes it (and dpkg-deb reads it), straight into the compressor."""
     sink = compress.sink(out, fmt.compression, _tar_size(entries), fmt.workers)
     try:
-        # mode "w", not the stream mode "w|": that one re-copies its whole 1 MiB buffer on every
-        # 512-byte header; the bytes are the same (both pad to 20 blocks, as tar -b20 does)
-        with tarfile.open(fileobj=sink, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8",
-                          copybufsize=_BUFSIZE) as tar:
-            for path, member in entries:
-                _add_entry(tar, path, member, fmt.mtime)
+        for path, member in entries:
+            _write_entry(sink, "./" + path, member, fmt.mtime)
+        sink.write(bytes(1024 + -(sink.tell() + 1024) % _RECORD))  # two zero blocks, then to a record
         sink.finish()
     finally:
         sink.close()
@@ -258,21 +256,52 @@ def _size(path: Path) -> int:
         return 0  # reported when the file is read
 
 
-def _add_entry(tar: tarfile.TarFile, path: str, member: Member | None, mtime: int) -> None:
-    info = tarfile.TarInfo("./" + path)
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    info.mtime = mtime
+def _write_entry(sink, name: str, member: Member | None, mtime: int) -> None:
     if member is None:
-        info.type, info.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(info)
-    elif member.source is None:
-        info.mode, info.size = stat.S_IMODE(member.mode), len(member.data)
-        tar.addfile(info, io.BytesIO(member.data))
-    else:
-        with _open_source(member) as f:
-            info.mode, info.size = stat.S_IMODE(member.mode), os.fstat(f.fileno()).st_size
-            tar.addfile(info, _SourceReader(f, member))
+        sink.write(_header(name if name.endswith("/") else name + "/", 0o755, 0, mtime, tarfile.DIRTYPE))
+        return
+    mode = stat.S_IMODE(member.mode)
+    if member.source is None:
+        sink.write(_header(name, mode, len(member.data), mtime, tarfile.REGTYPE))
+        sink.write(member.data + bytes(-len(member.data) % 512))
+        return
+    with _open_source(member) as f:
+        size = os.fstat(f.fileno()).st_size
+        sink.write(_header(name, mode, size, mtime, tarfile.REGTYPE))
+        _copy(f, sink, size, member)
+
+
+def _copy(f: IO[bytes], sink, size: int, member: Member) -> None:
+    """``size`` bytes of ``f`` and the padding to 512; an error or a short read names the file."""
+    left = size
+    while left:
+        try:
+            chunk = f.read(min(left, _BUFSIZE))
+        except OSError as e:
+            raise _read_error(member, e) from e
+        if not chunk:
+            raise BuildError(f"cannot read {member.source} (for {member.path}): it ended before its size; "
+                             "did it change?")
+        sink.write(chunk)
+        left -= len(chunk)
+    sink.write(bytes(-size % 512))
+
+
+_ROOT = b"root".ljust(32, b"\0")
+
+
+def _header(name: str, mode: int, size: int, mtime: int, kind: bytes) -> bytes:
+    """The 512-byte GNU header tarfile writes for root:root (tarfile.TarInfo.tobuf at a
+    tenth of the cost); names over 100 bytes and sizes over 11 octal digits go to tarfile."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) > 100 or size > _MAX_MTIME:
+        info = tarfile.TarInfo(name)
+        info.mode, info.size, info.mtime, info.type = mode, size, mtime, kind
+        info.uname = info.gname = "root"
+        return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    buf = b"".join((raw.ljust(100, b"\0"), b"%07o\0" % mode, b"0000000\0" * 2, b"%011o\0" % size,
+                    b"%011o\0" % mtime, b" " * 8, kind, bytes(100), b"ustar  \0", _ROOT, _ROOT)).ljust(512, b"\0")
+    return buf[:148] + b"%06o\0" % sum(buf) + buf[155:]  # the checksum, summed with its field as spaces
 
 
 def _open_source(member: Member) -> IO[bytes]:
@@ -288,24 +317,28 @@ def _read_error(member: Member, e: OSError) -> BuildError:
     return BuildError(f"cannot read {member.source} (for {member.path}): {e.strerror or e}")
 
 
-class _SourceReader:
-    """What tarfile reads a source through: an error or a short read names the file."""
-
-    def __init__(self, f: IO[bytes], member: Member) -> None:
-        self._f, self._member = f, member
-
-    def read(self, n: int) -> bytes:
-        try:
-            chunk = self._f.read(n)
-        except OSError as e:
-            raise _read_error(self._member, e) from e
-        if len(chunk) < n:
-            m = self._member
-            raise BuildError(f"cannot read {m.source} (for {m.path}): it ended before its size; did it change?")
-        return chunk
-
-
 # -- helpers -----------------------------------------------------------------
+
+
+def _synced_digest(f: IO[bytes]) -> tuple[str, int]:
+    """fsync ``f`` on a thread while hashing it (both release the GIL): its sha256 and size."""
+    failed: list[BaseException] = []
+
+    def sync() -> None:
+        try:
+            os.fsync(f.fileno())
+        except BaseException as e:  # raised below, in the caller's thread
+            failed.append(e)
+
+    syncing = threading.Thread(target=sync, name="debship-fsync")
+    syncing.start()
+    try:
+        digest = _sha256_and_size(f)
+    finally:
+        syncing.join()
+    if failed:
+        raise failed[0]
+    return digest
 
 
 def _sha256_and_size(f: IO[bytes]) -> tuple[str, int]:
