@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import stat
-import tarfile
 import tempfile
 import threading
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ COMPRESSIONS = ("xz", "gzip", "zstd", "none")
 _SUFFIX = {"xz": ".xz", "gzip": ".gz", "zstd": ".zst", "none": ""}
 _MAX_MTIME = 8**11 - 1  # the largest mtime (year 2242) or size an 11-digit octal tar field holds
 _RECORD = 20 * 512  # tar -b20, as tarfile and dpkg-deb pad the archive
+_REGTYPE, _DIRTYPE = b"0", b"5"  # tarfile.REGTYPE, tarfile.DIRTYPE
 _MAX_AR_SIZE = 10**10 - 1  # the ar header's size field has 10 decimal digits
 _BUFSIZE = 1 << 20
 _FILENAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~:-]*\Z")
@@ -258,16 +258,16 @@ def _size(path: Path) -> int:
 
 def _write_entry(sink, name: str, member: Member | None, mtime: int) -> None:
     if member is None:
-        sink.write(_header(name if name.endswith("/") else name + "/", 0o755, 0, mtime, tarfile.DIRTYPE))
+        sink.write(_header(name if name.endswith("/") else name + "/", 0o755, 0, mtime, _DIRTYPE))
         return
     mode = stat.S_IMODE(member.mode)
     if member.source is None:
-        sink.write(_header(name, mode, len(member.data), mtime, tarfile.REGTYPE))
+        sink.write(_header(name, mode, len(member.data), mtime, _REGTYPE))
         sink.write(member.data + bytes(-len(member.data) % 512))
         return
     with _open_source(member) as f:
         size = os.fstat(f.fileno()).st_size
-        sink.write(_header(name, mode, size, mtime, tarfile.REGTYPE))
+        sink.write(_header(name, mode, size, mtime, _REGTYPE))
         _copy(f, sink, size, member)
 
 
@@ -295,6 +295,8 @@ def _header(name: str, mode: int, size: int, mtime: int, kind: bytes) -> bytes:
     tenth of the cost); names over 100 bytes and sizes over 11 octal digits go to tarfile."""
     raw = name.encode("utf-8", "surrogateescape")
     if len(raw) > 100 or size > _MAX_MTIME:
+        import tarfile  # only here: the common case needs none of it
+
         info = tarfile.TarInfo(name)
         info.mode, info.size, info.mtime, info.type = mode, size, mtime, kind
         info.uname = info.gname = "root"
