@@ -111,8 +111,6 @@ def _filters(size: int) -> list:
     return [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": dict_size(size)}]
 
 
-
-
 class XzSink:
     """One .xz stream: a single block for short input, else ``XZ_BLOCK``-sized blocks in parallel."""
 
