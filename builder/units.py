@@ -5,6 +5,7 @@ verify`` runs as a second opinion when it is installed.  Nothing here writes.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cache
 from .errors import PlanError
 
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".mount", ".target")
@@ -136,26 +138,45 @@ def exec_paths(unit: UnitFile) -> list[tuple[str, str]]:
 
 
 def systemd_verify(unit_files: list[Path], provided: set[str]) -> None:
-    """Second opinion from ``systemd-analyze verify`` when installed.
+    """Second opinion from ``systemd-analyze verify`` when installed: one run for all units.
 
     The build machine is not the host: complaints about executables or units
     the host will have (paths we package, units from other packages) are not
-    errors here; anything else systemd says about a unit is.
+    errors here; anything else systemd says about a unit is.  What it said is
+    kept in the cache (builder/cache.py) under a hash of the units' names and
+    bytes and of the systemd-analyze binary, so an unchanged set is not verified twice.
     """
     tool = shutil.which("systemd-analyze")
     if not tool or not unit_files:
         return
-    with tempfile.TemporaryDirectory(prefix="debship-verify-") as tmp:
-        copies = []
-        for f in unit_files:
-            copies.append(Path(tmp) / f.name)
-            shutil.copyfile(f, copies[-1])
-        proc = subprocess.run([tool, "verify", "--man=no", "--generators=no", *map(str, copies)],
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
-    for line in proc.stderr.splitlines():
+    units = [(f.name, f.read_bytes()) for f in unit_files]
+    for line in _verify_output(tool, units).splitlines():
         if _is_real_problem(line, provided):
             origin = next((f for f in unit_files if f.name in line), unit_files[0])
             raise PlanError(f"{origin}: systemd-analyze verify: {line.strip()}")
+
+
+_VERIFY_ARGS = ("verify", "--man=no", "--generators=no")
+
+
+def _verify_output(tool: str, units: list[tuple[str, bytes]]) -> str:
+    """systemd-analyze's stderr for these units, from the cache when it has them."""
+    st = os.stat(tool)
+    name = cache.key(tool, f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}", *_VERIFY_ARGS,
+                     *(part for unit in units for part in unit))
+    cached = cache.read("systemd-verify", name)
+    if cached is not None:
+        return cached.decode("utf-8", "replace")
+    with tempfile.TemporaryDirectory(prefix="debship-verify-") as tmp:
+        copies = []
+        for unit_name, text in units:
+            copies.append(Path(tmp) / unit_name)
+            copies[-1].write_bytes(text)
+        proc = subprocess.run([tool, *_VERIFY_ARGS, *map(str, copies)],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    if proc.returncode >= 0:  # not killed by a signal: what it says is its verdict
+        cache.write("systemd-verify", name, proc.stderr.encode())
+    return proc.stderr
 
 
 _IGNORED = (

@@ -58,3 +58,34 @@ def test_install_puts_files_where_the_readme_says_and_purge_removes_them(root, t
                                                             "var/log/alternatives.log"))]
     assert leftovers == [], leftovers
     assert sorted(before - after) == []
+
+
+def test_multi_block_xz_package_installs_with_dpkg(root, tmp_path):
+    """A data.tar.xz of three 8 MiB blocks, compressed on two workers, unpacked by real dpkg."""
+    import hashlib
+    import random
+
+    from builder import compress, debfile
+
+    rng = random.Random(12)
+    src = tmp_path / "src"
+    src.mkdir()
+    members = []
+    for i in range(40):  # 40 × 512 KiB: over two blocks; repeated runs compress quickly
+        p = src / f"part{i:02d}.bin"
+        p.write_bytes(rng.randbytes(2048) * 256)
+        members.append(debfile.Member(f"usr/share/bigpkg/part{i:02d}.bin", 0o644, source=p))
+    md5sums = "".join(f"{hashlib.md5(m.source.read_bytes()).hexdigest()}  {m.path}\n" for m in members)
+    control = [debfile.Member("control", 0o644, data=(
+        b"Package: bigpkg\nVersion: 1.0\nArchitecture: all\nMaintainer: T <t@example.com>\n"
+        b"Description: multi-block test\n three xz blocks\n")),
+        debfile.Member("md5sums", 0o644, data=md5sums.encode())]
+    deb = debfile.write(control, members, tmp_path, name="bigpkg", version="1.0", mtime=1_700_000_000,
+                        workers=2).path
+    assert deb.stat().st_size < 4 << 20 and 40 * (512 << 10) > 2 * compress.XZ_BLOCK
+    shutil.copy(deb, root.path / "var/tmp" / deb.name)
+    proc = root.run(["dpkg", "-i", f"/var/tmp/{deb.name}"], check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert root.run(["dpkg", "--verify", "bigpkg"], check=False).stdout == ""  # md5sums match what landed
+    for m in members:
+        assert (root.path / m.path).read_bytes() == m.source.read_bytes()

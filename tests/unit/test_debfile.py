@@ -439,3 +439,20 @@ def test_zstd_without_zstandard_says_how_to_fix(tmp_path, monkeypatch):
         write(C, D, out, name="t", version="1.0", compression="zstd", mtime=MTIME)
     assert str(e.value) == "zstd compression needs the 'zstandard' package: pip install 'debship[zstd]'"
     assert files_in(out) == []
+
+
+@pytest.mark.parametrize("name, kind, size, mtime", [
+    ("./", tarfile.DIRTYPE, 0, 0),
+    ("./usr/lib/demo/", tarfile.DIRTYPE, 0, MTIME),
+    ("./x", tarfile.REGTYPE, 1, 8**11 - 1),
+    ("./" + "n" * 98, tarfile.REGTYPE, 8**11 - 1, MTIME),  # exactly 100 bytes: the last one that fits
+    ("./" + "n" * 99, tarfile.REGTYPE, 5, MTIME),  # 101 bytes: a GNU long-name entry first
+    ("./caf\u00e9/\u00fc.txt", tarfile.REGTYPE, 12345, MTIME),
+    ("./big", tarfile.REGTYPE, 8**11, MTIME),  # too big for octal: base-256
+])
+def test_tar_headers_are_tarfiles_own(name, kind, size, mtime):
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.mtime = kind, 0o755, size, mtime
+    info.uname = info.gname = "root"
+    expected = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    assert debfile._header(name, 0o755, size, mtime, kind) == expected

@@ -1,0 +1,104 @@
+"""A small on-disk cache for work whose result depends only on its inputs: compiled
+templates and ``systemd-analyze verify``'s verdict on a set of units.
+
+It never changes what is built.  An entry is found by a hash of everything its result
+depends on, so a stale entry is never used; a missing, unreadable or corrupt one means
+the work is done again; entries are written to a temp file and renamed; a cache that
+cannot be written is skipped.  It lives in ``$XDG_CACHE_HOME/debship`` (default
+``~/.cache/debship``); ``DEBSHIP_CACHE=off`` turns it off.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from . import __version__
+
+
+def directory(kind: str) -> Path | None:
+    """``<cache>/<kind>``, created; ``None`` when the cache is off or cannot be created."""
+    if os.environ.get("DEBSHIP_CACHE", "").lower() in ("off", "0", "no"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = Path(base) / "debship" / kind
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return None
+    return path
+
+
+def key(*parts: bytes | str) -> str:
+    """A hex digest of ``parts`` (length-prefixed, so no two lists of parts share one)."""
+    h = hashlib.sha256(__version__.encode())
+    for p in parts:
+        b = p.encode() if isinstance(p, str) else p
+        h.update(len(b).to_bytes(8, "little") + b)
+    return h.hexdigest()
+
+
+def read(kind: str, name: str) -> bytes | None:
+    folder = directory(kind)
+    if folder is None:
+        return None
+    try:
+        return (folder / name).read_bytes()
+    except OSError:
+        return None
+
+
+def write(kind: str, name: str, data: bytes) -> None:
+    folder = directory(kind)
+    if folder is None:
+        return
+    tmp = None
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".", delete=False) as f:
+            tmp = f.name
+            f.write(data)
+        os.replace(tmp, folder / name)
+    except OSError:
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def templates():
+    """A jinja2 bytecode cache for compiled templates, or ``None`` when the cache is off.
+
+    jinja2 checks each entry against a hash of the template's source and its own and
+    Python's versions; the key adds the environment's syntax settings and debship's version.
+    """
+    folder = directory("jinja2")
+    if folder is None:
+        return None
+    import jinja2
+
+    class TemplateCache(jinja2.FileSystemBytecodeCache):
+        def get_bucket(self, environment, name, filename, source):
+            return super().get_bucket(environment, f"{_syntax(environment)}|{name}", filename, source)
+
+        def load_bytecode(self, bucket) -> None:
+            try:
+                super().load_bytecode(bucket)
+            except Exception:  # a truncated or foreign file (jinja2 lets pickle's errors through)
+                bucket.reset()
+
+    return TemplateCache(str(folder))
+
+
+def _syntax(env) -> str:
+    """Everything of an Environment that changes the code a template compiles to."""
+    import jinja2
+
+    settings = (
+        jinja2.__version__, env.block_start_string, env.block_end_string, env.variable_start_string,
+        env.variable_end_string, env.comment_start_string, env.comment_end_string, env.line_statement_prefix,
+        env.line_comment_prefix, env.trim_blocks, env.lstrip_blocks, env.newline_sequence,
+        env.keep_trailing_newline, sorted(env.extensions), env.optimized, env.autoescape, env.is_async,
+        env.finalize is not None,
+    )
+    return key(repr(settings))
