@@ -6,8 +6,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-from tests.harness.rootfs import ROOT_PACKAGES, Root, cached_root
-from tests.harness.sshhost import SSHHost
+from hostlab.rootfs import ROOT_PACKAGES, Root, cached_root
+from hostlab.sshhost import SSHHost
 
 # Ansible's apt module needs python3-apt on the host (else it tries to apt-get install it
 # from the network); every tool gets the same root, so the extra package costs none of them.

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.harness.sshhost import SSHHost
+from hostlab.sshhost import SSHHost
 
 from _hosts import in_thread, make_hosts
 

@@ -3,7 +3,7 @@
     bash tools/bench-setup.sh          # ansible-core and pyinfra from PyPI into ./.venv-bench
     sudo .venv/bin/python bench/ship.py [--repeat N] [--counts 1,8,16] [--tools ...] [--only ...]
 
-Hosts are the test harness's loopback SSH hosts (tests/harness: an overlay of a cached Debian
+Hosts are the test harness's loopback SSH hosts (hostlab/sshhost.py: an overlay of a cached Debian
 root, sshd on 127.0.0.1 in a private mount+PID namespace, user `ops` with passwordless sudo, no
 systemd running), fresh for every tool and repetition (each does a real first install) and
 removed afterwards, also on Ctrl-C.  Every tool runs as its own command, wall time until all

@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.harness.vm import VMGuest, cached_image  # noqa: E402
+from hostlab.vm import VMGuest, cached_image  # noqa: E402
 
 VENV = REPO / ".venv" / "bin"
 T0 = time.monotonic()

@@ -22,7 +22,7 @@ import pytest
 from builder.build import build_deb
 from tests.conftest import break_startup, copy_sample
 from tests.faults._state import assert_active, assert_known_state, deploy_log, dpkg_audit, dpkg_state
-from tests.harness.sshhost import free_port
+from hostlab.sshhost import free_port
 from tests.system.test_ship_systemd import AGENT, finished, healthz, run_ship, shown
 
 pytestmark = pytest.mark.root

@@ -26,8 +26,8 @@ def require_root_host() -> None:
 def make_ssh_hosts(tmp_path):
     """A factory: ``make_ssh_hosts(n, **SSHHost options)`` -> n running hosts, all removed after the test."""
     require_root_host()
-    from tests.harness.rootfs import Root, cached_root
-    from tests.harness.sshhost import SSHHost
+    from hostlab.rootfs import Root, cached_root
+    from hostlab.sshhost import SSHHost
 
     lower = cached_root()
     with contextlib.ExitStack() as stack:

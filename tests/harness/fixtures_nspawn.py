@@ -33,8 +33,8 @@ def make_booted_hosts(request, tmp_path):
     """A factory: ``make_booted_hosts(n, cloud=False, **NspawnHost options)`` -> n booted hosts, all
     powered off after the test (``cloud``: a root with cloud-init, for ``user_data=``)."""
     require_nspawn_host()
-    from tests.harness.nspawn import BOOT_PACKAGES, CLOUD_PACKAGES, NspawnHost
-    from tests.harness.rootfs import Root, cached_root
+    from hostlab.nspawn import BOOT_PACKAGES, CLOUD_PACKAGES, NspawnHost
+    from hostlab.rootfs import Root, cached_root
 
     made: list[tuple[NspawnHost, float]] = []
     with contextlib.ExitStack() as stack:

@@ -22,7 +22,7 @@ def root():
         from tests.helpers import _missing
         _missing("root (the tests mount overlays and chroot)")
     require_tool("mmdebstrap")
-    from tests.harness.rootfs import Root, cached_root
+    from hostlab.rootfs import Root, cached_root
     with Root(cached_root()) as r:
         yield r
 

@@ -6,7 +6,7 @@ whose startup fails, then a fixed one.
 The root is a chroot (no systemd as PID 1): units are enabled through
 deb-systemd-helper's symlinks and every start is skipped, which is itself
 part of what is tested.  Needs root and mmdebstrap (a cached root, see
-tests/harness/rootfs.py); skipped otherwise unless DEBSHIP_REQUIRE_ALL=1.
+hostlab/rootfs.py); skipped otherwise unless DEBSHIP_REQUIRE_ALL=1.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ sys.exit("fleet-agent startup: error: cannot reach the config service")
 def root():
     require_root()
     require_tool("mmdebstrap")
-    from tests.harness.rootfs import Root, cached_root
+    from hostlab.rootfs import Root, cached_root
     with Root(cached_root()) as r:
         yield r
 

@@ -12,7 +12,7 @@ import pytest
 from builder.errors import RemoteError
 from builder.remote import ConnectOptions, HostSpec, connect
 
-from tests.harness.sshhost import free_port, port_open
+from hostlab.sshhost import free_port, port_open
 
 root = pytest.mark.root
 MiB = 1 << 20

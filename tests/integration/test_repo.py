@@ -70,7 +70,7 @@ def client_root():
     if os.geteuid() != 0:
         _missing("root (the tests mount overlays and chroot)")
     require_tool("mmdebstrap")
-    from tests.harness.rootfs import Root, cached_root
+    from hostlab.rootfs import Root, cached_root
     with Root(cached_root()) as root:
         yield root
 
@@ -295,7 +295,7 @@ def cloud_init_root():
     if os.geteuid() != 0:
         _missing("root (the tests mount overlays and chroot)")
     require_tool("mmdebstrap")
-    from tests.harness.rootfs import Root, cached_root
+    from hostlab.rootfs import Root, cached_root
     with Root(cached_root(CLOUD_INIT_PACKAGES)) as root:
         yield root
 

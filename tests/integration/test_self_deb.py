@@ -100,7 +100,7 @@ def deps_root(request):
     and the four Debian libraries python3-debship needs; no pip."""
     require_root()
     require_tool("mmdebstrap")
-    from tests.harness.rootfs import cached_root
+    from hostlab.rootfs import cached_root
     return cached_root(("python3", *DEBIAN_DEPS), suite=request.param)
 
 
@@ -113,7 +113,7 @@ def _copy_sample(dest: Path) -> Path:
 
 
 def test_apt_installs_it_offline_and_its_build_deb_matches_the_venvs(deps_root, self_deb, tmp_path):
-    from tests.harness.rootfs import Root
+    from hostlab.rootfs import Root
     with Root(deps_root) as root:
         absent = root.run(["sh", "-c", "command -v debship build-deb ship pip pip3; python3 -c 'import pip'"],
                           check=False)

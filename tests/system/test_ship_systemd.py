@@ -2,7 +2,7 @@
 
 Where tests/integration/test_ship.py can only check enable links (no init in a
 chroot), here the services really start, the health command really talks to
-the agent, and `--reboot` really reboots the guest (see tests/harness/nspawn.py).
+the agent, and `--reboot` really reboots the guest (see hostlab/nspawn.py).
 The container shares the host's network namespace, so the sample is built with
 its agent on a free loopback port instead of 8787.
 """
@@ -20,7 +20,7 @@ from builder.cli import ship
 from builder.debinfo import read_package
 from tests.helpers import cli_runner
 from tests.conftest import copy_sample
-from tests.harness.sshhost import free_port
+from hostlab.sshhost import free_port
 
 pytestmark = pytest.mark.root
 
@@ -172,7 +172,7 @@ def test_reboot_brings_the_services_back_by_themselves(booted_host, sample):
     # Nobody started anything after the reboot: systemd did, at boot.  The startup unit
     # (start = false: postinst never starts it) ran in the new boot, in the new PID 1.
     # (Its record of the boot id is no proof here: in nspawn, a unit with
-    # ProtectKernelTunables= reads the host's boot id, see tests/harness/nspawn.py.)
+    # ProtectKernelTunables= reads the host's boot id, see hostlab/nspawn.py.)
     for name in (AGENT, STARTUP):
         assert host.run_root(["systemctl", "is-active", name], check=False).stdout.strip() == "active", journal(host, name)
     assert unit(host, AGENT)["NRestarts"] == "0"

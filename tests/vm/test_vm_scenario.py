@@ -1,7 +1,7 @@
 """The whole truth on a real guest: Debian 12 under qemu, booted like a cloud instance
 (kernel, systemd, cloud-init from a NoCloud seed, sshd), driven by the real `ship` CLI.
 
-One scenario on one guest, each step checked over SSH (see tests/harness/vm.py):
+One scenario on one guest, each step checked over SSH (see hostlab/vm.py):
 
 1. qemu starts and `ship` v1 starts at once: ship itself waits for SSH and cloud-init;
 2. the units run under systemd, /healthz reports v1, the deploy log shows the postinst;
@@ -81,8 +81,8 @@ def image():
         _missing("root (the guest image is built with mmdebstrap and mkfs.ext4 -d)")
     for tool in ("qemu-system-x86_64", "qemu-img", "cloud-localds", "mmdebstrap", "mkfs.ext4", "ssh-keygen"):
         require_tool(tool)
-    from tests.harness.vm import cached_image, image_key
-    from tests.harness.rootfs import cache_dir
+    from hostlab.vm import cached_image, image_key
+    from hostlab.rootfs import cache_dir
     cached = (cache_dir() / "vm" / image_key() / "image.json").is_file()
     with phase("image", "cached" if cached else "built with mmdebstrap"):
         img = cached_image(log=print)
@@ -92,7 +92,7 @@ def image():
 @pytest.fixture(scope="module")
 def guest(image, tmp_path_factory):
     """A guest whose qemu has just started: nothing waited for."""
-    from tests.harness.vm import VMGuest
+    from hostlab.vm import VMGuest
     out = sys.stdout  # the harness logs from a thread, also while CliRunner has replaced sys.stdout
     vm = VMGuest(image, workdir=tmp_path_factory.mktemp("vm"), log=lambda s: print(s, file=out, flush=True))
     yield vm
