@@ -6,18 +6,13 @@ Wraps Connection.reconnect (one SSH handshake + auth), .run (one exec channel: a
 exit status; sha256() is one too) and .put (one SFTP upload: open, pipelined writes, close,
 rename), then runs `debship` with the remaining arguments.  At exit, TRIPS.json holds one record
 per call: {"host", "kind": connect|run|put, "what", "seconds"}.  The library is not changed.
-
-DEBSHIP_BENCH_NODELAY=1 (an experiment, for `--nodelay`): sockets this process opens get
-TCP_NODELAY, which builder/remote.py does not set, to show what Nagle's algorithm costs a command.
 """
 from __future__ import annotations
 
 import atexit
 import functools
 import json
-import os
 import shlex
-import socket
 import sys
 import time
 from pathlib import Path
@@ -47,14 +42,6 @@ def _counted(kind: str, func):
     return wrapper
 
 
-def _nodelay(create):
-    @functools.wraps(create)
-    def wrapper(*args, **kw):
-        sock = create(*args, **kw)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-    return wrapper
-
 
 def _dump(path: Path) -> None:
     path.write_text(json.dumps(RECORDS, indent=0))
@@ -64,8 +51,6 @@ if __name__ == "__main__":
     out = Path(sys.argv.pop(1))
     for kind, name in (("connect", "reconnect"), ("run", "run"), ("put", "put")):
         setattr(remote.Connection, name, _counted(kind, getattr(remote.Connection, name)))
-    if os.environ.get("DEBSHIP_BENCH_NODELAY") == "1":
-        socket.create_connection = _nodelay(socket.create_connection)
     atexit.register(_dump, out)
     sys.argv[0] = "debship"
     main()

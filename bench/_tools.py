@@ -38,16 +38,15 @@ def run_timed(argv: list[str], env: dict, cwd: Path, who: str) -> Run:
     return Run(took, r.stdout)
 
 
-def debship_command(deb: Path, hosts: list[SSHHost], run_dir: Path, nodelay: bool = False) -> tuple[list[str], dict]:
-    """`debship ship` (through bench/_counted.py, which records the round trips in trips.json);
-    ``nodelay``: with TCP_NODELAY on its sockets (an experiment: builder/remote.py does not set it)."""
+def debship_command(deb: Path, hosts: list[SSHHost], run_dir: Path) -> tuple[list[str], dict]:
+    """`debship ship` (through bench/_counted.py, which records the round trips in trips.json)."""
     first = hosts[0]
     argv = [sys.executable, str(REPO / "bench" / "_counted.py"), str(run_dir / "trips.json"), "ship", str(deb),
             "-i", str(first.key_path), "--known-hosts", str(run_dir / "known_hosts"),
             "--ssh-config", str(first.ssh_config), "--parallel", str(len(hosts)), "--json"]
     for h in hosts:
         argv += ["--host", h.address]
-    return argv, {"DEBSHIP_BENCH_NODELAY": "1"} if nodelay else {}
+    return argv, {}
 
 
 def ansible_command(deb: Path, hosts: list[SSHHost], run_dir: Path, gather_facts: bool) -> tuple[list[str], dict]:

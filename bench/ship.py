@@ -37,7 +37,6 @@ from _sftp import bench_sftp  # noqa: E402
 
 TOOLS = {  # name -> (column title, command maker)
     "debship": ("debship `ship`", _tools.debship_command),
-    "debship-nodelay": ("debship + TCP_NODELAY (experiment)", lambda d, h, r: _tools.debship_command(d, h, r, True)),
     "ansible": ("Ansible, gather_facts: false", lambda d, h, r: _tools.ansible_command(d, h, r, False)),
     "ansible-facts": ("Ansible, gather_facts: true (default)", lambda d, h, r: _tools.ansible_command(d, h, r, True)),
     "pyinfra": ("pyinfra", _tools.pyinfra_command),
@@ -147,23 +146,18 @@ def print_overhead(title: str, stats: dict[str, list[HostStats]]) -> None:
 
 
 def bench_lifecycle(pkgs: tuple[PackageInfo, PackageInfo], lower: Path, repeat: int, work: Path) -> None:
-    """debship on one host: first install, upgrade to the next version, then the same again (no-op);
-    each also with TCP_NODELAY (the experiment), on the same host right after."""
+    """debship on one host: first install, upgrade to the next version, then the same again (no-op)."""
     cases: dict[str, list[HostStats]] = {}
     for _ in range(repeat):
-        for nodelay in (False, True):
-            with contextlib.ExitStack() as stack:
-                hosts = make_hosts(stack, lower, 1, work)
-                for case, pkg in zip(("first install", "upgrade", "no-op (same package again)"), (*pkgs, pkgs[1])):
-                    name = case + (", TCP_NODELAY" if nodelay else "")
-                    run_dir = Path(tempfile.mkdtemp(prefix="lifecycle-", dir=work))
-                    argv, env = _tools.debship_command(pkg.path, hosts, run_dir, nodelay)
-                    run = _tools.run_timed(argv, env, run_dir, f"debship {name}")
-                    check_installed(hosts, pkg.name, pkg.version, f"debship {name}")
-                    cases.setdefault(name, []).extend(host_stats(run_dir, run.output))
-    order = sorted(cases, key=lambda c: c.endswith("TCP_NODELAY"))
-    print_overhead(f"debship round trips and overhead per host, one host, median of {repeat}",
-                   {c: cases[c] for c in order})
+        with contextlib.ExitStack() as stack:
+            hosts = make_hosts(stack, lower, 1, work)
+            for case, pkg in zip(("first install", "upgrade", "no-op (same package again)"), (*pkgs, pkgs[1])):
+                run_dir = Path(tempfile.mkdtemp(prefix="lifecycle-", dir=work))
+                argv, env = _tools.debship_command(pkg.path, hosts, run_dir)
+                run = _tools.run_timed(argv, env, run_dir, f"debship {case}")
+                check_installed(hosts, pkg.name, pkg.version, f"debship {case}")
+                cases.setdefault(case, []).extend(host_stats(run_dir, run.output))
+    print_overhead(f"debship round trips and overhead per host, one host, median of {repeat}", cases)
 
 
 def main() -> None:
