@@ -14,21 +14,31 @@ from . import __version__
 from .build import build_deb as build_deb_lib
 from .build import list_plan
 from .debfile import COMPRESSIONS
-from .errors import DebshipError
+from .errors import DebshipError, UsageError
 
 
-def reports_errors(func):
-    """Turn a foreseen failure into one line on stderr and its exit code; no traceback."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except DebshipError as e:
-            ctx = click.get_current_context()
-            message = " ".join(str(e).splitlines())  # always one line
-            click.echo(f"{ctx.info_name}: error: {message}", err=True)
-            ctx.exit(e.exit_code)
-    return wrapper
+def reports_errors(func=None, *, table: dict | None = None):
+    """Turn a foreseen failure into one line on stderr and its exit code; no traceback.
+
+    ``table`` maps error classes to the command's own exit codes (the first match wins;
+    ``DebshipError`` is the default), so that no code of a command means two things."""
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except DebshipError as e:
+                ctx = click.get_current_context()
+                message = " ".join(str(e).splitlines())  # always one line
+                click.echo(f"{ctx.info_name}: error: {message}", err=True)
+                code = next((c for cls, c in (table or {}).items() if isinstance(e, cls)), e.exit_code)
+                ctx.exit(code)
+        return wrapper
+    return decorate(func) if func is not None else decorate
+
+
+# ship's table: 0, 1 and 3 say how the hosts ended; before any host is reached only these two.
+SHIP_ERRORS = {UsageError: 2, DebshipError: 6}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -129,7 +139,7 @@ def _print_plan(spec, plan) -> None:
 @click.option("--suite", default="stable", show_default=True, help="Suite of the --via-repo repository.")
 @click.option("--component", default="main", show_default=True, help="Component of the --via-repo repository.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
-@reports_errors
+@reports_errors(table=SHIP_ERRORS)
 def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
          connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_failures, force, dry_run, reboot,
          no_rollback, mode, to_version, package, via_repo, repo_key, suite, component, as_json) -> None:

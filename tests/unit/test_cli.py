@@ -66,3 +66,17 @@ def test_debship_group_runs_the_same_commands(project, tmp_path):
     assert json.loads(r.stdout)["name"] == "demo-svc"
     r = runner().invoke(main, ["ship", "--host", "h", "--project", str(tmp_path / "nothing")])
     assert r.exit_code == 6 and r.stderr.startswith("ship: error: ")
+
+
+def test_ship_exit_codes_mean_one_thing_each(project, tmp_path):
+    """Before any host is reached ship exits 2 (bad usage) or 6 (nothing could be shipped), never 3 or 5."""
+    deb = runner().invoke(build_deb, ["--project", str(project), "--out", str(tmp_path / "out")]).stdout.split()[-1]
+    bad_host = runner().invoke(ship, [deb, "--host", "bad host!"])
+    assert bad_host.exit_code == 2 and bad_host.stderr.startswith("ship: error: host 'bad host!': not a host")
+    key = tmp_path / "not-a-key"
+    key.write_text("hello\n")
+    bad_key = runner().invoke(ship, [deb, "--host", "h", "--via-repo", "http://127.0.0.1:9/", "--repo-key", str(key)])
+    assert bad_key.exit_code == 6 and "is not an OpenPGP public key" in bad_key.stderr
+    assert len(bad_key.stderr.strip().splitlines()) == 1
+    no_key = runner().invoke(ship, [deb, "--host", "h", "--via-repo", "http://127.0.0.1:9/"])
+    assert no_key.exit_code == 2 and "--via-repo and --repo-key go together" in no_key.stderr
