@@ -130,7 +130,7 @@ class Shipped:
 
     @property
     def text(self) -> str:
-        rows = [f"  {e['step']:<8} {e['status']:<4} {e['elapsed']:7.1f}s  {e['detail'][:300]}" for e in self.events]
+        rows = [f"  {e['step']:<8} {e['status']:<4} {e['elapsed']:7.1f}s  {str(e['detail'])[:300]}" for e in self.events]
         try:
             stderr = self.result.stderr
         except ValueError:  # click < 8.2 without mix_stderr=False: stderr is in the output
