@@ -26,7 +26,7 @@ RECORDS: list[dict] = []
 
 def _what(kind: str, args: tuple) -> str:
     if kind == "run":
-        return shlex.join(args[0])[:200]
+        return shlex.join(args[0])[:4000]  # long enough to reach apt-get inside its logging wrapper
     return str(args[1]) if kind == "put" else ""
 
 
