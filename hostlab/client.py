@@ -16,6 +16,22 @@ class ClientSide:
     connect_timeout = 30.0  # a booting VM guest needs longer
 
 
+    def _open(self, start: bool) -> None:
+        """Provision the host, then start it if asked; a failure closes whatever was made."""
+        try:
+            self._provision()
+            if start:
+                self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def client_files(self, folder: Path) -> None:
         """Make the key pair (``key_path``), ``known_hosts`` (empty) and ``ssh_config`` (empty) in ``folder``."""
         self.key_path = folder / "id_ed25519"

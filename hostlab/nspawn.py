@@ -123,13 +123,7 @@ class NspawnHost(ClientSide):
         self._stopping = False
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
-        try:
-            self._provision()
-            if start:
-                self.start()
-        except BaseException:
-            self.close()
-            raise
+        self._open(start)
 
     # -- what tests use (the same surface as SSHHost) -----------------------------------
 
@@ -254,12 +248,6 @@ class NspawnHost(ClientSide):
         shutil.rmtree(self.dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # nspawn's, left behind only when nspawn was killed
             os.rmdir(f"/run/systemd/nspawn/propagate/{self.machine}")
-
-    def __enter__(self) -> NspawnHost:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # -- set-up, on the overlay, before the first boot -------------------------------
     def _provision(self) -> None:

@@ -105,13 +105,7 @@ class SSHHost(ClientSide):
         self.port = free_port()
         self.log_path = self.dir / "sshd.log"
         self._proc: subprocess.Popen | None = None
-        try:
-            self._provision()
-            if start:
-                self.start()
-        except BaseException:
-            self.close()
-            raise
+        self._open(start)
 
     # -- what tests use -------------------------------------------------------------
 
@@ -191,12 +185,6 @@ class SSHHost(ClientSide):
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> SSHHost:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # -- setup --------------------------------------------------------------------
     def _provision(self) -> None:

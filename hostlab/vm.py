@@ -304,13 +304,7 @@ class VMGuest(ClientSide):
         self._proc: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self._watcher: threading.Thread | None = None
-        try:
-            self._provision()
-            if start:
-                self.start()
-        except BaseException:
-            self.close()
-            raise
+        self._open(start)
 
     # -- what tests use (the same surface as SSHHost) ------------------------------------
     def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float = 120.0, check: bool = False,
@@ -411,12 +405,6 @@ class VMGuest(ClientSide):
                 proc.kill()
             proc.wait(timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> VMGuest:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # -- internals -------------------------------------------------------------------------
     def _provision(self) -> None:
