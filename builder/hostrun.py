@@ -19,7 +19,7 @@ from .errors import DebshipError, ShipError
 from .hostplan import HostPlan, Step
 from .layout import Layout
 from .manifest import Manifest
-from .remote import ConnectOptions, Connection, HostSpec, connect
+from .remote import ConnectOptions, Connection, Held, HostSpec, connect
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class HostRun:
         self.before: str | None = None
         self.facts: facts.HostFacts | None = None
         self.failed: Step | None = None
-        self.held = None
+        self.held: Held | None = None
         self.uploaded: store.Kept | None = None
         self.repaired = False
         self.first_facts: facts.HostFacts | None = None
@@ -189,8 +189,6 @@ class HostRun:
             if parsed.name:
                 return parsed
         return self.pkg.manifest
-
-
 
 
 # --- what ship does to one host ------------------------------------------------------------

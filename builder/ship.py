@@ -32,14 +32,10 @@ HostJob = Callable[[HostRun], HostResult]
 
 
 def ship(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, parallel: int = 4,
-         batch: int = 0, max_failures: int = 0, mode: str = "ship", to_version: str | None = None) -> list[HostResult]:
+         batch: int = 0, max_failures: int = 0) -> list[HostResult]:
     """Ship ``pkg`` to ``hosts``: ``parallel`` at a time, in batches of ``batch`` (0 = all at once),
-    stopping before the next batch once ``max_failures`` hosts failed (0 = never stop).
-
-    ``mode`` "rollback" and "list" are the same as calling ``rollback`` / ``to_version`` and
-    ``list_kept`` (kept for callers of the first version of this API)."""
-    job = {"ship": ship_host, "rollback": lambda run: rollback_host(run, to_version), "list": list_host}[mode]
-    return run_fleet(pkg, hosts, opts, emit, job, parallel, batch, max_failures)
+    stopping before the next batch once ``max_failures`` hosts failed (0 = never stop)."""
+    return run_fleet(pkg, hosts, opts, emit, ship_host, parallel, batch, max_failures)
 
 
 def rollback(name: str, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, **fleet) -> list[HostResult]:

@@ -66,7 +66,8 @@ def converges(host, deb: Path, version: str) -> None:
 def wait_for(predicate, timeout: float = 60.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what} after {timeout:g} s")
         time.sleep(0.1)
 
 
