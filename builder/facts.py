@@ -48,18 +48,13 @@ def parse_installed(exit_code: int, stdout: str) -> Installed | None:
     return fact if fact.present and fact.version else None
 
 
-HAS_CLOUD_INIT = ["sh", "-c", "command -v cloud-init"]
 CLOUD_INIT, NO_CLOUD_INIT = "cloud-init", "no cloud-init"
-
-
-def cloud_init_command(timeout: float) -> list[str]:
-    """``cloud-init status --wait`` has no timeout of its own: wrap it."""
-    return ["timeout", f"{int(timeout)}", "cloud-init", "status", "--wait", "--long"]
 
 
 def boot_command(timeout: float) -> list[str]:
     """Wait for the boot to finish in one round trip: cloud-init's view when it is installed,
-    else systemd's.  The first line says which one answered."""
+    else systemd's, each under ``timeout`` (``cloud-init status --wait`` has no timeout of its
+    own).  The first line says which one answered."""
     script = ('if command -v cloud-init >/dev/null 2>&1; then echo "$1"; exec timeout "$3" cloud-init status '
               '--wait --long; fi; echo "$2"; exec timeout "$3" systemctl is-system-running --wait')
     return ["sh", "-c", script, "sh", CLOUD_INIT, NO_CLOUD_INIT, str(int(timeout))]
@@ -83,10 +78,6 @@ def parse_cloud_init(exit_code: int, output: str) -> Boot:
     if exit_code == 2:
         return Boot("warn", "cloud-init done with recoverable errors: " + " | ".join(errors))
     return Boot("fail", "cloud-init failed: " + " | ".join(errors))
-
-
-def system_running_command(timeout: float) -> list[str]:
-    return ["timeout", f"{int(timeout)}", "systemctl", "is-system-running", "--wait"]
 
 
 def parse_system_running(exit_code: int, stdout: str) -> Boot:

@@ -68,7 +68,3 @@ class Manifest:
     def checked_units(self, after_boot: bool = False) -> list[str]:
         """Units ship checks are active: enabled and started (after a boot: every enabled one)."""
         return [u.name for u in self.units if u.enable and (u.start or after_boot)]
-
-    def restarted_on_upgrade(self) -> list[str]:
-        """Units an upgrade restarts (or stops and starts again)."""
-        return [u.name for u in self.units if u.start and u.on_upgrade in ("restart", "stop")]
