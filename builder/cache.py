@@ -1,9 +1,9 @@
-"""A small on-disk cache for work whose result depends only on its inputs: compiled
-templates and ``systemd-analyze verify``'s verdict on a set of units.
+"""A small on-disk cache for work whose result depends only on its inputs: rendered and
+compiled templates, and ``systemd-analyze verify``'s verdict on a set of units.
 
 It never changes what is built.  An entry is found by a hash of everything its result
-depends on, so a stale entry is never used; a missing, unreadable or corrupt one means
-the work is done again; entries are written to a temp file and renamed; a cache that
+depends on, so a stale entry is never used; a missing, unreadable or corrupt one (each
+entry starts with the sha256 of the rest) means the work is done again; entries are written to a temp file and renamed; a cache that
 cannot be written is skipped.  It lives in ``$XDG_CACHE_HOME/debship`` (default
 ``~/.cache/debship``); ``DEBSHIP_CACHE=off`` turns it off.
 """
@@ -41,13 +41,16 @@ def key(*parts: bytes | str) -> str:
 
 
 def read(kind: str, name: str) -> bytes | None:
+    """The entry ``name`` as written, or ``None`` when it is missing, unreadable or corrupt."""
     folder = directory(kind)
     if folder is None:
         return None
     try:
-        return (folder / name).read_bytes()
+        stored = (folder / name).read_bytes()
     except OSError:
         return None
+    digest, data = stored[:32], stored[32:]
+    return data if len(digest) == 32 and hashlib.sha256(data).digest() == digest else None
 
 
 def write(kind: str, name: str, data: bytes) -> None:
@@ -58,7 +61,7 @@ def write(kind: str, name: str, data: bytes) -> None:
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".", delete=False) as f:
             tmp = f.name
-            f.write(data)
+            f.write(hashlib.sha256(data).digest() + data)
         os.replace(tmp, folder / name)
     except OSError:
         if tmp:

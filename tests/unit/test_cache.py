@@ -50,7 +50,8 @@ def test_an_edited_template_is_compiled_again(tmp_path, cache_home):
 def test_corrupt_cache_entries_are_compiled_again(tmp_path, cache_home):
     project = copy_sample(tmp_path / "p")
     first = build.build_deb(project, tmp_path / "a")
-    for entry in entries(cache_home / "jinja2") + entries(cache_home / "systemd-verify"):
+    for entry in [*entries(cache_home / "jinja2"), *entries(cache_home / "rendered"),
+                  *entries(cache_home / "systemd-verify")]:
         entry.write_bytes(entry.read_bytes()[:20])  # truncated, as by a crash mid-write
     assert build.build_deb(project, tmp_path / "b").sha256 == first.sha256
 
@@ -99,3 +100,29 @@ def test_verdict_is_cached_and_an_edited_unit_is_verified_again(tmp_path, cache_
 def test_cache_folder_is_private(cache_home):
     folder = cache.directory("jinja2")
     assert folder is not None and os.stat(folder).st_mode & 0o077 == 0
+
+
+def test_a_rebuild_at_the_same_version_renders_from_the_cache_without_jinja2(tmp_path, cache_home):
+    import subprocess
+    import sys
+    project = copy_sample(tmp_path / "p")
+    first = build.build_deb(project, tmp_path / "a")
+    assert entries(cache_home / "rendered")
+    script = ("import sys; from pathlib import Path; from builder import build; "
+              f"b = build.build_deb(Path({str(project)!r}), Path({str(tmp_path / 'b')!r})); "
+              "print(b.sha256, 'jinja2' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.split() == [first.sha256, "False"]
+
+
+def test_a_new_version_or_an_edited_template_is_rendered_again(tmp_path, cache_home):
+    project = copy_sample(tmp_path / "p")
+    build.build_deb(project, tmp_path / "a", version="1.0.0")
+    again = build.build_deb(project, tmp_path / "b", version="1.0.1")
+    from debian.debfile import DebFile
+    assert DebFile(str(again.path)).debcontrol()["Version"] == "1.0.1"
+    postinst = project / "debian" / "postinst.j2"  # the sample's own copy of debship's templates
+    postinst.write_text(postinst.read_text().replace("set -e\n", "set -e\n# edited after it was cached\n", 1))
+    edited = build.build_deb(project, tmp_path / "c", version="1.0.1")
+    assert "# edited after it was cached" in DebFile(str(edited.path)).control.get_content("postinst").decode()
