@@ -17,6 +17,8 @@ from pathlib import Path
 
 from . import __version__
 
+FORMAT = 2  # entries start with the sha256 of the rest; part of every key, so no older entry is read
+
 
 def directory(kind: str) -> Path | None:
     """``<cache>/<kind>``, created; ``None`` when the cache is off or cannot be created."""
@@ -33,7 +35,7 @@ def directory(kind: str) -> Path | None:
 
 def key(*parts: bytes | str) -> str:
     """A hex digest of ``parts`` (length-prefixed, so no two lists of parts share one)."""
-    h = hashlib.sha256(__version__.encode())
+    h = hashlib.sha256(f"{__version__}|{FORMAT}".encode())
     for p in parts:
         b = p.encode() if isinstance(p, str) else p
         h.update(len(b).to_bytes(8, "little") + b)
