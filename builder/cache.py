@@ -3,8 +3,8 @@ compiled templates, and ``systemd-analyze verify``'s verdict on a set of units.
 
 It never changes what is built.  An entry is found by a hash of everything its result
 depends on, so a stale entry is never used; a missing, unreadable or corrupt one (each
-entry starts with the sha256 of the rest) means the work is done again; entries are written to a temp file and renamed; a cache that
-cannot be written is skipped.  It lives in ``$XDG_CACHE_HOME/debship`` (default
+entry starts with the sha256 of the rest) means the work is done again; entries are
+written to a temp file and renamed; a cache that cannot be written is skipped.  It lives in ``$XDG_CACHE_HOME/debship`` (default
 ``~/.cache/debship``); ``DEBSHIP_CACHE=off`` turns it off.
 """
 from __future__ import annotations

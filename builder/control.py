@@ -223,7 +223,7 @@ class Templates:
             self._fingerprint = cache.key(*parts)
         return self._fingerprint
 
-    def environment(self) -> jinja2.Environment:
+    def _environment(self) -> jinja2.Environment:
         if self._env is None:
             import jinja2
 
@@ -236,7 +236,7 @@ class Templates:
         import jinja2
 
         try:
-            return self.environment().get_template(name).render(**context)
+            return self._environment().get_template(name).render(**context)
         except jinja2.TemplateNotFound:
             raise BuildError(f"template {name} not found in {', '.join(str(d) for d in self.dirs)}; "
                              "restore it or reinstall debship") from None
