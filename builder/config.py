@@ -6,7 +6,6 @@ typo must not silently change what gets installed), with a suggestion.
 """
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -145,6 +144,8 @@ def _read_toml(path: Path) -> dict:
 def _check_keys(table: Mapping, allowed: Mapping | tuple, where: str) -> None:
     for key in table:
         if key not in allowed:
+            import difflib  # only for this message
+
             close = difflib.get_close_matches(key, list(allowed), n=1)
             hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(sorted(allowed))
             raise ConfigError(f"{where}: unknown key '{key}'; {hint}")

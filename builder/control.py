@@ -7,12 +7,11 @@ repository's ``debian/``) are used otherwise.  Nothing here writes to disk.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import importlib.machinery
 import re
-import textwrap
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -118,7 +117,19 @@ def _long_description(text: str) -> list[str]:
     for para in re.split(r"\n\s*\n", text.strip()):
         if lines:
             lines.append(".")
-        lines += textwrap.wrap(" ".join(para.split()), width=72) or ["."]
+        lines += _wrap(para.split(), 72) or ["."]
+    return lines
+
+
+def _wrap(words: list[str], width: int) -> list[str]:
+    """Greedy wrap at spaces only: a word longer than ``width`` (a URL) keeps a line of its own,
+    whole (textwrap would cut it, and costs a millisecond to import)."""
+    lines: list[str] = []
+    for word in words:
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
     return lines
 
 
@@ -157,9 +168,10 @@ def _docs(templates: Templates, spec: PackageSpec, mtime: int) -> dict:
 
 
 def gzip_n(data: bytes) -> bytes:
-    """``gzip -9n``'s header: mtime 0, no name, OS byte 3 (Unix) on every Python (3.13's gzip writes 255)."""
-    out = gzip.compress(data, compresslevel=9, mtime=0)
-    return out[:9] + b"\x03" + out[10:]
+    """What ``gzip -9n`` writes: zlib's own gzip header (wbits 31) has mtime 0, no name and
+    OS byte 3 (Unix) on every Python, where the gzip module's OS byte changed in 3.13."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return compressor.compress(data) + compressor.flush()
 
 
 def manifest(spec: PackageSpec, plan: Plan) -> dict:

@@ -27,15 +27,16 @@ _KEYSTORE_SUFFIXES = (".p12", ".pfx", ".jks", ".keystore")
 
 # (kind, cheap substrings one of which must be present, regex), searched in bytes.
 # The most specific first.  AWS's documented example ids (AKIA…EXAMPLE) are not secrets.
-_CONTENT_RULES: tuple[tuple[str, tuple[bytes, ...], re.Pattern], ...] = (
-    ("a GCP service-account key", (b"service_account",), re.compile(
-        rb"\"type\"\s*:\s*\"service_account\"(?s:.*)\"private_key\"|\"private_key\"(?s:.*)\"type\"\s*:\s*"
-        rb"\"service_account\"")),
-    ("a private key", (b"PRIVATE KEY",), re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")),
+# The patterns stay text: ``re`` compiles one (and keeps it) only when a file has a probe.
+_CONTENT_RULES: tuple[tuple[str, tuple[bytes, ...], bytes], ...] = (
+    ("a GCP service-account key", (b"service_account",),
+     rb"\"type\"\s*:\s*\"service_account\"(?s:.*)\"private_key\"|\"private_key\"(?s:.*)\"type\"\s*:\s*"
+     rb"\"service_account\""),
+    ("a private key", (b"PRIVATE KEY",), rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"),
     ("an AWS access key id", (b"AKIA", b"ASIA"),
-     re.compile(rb"(?<![A-Z0-9])(?:AKIA|ASIA)(?![0-9A-Z]{9}EXAMPLE)[0-9A-Z]{16}(?![A-Z0-9])")),
-    ("an AWS secret access key", (b"ecret", b"ECRET"), re.compile(
-        rb"(?i)aws_?secret_?access_?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{30,}={0,2}")),
+     rb"(?<![A-Z0-9])(?:AKIA|ASIA)(?![0-9A-Z]{9}EXAMPLE)[0-9A-Z]{16}(?![A-Z0-9])"),
+    ("an AWS secret access key", (b"ecret", b"ECRET"),
+     rb"(?i)aws_?secret_?access_?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{30,}={0,2}"),
 )
 
 
@@ -63,7 +64,7 @@ def by_content(head: bytes) -> str | None:
     if b"\0" in head[:_TEXT_PROBE]:
         return None
     for kind, probes, pattern in _CONTENT_RULES:
-        if any(p in head for p in probes) and pattern.search(head):
+        if any(p in head for p in probes) and re.search(pattern, head):
             return kind
     return None
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +166,8 @@ def _verify_output(tool: str, units: list[tuple[str, bytes]]) -> str:
     cached = cache.read("systemd-verify", name)
     if cached is not None:
         return cached.decode("utf-8", "replace")
+    import subprocess  # only when the cache does not have the verdict
+
     with tempfile.TemporaryDirectory(prefix="debship-verify-") as tmp:
         copies = []
         for unit_name, text in units:

@@ -7,7 +7,6 @@ Everything here is pure except :func:`git_version` at the bottom.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 from builder.errors import ConfigError
@@ -18,22 +17,21 @@ _REVISION_CHARS = frozenset(_DIGITS + _LETTERS + ".+~")
 _EPOCH_MAX = 2**31 - 1  # dpkg stores the epoch in an int
 _CONFIG_FIX = "set [tool.debship].version to something like 1.2.3"
 
+# The patterns stay text: ``re`` compiles each (and keeps it) the first time it is used,
+# and a build whose version needs no converting uses none of them.
 # PEP 440's VERSION_PATTERN (from `packaging`), without the leading "v".
-_PEP440 = re.compile(
-    r"""(?:(?P<epoch>[0-9]+)!)?(?P<release>[0-9]+(?:\.[0-9]+)*)
+_PEP440 = r"""(?xi)(?:(?P<epoch>[0-9]+)!)?(?P<release>[0-9]+(?:\.[0-9]+)*)
     (?P<pre>[-_.]?(?P<pre_l>alpha|a|beta|b|preview|pre|c|rc)[-_.]?(?P<pre_n>[0-9]+)?)?
     (?P<post>-(?P<post_n1>[0-9]+)|[-_.]?(?P<post_l>post|rev|r)[-_.]?(?P<post_n2>[0-9]+)?)?
     (?P<dev>[-_.]?(?P<dev_l>dev)[-_.]?(?P<dev_n>[0-9]+)?)?
-    (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?""",
-    re.VERBOSE | re.IGNORECASE,
-)
+    (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?"""
 _PRE_LABELS = {"alpha": "a", "beta": "b", "c": "rc", "pre": "rc", "preview": "rc"}
 _IDENT = r"[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*"
-_SEMVER = re.compile(rf"(?P<core>\d+\.\d+\.\d+)-(?P<pre>{_IDENT})(?:\+(?P<build>{_IDENT}))?")
-_PEP_MARKER = re.compile(r"(?:dev|post|rev|r)\d*", re.IGNORECASE)
-_DESCRIBE = re.compile(r"(?P<tag>.+)-(?P<n>\d+)-g(?P<hash>[0-9a-f]{4,})(?P<dirty>-dirty)?")
-_BARE_HASH = re.compile(r"(?P<hash>[0-9a-f]{4,})(?P<dirty>-dirty)?")
-_RUN = re.compile(r"([^0-9]*)([0-9]*)")  # a non-digit run, then a digit run
+_SEMVER = rf"(?P<core>\d+\.\d+\.\d+)-(?P<pre>{_IDENT})(?:\+(?P<build>{_IDENT}))?"
+_PEP_MARKER = r"(?i)(?:dev|post|rev|r)\d*"
+_DESCRIBE = r"(?P<tag>.+)-(?P<n>\d+)-g(?P<hash>[0-9a-f]{4,})(?P<dirty>-dirty)?"
+_BARE_HASH = r"(?P<hash>[0-9a-f]{4,})(?P<dirty>-dirty)?"
+_RUN = r"([^0-9]*)([0-9]*)"  # a non-digit run, then a digit run
 
 
 def _split(v: str) -> tuple[str, str, str, bool, bool]:
@@ -100,7 +98,7 @@ def _order(c: str) -> int:
 def _cmp_part(a: str, b: str) -> int:
     """dpkg's verrevcmp(): alternate non-digit runs (by _order) and digit runs (as numbers)."""
     while a or b:
-        (na, da), (nb, db) = _RUN.match(a).groups(), _RUN.match(b).groups()
+        (na, da), (nb, db) = re.match(_RUN, a).groups(), re.match(_RUN, b).groups()
         for i in range(max(len(na), len(nb))):
             diff = _order(na[i:i + 1]) - _order(nb[i:i + 1])
             if diff:
@@ -149,10 +147,10 @@ def _from_pep440(m: re.Match) -> str:
 def _from_semver(s: str) -> str | None:
     """``1.3.0-rc.1+b.5`` -> ``1.3.0~rc.1+b.5``, when the pre-release starts with a
     letter and has no PEP 440 dev/post marker; else None."""
-    m = _SEMVER.fullmatch(s)
+    m = re.fullmatch(_SEMVER, s)
     if not m or m["pre"][0] not in _LETTERS:
         return None
-    if any(_PEP_MARKER.fullmatch(t) for t in re.split(r"[.-]", m["pre"])):
+    if any(re.fullmatch(_PEP_MARKER, t) for t in re.split(r"[.-]", m["pre"])):
         return None
     build = f"+{m['build'].replace('-', '.')}" if m["build"] else ""
     return f"{m['core']}~{m['pre'].replace('-', '.')}{build}"
@@ -173,10 +171,13 @@ def to_debian(v: str) -> str:
     if s[:1] in ("v", "V") and s[1:2].isdigit():
         s = s[1:]
     fix = f"{_CONFIG_FIX} or 1.3.0rc1"
+    digits = s.replace(".", "")
+    if digits.isascii() and digits.isdigit() and _problem(s) is None:
+        return s  # a plain 1.2.3 is the same in every scheme: no pattern needed
     semver = _from_semver(s)
     if semver:
         return _check(semver, fix)
-    m = _PEP440.fullmatch(s)
+    m = re.fullmatch(_PEP440, s)
     if m and (m["epoch"] or m["pre_l"] or m["post_l"] or m["dev_l"]):
         return _check(_from_pep440(m), fix)
     if _problem(s) is None:
@@ -200,10 +201,10 @@ def from_git_describe(desc: str) -> str:
     clean commit).
     """
     s = desc.strip()
-    bare = _BARE_HASH.fullmatch(s)
+    bare = re.fullmatch(_BARE_HASH, s)
     if bare:
         return validate(f"0~git.g{bare['hash']}{'.dirty' if bare['dirty'] else ''}")
-    m = _DESCRIBE.fullmatch(s)
+    m = re.fullmatch(_DESCRIBE, s)
     if not m:
         raise ConfigError(
             f"git describe output {desc!r}: expected TAG-N-gHASH or a bare hash; "
@@ -227,6 +228,8 @@ def from_git_describe(desc: str) -> str:
 def git_version(project_dir: Path) -> str | None:
     """Debian version from ``git describe --tags --long --always --dirty`` run in
     ``project_dir``, or None when it is not a git repository or git is missing."""
+    import subprocess  # only for a version that comes from git
+
     try:
         out = subprocess.run(
             ["git", "describe", "--tags", "--long", "--always", "--dirty"],

@@ -59,6 +59,11 @@ def test_long_description_wraps_and_marks_paragraphs():
     assert "." in lines and lines[-1] == "second paragraph"
 
 
+def test_long_description_keeps_a_word_longer_than_a_line_whole():
+    url = "https://example.com/" + "x" * 80
+    assert control._long_description(f"see {url} for more") == ["see", url, "for more"]
+
+
 def test_installed_size_counts_files_rounded_up_and_folders():
     sizes = {"/usr/lib/a/x": 1, "/usr/lib/a/y": 1025, "/etc/a/z": 0}
     # files: 1 + 2 + 0; folders: /usr, /usr/lib, /usr/lib/a, /etc, /etc/a
