@@ -4,6 +4,8 @@ installs of debship side by side, runs interleaved, min and median wall and CPU 
     python3 bench/startup.py [--repeat N] BUILD_DEB [BUILD_DEB ...]
 
 Each BUILD_DEB is a `build-deb` executable (e.g. two venvs, before and after a change).
+Two floor rows, timed in the same interleaved rounds, use the first install's own Python:
+its bare start-up, and start-up plus `import click` (what any click command pays).
 SOURCE_DATE_EPOCH is set; PYTHONDONTWRITEBYTECODE is removed (it would make Python compile
 debship's modules on every run, which no installed copy does).
 """
@@ -22,10 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def one_run(exe: str, out: str, env: dict) -> tuple[float, float]:
+def one_run(argv: list[str], env: dict) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([exe, "--project", str(REPO), "--out", out], env=env, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -38,19 +40,23 @@ def main() -> int:
     args = parser.parse_args()
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    results: dict[str, list[tuple[float, float]]] = {exe: [] for exe in args.exes}
+    python = str(Path(args.exes[0]).parent / "python")
     with tempfile.TemporaryDirectory(prefix="debship-startup-") as out:
-        for exe in args.exes:  # one warm-up each: fills the caches
-            one_run(exe, out, env)
+        commands = {exe: [exe, "--project", str(REPO), "--out", out] for exe in args.exes}
+        commands["floor: python -c pass"] = [python, "-c", "pass"]
+        commands["floor: python -c 'import click'"] = [python, "-c", "import click"]
+        results: dict[str, list[tuple[float, float]]] = {label: [] for label in commands}
+        for argv in commands.values():  # one warm-up each: fills the caches
+            one_run(argv, env)
         for _ in range(args.repeat):
-            for exe in args.exes:
-                results[exe].append(one_run(exe, out, env))
+            for label, argv in commands.items():
+                results[label].append(one_run(argv, env))
     print(f"{args.repeat} runs each, interleaved, {os.cpu_count()} CPUs\n")
     print("| build-deb | wall min | wall median | CPU min | CPU median |")
     print("|---|---:|---:|---:|---:|")
-    for exe, runs in results.items():
+    for label, runs in results.items():
         walls, cpus = [w for w, _ in runs], [c for _, c in runs]
-        print(f"| {exe} | {min(walls) * 1000:.0f} ms | {statistics.median(walls) * 1000:.0f} ms "
+        print(f"| {label} | {min(walls) * 1000:.0f} ms | {statistics.median(walls) * 1000:.0f} ms "
               f"| {min(cpus) * 1000:.0f} ms | {statistics.median(cpus) * 1000:.0f} ms |")
     return 0
 
