@@ -45,6 +45,16 @@ DEFAULTS: dict[str, Any] = {
 REQUIRED = ("name", "maintainer", "description")
 UNIT_DEFAULTS: dict[str, Any] = {"enable": None, "start": True, "on-upgrade": "restart"}
 
+# Debian Policy 2.5 (``extra`` is deprecated: lintian asks for ``optional``) and the archive's
+# sections of Policy 2.4, optionally behind an area (``contrib/net``).
+PRIORITIES = ("required", "important", "standard", "optional")
+SECTIONS = frozenset("""admin cli-mono comm database debian-installer debug devel doc editors education
+    electronics embedded fonts games gnome gnu-r gnustep graphics hamradio haskell httpd interpreters
+    introspection java javascript kde kernel libdevel libs lisp localization mail math metapackages misc net
+    news ocaml oldlibs otherosfs perl php python ruby rust science shells sound tasks tex text utils vcs video
+    web x11 xfce zope""".split())
+AREAS = ("", "main", "contrib", "non-free", "non-free-firmware")
+
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 MAINTAINER_RE = re.compile(r"^[^<>,\n]+ <[^<>@\s]+@[^<>\s]+>$")
 ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -240,6 +250,13 @@ def validate(spec: PackageSpec, where: str) -> None:
     if "\n" in spec.description or len(spec.description) > 80:
         raise ConfigError(f"{where}: description must be one line of at most 80 characters; "
                           "put the rest in long-description")
+    if spec.priority not in PRIORITIES:
+        raise ConfigError(f"{where}: priority '{spec.priority}' is not a Debian priority; "
+                          f"use optional (or {', '.join(PRIORITIES[:-1])})")
+    area, _, section = spec.section.rpartition("/")
+    if area not in AREAS or section not in SECTIONS:
+        raise ConfigError(f"{where}: section '{spec.section}' is not a Debian archive section; "
+                          "use admin, utils, net, misc … (Debian Policy 2.4), optionally as contrib/<section>")
     if not ARCH_RE.match(spec.architecture):
         raise ConfigError(f"{where}: architecture '{spec.architecture}' is invalid; use 'all' or e.g. 'amd64'")
     if spec.startup is not None and spec.folders.get("scripts") is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -149,6 +150,12 @@ CASES = [
     Case("architecture-is-an-int", append("architecture = 64\n"), ("'architecture' must be a one-line string",),
          CONFIG),
     Case("architecture-bad", append('architecture = "x86_64"\n'), ("architecture 'x86_64' is invalid",), CONFIG),
+    Case("priority-extra", append('priority = "extra"\n'), ("priority 'extra' is not a Debian priority",
+                                                            "use optional"), CONFIG),
+    Case("priority-unknown", append('priority = "high"\n'), ("priority 'high'",), CONFIG),
+    Case("section-unknown", append('section = "tools"\n'), ("section 'tools' is not a Debian archive section",
+                                                            "admin, utils"), CONFIG),
+    Case("section-bad-area", append('section = "private/admin"\n'), ("section 'private/admin'",), CONFIG),
     Case("homepage-is-a-table", append("[homepage]\nurl = 'x'\n"), ("'homepage' must be a one-line string",),
          CONFIG),
     Case("health-is-multi-line", append('health = """curl -f localhost\nexit 0"""\n'),
@@ -279,6 +286,14 @@ def test_out_folder_that_cannot_be_created(project, tmp_path, make_out):
 def test_units_may_run_as_users_every_host_has(project, user):
     unit_line(f"User={user}\nGroup=adm")(project)
     builds(project)
+
+
+@pytest.mark.parametrize("section, priority", [("contrib/net", "standard"), ("non-free-firmware/kernel", "required")])
+def test_an_area_before_the_section_and_every_policy_priority_build(project, section, priority):
+    append(f'section = "{section}"\npriority = "{priority}"\n')(project)
+    fields = subprocess.run(["dpkg-deb", "-f", str(builds(project)), "Section", "Priority"],
+                            capture_output=True, text=True, check=True).stdout
+    assert fields == f"Section: {section}\nPriority: {priority}\n"
 
 
 def test_a_template_may_run_as_its_instance_name(project):
