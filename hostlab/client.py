@@ -4,6 +4,7 @@ its own key pair, known_hosts and an empty ssh_config, so tests never read
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 from pathlib import Path
 
@@ -41,6 +42,25 @@ class ClientSide:
                         "-f", str(self.key_path)], check=True, stdin=subprocess.DEVNULL)
         self.known_hosts.touch()
         self.ssh_config.touch()
+
+    def add_user(self, root, host_key: str, sudo_password: bool = False) -> None:
+        """In ``root`` (a ``rootfs.Root``): the login user with this side's public key, sudo for
+        everything (asking for the password ``debship`` when ``sudo_password``), and the host's key."""
+        u, p = self.user, root.path
+        # "*": no password but not locked (sshd without PAM refuses locked accounts)
+        password = f"echo '{u}:debship' | chpasswd" if sudo_password else f"usermod -p '*' {u}"
+        root.run(["sh", "-c", f"useradd -m -s /bin/bash {u} && {password} && "
+                  f"install -d -m 0700 -o {u} -g {u} /home/{u}/.ssh && "
+                  f"ssh-keygen -q -t ed25519 -N '' -f {host_key}"])
+        auth = p / "home" / u / ".ssh" / "authorized_keys"
+        auth.write_text(self.public_key)
+        auth.chmod(0o600)
+        st = auth.parent.stat()
+        os.chown(auth, st.st_uid, st.st_gid)
+        rule = "ALL=(ALL:ALL) ALL" if sudo_password else "ALL=(ALL:ALL) NOPASSWD: ALL"
+        sudoers = p / "etc" / "sudoers.d" / u
+        sudoers.write_text(f"{u} {rule}\n")
+        sudoers.chmod(0o440)
 
     @property
     def public_key(self) -> str:

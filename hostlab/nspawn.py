@@ -54,7 +54,7 @@ from pathlib import Path
 
 from .client import ClientSide
 from .rootfs import ROOT_PACKAGES, Root
-from .sshhost import _die_with_parent, _kill, free_port
+from .sshhost import _die_with_parent, _kill, children, free_port
 
 # What booting needs on top of the chroot root: /sbin/init, the system bus (systemctl
 # as a user, logind) and PAM sessions.  No cloud-init: ship then waits on
@@ -228,7 +228,7 @@ class NspawnHost(ClientSide):
             self._stopping = True
             proc = self._proc
         if proc is not None and proc.poll() is None:
-            nspawn = _children(proc.pid)[:1]
+            nspawn = children(proc.pid)[:1]
             init = _guest_init(proc.pid)
             for pid in nspawn or [proc.pid]:
                 _signal(pid, signal.SIGTERM)  # nspawn: SIGRTMIN+3 to the guest's systemd = poweroff
@@ -251,24 +251,13 @@ class NspawnHost(ClientSide):
 
     # -- set-up, on the overlay, before the first boot -------------------------------
     def _provision(self) -> None:
-        u, p = self.user, self.root.path
+        p = self.root.path
         self.client_files(self.dir)
         (p / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
         (p / "etc/hostname").write_text(self.machine + "\n")
         with open(p / "etc/hosts", "a") as hosts:  # sudo resolves the host name
             hosts.write(f"127.0.1.1 {self.machine}\n")
-        # "*": no password but not locked
-        self.root.run(["sh", "-c", f"useradd -m -s /bin/bash {u} && usermod -p '*' {u} && "
-                       f"install -d -m 0700 -o {u} -g {u} /home/{u}/.ssh && "
-                       f"ssh-keygen -q -t ed25519 -N '' -f {HOST_KEY}"])
-        auth = p / "home" / u / ".ssh" / "authorized_keys"
-        auth.write_text(self.public_key)
-        auth.chmod(0o600)
-        st = auth.parent.stat()
-        os.chown(auth, st.st_uid, st.st_gid)
-        sudoers = p / "etc/sudoers.d" / u
-        sudoers.write_text(f"{u} ALL=(ALL:ALL) NOPASSWD: ALL\n")
-        sudoers.chmod(0o440)
+        self.add_user(self.root, HOST_KEY)
         dropin = p / SSHD_DROPIN[1:]
         dropin.parent.mkdir(parents=True, exist_ok=True)
         dropin.write_text(_SSHD_DROPIN.format(port=self.port, host_key=HOST_KEY))
@@ -295,16 +284,9 @@ class NspawnHost(ClientSide):
                 sources.write_text("")
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 def _guest_init(unshare_pid: int) -> int | None:
     """The guest's init: the child of systemd-nspawn (itself unshare's child) that is PID 1 of its namespace."""
-    for child in [c for nspawn in _children(unshare_pid)[:1] for c in _children(nspawn)]:
+    for child in [c for nspawn in children(unshare_pid)[:1] for c in children(nspawn)]:
         try:
             status = Path(f"/proc/{child}/status").read_text()
         except OSError:

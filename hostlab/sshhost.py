@@ -159,7 +159,7 @@ class SSHHost(ClientSide):
         if proc is None:
             return
         if proc.poll() is None:
-            for pid in self._children(proc.pid) or [proc.pid]:
+            for pid in children(proc.pid) or [proc.pid]:
                 _kill(pid)
             try:
                 proc.wait(timeout=10)
@@ -188,32 +188,20 @@ class SSHHost(ClientSide):
 
     # -- setup --------------------------------------------------------------------
     def _provision(self) -> None:
-        u, p = self.user, self.root.path
+        p = self.root.path
         self.client_files(self.dir)
-        # "*" = no password but not locked (sshd without PAM refuses locked accounts)
-        password = f"echo '{u}:debship' | chpasswd" if self.sudo_password else f"usermod -p '*' {u}"
-        self.run_root(["sh", "-c", f"useradd -m -s /bin/bash {u} && {password} && "
-                       f"install -d -m 0700 -o {u} -g {u} /home/{u}/.ssh && "
-                       f"ssh-keygen -q -t ed25519 -N '' -f {HOST_KEY}"])
-        auth = p / "home" / u / ".ssh" / "authorized_keys"
-        auth.write_text(self.public_key)
-        auth.chmod(0o600)
-        st = auth.parent.stat()
-        os.chown(auth, st.st_uid, st.st_gid)
-        rule = "ALL=(ALL:ALL) ALL" if self.sudo_password else "ALL=(ALL:ALL) NOPASSWD: ALL"
-        sudoers = p / "etc" / "sudoers.d" / u
-        sudoers.write_text(f"{u} {rule}\n")
-        sudoers.chmod(0o440)
+        self.add_user(self.root, HOST_KEY, self.sudo_password)
         with open(p / "etc" / "hosts", "a") as hosts:  # sudo resolves the (shared) host name
             hosts.write(f"127.0.1.1 {socket.gethostname()}\n")
         (p / SSHD_CONFIG[1:]).write_text(_SSHD_CONFIG.format(port=self.port, host_key=HOST_KEY))
 
-    @staticmethod
-    def _children(pid: int) -> list[int]:
-        try:
-            return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-        except OSError:
-            return []
+
+def children(pid: int) -> list[int]:
+    """The process's children, from /proc (none once it is gone)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _kill(pid: int) -> None:
