@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "install": {"units": "/lib/systemd/system", "scripts": "/usr/lib/{name}", "configs": "/etc/{name}"},
     "units": {},
     "allow-secrets": [],        # bundle files (like "configs/tls/server.key") shipped 0600 despite looking secret
+    "host-accounts": [],        # users and groups the hosts have from elsewhere (a dependency, the image)
 }
 REQUIRED = ("name", "maintainer", "description")
 UNIT_DEFAULTS: dict[str, Any] = {"enable": None, "start": True, "on-upgrade": "restart"}
@@ -57,6 +58,7 @@ AREAS = ("", "main", "contrib", "non-free", "non-free-firmware")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 MAINTAINER_RE = re.compile(r"^[^<>,\n]+ <[^<>@\s]+@[^<>\s]+>$")
+ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DEP_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?( \((<<|<=|=|>=|>>) [^()\s]+\))?$")
 UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9:_.\\-]+@?[A-Za-z0-9:_.\\-]*\.(service|socket|timer|path|mount|target)$")
@@ -93,6 +95,7 @@ class PackageSpec:
     install: Mapping[str, str] = field(default_factory=dict)           # kind -> absolute host folder
     units: Mapping[str, UnitOptions] = field(default_factory=dict)
     allow_secrets: tuple[str, ...] = ()                                # project-relative paths
+    host_accounts: frozenset[str] = frozenset()                        # units may run as these
     source: Path | None = None                                        # the file the config came from
 
     @property
@@ -228,6 +231,7 @@ def _to_spec(raw: dict, project_dir: Path, source: Path, where: str) -> PackageS
         install={k: _install_path(v, k, where).replace("{name}", name) for k, v in raw["install"].items()},
         units={u: _unit_options(u, o, where) for u, o in raw["units"].items()},
         allow_secrets=_allow_secrets(raw["allow-secrets"], where),
+        host_accounts=_host_accounts(raw["host-accounts"], where),
         source=source,
     )
     validate(spec, where)
@@ -324,6 +328,17 @@ def _allow_secrets(value: Any, where: str) -> tuple[str, ...]:
             raise ConfigError(f"{where}: allow-secrets entry '{p}' must be a path relative to the project, "
                               "like \"configs/tls/server.key\"")
     return tuple(Path(p).as_posix() for p in value)
+
+
+def _host_accounts(value: Any, where: str) -> frozenset[str]:
+    """User and group names the package does not create but every host has (useradd's rules)."""
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise ConfigError(f"{where}: 'host-accounts' must be a list of user or group names like [\"postgres\"]")
+    for n in value:
+        if not ACCOUNT_RE.match(n):
+            raise ConfigError(f"{where}: host-accounts entry '{n}' is not a user or group name; use lower-case "
+                              "letters, digits, '_' and '-', starting with a letter or '_', at most 32")
+    return frozenset(value)
 
 
 def _unit_options(unit: str, opts: Any, where: str) -> UnitOptions:

@@ -242,7 +242,7 @@ def _units(entries: list[Entry], spec: PackageSpec) -> tuple[Unit, ...]:
     parsed = []
     for e in files:
         unit = unitfiles.parse(e.src, _read_text(e.src))
-        unitfiles.check_users(e.src, unit)
+        unitfiles.check_users(e.src, unit, spec.host_accounts)
         _check_exec_paths(e.src, unit, spec, provided)
         parsed.append(_unit(unit, spec))
     unitfiles.systemd_verify([e.src for e in files], provided)

@@ -101,17 +101,20 @@ def _check_type(path: Path, unit: UnitFile) -> None:
             raise PlanError(f"{path}: service has no ExecStart=; add ExecStart=/usr/lib/<name>/<script>")
 
 
-def check_users(path: Path, unit: UnitFile) -> None:
+def check_users(path: Path, unit: UnitFile, host_accounts: frozenset[str] = frozenset()) -> None:
     """User=, Group= and SupplementaryGroups= must name accounts the host is sure to have.
 
     The package creates no accounts, so a name that is not on every Debian
     host would make the service fail at start ("Failed to determine user
-    credentials").  With DynamicUser=yes systemd makes the user itself.
+    credentials").  With DynamicUser=yes systemd makes the user itself;
+    ``host_accounts`` (the config's host-accounts) are names the project says
+    its hosts have from elsewhere (a dependency's package, the image).
     """
     if any(v.lower() in _YES for v in unit.values("Service", "DynamicUser")):
         return
-    for key, known, what in (("User", BASE_USERS, "user"), ("Group", BASE_GROUPS, "group"),
-                             ("SupplementaryGroups", BASE_GROUPS, "group")):
+    users, groups = BASE_USERS | host_accounts, BASE_GROUPS | host_accounts
+    for key, known, what in (("User", users, "user"), ("Group", groups, "group"),
+                             ("SupplementaryGroups", groups, "group")):
         for value in unit.values("Service", key):
             for name in value.split():
                 if name in ("nobody", "nogroup"):
@@ -119,8 +122,9 @@ def check_users(path: Path, unit: UnitFile) -> None:
                                     "(systemd calls it unsafe); set DynamicUser=yes instead")
                 if name not in known and not name.isdigit() and "%" not in name:
                     raise PlanError(f"{path}: {key}={name} names a {what} the package does not create; "
-                                    "set DynamicUser=yes (systemd makes the user), or use one every Debian "
-                                    "host has (root, daemon, www-data …)")
+                                    "set DynamicUser=yes (systemd makes the user), use one every Debian "
+                                    "host has (root, daemon, www-data …), or list it in host-accounts "
+                                    "when a dependency or the image makes it")
 
 
 def exec_paths(unit: UnitFile) -> list[tuple[str, str]]:

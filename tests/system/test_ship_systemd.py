@@ -36,16 +36,22 @@ sys.exit(1)
 '''
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    """The sample's v1 1.0.0 and v2 1.1.0, and a 1.2.0 whose agent crashes, with the agent on a free port."""
-    base = tmp_path_factory.mktemp("systemd-debs")
-    project = copy_sample(base / "project")
+def sample_project(dest: Path) -> tuple[Path, int]:
+    """A copy of the sample with its agent on a free loopback port: (project, port)."""
+    project = copy_sample(dest)
     port = free_port()
     conf = project / "configs" / "agent.conf"
     text, n = re.subn(r"(?m)^port = \d+$", f"port = {port}", conf.read_text())
     assert n == 1, "configs/agent.conf has no 'port = N' line any more"
     conf.write_text(text)
+    return project, port
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    """The sample's v1 1.0.0 and v2 1.1.0, and a 1.2.0 whose agent crashes, with the agent on a free port."""
+    base = tmp_path_factory.mktemp("systemd-debs")
+    project, port = sample_project(base / "project")
     debs = {"v1": build_deb(project, base / "v1", version="1.0.0").path,
             "v2": build_deb(project, base / "v2", version="1.1.0").path}
     (project / "scripts" / "agent.py").write_text(CRASHING_AGENT)
@@ -190,6 +196,32 @@ def test_reboot_brings_the_services_back_by_themselves(booted_host, sample):
     assert "already at 1.0.0" in last(events, "decide")["detail"] and last(events, "verify")["status"] == "ok"
     summary = [json.loads(line) for line in r.output.splitlines() if '"summary"' in line][0]
     assert summary["outcome"] == "unchanged"
+
+
+AS_OPS = "fleet-agent-as-ops.service"
+
+
+def test_a_unit_runs_as_an_account_the_host_has_from_elsewhere(booted_host, tmp_path):
+    # host-accounts: the guest's user ops comes with the image (hostlab makes it), not with
+    # the package; without the entry build-deb refuses User=ops (tests/unit/test_bad_input_table.py).
+    host = booted_host
+    project, _port = sample_project(tmp_path / "project")
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text()
+    assert "\n[tool.debship]\n" in text, "the sample's config is no longer in pyproject.toml"
+    pyproject.write_text(text.replace("\n[tool.debship]\n", '\n[tool.debship]\nhost-accounts = ["ops"]\n', 1))
+    (project / "units" / AS_OPS).write_text(
+        "[Unit]\nDescription=a service run as the image's ops user\n\n"
+        "[Service]\nUser=ops\nGroup=ops\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n")
+    deb = build_deb(project, tmp_path / "out", version="1.0.0").path
+
+    r = run_ship(host, deb, json_out=True)
+    assert r.exit_code == 0, shown(r)
+    assert AS_OPS in last(finished(r), "verify")["detail"]
+    props = unit(host, AS_OPS)
+    assert (props["ActiveState"], props["SubState"]) == ("active", "running"), journal(host, AS_OPS)
+    owner = host.run_root(["stat", "-c", "%U", f"/proc/{props['MainPID']}"]).stdout.strip()
+    assert owner == "ops", journal(host, AS_OPS)
 
 
 def test_a_crash_looping_unit_fails_the_ship(booted_host, sample):

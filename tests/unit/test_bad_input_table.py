@@ -243,7 +243,13 @@ CASES = [
                                                   write("configs/demo-svc.service", "x\n")(p)),
          ("both install to /lib/systemd/system/demo-svc.service",), BUNDLE),
     Case("unit-user-nobody-creates", unit_line("User=demo-svc"),
-         ("demo-svc.service", "User=demo-svc", "DynamicUser=yes"), BUNDLE),
+         ("demo-svc.service", "User=demo-svc", "DynamicUser=yes", "host-accounts"), BUNDLE),
+    Case("unit-user-another-listed", lambda p: (append('host-accounts = ["postgres"]\n')(p), unit_line("User=pg")(p)),
+         ("User=pg", "host-accounts"), BUNDLE),
+    Case("host-accounts-is-a-string", append('host-accounts = "postgres"\n'),
+         ("'host-accounts' must be a list", '["postgres"]'), CONFIG),
+    Case("host-accounts-bad-name", append('host-accounts = ["Postgres DB"]\n'),
+         ("host-accounts entry 'Postgres DB'", "lower-case"), CONFIG),
     Case("unit-group-nobody-creates", unit_line("Group=demo"), ("Group=demo", "DynamicUser=yes"), BUNDLE),
     Case("unit-user-nobody", unit_line("User=nobody"), ("User=nobody", "unsafe", "DynamicUser=yes"), BUNDLE),
     Case("unit-supplementary-group", unit_line("SupplementaryGroups=adm ssl-cert"),
@@ -298,6 +304,12 @@ def test_an_area_before_the_section_and_every_policy_priority_build(project, sec
 
 def test_a_template_may_run_as_its_instance_name(project):
     write("units/job@.service", "[Service]\nExecStart=/bin/true\nUser=%i\n")(project)
+    builds(project)
+
+
+def test_units_may_run_as_accounts_listed_in_host_accounts(project):
+    append('host-accounts = ["postgres", "ssl-cert"]\n')(project)
+    unit_line("User=postgres\nGroup=postgres\nSupplementaryGroups=ssl-cert")(project)
     builds(project)
 
 
