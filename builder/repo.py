@@ -336,11 +336,25 @@ def _write_atomic(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
+        _later_than(path, tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _later_than(old: Path, new: str) -> None:
+    """Date ``new`` at least a whole second after the file it replaces.  Web servers send
+    Last-Modified in whole seconds and apt, holding the old InRelease, asks If-Modified-Since:
+    a second publish within the same second would be answered 304 Not Modified, and clients
+    would keep the old indexes until the next publish."""
+    try:
+        before = int(os.stat(old).st_mtime)
+    except FileNotFoundError:
+        return
+    if int(os.stat(new).st_mtime) <= before:
+        os.utime(new, (before + 1, before + 1))
 
 
 @contextlib.contextmanager

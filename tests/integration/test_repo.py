@@ -262,6 +262,25 @@ def test_a_publish_killed_before_the_switch_leaves_the_previous_repository_usabl
     assert client.versions() == ["2.0.0", "1.0.0"]
 
 
+@pytest.mark.root
+def test_a_publish_in_the_same_second_as_the_last_one_reaches_the_clients(keys, debs, server, client_root):
+    # The web server answers If-Modified-Since to the whole second (as nginx and Python's
+    # http.server do).  Dating the first publish's files 30 s ahead stands for "the next
+    # publish comes within the same second", without racing the clock.
+    result = publish([debs["1.0.0"]], server.repo, sign_key=keys.main)
+    ahead = int(time.time()) + 30
+    for name in ("InRelease", "Release", "Release.gpg"):
+        os.utime(server.repo / "dists/stable" / name, (ahead, ahead))
+    client = Client(client_root, server.url, result.keyring)
+    assert client.apt("apt-get", "update").returncode == 0 and client.versions() == ["1.0.0"]
+
+    publish([debs["2.0.0"]], server.repo, sign_key=keys.main)
+    assert int((server.repo / "dists/stable/InRelease").stat().st_mtime) > ahead
+    update = client.apt("apt-get", "update")
+    assert update.returncode == 0, update.output
+    assert client.versions() == ["2.0.0", "1.0.0"], update.output
+
+
 def _waits_for_lock(pid: int) -> bool:
     """True once ``pid`` is queued on a flock (a "->" line of /proc/locks)."""
     return any(line.split()[1] == "->" and line.split()[5] == str(pid)
