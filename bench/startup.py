@@ -4,8 +4,9 @@ installs of debship side by side, runs interleaved, min and median wall and CPU 
     python3 bench/startup.py [--repeat N] BUILD_DEB [BUILD_DEB ...]
 
 Each BUILD_DEB is a `build-deb` executable (e.g. two venvs, before and after a change).
-Two floor rows, timed in the same interleaved rounds, use the first install's own Python:
-its bare start-up, and start-up plus `import click` (what any click command pays).
+Two floor rows, timed in the same interleaved rounds, use the first install's own Python
+(the one its `#!` line names): its bare start-up, and start-up plus `import click` (what any
+click command pays).
 SOURCE_DATE_EPOCH is set; PYTHONDONTWRITEBYTECODE is removed (it would make Python compile
 debship's modules on every run, which no installed copy does).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -33,6 +35,15 @@ def one_run(argv: list[str], env: dict) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def interpreter(exe: str) -> list[str]:
+    """The command in ``exe``'s ``#!`` line (a venv's python, /usr/bin/python3, or env python3)."""
+    with open(exe, "rb") as f:
+        first = f.readline().decode()
+    if not first.startswith("#!"):
+        sys.exit(f"{exe}: no #! line; pass a build-deb console script")
+    return shlex.split(first[2:])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=25, help="timed runs per executable (default 25)")
@@ -40,11 +51,11 @@ def main() -> int:
     args = parser.parse_args()
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    python = str(Path(args.exes[0]).parent / "python")
+    python = interpreter(args.exes[0])
     with tempfile.TemporaryDirectory(prefix="debship-startup-") as out:
         commands = {exe: [exe, "--project", str(REPO), "--out", out] for exe in args.exes}
-        commands["floor: python -c pass"] = [python, "-c", "pass"]
-        commands["floor: python -c 'import click'"] = [python, "-c", "import click"]
+        commands["floor: python -c pass"] = [*python, "-c", "pass"]
+        commands["floor: python -c 'import click'"] = [*python, "-c", "import click"]
         results: dict[str, list[tuple[float, float]]] = {label: [] for label in commands}
         for argv in commands.values():  # one warm-up each: fills the caches
             one_run(argv, env)
