@@ -1,4 +1,4 @@
-"""The debship CLI with every SSH round trip of builder.remote.Connection recorded (bench code only).
+"""The debship CLI with every SSH round trip of builder.ship.ssh.SSHConnection recorded (bench code only).
 
     python bench/_counted.py TRIPS.json ship DEB --host ... [ship options]
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from builder import remote  # noqa: E402
+from builder.ship import ssh  # noqa: E402
 from builder.cli import main  # noqa: E402
 
 RECORDS: list[dict] = []
@@ -50,7 +50,7 @@ def _dump(path: Path) -> None:
 if __name__ == "__main__":
     out = Path(sys.argv.pop(1))
     for kind, name in (("connect", "reconnect"), ("run", "run"), ("put", "put")):
-        setattr(remote.Connection, name, _counted(kind, getattr(remote.Connection, name)))
+        setattr(ssh.SSHConnection, name, _counted(kind, getattr(ssh.SSHConnection, name)))
     atexit.register(_dump, out)
     sys.argv[0] = "debship"
     main()

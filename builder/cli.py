@@ -154,33 +154,33 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     2 bad usage; 6 nothing could be shipped (bad package, no hosts).
     """
     # Imported here: paramiko takes longer to import than build-deb takes to build a small package.
-    from . import ship as shipping
-    from .remote import ConnectOptions
+    from .ship import fleet
+    from .ship.sshconfig import ConnectOptions
 
     mode = "rollback" if to_version else (mode or "ship")
-    pkg = shipping.package_for(mode, deb, package, project)
-    specs = shipping.parse_hosts(hosts, hosts_file)
+    pkg = fleet.package_for(mode, deb, package, project)
+    specs = fleet.parse_hosts(hosts, hosts_file)
     policy = "pin" if host_key else ("strict" if strict_host_keys else "accept-new")
     connect = ConnectOptions(connect_timeout=connect_timeout, host_keys=policy, pinned_key=host_key,
                              known_hosts=known_hosts, ssh_config=ssh_config, identity_file=identity)
-    repo = shipping.via_repo(pkg.name, via_repo, repo_key, suite, component) if via_repo or repo_key else None
-    opts = shipping.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
-                                start_timeout=start_timeout, force=force,
-                                dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo)
+    repo = fleet.via_repo(pkg.name, via_repo, repo_key, suite, component) if via_repo or repo_key else None
+    opts = fleet.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
+                             start_timeout=start_timeout, force=force,
+                             dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo)
     render = _json_event if as_json else _text_event
-    fleet = {"parallel": parallel, "batch": batch, "max_failures": max_failures}
+    rollout = {"parallel": parallel, "batch": batch, "max_failures": max_failures}
     if mode == "ship":
         if not as_json:
             click.echo(f"shipping {pkg.name} {pkg.version} ({pkg.size} bytes) to {len(specs)} host(s)")
-        results = shipping.ship(pkg, specs, opts, render, **fleet)
+        results = fleet.ship(pkg, specs, opts, render, **rollout)
     elif mode == "list":
-        results = shipping.list_kept(pkg.name, specs, opts, render, **fleet)
+        results = fleet.list_kept(pkg.name, specs, opts, render, **rollout)
     elif to_version:
-        results = shipping.to_version(pkg.name, to_version, specs, opts, render, **fleet)
+        results = fleet.to_version(pkg.name, to_version, specs, opts, render, **rollout)
     else:
-        results = shipping.rollback(pkg.name, specs, opts, render, **fleet)
+        results = fleet.rollback(pkg.name, specs, opts, render, **rollout)
     (_json_summary if as_json else _text_summary)(results, pkg)
-    click.get_current_context().exit(shipping.exit_code(results))
+    click.get_current_context().exit(fleet.exit_code(results))
 
 
 _MARKS = {"start": "..", "ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -298,7 +298,8 @@ def publish(debs, repo_dir, suite, component, sign_key) -> None:
 @reports_errors
 def cloud_init(url, key_file, packages, suite, component, source_name) -> None:
     """Print cloud-init user-data that adds the repository and installs packages at first boot."""
-    from .cloudinit import parse_package, read_key, user_data
+    from .cloudinit import parse_package, user_data
+    from .gpg import read_key
     wanted = [parse_package(p) for p in packages]
     click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name), nl=False)
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-from . import gpg
 from .errors import RepoError
 from .version import validate
 
@@ -30,16 +28,6 @@ def parse_package(spec: str) -> tuple[str, str | None]:
     if sep:
         validate(version)
     return name, (version if sep else None)
-
-
-def read_key(path: Path) -> str:
-    """The armored public key in ``path`` (armored, or binary as ``gpg --export`` writes it)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise RepoError(f"--repo-key {path}: cannot read it ({e.strerror or e}); pass the repository's "
-                        f"debship-archive-keyring.asc or .gpg") from e
-    return gpg.armored_key(data, f"--repo-key {path}")
 
 
 def user_data(url: str, key: str, packages: list[tuple[str, str | None]], suite: str = "stable",

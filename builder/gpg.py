@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+from pathlib import Path
 
 from .errors import RepoError
 
@@ -93,3 +94,13 @@ def armored_key(data: bytes, what: str) -> str:
 def _packet_tag(first: int) -> int:
     """The packet tag of a first octet: new format (bit 6 set) or old format."""
     return first & 0x3F if first & 0x40 else (first >> 2) & 0x0F
+
+
+def read_key(path: Path) -> str:
+    """The armored public key in ``path`` (armored, or binary as ``gpg --export`` writes it)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise RepoError(f"--repo-key {path}: cannot read it ({e.strerror or e}); pass the repository's "
+                        f"debship-archive-keyring.asc or .gpg") from e
+    return armored_key(data, f"--repo-key {path}")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from builder.remote import ConnectOptions, Connection, HostSpec
+from builder.ship.ssh import SSHConnection
+from builder.ship.sshconfig import ConnectOptions, HostSpec
 
 
 class TestHost(Protocol):
@@ -33,7 +34,7 @@ class TestHost(Protocol):
 
     def options(self, **overrides) -> ConnectOptions: ...
 
-    def connect(self, **overrides) -> Connection: ...
+    def connect(self, **overrides) -> SSHConnection: ...
 
     def ship_args(self) -> list[str]: ...           # -i KEY --known-hosts … --ssh-config …
 

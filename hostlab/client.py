@@ -8,7 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from builder.remote import ConnectOptions, Connection, HostSpec, connect
+from builder.ship.ssh import SSHConnection, connect
+from builder.ship.sshconfig import ConnectOptions, HostSpec
 
 
 class ClientSide:
@@ -76,7 +77,7 @@ class ClientSide:
                               identity_file=self.key_path, use_agent=False)
         return dataclasses.replace(base, **overrides)
 
-    def connect(self, **overrides) -> Connection:
+    def connect(self, **overrides) -> SSHConnection:
         return connect(self.spec, self.options(**overrides))
 
     @property

@@ -5,7 +5,7 @@ guest for real, so services run, ``systemctl`` answers and a reboot reboots::
 
     with Root(cached_root(BOOT_PACKAGES)) as root, NspawnHost(root) as host:
         host.run_root(["systemctl", "is-system-running", "--wait"])   # inside, as root, no SSH
-        with host.connect() as conn:                                  # builder.remote.Connection
+        with host.connect() as conn:                                  # builder.ship.ssh.SSHConnection
             conn.run(["id"])
 
 The guest root is ``rootfs.cached_root(BOOT_PACKAGES)`` (mmdebstrap, cached by

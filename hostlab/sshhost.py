@@ -15,7 +15,7 @@ process (PR_SET_PDEATHSIG) and takes sshd with it (--kill-child), so even a
 killed pytest leaves no sshd behind.  Needs root, like ``Root``.
 
     with Root(cached_root()) as root, SSHHost(root) as host:
-        with host.connect() as conn:          # builder.remote.Connection
+        with host.connect() as conn:          # builder.ship.ssh.SSHConnection
             conn.run(["id"])
         host.run_root(["cat", "/etc/hostname"])  # chrooted, as root, no SSH
 """

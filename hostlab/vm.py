@@ -51,7 +51,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from builder.errors import RemoteError
-from builder.remote import Connection, Result
+from builder.ship.connection import Result
+from builder.ship.ssh import SSHConnection
 
 from .client import ClientSide
 from .rootfs import cache_dir
@@ -302,7 +303,7 @@ class VMGuest(ClientSide):
         self.accel_reason = ""
         self.boots: list[BootRecord] = []      # one per boot of the guest, the first from qemu's start
         self._proc: subprocess.Popen | None = None
-        self._conn: Connection | None = None
+        self._conn: SSHConnection | None = None
         self._watcher: threading.Thread | None = None
         self._open(start)
 

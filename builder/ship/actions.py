@@ -1,28 +1,98 @@
-"""The executor's actions: how ``hostrun.HostRun`` carries out each ``hostplan.Step`` op (and
-waits for boot, takes the host lock, repairs an interrupted dpkg) over its connection.
-Each action takes the run and returns ``(status, detail)`` for its event, or raises
-``ShipError``; what to run is ``commands``', what the host is ``facts``'."""
+"""The executor's actions: how each ``plan.Step`` op is carried out on a host (and how to wait
+for boot, take the host lock, repair an interrupted dpkg).
+
+Each action takes ``run``, a narrow ``Context`` (the connection, the package, the options and the
+facts read so far: a frozen snapshot the executor makes for the step, not the executor itself)
+and returns a ``Done``: the status and detail of its event plus what it learnt (new facts, the
+held lock, the kept upload, the package's name) for the executor to keep; or it raises
+``ShipError``.  Only the executor changes its own state.  What to run is ``commands``', what the host is ``facts``'.
+"""
 from __future__ import annotations
 
 import contextlib
 import getpass
 import os
+import shlex
 import socket
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
-from . import commands, facts, hostplan, store, verify
-from .debinfo import name_only
-from .errors import DebshipError, RemoteError, ShipError
-from .hostplan import Step
-from .layout import DEBSHIP_STATE
-from .remote import Result
+from ..debinfo import PackageInfo, name_only
+from ..errors import DebshipError, RemoteError, ShipError
+from ..layout import DEBSHIP_STATE, Layout
+from ..manifest import Manifest
+from . import commands, facts, plan, store, verify
+from .connection import Connection, Held, Result
+from .facts import HostFacts
+from .options import ShipOptions
+from .plan import Step
 
-if TYPE_CHECKING:
-    from .hostrun import HostRun
+
+@dataclass(frozen=True)
+class Context:
+    """What an action sees of one host's run (frozen: an action cannot change the run)."""
+
+    conn: Connection
+    pkg: PackageInfo
+    opts: ShipOptions
+    emit: Callable[..., None]  # emit(step, status, detail): a warning while the step runs
+    facts: HostFacts | None = None  # the newest facts read
+    first_facts: HostFacts | None = None  # the facts the plan was made from
+    uploaded: store.Kept | None = None  # what this run put in the store
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.pkg.name)
+
+    def sh(self, argv: Sequence[str], *, sudo: bool = False, check: bool = False, timeout: float = 120.0,
+           stdin: bytes | None = None) -> Result:
+        r = self.conn.run(list(argv), sudo=sudo, timeout=timeout, stdin=stdin)
+        if check and not r.ok:
+            raise ShipError(f"`{shlex.join(argv)}` failed (exit {r.exit_code}): {r.stderr.strip() or r.stdout.strip()}")
+        return r
 
 
-def wait_for_boot(run: HostRun):
+@dataclass(frozen=True)
+class Done:
+    """An action's result: its event, and what the executor keeps from it."""
+
+    status: str
+    detail: str
+    facts: HostFacts | None = None  # read after the action changed the host
+    held: Held | None = None  # the host lock, held until the run ends
+    uploaded: store.Kept | None = None
+    pkg: PackageInfo | None = None  # the package the host says it manages
+
+
+def read_facts(run: Context, sudo: bool = True) -> facts.HostFacts:
+    """Everything the plan needs, in one round trip (with sudo: conffiles may be 0600)."""
+    stored = plan.stored_path(run.pkg) if run.pkg.version else ""
+    units = [u.name for u in run.pkg.manifest.units]
+    r = run.sh(facts.host_facts_command(run.layout, stored, units), sudo=sudo, check=True)
+    return facts.parse_host_facts(r.stdout)
+
+
+def installed_version(run: Context) -> str | None:
+    try:
+        r = run.sh(facts.installed_command(run.pkg.name))
+    except DebshipError:
+        return None
+    fact = facts.parse_installed(r.exit_code, r.stdout)
+    return fact.version if fact else None
+
+
+def installed_manifest(run: Context, now: facts.HostFacts | None = None) -> Manifest:
+    """The manifest of the version now installed (after a rollback: the older one's)."""
+    now = now or run.facts
+    if now is not None and now.manifest.strip():
+        parsed = Manifest.from_json(now.manifest, run.pkg.name)
+        if parsed.name:
+            return parsed
+    return run.pkg.manifest
+
+
+def wait_for_boot(run: Context) -> Done:
     timeout = run.opts.boot_timeout
     r = run.sh(facts.boot_command(timeout), timeout=timeout + 30)
     boot = facts.parse_boot(r.exit_code, r.stdout, r.stderr)
@@ -30,21 +100,20 @@ def wait_for_boot(run: HostRun):
         raise ShipError(f"{boot.detail} after {timeout:g} s; raise --boot-timeout or look at the host")
     if boot.state == "fail":
         raise ShipError(boot.detail)
-    return (boot.state, boot.detail)
+    return Done(boot.state, boot.detail)
 
-def find_package(run: HostRun):
+def find_package(run: Context) -> Done:
     """No package named: the host's debship state says which package it manages."""
     if run.pkg.name:
-        return ("skip", f"package {run.pkg.name}")
+        return Done("skip", f"package {run.pkg.name}")
     r = run.sh(facts.managed_command())
     names = facts.parse_managed(r.stdout)
     if len(names) != 1:
         listed = f"it manages {', '.join(names)}" if names else "it manages no debship package"
         raise ShipError(f"cannot tell which package: {listed} ({DEBSHIP_STATE}); pass --package NAME")
-    run.pkg = name_only(names[0])
-    return ("ok", f"package {names[0]} (the one debship package on the host)")
+    return Done("ok", f"package {names[0]} (the one debship package on the host)", pkg=name_only(names[0]))
 
-def take_lock(run: HostRun):
+def take_lock(run: Context) -> Done:
     """Take the host's ship lock for this package (held until the connection closes); a ship
     already holding it is waited for, up to --lock-timeout, and named."""
     lay, wait = run.layout, run.opts.lock_timeout
@@ -65,17 +134,15 @@ def take_lock(run: HostRun):
                             f"than {wait} s; wait for it to finish or raise --lock-timeout")
         raise ShipError(f"cannot take the ship lock {lay.lock} (exit {got.exit_code}): "
                         f"{(got.stderr or got.stdout).strip()[-200:]}")
-    run.held = got
-    return ("ok", f"{lay.lock}" + (f" (waited for {busy[0]})" if busy else ""))
+    return Done("ok", f"{lay.lock}" + (f" (waited for {busy[0]})" if busy else ""), held=got)
 
-def repair(run: HostRun, now: facts.HostFacts) -> facts.HostFacts:
+def repair(run: Context, now: facts.HostFacts) -> facts.HostFacts:
     """dpkg was interrupted (a killed apt, a power cut): finish configuring what it left,
     waiting for the lock like apt does, before deciding anything."""
     what = now.audit.splitlines()[0] if now.audit else f"{run.pkg.name} is {now.installed.status.strip()}"
     run.emit("repair", "warn", f"dpkg was interrupted ({what}); running dpkg --configure -a")
-    run.repaired = True
     r = run.sh(commands.configure_pending(run.opts.lock_timeout), sudo=True, timeout=run.opts.lock_timeout + 900)
-    after = run.read_facts()
+    after = read_facts(run)
     if not r.ok:
         run.emit("repair", "warn", f"dpkg --configure -a failed: {last_line(r.stdout + r.stderr)}")
     return after
@@ -84,10 +151,10 @@ def last_line(output: str) -> str:
     return next((l.strip() for l in reversed(output.splitlines()) if l.startswith(("E:", "dpkg:"))),
                 " ".join(output.split())[-200:] or "no output")
 
-def upload(run: HostRun, _step: Step):
-    stored = hostplan.stored_path(run.pkg)
+def upload(run: Context, _step: Step) -> Done:
+    stored = plan.stored_path(run.pkg)
     if run.facts and run.facts.stored_sha == run.pkg.sha256:
-        return ("ok", f"already in {run.layout.store}")
+        return Done("ok", f"already in {run.layout.store}")
     r = run.sh(commands.stage(run.pkg.name, run.conn.user), sudo=True, check=True)
     staging = r.stdout.strip()
     remote = f"{staging}/{run.pkg.filename}"
@@ -103,10 +170,10 @@ def upload(run: HostRun, _step: Step):
                         f"{run.pkg.sha256}; ship again")
     if not r.ok:
         raise ShipError(f"cannot keep the upload in {run.layout.store}: {(r.stderr or r.stdout).strip()[-200:]}")
-    run.uploaded = store.Kept(stored.rsplit("/", 1)[1], run.pkg.version)
-    return ("ok", f"{run.pkg.size} bytes, sha256 checked, kept as {stored}")
+    kept = store.Kept(stored.rsplit("/", 1)[1], run.pkg.version)
+    return Done("ok", f"{run.pkg.size} bytes, sha256 checked, kept as {stored}", uploaded=kept)
 
-def add_source(run: HostRun, _step: Step):
+def add_source(run: Context, _step: Step) -> Done:
     """Put the repository's key and deb822 source on the host and refresh that source alone."""
     repo, lay = run.opts.via_repo, run.layout
     run.sh(commands.write_file(lay.repo_keyring), sudo=True, stdin=repo.key.encode(), check=True)
@@ -116,68 +183,68 @@ def add_source(run: HostRun, _step: Step):
     if not r.ok or any(l.startswith(("E:", "Err:")) for l in problems):
         raise ShipError(f"apt-get update of {repo.url} failed ({' | '.join(problems[:3]) or f'exit {r.exit_code}'}); "
                         "check the URL, that the host reaches it, and --repo-key")
-    now = run.read_facts()
-    return ("ok", f"{lay.repo_source}: {run.pkg.name} {', '.join(now.available) or 'not found'} available")
+    now = read_facts(run)
+    return Done("ok", f"{lay.repo_source}: {run.pkg.name} {', '.join(now.available) or 'not found'} available", now)
 
-def refresh_store(run: HostRun, _step: Step):
+def refresh_store(run: Context, _step: Step) -> Done:
     """Prune to the newest N plus the installed version, then rebuild the index from the files."""
-    now = run.facts or run.read_facts()
+    now = run.facts or read_facts(run)
     kept = list(now.kept)
     if run.uploaded is not None and run.uploaded.filename not in {k.filename for k in kept}:
         kept = store.parse_list("".join(f"{k.filename}\t{k.version}\n" for k in [*kept, run.uploaded]))
-    keep = run.installed_manifest(now).keep_versions
+    keep = installed_manifest(run, now).keep_versions
     pruned = store.to_prune(kept, keep, now.before)
     if pruned:
         run.sh(store.prune_command(run.layout, pruned), sudo=True, check=True)
     run.sh(store.index_command(run.layout), sudo=True, check=True, timeout=300)
     kept = [k.version for k in kept if k.filename not in pruned]
-    return ("ok", f"kept {', '.join(kept)}" + (f"; pruned {', '.join(pruned)}" if pruned else ""))
+    return Done("ok", f"kept {', '.join(kept)}" + (f"; pruned {', '.join(pruned)}" if pruned else ""), now)
 
-def install(run: HostRun, s: Step):
+def install(run: Context, s: Step) -> Done:
     """apt-get install a stored file path or ``name=version`` from the host's repository."""
     argv = commands.apt_install(s.target, run.opts.lock_timeout, s.downgrade, s.reinstall, run.layout.install_log)
     r = run.sh(argv, sudo=True, timeout=run.opts.lock_timeout + 900)
     if not r.ok:
         raise ShipError(_install_failure(run, r.stdout + r.stderr))
-    now = run.read_facts()
+    now = read_facts(run)
     if now.installed is None or not now.installed.ok or now.installed.version != s.version:
         raise ShipError(f"apt finished but dpkg reports {now.installed}; see {run.layout.deploy_log}")
-    return ("ok", s.why + new_dpkg_dist(run))
+    return Done("ok", s.why + new_dpkg_dist(run.first_facts, now), now)
 
-def _install_failure(run: HostRun, output: str) -> str:
+def _install_failure(run: Context, output: str) -> str:
     if "Could not get lock" in output or "Unable to acquire the dpkg frontend lock" in output:
         return (f"dpkg is locked by another process for more than {run.opts.lock_timeout} s "
                 "(unattended-upgrades?); raise --lock-timeout or try again later")
     last = next((l.strip() for l in reversed(output.splitlines()) if l.startswith(("E:", "dpkg:"))), "")
     return f"apt-get install failed ({last or 'see ' + run.layout.install_log})"
 
-def remove(run: HostRun, _step: Step):
+def remove(run: Context, _step: Step) -> Done:
     r = run.sh(commands.apt_remove(run.pkg.name, run.opts.lock_timeout), sudo=True, timeout=900)
     if not r.ok:
         raise ShipError(f"could not remove {run.pkg.name} either: {r.stderr.strip()[-300:]}")
-    return ("ok", f"removed {run.pkg.name}; its deploy log stays in {run.layout.log_dir}/")
+    return Done("ok", f"removed {run.pkg.name}; its deploy log stays in {run.layout.log_dir}/")
 
-def verify_units(run: HostRun, s: Step):
+def verify_units(run: Context, s: Step) -> Done:
     o = run.opts
     systemd = run.facts.systemd if run.facts else None
-    return verify.units(run.sh, run.installed_manifest(), o.start_timeout, o.settle, s.after_boot, systemd)
+    return Done(*verify.units(run.sh, installed_manifest(run), o.start_timeout, o.settle, s.after_boot, systemd))
 
-def health(run: HostRun, s: Step):
-    version = (run.installed_version() or s.version) if s.after_boot else s.version
+def health(run: Context, s: Step) -> Done:
+    version = (installed_version(run) or s.version) if s.after_boot else s.version
     systemd = run.facts.systemd if run.facts else None
-    return verify.health(run.sh, run.installed_manifest(), run.pkg.name, version, run.opts.start_timeout,
-                         systemd)
+    return Done(*verify.health(run.sh, installed_manifest(run), run.pkg.name, version, run.opts.start_timeout,
+                               systemd))
 
-def record(run: HostRun, s: Step):
+def record(run: Context, s: Step) -> Done:
     """Append to the deploy log (for people) and the ship history (for --rollback)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     installed = (run.facts.before if run.facts else None) or "nothing"
     line = f"{stamp} ship: {s.why}; now {installed}; by {run.conn.user} via debship\n"
     run.sh(commands.append_lines(run.layout.deploy_log, line, run.layout.history,
                                   store.history_line(stamp, s.target, installed)), sudo=True, check=True)
-    return ("ok", run.layout.deploy_log)
+    return Done("ok", run.layout.deploy_log)
 
-def reboot(run: HostRun, _step: Step):
+def reboot(run: Context, _step: Step) -> Done:
     boot_id = run.sh(facts.BOOT_ID, check=True).stdout.strip()
     try:
         run.sh(["systemctl", "reboot"], sudo=True, timeout=30)
@@ -190,21 +257,20 @@ def reboot(run: HostRun, _step: Step):
             run.conn.reconnect()
             if run.sh(facts.BOOT_ID, check=True).stdout.strip() != boot_id:
                 wait_for_boot(run)
-                return ("ok", "host rebooted")
+                return Done("ok", "host rebooted")
         except DebshipError:
             continue
     raise ShipError("the host did not come back after reboot; check its console")
 
 
-def new_dpkg_dist(run: HostRun) -> str:
+def new_dpkg_dist(first_facts: facts.HostFacts | None, now: facts.HostFacts | None) -> str:
     """The .dpkg-dist files this ship made: the new default of a conffile the admin edited."""
-    first = run.first_facts.dpkg_dist if run.first_facts else ()
-    new = [p for p in (run.facts.dpkg_dist if run.facts else ()) if p not in first]
+    first = first_facts.dpkg_dist if first_facts else ()
+    new = [p for p in (now.dpkg_dist if now else ()) if p not in first]
     return f"; new default config to merge: {', '.join(new)}" if new else ""
 
 
-
-def log_tail(run: HostRun) -> str:
+def log_tail(run: Context) -> str:
     r = run.sh(commands.tail(run.layout.deploy_log), sudo=True)
     lines = [l.strip() for l in r.stdout.splitlines() if l.strip()] if r.ok else []
     return f"; deploy log: {' | '.join(lines)}" if lines else ""

@@ -1,6 +1,6 @@
 """Command lines ship runs on a host, each written once (like pyinfra's ``noninteractive_apt``).
 
-Pure functions returning argv lists; ``hostrun`` runs them over the connection.
+Pure functions returning argv lists; ``actions`` run them over the connection.
 Facts (what is on the host) are in ``facts``; the store's index in ``store``.
 """
 from __future__ import annotations

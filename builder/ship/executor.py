@@ -1,48 +1,27 @@
-"""Running one host's plan over SSH: connect, wait for boot, read facts, execute steps, emit events.
+"""Running one host's plan: connect, wait for boot, read facts, execute steps, emit events.
 
-``HostRun`` is the executor: it knows how to carry out each ``hostplan.Step``
-over a ``remote.Connection`` and reports every step as an ``Event``; the
-decisions are ``hostplan``'s.  ``ship_host``, ``rollback_host`` and
-``list_host`` are the three things ``ship`` does to a host, each a short
-table of contents.  Nothing here prints.
+``HostRun`` is the executor and the only holder of a host's state: it carries out each
+``plan.Step`` through ``actions`` over a ``connection.Connection`` (SSH or local: whichever
+``connector`` opens) and reports every step as an ``Event``; the decisions are ``plan``'s.
+``ship_host``, ``rollback_host`` and ``list_host`` are the three things ``ship`` does to a
+host, each a short table of contents.  Nothing here prints.
 """
 from __future__ import annotations
 
-import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from . import facts, hostops, hostplan, store
-from .debinfo import PackageInfo
-from .errors import DebshipError, ShipError
-from .hostplan import HostPlan, Step
-from .layout import Layout
-from .manifest import Manifest
-from .remote import ConnectOptions, Connection, Held, HostSpec, connect
+from ..debinfo import PackageInfo
+from ..errors import DebshipError, ShipError
+from ..layout import Layout
+from . import actions, facts, store
+from .connection import Connection, Held
+from .options import ShipOptions, ViaRepo  # noqa: F401  (ViaRepo: part of this module's API)
+from .plan import HostPlan, Step, plan_recovery, plan_rollback, plan_ship, verify_steps
+from .sshconfig import ConnectOptions, HostSpec
 
-
-@dataclass(frozen=True)
-class ViaRepo:
-    """``ship --via-repo``: the signed repository hosts install from, instead of an upload."""
-
-    url: str
-    key: str                       # the armored public key the source is Signed-By
-    sources: str                   # the deb822 .sources text (Signed-By: Layout.repo_keyring)
-
-
-@dataclass(frozen=True)
-class ShipOptions:
-    connect: ConnectOptions = field(default_factory=ConnectOptions)
-    boot_timeout: float = 600.0
-    lock_timeout: int = 300
-    settle: float = 3.0            # s between the two looks at a unit's restart count
-    start_timeout: float = 60.0    # s for units to become active and health to pass
-    force: bool = False
-    dry_run: bool = False
-    reboot: bool = False
-    rollback_on_failure: bool = True   # --no-rollback turns it off
-    via_repo: ViaRepo | None = None
+Connector = Callable[[HostSpec, ConnectOptions], Connection]
 
 
 @dataclass(frozen=True)
@@ -73,8 +52,9 @@ class HostResult:
 class HostRun:
     """The connection to one host and the steps run over it, each between two events."""
 
-    def __init__(self, pkg: PackageInfo, spec: HostSpec, opts: ShipOptions, emit: Callable[[Event], None]):
-        self.pkg, self.spec, self.opts, self._emit = pkg, spec, opts, emit
+    def __init__(self, pkg: PackageInfo, spec: HostSpec, opts: ShipOptions, emit: Callable[[Event], None],
+                 connector: Connector):
+        self.pkg, self.spec, self.opts, self._emit, self._connector = pkg, spec, opts, emit, connector
         self.host = str(spec)
         self.conn: Connection | None = None
         self.t0 = time.monotonic()
@@ -126,15 +106,29 @@ class HostRun:
 
     # --- reaching the host -----------------------------------------------------------------
     def connect(self):
-        self.conn = connect(self.spec, self.opts.connect)
+        self.conn = self._connector(self.spec, self.opts.connect)
         return ("ok", f"as {self.conn.user}")
+
+    def context(self) -> actions.Context:
+        """What the next action sees: a frozen snapshot of this run."""
+        return actions.Context(self.conn, self.pkg, self.opts, self.emit, self.facts, self.first_facts,
+                               self.uploaded)
+
+    def keep(self, done: actions.Done) -> tuple:
+        """Keep what an action learnt; its status and detail go on its event."""
+        self.facts = done.facts or self.facts
+        self.held = done.held or self.held
+        self.uploaded = done.uploaded or self.uploaded
+        self.pkg = done.pkg or self.pkg
+        return (done.status, done.detail)
+
+    def act(self, name: str, action: Callable[..., actions.Done], *args) -> tuple:
+        """One action as one step: run it on a snapshot, keep what it returns."""
+        return self.step(name, lambda: self.keep(action(self.context(), *args)))
 
     def read_facts(self, sudo: bool = True) -> facts.HostFacts:
         """Everything the plan needs, in one round trip (with sudo: conffiles may be 0600)."""
-        stored = hostplan.stored_path(self.pkg) if self.pkg.version else ""
-        units = [u.name for u in self.pkg.manifest.units]
-        r = self.sh(facts.host_facts_command(self.layout, stored, units), sudo=sudo, check=True)
-        self.facts = facts.parse_host_facts(r.stdout)
+        self.facts = actions.read_facts(self.context(), sudo)
         return self.facts
 
     def decide(self, make_plan: Callable[[facts.HostFacts], HostPlan]) -> HostPlan:
@@ -144,7 +138,8 @@ class HostRun:
         def body():
             now = self.read_facts()
             if now.needs_repair and not self.opts.dry_run:
-                now = hostops.repair(self, now)
+                self.repaired = True
+                now = self.facts = actions.repair(self.context(), now)
             self.first_facts = now
             self.before = now.before
             plans.append(make_plan(now))
@@ -160,35 +155,14 @@ class HostRun:
         """Run ``steps`` in order; on a failure ``self.failed`` is the step that failed."""
         for s in steps:
             self.failed = s
-            self.step(s.op, lambda s=s: hostops.OPS[s.op](self, s))
+            self.act(s.op, actions.OPS[s.op], s)
         self.failed = None
 
     # --- helpers ---------------------------------------------------------------------------
-    def sh(self, argv: Sequence[str], *, sudo: bool = False, check: bool = False, timeout: float = 120.0,
-           stdin: bytes | None = None):
-        r = self.conn.run(list(argv), sudo=sudo, timeout=timeout, stdin=stdin)
-        if check and not r.ok:
-            raise ShipError(f"`{shlex.join(argv)}` failed (exit {r.exit_code}): {r.stderr.strip() or r.stdout.strip()}")
-        return r
-
     def installed_version(self) -> str | None:
         if self.conn is None:
             return None
-        try:
-            r = self.sh(facts.installed_command(self.pkg.name))
-        except DebshipError:
-            return None
-        fact = facts.parse_installed(r.exit_code, r.stdout)
-        return fact.version if fact else None
-
-    def installed_manifest(self, now: facts.HostFacts | None = None) -> Manifest:
-        """The manifest of the version now installed (after a rollback: the older one's)."""
-        now = now or self.facts
-        if now is not None and now.manifest.strip():
-            parsed = Manifest.from_json(now.manifest, self.pkg.name)
-            if parsed.name:
-                return parsed
-        return self.pkg.manifest
+        return actions.installed_version(self.context())
 
 
 # --- what ship does to one host ------------------------------------------------------------
@@ -196,39 +170,39 @@ class HostRun:
 def ship_host(run: HostRun) -> HostResult:
     """Connect, wait for boot, read facts, plan, then carry the plan out (recovering on failure)."""
     run.step("connect", run.connect)
-    run.step("boot", lambda: hostops.wait_for_boot(run))
+    run.act("boot", actions.wait_for_boot)
     o = run.opts
     if not o.dry_run:
-        run.step("lock", lambda: hostops.take_lock(run))
+        run.act("lock", actions.take_lock)
     via = o.via_repo is not None
-    plan = run.decide(lambda now: hostplan.plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot, via))
+    plan = run.decide(lambda now: plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot, via))
     if plan.preview is not None:
         run.emit("plan", "ok", plan.preview.summary(), plan.preview.as_dict())
     if plan.action == "dry-run":
         run.emit("install", "skip", f"dry run: {plan.detail}")
     steps = plan.steps
     if run.repaired and plan.action == "noop" and not o.reboot:  # finished by the repair: prove it runs
-        steps = hostplan.verify_steps(plan.before or run.pkg.version)
+        steps = verify_steps(plan.before or run.pkg.version)
     try:
         run.execute(steps)
     except DebshipError as e:
         if run.failed is None or not run.failed.recover or not o.rollback_on_failure:
             raise
         return recover(run, plan, e)
-    return run.result(plan.outcome, after=plan.to, detail=plan.detail + hostops.new_dpkg_dist(run))
+    return run.result(plan.outcome, after=plan.to, detail=plan.detail + actions.new_dpkg_dist(run.first_facts, run.facts))
 
 
 def recover(run: HostRun, plan: HostPlan, error: Exception) -> HostResult:
     """A step marked ``recover`` failed: roll back to ``plan.before`` or remove a first install."""
     reason = str(error)
     try:
-        tail = hostops.log_tail(run)
+        tail = actions.log_tail(run.context())
         now = run.read_facts()
     except DebshipError:  # the connection dropped (did the host reboot?): nothing can be rolled back now
         return run.result("failed", detail=f"{reason}; the connection dropped during {run.failed.op}, nothing was "
                                            "rolled back; ship again: it first finishes an interrupted dpkg "
                                            "(dpkg --configure -a)")
-    rec = hostplan.plan_recovery(run.pkg.name, plan, now, reason, run.opts.via_repo is not None)
+    rec = plan_recovery(run.pkg.name, plan, now, reason, run.opts.via_repo is not None)
     try:
         run.execute(rec.steps)
     except DebshipError as e:
@@ -240,12 +214,12 @@ def rollback_host(run: HostRun, target: str | None) -> HostResult:
     """``--rollback`` (target None: the version before the installed one) or ``--to-version``."""
     run.step("connect", run.connect)
     if not run.pkg.name:
-        run.step("package", lambda: hostops.find_package(run))
-    run.step("boot", lambda: hostops.wait_for_boot(run))
+        run.act("package", actions.find_package)
+    run.act("boot", actions.wait_for_boot)
     if not run.opts.dry_run:
-        run.step("lock", lambda: hostops.take_lock(run))
+        run.act("lock", actions.take_lock)
     via = run.opts.via_repo is not None
-    plan = run.decide(lambda now: hostplan.plan_rollback(run.pkg.name, now, target, run.opts.dry_run, via))
+    plan = run.decide(lambda now: plan_rollback(run.pkg.name, now, target, run.opts.dry_run, via))
     run.execute(plan.steps)
     return run.result(plan.outcome, after=plan.to, detail=plan.detail)
 
@@ -254,7 +228,7 @@ def list_host(run: HostRun) -> HostResult:
     """The installed and the kept versions (needs no sudo)."""
     run.step("connect", run.connect)
     if not run.pkg.name:
-        run.step("package", lambda: hostops.find_package(run))
+        run.act("package", actions.find_package)
     now = run.read_facts(sudo=False)
     run.before = now.before
     kept = [k.version or f"{k.filename} (unreadable)" for k in now.kept]

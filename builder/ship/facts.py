@@ -242,7 +242,7 @@ exit 0
 
 def managed_command() -> list[str]:
     """The packages that have a debship store on the host."""
-    from .layout import DEBSHIP_STATE
+    from ..layout import DEBSHIP_STATE
     return ["sh", "-c", 'for d in "$1"/*/; do if [ -d "$d" ]; then basename "$d"; fi; done', "sh", DEBSHIP_STATE]
 
 

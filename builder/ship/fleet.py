@@ -1,8 +1,8 @@
 """``ship``: take one .deb to many hosts, each step reported as an event.
 
-For each host (``hostrun``): connect (waiting while it boots), wait for
+For each host (``executor``): connect (waiting while it boots), wait for
 cloud-init, read the host's facts in one round trip, plan from them
-(``hostplan``, pure), then upload, keep the package in the root-owned store,
+(``plan``, pure), then upload, keep the package in the root-owned store,
 install with apt, verify the services and record what was done.  Here: the
 fleet — hosts on a thread pool, in rolling batches — and the entry points
 ``ship``, ``rollback``, ``to_version`` and ``list_kept``.  Nothing here prints:
@@ -16,15 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .debinfo import PackageInfo, read_package
-from .errors import ShipError, UsageError
-from .hostplan import Decision, decide  # noqa: F401  (part of this module's API)
-from .debinfo import name_only
-from .hostrun import Event, HostResult, HostRun, ShipOptions, ViaRepo, list_host, rollback_host, ship_host
-from .layout import Layout
-from .remote import HostSpec
+from ..debinfo import PackageInfo, name_only, read_package
+from ..errors import ShipError, UsageError
+from ..layout import Layout
+from .executor import Connector, Event, HostResult, HostRun, list_host, rollback_host, ship_host
+from .options import ShipOptions, ViaRepo
+from .sshconfig import HostSpec
 
-__all__ = ["Decision", "Event", "HostResult", "ShipOptions", "decide", "exit_code", "list_kept", "newest_deb",
+__all__ = ["Event", "HostResult", "ShipOptions", "exit_code", "list_kept", "newest_deb",
            "package_for", "parse_hosts", "rollback", "ship", "to_version"]
 
 Emit = Callable[[Event], None]
@@ -55,8 +54,12 @@ def list_kept(name: str, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emi
 
 
 def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, job: HostJob,
-              parallel: int = 4, batch: int = 0, max_failures: int = 0) -> list[HostResult]:
-    """``job`` on every host, ``parallel`` at a time, in rolling batches."""
+              parallel: int = 4, batch: int = 0, max_failures: int = 0,
+              connector: Connector | None = None) -> list[HostResult]:
+    """``job`` on every host, ``parallel`` at a time, in rolling batches, each reached through
+    ``connector`` (default: SSH)."""
+    if connector is None:
+        from .ssh import connect as connector
     if not hosts:
         raise ShipError("no hosts given; pass --host HOST or --hosts-file FILE")
     lock = threading.Lock()
@@ -66,7 +69,7 @@ def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, em
             emit(event)
 
     def one(spec: HostSpec) -> HostResult:
-        run = HostRun(pkg, spec, opts, safe_emit)
+        run = HostRun(pkg, spec, opts, safe_emit, connector)
         return run.guarded(lambda: job(run))
 
     results: list[HostResult] = []
@@ -107,8 +110,8 @@ def newest_deb(dist: Path) -> Path:
 
 def via_repo(name: str, url: str | None, key_file: Path | None, suite: str, component: str) -> ViaRepo:
     """What --via-repo URL --repo-key FILE puts on each host: the key and one deb822 source."""
-    from .cloudinit import read_key
-    from .repo import sources_deb822
+    from ..gpg import read_key
+    from ..repo import sources_deb822
     if not url or key_file is None:
         raise UsageError("--via-repo and --repo-key go together: pass the repository's URL and its public key")
     if not re.match(r"^(https?|file)://\S+$", url):

@@ -1,7 +1,7 @@
 """Who the host is and who we are: host-key checking (OpenSSH's accept-new, strict, a pinned
 key), known_hosts, and logging in with keys (agent, ssh_config's IdentityFile, the default
-keys).  The other half of the SSH layer, with ``remote`` (connecting, running, uploading);
-these two are the only modules that import paramiko."""
+keys).  Used by the connector ``ssh`` (connecting, running, uploading); who and where to
+connect is ``sshconfig``'s, below both."""
 from __future__ import annotations
 
 import base64
@@ -9,14 +9,12 @@ import hashlib
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import paramiko
 
 from builder.errors import RemoteError
-
-if TYPE_CHECKING:
-    from .remote import ConnectOptions, _Hop
+from builder.ship.sshconfig import ConnectOptions, Hop
 
 _KNOWN_HOSTS_LOCK = threading.Lock()
 _DEFAULT_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
@@ -37,7 +35,7 @@ def _read_known(path: Path) -> paramiko.HostKeys:
     return keys
 
 
-def prefer_key_types(t: paramiko.Transport, hop: _Hop, opts: ConnectOptions) -> None:
+def prefer_key_types(t: paramiko.Transport, hop: Hop, opts: ConnectOptions) -> None:
     """Ask the server for the key type we already know (as OpenSSH does), so a known host is not 'changed'."""
     if opts.host_keys == "pin":
         known = [] if opts.pinned_key.startswith("SHA256:") else opts.pinned_key.split()[:1]
@@ -55,7 +53,7 @@ def fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
 
 
-def check_host_key(hop: _Hop, key: paramiko.PKey, opts: ConnectOptions) -> None:
+def check_host_key(hop: Hop, key: paramiko.PKey, opts: ConnectOptions) -> None:
     name, offered = hop.key_name, f"{key.get_name()} {fingerprint(key)}"
     if opts.host_keys == "pin":
         pin = opts.pinned_key.strip()
@@ -94,7 +92,7 @@ def _remember(path: Path, name: str, key: paramiko.PKey, label: str) -> None:
         raise RemoteError(f"host {label}: cannot record its host key in {path}: {e}; make it writable") from e
 
 
-def _candidate_keys(hop: _Hop, opts: ConnectOptions) -> Iterator[tuple[str, paramiko.PKey]]:
+def _candidate_keys(hop: Hop, opts: ConnectOptions) -> Iterator[tuple[str, paramiko.PKey]]:
     """Identity files first, then the agent's keys, then ~/.ssh/id_* (only when no identity file is given)."""
     for path in hop.keys:
         yield str(path), _load_key(path, hop.label, strict=True)
@@ -128,7 +126,7 @@ def _load_key(path: Path, label: str, strict: bool) -> paramiko.PKey | None:
     return None
 
 
-def authenticate(t: paramiko.Transport, hop: _Hop, opts: ConnectOptions) -> None:
+def authenticate(t: paramiko.Transport, hop: Hop, opts: ConnectOptions) -> None:
     """Public keys only, each tried once; a refusal is final (retrying will not fix a wrong key or user)."""
     tried = []
     for desc, key in _candidate_keys(hop, opts):

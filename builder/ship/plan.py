@@ -4,18 +4,18 @@
 ``facts.HostFacts`` (one SSH round trip) and the request, and return a
 ``HostPlan``: the action, the versions before and after, and the steps to run,
 each saying what to run and whether its failure calls for recovery.  Nothing
-here touches a connection; ``hostrun`` executes the steps (Convention 5).
+here touches a connection; ``executor`` carries the steps out (Convention 5).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..debfile import deb_filename
+from ..debinfo import PackageInfo
+from ..layout import Layout
+from ..version import compare
 from . import store
-from .debfile import deb_filename
-from .debinfo import PackageInfo
 from .facts import HostFacts, Installed
-from .layout import Layout
-from .version import compare
 
 
 @dataclass(frozen=True)

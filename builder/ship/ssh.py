@@ -1,18 +1,16 @@
-"""SSH to the target hosts: connecting (retries, ssh_config, ProxyJump), running and uploading.
+"""The SSH connector: connecting (retries, ProxyJump), running and uploading over paramiko.
 
 ``connect(HostSpec.parse("ops@web1:2222"), ConnectOptions())`` retries while the host boots, checks its host key
-(accept-new, strict or pin, OpenSSH known_hosts format), follows ``~/.ssh/config`` (HostName, User, Port,
-IdentityFile, ProxyJump) and returns a ``Connection``: ``run(argv)`` drains stdout and stderr together, ``put()``
-uploads with pipelined SFTP, ``hold()`` leaves a command running (a lock).  Host keys and logging
-in are ``sshauth``'s; these two are the only modules that import paramiko.  What to run is
-decided elsewhere.
+(``hostkeys``: accept-new, strict or pin, OpenSSH known_hosts format), follows ``~/.ssh/config``
+(``sshconfig.resolve``) and returns an ``SSHConnection``, one implementation of ``connection.Connection``:
+``run(argv)`` drains stdout and stderr together, ``put()`` uploads with pipelined SFTP, ``hold()`` leaves a
+command running (a lock).  This module and ``hostkeys`` are the only ones that log in with paramiko.  What to
+run is decided elsewhere.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
-import getpass
-import ipaddress
 import logging
 import os
 import re
@@ -20,16 +18,16 @@ import select
 import shlex
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import paramiko
 
-from builder.errors import RemoteError, UsageError
-from builder.sshauth import authenticate, check_host_key, prefer_key_types
+from builder.errors import RemoteError
+from builder.ship.connection import Result
+from builder.ship.hostkeys import authenticate, check_host_key, prefer_key_types
+from builder.ship.sshconfig import ConnectOptions, Hop, HostSpec, check_options, resolve
 
-HOST_KEY_POLICIES = ("accept-new", "strict", "pin")
 _RETRY_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
                  errno.ENETUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT, errno.EPIPE}
 _RETRY_SSH = re.compile(r"banner|session|EOF|reset|closed|timed? ?out", re.IGNORECASE)  # sshd still starting
@@ -43,79 +41,6 @@ _CHUNK = 1 << 16
 _UPLOAD_CHUNK = 128 << 10  # OpenSSH's sftp-server accepts writes of up to 256 KiB
 _LINGER = 2.0  # s to wait for EOF after the exit status (a background child may hold stdout open)
 logging.getLogger("paramiko").addHandler(logging.NullHandler())  # no tracebacks on stderr unless logging is set up
-_SPEC_RE = re.compile(r"\[(?P<v6>[^\]]+)\](?::(?P<p6>\d+))?|(?P<host>[\w.-]+)(?::(?P<port>\d+))?")
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """Where to connect, as the user wrote it: ``[user@]host[:port]``, ``[::1]:2222``."""
-
-    host: str
-    user: str | None = None
-    port: int | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> HostSpec:
-        user, at, rest = text.strip().rpartition("@")
-        bad = UsageError(f"host {text!r}: not a host; write [user@]host[:port], e.g. ops@10.0.0.5:2222 or [::1]:2222")
-        if (at and not re.fullmatch(r"[\w.$-]+", user)) or not rest:
-            raise bad
-        bare_v6 = rest.count(":") >= 2 and "[" not in rest
-        m = None if bare_v6 else _SPEC_RE.fullmatch(rest)
-        if not (bare_v6 or m):
-            raise bad
-        host, port = (m["v6"] or m["host"], m["p6"] or m["port"]) if m else (rest, None)
-        try:
-            if ":" in host:
-                ipaddress.IPv6Address(host)
-            if port is not None and not 0 < int(port) < 65536:
-                raise ValueError(port)
-        except ValueError:
-            raise bad from None
-        return cls(host, user or None, int(port) if port else None)
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host and self.port else self.host
-        return (f"{self.user}@" if self.user else "") + host + (f":{self.port}" if self.port else "")
-
-
-@dataclass(frozen=True)
-class ConnectOptions:
-    connect_timeout: float = 180.0
-    host_keys: str = "accept-new"  # | "strict" | "pin"
-    pinned_key: str | None = None  # "ssh-ed25519 AAAA..." or "SHA256:..."
-    known_hosts: Path | None = None  # default ~/.ssh/known_hosts
-    ssh_config: Path | None = None  # default ~/.ssh/config
-    identity_file: Path | None = None
-    use_agent: bool = True
-
-
-@dataclass(frozen=True)
-class Result:
-    argv: tuple[str, ...]
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-
-@dataclass(frozen=True)
-class _Hop:
-    """One SSH server on the way (a jump host or the target), after ~/.ssh/config."""
-
-    label: str
-    hostname: str
-    port: int
-    user: str
-    keys: tuple[Path, ...]
-    jumps: tuple[_Hop, ...] = ()
-
-    @property
-    def key_name(self) -> str:  # its name in known_hosts, as OpenSSH writes it
-        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
 
 
 class _Deadline(Exception):
@@ -123,28 +48,28 @@ class _Deadline(Exception):
 
 
 class _HopFailed(Exception):
-    def __init__(self, hop: _Hop, cause: BaseException):
+    def __init__(self, hop: Hop, cause: BaseException):
         super().__init__(str(cause))
         self.hop, self.cause = hop, cause
 
 
-def connect(spec: HostSpec, opts: ConnectOptions = ConnectOptions()) -> Connection:
+def connect(spec: HostSpec, opts: ConnectOptions = ConnectOptions()) -> SSHConnection:
     """An authenticated connection to ``spec``; waits up to ``opts.connect_timeout`` for its sshd."""
-    return Connection(spec, opts).reconnect()
+    return SSHConnection(spec, opts).reconnect()
 
 
-class Connection:
+class SSHConnection:
     """An SSH session to one host (through its jump hosts); made by ``connect()``."""
 
     def __init__(self, spec: HostSpec, opts: ConnectOptions):
         self.spec, self.opts, self.name = spec, opts, str(spec)
-        _check_options(opts, self.name)
-        self._hop = _resolve(spec, opts)
+        check_options(opts, self.name)
+        self._hop = resolve(spec, opts)
         self.user = self._hop.user
         self._transports: list[paramiko.Transport] = []
         self._sftp: paramiko.SFTPClient | None = None
 
-    def reconnect(self) -> Connection:
+    def reconnect(self) -> SSHConnection:
         """(Re)open the session, retrying while the host boots, until ``connect_timeout`` (e.g. after a reboot)."""
         self.close()
         deadline = time.monotonic() + self.opts.connect_timeout
@@ -243,7 +168,7 @@ class Connection:
             t.close()
         self._transports = []
 
-    def __enter__(self) -> Connection:
+    def __enter__(self) -> SSHConnection:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -259,7 +184,7 @@ def _check_sudo(r: Result, name: str, user: str) -> Result:
 
 
 class Held:
-    """A command left running on the host (see ``Connection.hold``); ``close()`` ends it."""
+    """A command left running on the host (see ``SSHConnection.hold``); ``close()`` ends it."""
 
     def __init__(self, chan: paramiko.Channel):
         self._chan = chan
@@ -317,33 +242,7 @@ def _pump(chan: paramiko.Channel, stdin: bytes, deadline: float | None) -> tuple
             raise _Deadline
 
 
-def _resolve(spec: HostSpec, opts: ConnectOptions, with_jumps: bool = True) -> _Hop:
-    """HostSpec + ssh config -> where to connect, as whom, with which keys, through which jump hosts."""
-    path = opts.ssh_config or Path("~/.ssh/config").expanduser()
-    try:
-        cfg = paramiko.SSHConfig.from_path(str(path)).lookup(spec.host) if path.is_file() else {}
-    except (OSError, paramiko.SSHException, ValueError) as e:
-        raise RemoteError(f"host {spec}: cannot read ssh config {path}: {e}; fix or remove that file") from e
-    jump = cfg.get("proxyjump", "none") if with_jumps else "none"
-    if "proxycommand" in cfg and jump == "none":
-        raise RemoteError(f"host {spec}: ProxyCommand in {path} is not supported; use ProxyJump")
-    keys = [opts.identity_file] if opts.identity_file else []
-    keys += [Path(p).expanduser() for p in cfg.get("identityfile", []) if Path(p).expanduser().is_file()]
-    jumps = () if jump.lower() == "none" else tuple(_resolve(HostSpec.parse(j), opts, False) for j in jump.split(","))
-    return _Hop(str(spec), cfg.get("hostname", spec.host), int(spec.port or cfg.get("port", 22)),
-                spec.user or cfg.get("user") or getpass.getuser(), tuple(keys), jumps)
-
-
-def _check_options(opts: ConnectOptions, name: str) -> None:
-    if opts.host_keys not in HOST_KEY_POLICIES:
-        raise RemoteError(f"host {name}: host_keys={opts.host_keys!r}; use one of {', '.join(HOST_KEY_POLICIES)}")
-    pin = opts.pinned_key or ""
-    if opts.host_keys == "pin" and not (pin.startswith("SHA256:") or len(pin.split()) >= 2):
-        raise RemoteError(f"host {name}: host_keys='pin' needs pinned_key as 'ssh-ed25519 AAAA...' or 'SHA256:...' "
-                          "(ssh-keygen -lf the host's /etc/ssh/ssh_host_ed25519_key.pub)")
-
-
-def _dial(target: _Hop, opts: ConnectOptions, deadline: float) -> list[paramiko.Transport]:
+def _dial(target: Hop, opts: ConnectOptions, deadline: float) -> list[paramiko.Transport]:
     """Connect hop by hop: TCP to the first, then a direct-tcpip channel through each hop to the next."""
     transports: list[paramiko.Transport] = []
     try:
@@ -367,7 +266,7 @@ def _dial(target: _Hop, opts: ConnectOptions, deadline: float) -> list[paramiko.
         raise
 
 
-def _handshake(hop: _Hop, sock, opts: ConnectOptions, deadline: float) -> paramiko.Transport:
+def _handshake(hop: Hop, sock, opts: ConnectOptions, deadline: float) -> paramiko.Transport:
     t = paramiko.Transport(sock)
     try:
         t.banner_timeout = min(30.0, max(1.0, deadline - time.monotonic()))
@@ -420,7 +319,7 @@ def _retryable(e: BaseException) -> bool:
     return isinstance(e, paramiko.SSHException) and bool(_RETRY_SSH.search(str(e)))
 
 
-def _explain(e: BaseException, hop: _Hop, name: str) -> RemoteError:
+def _explain(e: BaseException, hop: Hop, name: str) -> RemoteError:
     """The one-line message for an error that retrying will not fix."""
     if isinstance(e, RemoteError):
         return e if hop.label == name else RemoteError(f"{e} [jump host for {name}]")

@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from .layout import Layout
-from .version import compare
+from ..layout import Layout
+from ..version import compare
 
 
 @dataclass(frozen=True)

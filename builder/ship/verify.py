@@ -1,15 +1,15 @@
 """Checking a host after install: its units are up and stay up, and the package's
 health command passes.  ``sh(argv, check=False, timeout=...)`` runs a command on
-the host (``HostShip.sh``); each check returns ``(status, detail)`` for its event
+the host (``actions.Context.sh``); each check returns ``(status, detail)`` for its event
 or raises ``ShipError``."""
 from __future__ import annotations
 
 import time
 from typing import Callable
 
+from ..errors import ShipError
+from ..manifest import Manifest
 from . import facts
-from .errors import ShipError
-from .manifest import Manifest
 
 
 def units(sh: Callable, manifest: Manifest, start_timeout: float, settle: float,

@@ -1,4 +1,4 @@
-"""builder.remote against real sshd on 127.0.0.1 serving a throwaway Debian root (no mocks)."""
+"""builder.ship.ssh against real sshd on 127.0.0.1 serving a throwaway Debian root (no mocks)."""
 from __future__ import annotations
 
 import base64
@@ -10,7 +10,8 @@ import time
 import pytest
 
 from builder.errors import RemoteError
-from builder.remote import ConnectOptions, HostSpec, connect
+from builder.ship.ssh import connect
+from builder.ship.sshconfig import ConnectOptions, HostSpec
 
 from hostlab.sshhost import free_port, port_open
 

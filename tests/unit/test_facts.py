@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from builder import facts
+from builder.ship import facts
 from builder.debinfo import PackageInfo
-from builder.ship import decide
+from builder.ship.plan import decide
 
 
 def pkg(version="1.1.0", sha="a" * 64) -> PackageInfo:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from builder import facts, hostplan
+from builder.ship import facts
+from builder.ship import plan as hostplan
 from builder.debinfo import PackageInfo
 from builder.manifest import Manifest, UnitState
 
