@@ -17,11 +17,12 @@ import re
 import stat
 import tempfile
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Sequence, Tuple
 
 from . import compress
+from .debinfo import BuiltDeb, deb_filename  # noqa: F401  (BuiltDeb: what write() returns)
 from .errors import BuildError
 
 COMPRESSIONS = ("xz", "gzip", "zstd", "none")
@@ -58,27 +59,6 @@ class _Format:
     compression: str
     mtime: int
     workers: int
-
-
-@dataclass(frozen=True)
-class BuiltDeb:
-    """What ``write()`` produced."""
-
-    path: Path
-    name: str
-    version: str
-    architecture: str
-    sha256: str
-    size: int
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "path": str(self.path)}
-
-
-def deb_filename(name: str, version: str, architecture: str) -> str:
-    """``name_version_arch.deb`` with the epoch dropped, as dpkg-name does."""
-    upstream = version.split(":", 1)[1] if ":" in version else version
-    return f"{name}_{upstream}_{architecture}.deb"
 
 
 def write(

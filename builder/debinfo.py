@@ -1,25 +1,45 @@
-"""Reading a built .deb back: its control fields and debship's manifest.
+"""The .deb layer the rest of debship shares: the record of a built package, its file name, and
+reading a .deb back (with python-debian, as ``debdiff`` does).
 
 ``ship`` is handed a .deb, not a project: everything it needs to know (name,
 version, which units to check, the health command) is read from the package
-itself, so any .deb built by debship ships the same way.
+itself, so any .deb built by debship ships the same way.  The writer (``debfile``)
+returns the same ``BuiltDeb`` record and names its output with ``deb_filename``.
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import lzma
-import gzip
-import tarfile
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .debfile import BuiltDeb
 from .errors import ShipError
 from .layout import Layout
 from .manifest import Manifest
 
 AR_MAGIC = b"!<arch>\n"
+
+
+@dataclass(frozen=True)
+class BuiltDeb:
+    """A .deb on disk: what ``debfile.write()`` produced, or what ``read_package`` found."""
+
+    path: Path
+    name: str
+    version: str
+    architecture: str
+    sha256: str
+    size: int
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "path": str(self.path)}
+
+
+def deb_filename(name: str, version: str, architecture: str) -> str:
+    """``name_version_arch.deb`` with the epoch dropped, as dpkg-name does."""
+    upstream = version.split(":", 1)[1] if ":" in version else version
+    return f"{name}_{upstream}_{architecture}.deb"
 
 
 @dataclass(frozen=True)
@@ -46,86 +66,61 @@ def read_package(path: Path) -> PackageInfo:
     """Control fields, checksum and manifest of the .deb at ``path``."""
     path = Path(path)
     try:
-        blob = path.read_bytes()
+        with open(path, "rb") as f:
+            head = f.read(len(AR_MAGIC))
+            f.seek(0)
+            h = hashlib.sha256()
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+            digest, size = h.hexdigest(), f.tell()
     except OSError as e:
         raise ShipError(f"{path}: cannot read the package ({e.strerror}); build it with build-deb") from e
-    members = _ar_members(blob, path)
-    fields = parse_control(_extract(members, "control.tar", "./control", path).decode())
+    if head != AR_MAGIC:
+        raise ShipError(f"{path}: not a Debian package (no ar header); pass the .deb that build-deb wrote")
+    from debian.debfile import DebFile  # here: only reading a package needs python-debian
+
+    try:
+        with DebFile(str(path)) as deb:
+            fields = dict(deb.debcontrol())
+            name = fields.get("Package", "")
+            manifest = _member(deb.data, "." + Layout(name).manifest)
+            conffiles = _conffile_md5s(_member(deb.control, "conffiles"), _member(deb.control, "md5sums"))
+    except read_errors() as e:
+        raise ShipError(f"{path}: not a readable Debian package ({type(e).__name__}: {e}); the package is "
+                        "damaged, rebuild it") from e
     for key in ("Package", "Version", "Architecture"):
         if key not in fields:
             raise ShipError(f"{path}: control file has no {key} field; rebuild the package")
-    name, version = fields["Package"], fields["Version"]
-    try:
-        manifest = Manifest.from_json(_extract(members, "data.tar", "." + Layout(name).manifest, path), name, version)
-    except KeyError:
-        manifest = Manifest.empty(name, version)  # not built by debship: no units to check, no health command
-    return PackageInfo(path=path, name=fields["Package"], version=fields["Version"],
-                       architecture=fields["Architecture"], sha256=hashlib.sha256(blob).hexdigest(),
-                       size=len(blob), manifest=manifest, conffiles=_conffile_md5s(members, path))
+    version = fields["Version"]
+    # Not built by debship: no manifest, so no units to check and no health command.
+    manifest = Manifest.from_json(manifest, name, version) if manifest is not None else Manifest.empty(name, version)
+    return PackageInfo(path=path, name=name, version=version, architecture=fields["Architecture"], sha256=digest,
+                       size=size, manifest=manifest, conffiles=conffiles)
 
 
-def _conffile_md5s(members: dict, path: Path) -> dict:
+def read_errors() -> tuple:
+    """What reading a damaged .deb raises: python-debian's ar errors, tar, a compressor, a missing
+    unzstd, text that is not UTF-8 (imported when needed: building never reads a .deb)."""
+    import tarfile
+
+    from debian.arfile import ArError
+
+    return (ArError, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError, ValueError, KeyError,
+            UnicodeDecodeError)
+
+
+def _member(part, name: str) -> bytes | None:
+    """A file of the control or data archive, or None when the package has none."""
+    return part.get_content(name) if part.has_file(name) else None
+
+
+def _conffile_md5s(listed: bytes | None, sums: bytes | None) -> dict:
     """Each conffile of the package with its md5 (from the control area's md5sums)."""
-    try:
-        listed = _extract(members, "control.tar", "./conffiles", path).decode().split()
-    except KeyError:
+    if listed is None:
         return {}
-    try:
-        sums = _extract(members, "control.tar", "./md5sums", path).decode().splitlines()
-    except KeyError:
-        sums = []
-    md5 = {"/" + rel.strip(): digest for digest, _, rel in (l.partition("  ") for l in sums) if rel}
-    return {c: md5.get(c, "") for c in listed}
-
-
-def parse_control(text: str) -> dict:
-    """deb822 fields of one paragraph (continuation lines joined with newlines)."""
-    fields: dict[str, str] = {}
-    key = None
-    for line in text.splitlines():
-        if line[:1] in (" ", "\t") and key:
-            fields[key] += "\n" + line.strip()
-        elif ":" in line:
-            key, _, value = line.partition(":")
-            fields[key.strip()] = value.strip()
-    return fields
-
-
-def _ar_members(blob: bytes, path: Path) -> dict:
-    if not blob.startswith(AR_MAGIC):
-        raise ShipError(f"{path}: not a Debian package (no ar header); pass the .deb that build-deb wrote")
-    members, pos = {}, len(AR_MAGIC)
-    while pos + 60 <= len(blob):
-        header = blob[pos:pos + 60]
-        name, size = header[:16].decode().strip().rstrip("/"), int(header[48:58].decode().strip())
-        members[name] = blob[pos + 60:pos + 60 + size]
-        pos += 60 + size + (size % 2)
-    return members
-
-
-def _extract(members: dict, prefix: str, name: str, path: Path) -> bytes:
-    for member, data in members.items():
-        if member.startswith(prefix):
-            with tarfile.open(fileobj=io.BytesIO(_decompress(member, data, path))) as tar:
-                f = tar.extractfile(name)
-                if f is None:
-                    raise KeyError(name)
-                return f.read()
-    raise ShipError(f"{path}: no {prefix}.* member; the package is damaged, rebuild it")
-
-
-def _decompress(member: str, data: bytes, path: Path) -> bytes:
-    if member.endswith(".xz"):
-        return lzma.decompress(data)
-    if member.endswith(".gz"):
-        return gzip.decompress(data)
-    if member.endswith(".zst"):
-        try:
-            import zstandard
-        except ImportError:
-            raise ShipError(f"{path}: zstd package; pip install 'debship[zstd]' to read it") from None
-        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-    return data
+    lines = (sums or b"").decode().splitlines()
+    md5 = {"/" + rel.strip(): digest for digest, _, rel in (l.partition("  ") for l in lines) if rel}
+    return {c: md5.get(c, "") for c in listed.decode().split()}
 
 
 def name_only(name: str) -> PackageInfo:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..debfile import deb_filename
-from ..debinfo import PackageInfo
+from ..debinfo import PackageInfo, deb_filename
 from ..layout import Layout
 from ..version import compare
 from . import store
