@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import config, debfile
+from . import config, debfile, reproducible
 from . import plan as planning
 from .errors import BuildError, ConfigError
 from .plan import Plan
@@ -76,11 +75,9 @@ def _digests(plan: Plan) -> tuple[dict, dict]:
 
 def source_date_epoch(project_dir: Path, plan: Plan) -> int:
     """SOURCE_DATE_EPOCH if set, else the time of the last commit, else the newest input file."""
-    env = os.environ.get("SOURCE_DATE_EPOCH")
+    env = reproducible.source_date_epoch(ConfigError)
     if env is not None:
-        if not env.isdigit():
-            raise ConfigError(f"SOURCE_DATE_EPOCH={env!r} is not a whole number of seconds; unset or fix it")
-        return int(env)
+        return env
     import subprocess  # only without SOURCE_DATE_EPOCH: a build that has it starts faster
 
     try:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 from . import __version__
+from .reproducible import atomic_file
 
 FORMAT = 2  # entries start with the sha256 of the rest; part of every key, so no older entry is read
 
@@ -59,16 +59,9 @@ def write(kind: str, name: str, data: bytes) -> None:
     folder = directory(kind)
     if folder is None:
         return
-    tmp = None
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".", delete=False) as f:
-            tmp = f.name
+    with contextlib.suppress(OSError):  # a cache that cannot be written is no cache, not an error
+        with atomic_file(folder / name, suffix="", mode=0o600) as f:
             f.write(hashlib.sha256(data).digest() + data)
-        os.replace(tmp, folder / name)
-    except OSError:
-        if tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def templates():

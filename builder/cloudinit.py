@@ -13,17 +13,17 @@ from __future__ import annotations
 import json
 import re
 
+from .config import NAME_RE, REPO_URL_RE
 from .errors import RepoError
 from .version import validate
 
-_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def parse_package(spec: str) -> tuple[str, str | None]:
     """``NAME`` or ``NAME=VERSION`` (a Debian version, as apt-get install takes it)."""
     name, sep, version = spec.partition("=")
-    if not _PACKAGE.match(name):
+    if not NAME_RE.match(name):
         raise RepoError(f"--package {spec!r}: {name!r} is not a Debian package name; use NAME or NAME=VERSION")
     if sep:
         validate(version)
@@ -33,7 +33,7 @@ def parse_package(spec: str) -> tuple[str, str | None]:
 def user_data(url: str, key: str, packages: list[tuple[str, str | None]], suite: str = "stable",
               component: str = "main", name: str = "debship") -> str:
     """The ``#cloud-config`` text (``key`` is the armored public key)."""
-    if not re.match(r"^(https?|file)://\S+$", url):
+    if not REPO_URL_RE.match(url):
         raise RepoError(f"--repo {url!r} is not an http(s):// or file:// URL without spaces; "
                         "give the URL instances reach the repository at")
     if not _SOURCE_NAME.match(name):

@@ -56,7 +56,8 @@ SECTIONS = frozenset("""admin cli-mono comm database debian-installer debug deve
     web x11 xfce zope""".split())
 AREAS = ("", "main", "contrib", "non-free", "non-free-firmware")
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")  # a Debian package name
+REPO_URL_RE = re.compile(r"^(https?|file)://\S+$")  # an apt repository hosts can reach
 MAINTAINER_RE = re.compile(r"^[^<>,\n]+ <[^<>@\s]+@[^<>\s]+>$")
 ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 ARCH_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")

@@ -3,7 +3,8 @@
 Templates are jinja2 with ``StrictUndefined``: a template that names a value
 we do not give fails loudly.  A project may override any template by putting
 its own ``debian/<name>.j2`` next to its config; the built-in ones (this
-repository's ``debian/``) are used otherwise.  Nothing here writes to disk.
+repository's ``debian/``) are used otherwise.  Nothing here writes to the package or
+the project; rendered text and compiled templates go to the build cache (``cache``).
 """
 from __future__ import annotations
 

@@ -10,12 +10,10 @@ A symlink kind can later be one more optional ``Member`` field.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import stat
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import IO, Callable, Sequence, Tuple
 from . import compress
 from .debinfo import BuiltDeb, deb_filename  # noqa: F401  (BuiltDeb: what write() returns)
 from .errors import BuildError
+from .reproducible import atomic_file
 
 COMPRESSIONS = ("xz", "gzip", "zstd", "none")
 
@@ -141,23 +140,12 @@ def _check_filename_parts(**parts: str) -> None:
 def _write_atomically(final: Path, fill: Callable[[IO[bytes]], None]) -> tuple[str, int]:
     """Run ``fill`` on a temp file beside ``final``, then rename it; never leave the temp file."""
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.NamedTemporaryFile(dir=final.parent, prefix=".", suffix=".deb.part", delete=False)
-    except OSError as e:
-        raise BuildError(f"cannot write {final}: {e.strerror or e}") from e
-    try:
-        with tmp:
+        with atomic_file(final, suffix=".deb.part", mode=0o644) as tmp:  # 0644: as dpkg-deb leaves it
             fill(tmp)
             tmp.flush()
-            os.fchmod(tmp.fileno(), 0o644)  # as dpkg-deb leaves it (mkstemp gives 0600)
-            digest = _synced_digest(tmp)
-        os.replace(tmp.name, final)
-    except BaseException as e:  # KeyboardInterrupt too: never leave the .part file
-        _remove(tmp.name)
-        if isinstance(e, OSError):
-            raise BuildError(f"cannot write {final}: {e.strerror or e}") from e
-        raise
-    return digest
+            return _synced_digest(tmp)
+    except OSError as e:
+        raise BuildError(f"cannot write {final}: {e.strerror or e}") from e
 
 
 def _write_ar(out: IO[bytes], control: list[_Entry], data: list[_Entry], fmt: _Format) -> None:
@@ -331,7 +319,3 @@ def _sha256_and_size(f: IO[bytes]) -> tuple[str, int]:
         size += len(chunk)
     return h.hexdigest(), size
 
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(OSError):  # already gone or not removable: keep the original error
-        os.unlink(path)

@@ -5,7 +5,6 @@ is matched by the Package and Version fields it holds, read with python-debian.
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from debian.debfile import DebFile
@@ -40,7 +39,7 @@ def _find_in_dist(name: str, wanted: str, dist: Path) -> Path:
         raise PackageNotFound(f"{name}={wanted}: {len(matches)} files in {dist} have it "
                               f"({', '.join(p.name for p in matches)}); pass one of them as a path")
     if not matches:
-        versions_found = sorted({v for n, v in found.values() if n == name}, key=_by_version)
+        versions_found = sorted({v for n, v in found.values() if n == name}, key=versions.sort_key)
         names = sorted({n for n, _v in found.values()})
         have = (f"found {name} {', '.join(versions_found)}" if versions_found
                 else f"no {name} package there; found {', '.join(names)}" if names else "no .deb there")
@@ -68,13 +67,3 @@ def _same_version(a: str, b: str) -> bool:
         return a == b or versions.compare(a, b) == 0
     except DebshipError:
         return False
-
-
-def _dpkg_order(a: str, b: str) -> int:
-    try:
-        return versions.compare(a, b)
-    except DebshipError:                               # malformed: by their text
-        return (a > b) - (a < b)
-
-
-_by_version = functools.cmp_to_key(_dpkg_order)

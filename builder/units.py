@@ -1,7 +1,8 @@
 """Reading and checking systemd unit files before they are packaged.
 
 Our own parser always runs (syntax, sections, ExecStart); ``systemd-analyze
-verify`` runs as a second opinion when it is installed.  Nothing here writes.
+verify`` runs as a second opinion when it is installed.  Nothing here writes to the
+project or the package; what systemd-analyze said is kept in the build cache (``cache``).
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ Everything here is pure except :func:`git_version` at the bottom.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -120,6 +121,19 @@ def compare(a: str, b: str) -> int:
     if int(ea or 0) != int(eb or 0):
         return -1 if int(ea or 0) < int(eb or 0) else 1
     return _cmp_part(ua, ub) or _cmp_part(ra, rb)
+
+
+def _sort_order(a: str, b: str) -> int:
+    if not a or not b:  # an empty version (a file nobody could read) sorts first
+        return bool(a) - bool(b)
+    try:
+        return compare(a, b)
+    except ConfigError:  # a malformed one: by its text
+        return (a > b) - (a < b)
+
+
+# Sorts versions in dpkg's order, oldest first: ``sorted(versions, key=sort_key)``.
+sort_key = functools.cmp_to_key(_sort_order)
 
 
 # --- conversion ---------------------------------------------------------------

@@ -10,7 +10,6 @@ fleet — hosts on a thread pool, in rolling batches — and the entry points
 """
 from __future__ import annotations
 
-import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -110,11 +109,12 @@ def newest_deb(dist: Path) -> Path:
 
 def via_repo(name: str, url: str | None, key_file: Path | None, suite: str, component: str) -> ViaRepo:
     """What --via-repo URL --repo-key FILE puts on each host: the key and one deb822 source."""
+    from ..config import REPO_URL_RE
     from ..gpg import read_key
     from ..repo import sources_deb822
     if not url or key_file is None:
         raise UsageError("--via-repo and --repo-key go together: pass the repository's URL and its public key")
-    if not re.match(r"^(https?|file)://\S+$", url):
+    if not REPO_URL_RE.match(url):
         raise UsageError(f"--via-repo {url!r} is not an http(s):// or file:// URL; give the URL the hosts reach")
     if not name:
         raise UsageError("--via-repo needs the package name: pass the .deb, or --package NAME")

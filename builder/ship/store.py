@@ -10,24 +10,17 @@ the commands that change the store.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 from ..layout import Layout
-from ..version import compare
+from ..version import compare, sort_key
+from .commands import apt_update_source
 
 
 @dataclass(frozen=True)
 class Kept:
     filename: str
     version: str
-
-
-def _cmp(a: str, b: str) -> int:
-    return compare(a, b) if a and b else (bool(a) - bool(b))
-
-
-_VERSION_KEY = functools.cmp_to_key(_cmp)
 
 
 def parse_list(stdout: str) -> list[Kept]:
@@ -37,7 +30,7 @@ def parse_list(stdout: str) -> list[Kept]:
         filename, _, version = line.partition("\t")
         if filename.strip():
             kept.append(Kept(filename.strip(), version.strip()))
-    return sorted(kept, key=lambda k: _VERSION_KEY(k.version))
+    return sorted(kept, key=lambda k: sort_key(k.version))
 
 
 def to_prune(kept: list[Kept], keep: int, installed: str | None) -> list[str]:
@@ -50,8 +43,9 @@ def to_prune(kept: list[Kept], keep: int, installed: str | None) -> list[str]:
 
 
 # Rebuilds Packages and Release from the .debs present, atomically, registers
-# the source and refreshes apt's lists for this one source only.
-# $1 store folder, $2 package name, $3 sources.list.d file.
+# the source, then runs the rest of its arguments (``commands.apt_update_source``:
+# refresh apt's lists for this one source only).
+# $1 store folder, $2 package name, $3 sources.list.d file, $4... the refresh.
 INDEX_SCRIPT = r"""set -eu
 cd "$1"
 : > Packages.new
@@ -69,12 +63,14 @@ mv Packages.new Packages
 mv Release.new Release
 printf 'deb [trusted=yes] file:%s ./\n' "$1" > "$3.new"
 mv "$3.new" "$3"
-apt-get update -qq -o Dir::Etc::sourcelist="$3" -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
+shift 3
+exec "$@"
 """
 
 
 def index_command(layout: Layout) -> list[str]:
-    return ["sh", "-c", INDEX_SCRIPT, "sh", layout.store, layout.name, layout.apt_source]
+    return ["sh", "-c", INDEX_SCRIPT, "sh", layout.store, layout.name, layout.apt_source,
+            *apt_update_source(layout.apt_source)]
 
 
 def prune_command(layout: Layout, filenames: list[str]) -> list[str]:
