@@ -1,78 +1,19 @@
-"""Fixtures shared by every tier."""
+"""Fixtures shared by every tier (the helpers they use are in tests/harness)."""
 from __future__ import annotations
 
 import os
-import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-
-MINIMAL = {
-    "debship.toml": """
-        name = "demo-svc"
-        version = "1.0.0"
-        maintainer = "Demo Team <demo@example.com>"
-        description = "demo service for tests"
-        depends = ["python3"]
-        startup = false
-    """,
-    "units/demo-svc.service": """
-        [Unit]
-        Description=Demo service
-        Documentation=man:demo(1)
-
-        [Service]
-        ExecStart=/usr/bin/python3 /usr/lib/demo-svc/serve.py
-        Restart=on-failure
-
-        [Install]
-        WantedBy=multi-user.target
-    """,
-    "scripts/serve.py": """
-        #!/usr/bin/python3
-        print("serving")
-    """,
-    "configs/demo.conf": """
-        # demo settings
-        port = 8080
-    """,
-}
-
-
-def write_project(root: Path, files: dict) -> Path:
-    """Write a project from {relative path: text}; text is dedented; *.py become executable."""
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"))
-        if rel.endswith(".py"):
-            path.chmod(0o755)
-    return root
+from tests.harness.fixtures import make_ssh_hosts, ssh_host  # noqa: F401  (fixtures: loopback SSH test hosts)
+from tests.harness.project import MINIMAL, copy_sample, write_project
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A small, valid project (debship.toml, one unit, one script, one config) to break in tests."""
     return write_project(tmp_path / "project", MINIMAL)
-
-
-def copy_sample(dest: Path) -> Path:
-    """A copy of this repository's sample project at ``dest``: pyproject.toml, units/, scripts/, configs/, debian/."""
-    for name in ("units", "scripts", "configs", "debian"):
-        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(REPO / "pyproject.toml", dest / "pyproject.toml")
-    return dest
-
-
-def break_startup(project: Path) -> None:
-    """Make the project's startup.py exit at once with 'startup failed on purpose'."""
-    startup = project / "scripts" / "startup.py"
-    text = startup.read_text()
-    cut = text.index("\n") + 1  # after the shebang
-    startup.write_text(text[:cut] + "raise SystemExit('startup failed on purpose')\n" + text[cut:])
 
 
 @pytest.fixture
@@ -85,7 +26,3 @@ def sample_project(tmp_path: Path) -> Path:
 def _fixed_epoch(monkeypatch):
     """Builds in tests are reproducible without depending on a git commit time."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", os.environ.get("SOURCE_DATE_EPOCH", "1767225600"))
-
-
-# Loopback SSH test hosts (a cached Debian root with its own sshd on 127.0.0.1).
-from tests.harness.fixtures import make_ssh_hosts, ssh_host  # noqa: E402,F401

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from builder.build import build_deb
-from tests.conftest import copy_sample
-from tests.faults import _state
-from tests.integration.test_ship import dpkg_lock_held, installed, run_ship
+from tests.harness.project import copy_sample
+from tests.harness import hoststate as _state
+from tests.harness.shipping import dpkg_lock_held, installed, run_ship
 
 pytestmark = pytest.mark.root
 NAME = "fleet-agent"
@@ -125,7 +125,7 @@ def test_connection_cut_mid_upload(ssh_host, debs):
     try:
         argv = [str(debs["v2"]), "--host", f"ops@127.0.0.1:{relay.port}", *ssh_host.ship_args()]
         from builder.cli import ship
-        from tests.helpers import cli_runner
+        from tests.harness.helpers import cli_runner
         r = cli_runner().invoke(ship, [*argv, "--connect-timeout", "5"], env={"SSH_AUTH_SOCK": ""})
     finally:
         relay.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import require_tool
+from tests.harness.helpers import require_tool
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from tests.helpers import _missing, require_tool
+from tests.harness.helpers import _missing, require_tool
 
 
 def require_root_host() -> None:

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.helpers import _missing, require_tool
+from tests.harness.helpers import _missing, require_tool
 
 # One row per host the fixtures made: test id, boot-to-SSH of each boot, reboots, seconds alive.
 TIMINGS: list[dict] = []

@@ -10,8 +10,8 @@ import pytest
 
 from builder.build import build_deb
 
-from tests.conftest import REPO
-from tests.helpers import require_tool
+from tests.harness.project import REPO
+from tests.harness.helpers import require_tool
 
 pytestmark = pytest.mark.root
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.root
 @pytest.fixture
 def root():
     if os.geteuid() != 0:
-        from tests.helpers import _missing
+        from tests.harness.helpers import _missing
         _missing("root (the tests mount overlays and chroot)")
     require_tool("mmdebstrap")
     from hostlab.rootfs import Root, cached_root

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_sample
-from tests.helpers import require_root, require_tool
+from tests.harness.project import copy_sample
+from tests.harness.helpers import require_root, require_tool
 
 pytestmark = pytest.mark.root
 

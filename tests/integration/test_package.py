@@ -13,8 +13,8 @@ import pytest
 
 from builder.build import build_deb
 
-from tests.conftest import REPO
-from tests.helpers import require_module, require_tool
+from tests.harness.project import REPO
+from tests.harness.helpers import require_module, require_tool
 
 SAMPLE_FILES = {
     "./lib/systemd/system/fleet-agent.service": 0o644,

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from builder.build import build_deb
-from tests.conftest import break_startup, copy_sample
-from tests.integration.test_ship import installed, run_ship
+from tests.harness.project import break_startup, copy_sample
+from tests.harness.shipping import installed, run_ship
 
 pytestmark = pytest.mark.root
 STORE = "var/lib/debship/fleet-agent"

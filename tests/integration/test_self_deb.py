@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.helpers import _missing, require_root, require_tool
+from tests.harness.project import REPO
+from tests.harness.helpers import _missing, require_root, require_tool
 
 pytestmark = pytest.mark.root
 

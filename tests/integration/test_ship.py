@@ -4,55 +4,15 @@ cloud-init would have set up).  These roots have no running systemd, so verify
 checks enable links and says so."""
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 
-from builder.build import build_deb
 from builder.cli import ship
-from tests.helpers import cli_runner
-from tests.conftest import copy_sample
+from tests.harness.helpers import cli_runner
+from tests.harness.shipping import dpkg_lock_held, installed, run_ship, share_key
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture(scope="module")
-def debs(tmp_path_factory):
-    """v1, v1 with other bytes, v2 (a changed config and unit) of the sample."""
-    base = tmp_path_factory.mktemp("ship-debs")
-    project = copy_sample(base / "project")
-    out = {"v1": build_deb(project, base / "v1", version="1.0.0").path}
-    conf = project / "configs" / "agent.conf"
-    conf.write_text(conf.read_text() + "\n# other bytes, same version\n")
-    out["v1-other"] = build_deb(project, base / "v1-other", version="1.0.0").path
-    out["v2"] = build_deb(project, base / "v2", version="1.1.0").path
-    return out
-
-
-def run_ship(hosts, deb: Path | None, *args: str, json_out: bool = False):
-    argv = [str(deb)] if deb is not None else []
-    for h in hosts:
-        argv += ["--host", h.address]
-    argv += [*hosts[0].ship_args(), "--connect-timeout", "30", *args]  # share_key: the first host's key logs in
-    if json_out:
-        argv.append("--json")
-    runner = cli_runner()
-    return runner.invoke(ship, argv, env={"SSH_AUTH_SOCK": ""})
-
-
-def installed(host) -> str:
-    r = host.run_root(["dpkg-query", "-W", "-f=${db:Status-Abbrev}${Version}", "fleet-agent"], check=False)
-    return r.stdout.strip() if r.returncode == 0 else ""
-
-
-def share_key(hosts):
-    """All hosts accept the first host's key and share its known_hosts (one --identity for all)."""
-    key = hosts[0].public_key
-    for h in hosts[1:]:
-        (h.root.path / "home/ops/.ssh/authorized_keys").write_text(key)
 
 
 def test_install_noop_upgrade_and_same_version_other_bytes(ssh_host, debs):
@@ -108,22 +68,6 @@ def test_changed_host_key_is_refused_and_strict_refuses_unknown(ssh_host, debs):
     assert r.exit_code == 1
     assert "host key CHANGED" in r.stderr and "ssh-keygen -R" in r.stderr
     assert installed(ssh_host) == ""
-
-
-@contextlib.contextmanager
-def dpkg_lock_held(host, seconds: int):
-    """A process inside the host holds dpkg's frontend lock (fcntl, as apt takes it) for ``seconds``."""
-    holder = subprocess.Popen(
-        ["chroot", str(host.root.path), "python3", "-c",
-         "import fcntl, time; f = open('/var/lib/dpkg/lock-frontend', 'w'); "
-         f"fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep({seconds})"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        yield holder
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_held_dpkg_lock_is_waited_out(ssh_host, debs):

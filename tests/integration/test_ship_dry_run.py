@@ -9,8 +9,8 @@ import json
 import pytest
 
 from builder.build import build_deb
-from tests.conftest import MINIMAL, write_project
-from tests.integration.test_ship import debs, installed, run_ship  # noqa: F401  (debs: a fixture)
+from tests.harness.project import MINIMAL, write_project
+from tests.harness.shipping import installed, run_ship
 
 pytestmark = pytest.mark.root
 CONF = "etc/fleet-agent/agent.conf"

@@ -8,9 +8,9 @@ import pytest
 
 from builder.build import build_deb
 from builder.repo import publish
-from tests.conftest import break_startup, copy_sample
-from tests.harness.aptrepo import export_key, keys, server  # noqa: F401  (fixtures)
-from tests.integration.test_ship import installed, run_ship, share_key
+from tests.harness.project import break_startup, copy_sample
+from tests.harness.aptrepo import export_key
+from tests.harness.shipping import installed, run_ship, share_key
 
 pytestmark = pytest.mark.root
 SOURCE = "etc/apt/sources.list.d/debship-fleet-agent.sources"

@@ -11,9 +11,9 @@ import pytest
 
 from builder.cli import main
 from builder.repo import publish
-from tests.harness.aptrepo import export_key, keys, server  # noqa: F401  (fixtures)
-from tests.helpers import cli_runner
-from tests.system.test_ship_systemd import AGENT, healthz, sample  # noqa: F401  (sample: a fixture)
+from tests.harness.aptrepo import export_key
+from tests.harness.helpers import cli_runner
+from tests.harness.booted import AGENT, healthz
 
 pytestmark = pytest.mark.root
 

@@ -12,7 +12,7 @@ import pytest
 
 from builder.cli import build_deb
 
-from tests.helpers import cli_runner, require_tool
+from tests.harness.helpers import cli_runner, require_tool
 
 
 def run_build(project: Path, *args: str):

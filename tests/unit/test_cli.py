@@ -7,7 +7,7 @@ import click
 import pytest
 
 from builder.cli import build_deb, main, ship
-from tests.helpers import cli_runner
+from tests.harness.helpers import cli_runner
 
 
 def runner():

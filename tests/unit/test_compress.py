@@ -19,7 +19,7 @@ import pytest
 from builder import compress
 from builder.debfile import Member, write
 from builder.errors import BuildError
-from tests.helpers import require_module, require_tool
+from tests.harness.helpers import require_module, require_tool
 
 MTIME = 1_700_000_000
 CONTROL = b"Package: t\nVersion: 1.0\nArchitecture: all\nMaintainer: A <a@example.com>\nDescription: t\n t\n"

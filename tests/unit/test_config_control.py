@@ -10,8 +10,8 @@ from builder import config, control
 from builder import plan as planning
 from builder.errors import BuildError, ConfigError
 
-from tests.conftest import REPO
-from tests.helpers import require_tool
+from tests.harness.project import REPO
+from tests.harness.helpers import require_tool
 
 
 def test_defaults_fill_every_optional_key(project):

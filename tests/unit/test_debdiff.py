@@ -21,7 +21,7 @@ from builder.build import build_deb
 from builder.cli import main
 from builder.debdiff import Change, Directive, UnitChange, compare
 from builder.diffview import render
-from tests.helpers import cli_runner, require_tool
+from tests.harness.helpers import cli_runner, require_tool
 
 CONF = "/etc/demo-svc/demo.conf"
 UNIT = "/lib/systemd/system/demo-svc.service"

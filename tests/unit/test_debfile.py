@@ -22,7 +22,7 @@ import pytest
 from builder import debfile
 from builder.debfile import COMPRESSIONS, BuiltDeb, Member, deb_filename, write
 from builder.errors import BuildError
-from tests.helpers import require_module, require_tool
+from tests.harness.helpers import require_module, require_tool
 
 MTIME = 1_700_000_000  # 2023-11-14 22:13:20 UTC
 CONTROL = b"Package: t\nVersion: 1.0\nArchitecture: all\nMaintainer: A <a@example.com>\nDescription: t\n t\n"

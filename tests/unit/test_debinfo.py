@@ -12,7 +12,7 @@ import pytest
 from builder.build import build_deb
 from builder.debinfo import read_package
 from builder.errors import ShipError
-from tests.helpers import require_tool
+from tests.harness.helpers import require_tool
 
 
 @pytest.mark.parametrize("compression", ["xz", "gzip", "zstd", "none"])

@@ -13,7 +13,7 @@ from debian import deb822
 from builder import cloudinit, gpg, repo
 from builder.cli import main
 from builder.errors import ConfigError, RepoError
-from tests.helpers import cli_runner
+from tests.harness.helpers import cli_runner
 
 
 def pkg(name="demo", version="1.0", arch="all", data=b"x") -> repo.PoolPackage:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from builder import control, plan
-from tests.helpers import require_tool
+from tests.harness.helpers import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden"

@@ -17,8 +17,8 @@ import pytest
 
 from builder import secrets
 
-from tests.helpers import require_module
-from tests.unit.test_bad_input_table import BUNDLE, builds, refused
+from tests.harness.helpers import require_module
+from tests.harness.badinput import BUNDLE, builds, refused
 
 RNG = random.Random(11)
 

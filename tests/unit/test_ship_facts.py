@@ -1,18 +1,11 @@
-"""Host facts are a command plus a pure parser; ``decide`` is a pure function of them."""
+"""Host facts are a command plus a pure parser (``decide``, a pure function of them, is tested
+with the planner in test_ship_plan.py)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from builder.ship import facts
-from builder.debinfo import PackageInfo
-from builder.ship.plan import decide
-
-
-def pkg(version="1.1.0", sha="a" * 64) -> PackageInfo:
-    return PackageInfo(path=Path("x.deb"), name="fleet-agent", version=version, architecture="all",
-                       sha256=sha, size=1)
 
 
 # Captured from dpkg-query on Debian 12 (the status abbreviation is three characters wide).
@@ -25,31 +18,6 @@ def pkg(version="1.1.0", sha="a" * 64) -> PackageInfo:
 ])
 def test_parse_installed(code, out, expected):
     assert facts.parse_installed(code, out) == expected
-
-
-def test_decide_fresh_install_upgrade_downgrade():
-    assert decide(pkg(), None, None, False).action == "install"
-    up = decide(pkg("1.1.0"), facts.Installed("ii", "1.0.0"), None, False)
-    assert (up.action, up.downgrade, up.reason) == ("install", False, "upgrade 1.0.0 -> 1.1.0")
-    down = decide(pkg("1.0.0"), facts.Installed("ii", "1.1.0"), None, False)
-    assert (down.action, down.downgrade) == ("install", True)
-
-
-def test_decide_same_version_same_bytes_is_a_noop():
-    d = decide(pkg(), facts.Installed("ii", "1.1.0"), "a" * 64, False)
-    assert (d.action, d.reason) == ("noop", "already at 1.1.0")
-
-
-def test_decide_same_version_other_bytes_is_refused_unless_forced():
-    assert decide(pkg(), facts.Installed("ii", "1.1.0"), "b" * 64, False).action == "refuse"
-    assert decide(pkg(), facts.Installed("ii", "1.1.0"), None, False).action == "refuse"
-    forced = decide(pkg(), facts.Installed("ii", "1.1.0"), "b" * 64, True)
-    assert (forced.action, forced.reinstall) == ("install", True)
-
-
-def test_decide_half_configured_same_version_is_finished():
-    d = decide(pkg(), facts.Installed("iF", "1.1.0"), "a" * 64, False)
-    assert (d.action, d.reinstall) == ("install", True)
 
 
 @pytest.mark.parametrize("code,out,state", [

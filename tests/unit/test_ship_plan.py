@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.ship import facts
-from builder.ship import plan as hostplan
 from builder.debinfo import PackageInfo
 from builder.manifest import Manifest, UnitState
+from builder.ship import facts
+from builder.ship import plan as hostplan
+from builder.ship.plan import decide
 
 CAPTURED = Path(__file__).parent / "captured"
 AGENT, STARTUP = "fleet-agent.service", "fleet-agent-startup.service"
@@ -134,3 +135,32 @@ def test_recovery_goes_back_removes_or_explains():
         "fleet-agent", ship, gone, "x").detail
     via = hostplan.plan_recovery("fleet-agent", ship, broken, "x", via_repo=True)
     assert via.steps[0].op == "source" and via.outcome == "rolled-back"
+
+
+# decide(): the choice for one package from the installed version and the stored bytes alone.
+SHA_A = "a" * 64
+
+
+def test_decide_fresh_install_upgrade_downgrade():
+    assert decide(pkg(sha=SHA_A), None, None, False).action == "install"
+    up = decide(pkg("1.1.0", SHA_A), facts.Installed("ii", "1.0.0"), None, False)
+    assert (up.action, up.downgrade, up.reason) == ("install", False, "upgrade 1.0.0 -> 1.1.0")
+    down = decide(pkg("1.0.0", SHA_A), facts.Installed("ii", "1.1.0"), None, False)
+    assert (down.action, down.downgrade) == ("install", True)
+
+
+def test_decide_same_version_same_bytes_is_a_noop():
+    d = decide(pkg(sha=SHA_A), facts.Installed("ii", "1.1.0"), "a" * 64, False)
+    assert (d.action, d.reason) == ("noop", "already at 1.1.0")
+
+
+def test_decide_same_version_other_bytes_is_refused_unless_forced():
+    assert decide(pkg(sha=SHA_A), facts.Installed("ii", "1.1.0"), "b" * 64, False).action == "refuse"
+    assert decide(pkg(sha=SHA_A), facts.Installed("ii", "1.1.0"), None, False).action == "refuse"
+    forced = decide(pkg(sha=SHA_A), facts.Installed("ii", "1.1.0"), "b" * 64, True)
+    assert (forced.action, forced.reinstall) == ("install", True)
+
+
+def test_decide_half_configured_same_version_is_finished():
+    d = decide(pkg(sha=SHA_A), facts.Installed("iF", "1.1.0"), "a" * 64, False)
+    assert (d.action, d.reinstall) == ("install", True)

@@ -32,8 +32,8 @@ import pytest
 
 from builder.build import build_deb
 from builder.cli import ship
-from tests.conftest import REPO, break_startup, copy_sample
-from tests.helpers import _missing, cli_runner, require_tool
+from tests.harness.project import REPO, break_startup, copy_sample
+from tests.harness.helpers import _missing, cli_runner, require_tool
 
 pytestmark = [pytest.mark.vm, pytest.mark.root]
 
