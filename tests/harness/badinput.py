@@ -10,10 +10,11 @@ from tests.harness.helpers import cli_runner
 CONFIG, BUNDLE, WRITE = 2, 3, 4
 
 
-def refused(project: Path, *expect: str, code: int, out: Path | None = None) -> str:
-    """Run build-deb on ``project`` and check it refused as a bad input must; return the message."""
+def refused(project: Path, *expect: str, code: int, out: Path | None = None, args: tuple = ()) -> str:
+    """Run build-deb on ``project`` (with ``args``) and check it refused as a bad input must;
+    return the message."""
     out = out or project.parent / "out"
-    result = cli_runner().invoke(build_deb, ["--project", str(project), "--out", str(out)])
+    result = cli_runner().invoke(build_deb, ["--project", str(project), "--out", str(out), *args])
     assert result.exception is None or isinstance(result.exception, SystemExit), \
         f"unexpected exception: {result.exception!r}"
     assert result.exit_code == code, (result.exit_code, result.stderr)

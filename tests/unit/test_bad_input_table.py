@@ -1,18 +1,20 @@
-"""More bad input, as a table, through the real ``build-deb`` command.
+"""Every foreseen bad input, as a table, through the real ``build-deb`` command.
 
 Each case breaks the minimal project of ``conftest.project`` in one way and
 expects: exit code per the README table (2 configuration, 3 bundle, 4 write),
 exactly one line on stderr starting ``build-deb: error: `` that holds the
 expected words (the file or key, and the fix), no traceback, and an output
-folder that is absent or empty.  Cases already in ``test_bad_input.py`` are not
-repeated here.
+folder that is absent or empty.  Inputs a table row cannot make (a tool to
+require, an environment variable, another user) are functions below the table.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,8 +22,9 @@ from typing import Callable
 import pytest
 
 
+from builder.cli import build_deb
 from tests.harness.badinput import BUNDLE, CONFIG, WRITE, builds, refused
-from tests.harness.helpers import require_root
+from tests.harness.helpers import cli_runner, require_root, require_tool
 
 # Ways to break a project (each returns the function the table calls).
 
@@ -80,6 +83,34 @@ def sparse(rel: str, size: int) -> Callable[[Path], None]:
     return apply
 
 
+def remove(rel: str) -> Callable[[Path], None]:
+    def apply(project: Path) -> None:
+        path = project / rel
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return apply
+
+
+def drop_key(key: str) -> Callable[[Path], None]:
+    def apply(project: Path) -> None:
+        path = project / "debship.toml"
+        path.write_text("".join(line for line in path.read_text().splitlines(True) if not line.startswith(key)))
+    return apply
+
+
+def outside(rel: str, folder: bool = False) -> Callable[[Path], None]:
+    """``rel`` in the bundle is a symlink to a file (or a folder) outside the project."""
+    def apply(project: Path) -> None:
+        target = project.parent / ("elsewhere" if folder else "secret.conf")
+        target.mkdir() if folder else target.write_text("password=hunter2\n")
+        os.symlink(target, project / rel)
+    return apply
+
+
+def undecodable_name(project: Path) -> None:
+    with open(os.path.join(os.fsencode(project / "configs"), b"bad\xff.conf"), "wb") as f:
+        f.write(b"x\n")
+
+
 def unit_line(line: str) -> Callable[[Path], None]:
     return replace("Restart=on-failure", f"Restart=on-failure\n{line}", "units/demo-svc.service")
 
@@ -94,6 +125,56 @@ class Case:
 
 UNIT = "units/demo-svc.service"
 CASES = [
+    # --- a missing or broken configuration (2) ---
+    Case("no-config-at-all", remove("debship.toml"), ("no debship configuration", "[tool.debship]"), CONFIG),
+    Case("toml-malformed", replace('name = "demo-svc"', "name = demo-svc"), ("debship.toml", "not valid TOML"),
+         CONFIG),
+    *(Case(f"required-key-{key}", drop_key(key), (f"required key '{key}'",), CONFIG)
+      for key in ("name", "maintainer", "description")),
+    Case("unknown-key-with-a-suggestion", append('dependss = ["curl"]\n'),
+         ("unknown key 'dependss'", "did you mean 'depends'"), CONFIG),
+    *(Case(f"package-name-{name!r}", replace('name = "demo-svc"', f'name = "{name}"'),
+           (f"package name '{name}' is invalid",), CONFIG)
+      for name in ("Demo", "d", "demo_svc", "-demo", "demo svc")),
+    *(Case(f"version-{version!r}", replace('version = "1.0.0"', f'version = "{version}"'), (version,), CONFIG)
+      for version in ("x1.0", "1.0 beta", "1..0:", "1.0-", "a:1.0")),
+    Case("maintainer-bare-email", replace("Demo Team <demo@example.com>", "demo@example.com"),
+         ("maintainer", "Full Name <user@example.com>"), CONFIG),
+    Case("depends-with-a-bare-operator", replace('depends = ["python3"]', 'depends = ["python3 >= 3.9"]'),
+         ("depends entry 'python3 >= 3.9'",), CONFIG),
+    Case("folder-escaping-the-project", append('[folders]\nconfigs = "../configs"\n'),
+         ("folders.configs", "inside the project"), CONFIG),
+    Case("install-path-with-dotdot", append('[install]\nconfigs = "/etc/../usr/demo"\n'), ("install.configs",),
+         CONFIG),
+
+    # --- the bundle: folders, scripts, units (3) ---
+    Case("missing-bundle-folder", remove("units"), ("units folder is missing", "folders].units = false"), BUNDLE),
+    Case("empty-bundle-folder", remove("configs/demo.conf"), ("configs folder is empty",), BUNDLE),
+    Case("unit-malformed-line", replace("Restart=on-failure", "Restart on failure", UNIT),
+         ("demo-svc.service:7", "expected 'Key=value'"), BUNDLE),
+    Case("unit-without-execstart", replace("ExecStart=", "X-Disabled-ExecStart=", UNIT),
+         ("demo-svc.service", "no ExecStart="), BUNDLE),
+    Case("unit-unknown-section", replace("[Install]", "[Instal]", UNIT), ("unknown section [Instal]",), BUNDLE),
+    Case("execstart-names-a-script-not-in-the-bundle", replace("serve.py", "server.py", UNIT),
+         ("ExecStart= runs /usr/lib/demo-svc/server.py", "not in the bundle"), BUNDLE),
+    Case("symlink-pointing-outside-the-bundle", outside("configs/leak.conf"), ("leak.conf", "points outside"),
+         BUNDLE),
+    Case("symlinked-folder", outside("configs/sub", folder=True), ("configs/sub",), BUNDLE),
+    Case("two-files-with-the-same-destination",
+         lambda p: (write("configs/serve.py", "x = 1\n")(p), append('[install]\nconfigs = "/usr/lib/{name}"\n')(p)),
+         ("both install to /usr/lib/demo-svc/serve.py",), BUNDLE),
+    Case("file-name-not-utf8", undecodable_name, ("not valid UTF-8",), BUNDLE),
+    Case("file-name-with-a-newline", write("configs/two\nlines.conf", "x\n"), ("whitespace or control characters",),
+         BUNDLE),
+    Case("startup-script-missing", replace("startup = false", 'startup = "boot.py"'),
+         ("startup = 'boot.py'", "no such file"), BUNDLE),
+    Case("unit-options-for-a-unit-that-does-not-exist", append('[units."other.service"]\nstart = false\n'),
+         ('units."other.service"', "no such unit"), BUNDLE),
+    Case("enable-without-install-section",
+         lambda p: (replace("[Install]\nWantedBy=multi-user.target\n", "", UNIT)(p),
+                    append('[units."demo-svc.service"]\nenable = true\n')(p)),
+         ("no [Install] section",), BUNDLE),
+
     # --- malformed TOML and wrong types: configuration errors (2) ---
     Case("toml-unclosed-table", append("[install\n"), ("debship.toml", "not valid TOML"), CONFIG),
     Case("toml-duplicate-key", append('name = "again"\n'), ("debship.toml", "not valid TOML"), CONFIG),
@@ -243,6 +324,49 @@ def test_the_table_is_big_enough():
     assert len({c.id for c in CASES}) == len(CASES)
 
 
+def test_unit_value_systemd_rejects(project):
+    require_tool("systemd-analyze")
+    replace("Restart=on-failure", "Restart=sometimes", UNIT)(project)
+    refused(project, "demo-svc.service", "systemd-analyze verify", "sometimes", code=BUNDLE)
+
+
+def test_invalid_version_on_the_command_line(project):
+    refused(project, "_1.0", args=("--version", "_1.0"), code=CONFIG)
+
+
+def test_bad_source_date_epoch(project, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    refused(project, "SOURCE_DATE_EPOCH", code=CONFIG)
+
+
+def test_out_is_a_file(project, tmp_path):
+    target = tmp_path / "out-file"
+    target.write_text("")
+    runner = cli_runner()
+    result = runner.invoke(build_deb, ["--project", str(project), "--out", str(target)])
+    assert result.exit_code != 0
+    assert "Traceback" not in (result.stderr or "")
+
+
+def test_unreadable_file(project, tmp_path):
+    """Root reads every file, so the build runs in a user namespace where it is
+    an ordinary owner without CAP_DAC_OVERRIDE; a mode-000 file is then really
+    unreadable (no test double)."""
+    unshare = require_tool("unshare")
+    secret = project / "configs" / "secret.conf"
+    secret.write_text("token=1\n")
+    secret.chmod(0o000)
+    out = tmp_path / "out"
+    out.mkdir()
+    build = Path(shutil.which("build-deb") or Path(sys.executable).parent / "build-deb")
+    proc = subprocess.run([unshare, "--user", str(build), "--project", str(project), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"build-deb: error: {secret}: cannot read the file (permission denied); fix its permissions"]
+    assert list(out.iterdir()) == []
+
+
 def test_device_file_in_the_bundle(project):
     require_root()
     os.mknod(project / "configs" / "null.conf", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
@@ -260,6 +384,14 @@ def test_out_folder_that_cannot_be_created(project, tmp_path, make_out):
 
 
 # --- inputs that look odd but are fine: they build ---
+
+def test_the_minimal_project_builds(project):
+    out = project.parent / "out"
+    result = cli_runner().invoke(build_deb, ["--project", str(project), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert [p.name for p in sorted(out.iterdir())] == ["demo-svc_1.0.0_all.deb"]
+    assert result.stdout.strip().splitlines()[-1].endswith("demo-svc_1.0.0_all.deb")
+
 
 @pytest.mark.parametrize("user", ["www-data", "root", "0"])
 def test_units_may_run_as_users_every_host_has(project, user):
