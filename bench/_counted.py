@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from builder.ship import ssh  # noqa: E402
 from builder.cli import main  # noqa: E402
+from builder.ship import ssh  # noqa: E402
 
 RECORDS: list[dict] = []
 

@@ -9,9 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from hostlab.sshhost import SSHHost
-
 from _hosts import in_thread, make_hosts
+
+from hostlab.sshhost import SSHHost
 
 MB = 1_000_000
 OPENSSH, OPENSSH_AES = "OpenSSH `sftp -b` (default: chacha20-poly1305)", "OpenSSH `sftp -b -c aes128-ctr`"
@@ -43,7 +43,7 @@ def bench_sftp(lower: Path, size_mb: int, repeat: int, work: Path) -> None:
         for _ in range(repeat):
             shakes.append(shake := timed(lambda: sftp_openssh(host, None)))
             for name, extra in ((OPENSSH, ()), (OPENSSH_AES, aes)):
-                e2e[name].append(timed(lambda: sftp_openssh(host, local, remote, extra)))
+                e2e[name].append(timed(lambda extra=extra: sftp_openssh(host, local, remote, extra)))
                 xfer[name].append(e2e[name][-1] - shake)
                 check(landed, digest)
             e2e[DEBSHIP].append(timed(lambda: _debship_fresh(host, local, remote)))

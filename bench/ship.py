@@ -28,12 +28,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from builder.build import build_deb  # noqa: E402
-from builder.debinfo import PackageInfo, read_package  # noqa: E402
-
 import _tools  # noqa: E402
 from _hosts import bench_root, check_installed, make_hosts  # noqa: E402
 from _sftp import bench_sftp  # noqa: E402
+
+from builder.build import build_deb  # noqa: E402
+from builder.debinfo import PackageInfo, read_package  # noqa: E402
 
 TOOLS = {  # name -> (column title, command maker)
     "debship": ("debship `ship`", _tools.debship_command),
@@ -136,7 +136,7 @@ def print_overhead(title: str, stats: dict[str, list[HostStats]]) -> None:
     for case, rows in stats.items():
         if not rows:
             continue
-        med = lambda f: statistics.median(f(r) for r in rows)  # noqa: E731
+        med = lambda f, rows=rows: statistics.median(f(r) for r in rows)  # noqa: E731
         trips = [med(lambda r, k=k: r.trips[k]) for k in ("connect", "run", "put")]
         print(f"| {case} | {trips[0]:g} | {trips[1]:g} | {trips[2]:g} | {sum(trips):g} | {med(lambda r: r.apt):.2f} "
               f"| {med(lambda r: r.install_step):.2f} | {med(lambda r: r.total):.2f} | {med(lambda r: r.overhead):.2f} |")

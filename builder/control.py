@@ -13,9 +13,10 @@ import importlib.machinery
 import re
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from . import cache
 from .config import PackageSpec

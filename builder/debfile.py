@@ -15,9 +15,10 @@ import os
 import re
 import stat
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Sequence, Tuple
+from typing import IO, Callable
 
 from . import compress
 from .debinfo import BuiltDeb, deb_filename  # noqa: F401  (BuiltDeb: what write() returns)
@@ -34,7 +35,7 @@ _MAX_AR_SIZE = 10**10 - 1  # the ar header's size field has 10 decimal digits
 _BUFSIZE = 1 << 20
 _FILENAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+~:-]*\Z")
 
-_Entry = Tuple[str, "Member | None"]  # (path relative to './', member or None for a directory)
+_Entry = tuple[str, "Member | None"]  # (path relative to './', member or None for a directory)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from .debdiff import READ_ERRORS
 from .errors import DebshipError, PackageNotFound
 
 
-
 def resolve(arg: str, project_dir: Path) -> Path:
     """The .deb ``arg`` names: a path, or NAME=VERSION among ``<project>/dist/*.deb``."""
     path = Path(arg)

@@ -8,8 +8,8 @@ debship has no manifest: ``Manifest.empty`` (no units to check, no health).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 # The one default of keep-versions for a package whose manifest lacks it;
 # config.DEFAULTS gives the same number to every package debship builds.
@@ -37,13 +37,13 @@ class Manifest:
 
     @classmethod
     def of(cls, name: str, version: str, startup: str | None, health: str | None, keep_versions: int,
-           units: Iterable) -> "Manifest":
+           units: Iterable) -> Manifest:
         """From a package's spec and plan (``units``: anything with name/enable/start/on_upgrade)."""
         return cls(name, version, startup, health, keep_versions,
                    tuple(UnitState(u.name, u.enable, u.start, u.on_upgrade) for u in units))
 
     @classmethod
-    def empty(cls, name: str = "", version: str = "") -> "Manifest":
+    def empty(cls, name: str = "", version: str = "") -> Manifest:
         return cls(name, version)
 
     def to_json(self) -> str:
@@ -54,7 +54,7 @@ class Manifest:
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str | bytes, name: str = "", version: str = "") -> "Manifest":
+    def from_json(cls, text: str | bytes, name: str = "", version: str = "") -> Manifest:
         """Parse a manifest; anything unreadable is treated as no manifest at all."""
         try:
             data = json.loads(text)

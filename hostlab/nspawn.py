@@ -51,7 +51,6 @@ import time
 import uuid
 from pathlib import Path
 
-
 from .client import ClientSide
 from .rootfs import ROOT_PACKAGES, Root
 from .sshhost import _die_with_parent, _kill, children, free_port

@@ -97,7 +97,7 @@ class Root:
             self._mounted = False
         shutil.rmtree(self.base, ignore_errors=True)
 
-    def __enter__(self) -> "Root":
+    def __enter__(self) -> Root:
         return self
 
     def __exit__(self, *exc) -> None:

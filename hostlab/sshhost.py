@@ -31,7 +31,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from .client import ClientSide
 from .rootfs import Root
 

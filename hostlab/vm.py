@@ -47,8 +47,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 from builder.errors import RemoteError
 from builder.ship.connection import Result
@@ -348,7 +349,7 @@ class VMGuest(ClientSide):
             return
         self.accel, self.accel_reason = accelerator(self.image)
         self._log(f"accelerator: {self.accel_reason}")
-        for attempt in range(3):  # a free port can be taken between the check and qemu's bind
+        for _attempt in range(3):  # a free port can be taken between the check and qemu's bind
             self.port = free_port()
             self._spawn()
             time.sleep(0.5)

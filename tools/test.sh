@@ -30,5 +30,9 @@ bash tools/ensure-debs.sh "${DEB_PACKAGES[@]}"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 
+# Lint and formatting first: a finding fails the run before any test starts.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
 export DEBSHIP_REQUIRE_ALL=1
 exec .venv/bin/python -m pytest -ra "$@"

@@ -15,8 +15,9 @@ import os
 import shlex
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 from ..debinfo import PackageInfo, name_only
 from ..errors import DebshipError, RemoteError, ShipError

@@ -8,9 +8,10 @@ here imports paramiko, so the planner, the executor and the actions never do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ host, each a short table of contents.  Nothing here prints.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 from ..debinfo import PackageInfo
 from ..errors import DebshipError, ShipError

@@ -11,9 +11,10 @@ fleet — hosts on a thread pool, in rolling batches — and the entry points
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 from ..debinfo import PackageInfo, name_only, read_package
 from ..errors import ShipError, UsageError

@@ -8,8 +8,8 @@ import base64
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import paramiko
 

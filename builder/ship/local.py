@@ -15,8 +15,9 @@ import selectors
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 from ..errors import RemoteError
 from .connection import Result
@@ -101,8 +102,9 @@ class LocalConnection:
         try:
             seen = _read_until(p, until, time.monotonic() + timeout, on_line)
         except TimeoutError as e:
-            raise RemoteError(f"host {self.name}: `{' '.join(full)}` did not answer within {timeout:g} s; "
-                              "look at what it waits for") from e
+            raise RemoteError(
+                f"host {self.name}: `{' '.join(full)}` did not answer within {timeout:g} s; look at what it waits for"
+            ) from e
         if seen is None:
             held = LocalHeld(p)
             self._held.append(held)

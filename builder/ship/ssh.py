@@ -18,8 +18,9 @@ import select
 import shlex
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import paramiko
 
@@ -53,9 +54,9 @@ class _HopFailed(Exception):
         self.hop, self.cause = hop, cause
 
 
-def connect(spec: HostSpec, opts: ConnectOptions = ConnectOptions()) -> SSHConnection:
+def connect(spec: HostSpec, opts: ConnectOptions | None = None) -> SSHConnection:
     """An authenticated connection to ``spec``; waits up to ``opts.connect_timeout`` for its sshd."""
-    return SSHConnection(spec, opts).reconnect()
+    return SSHConnection(spec, opts or ConnectOptions()).reconnect()
 
 
 class SSHConnection:
@@ -114,7 +115,7 @@ class SSHConnection:
         return _check_sudo(result, self.name, self.user) if sudo else result
 
     def hold(self, argv: Sequence[str], *, until: str, sudo: bool = False, timeout: float = 600.0,
-             on_line: Callable[[str], None] | None = None) -> "Held | Result":
+             on_line: Callable[[str], None] | None = None) -> Held | Result:
         """Start ``argv`` and return once it prints the line ``until``, leaving it running (a lock
         holder) until ``Held.close()`` or the connection ends; lines before it go to ``on_line``.
         If the command exits first, its ``Result`` is returned instead."""

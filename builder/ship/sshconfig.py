@@ -95,8 +95,14 @@ def resolve(spec: HostSpec, opts: ConnectOptions, with_jumps: bool = True) -> Ho
     keys = [opts.identity_file] if opts.identity_file else []
     keys += [Path(p).expanduser() for p in cfg.get("identityfile", []) if Path(p).expanduser().is_file()]
     jumps = () if jump.lower() == "none" else tuple(resolve(HostSpec.parse(j), opts, False) for j in jump.split(","))
-    return Hop(str(spec), cfg.get("hostname", spec.host), int(spec.port or cfg.get("port", 22)),
-               spec.user or cfg.get("user") or getpass.getuser(), tuple(keys), jumps)
+    return Hop(
+        str(spec),
+        cfg.get("hostname", spec.host),
+        int(spec.port or cfg.get("port", 22)),
+        spec.user or cfg.get("user") or getpass.getuser(),
+        tuple(keys),
+        jumps,
+    )
 
 
 def check_options(opts: ConnectOptions, name: str) -> None:
@@ -104,7 +110,7 @@ def check_options(opts: ConnectOptions, name: str) -> None:
         raise RemoteError(f"host {name}: host_keys={opts.host_keys!r}; use one of {', '.join(HOST_KEY_POLICIES)}")
     pin = opts.pinned_key or ""
     if opts.host_keys == "pin" and not (pin.startswith("SHA256:") or len(pin.split()) >= 2):
-        raise RemoteError(f"host {name}: host_keys='pin' needs pinned_key as 'ssh-ed25519 AAAA...' or 'SHA256:...' "
-                          "(ssh-keygen -lf the host's /etc/ssh/ssh_host_ed25519_key.pub)")
-
-
+        raise RemoteError(
+            f"host {name}: host_keys='pin' needs pinned_key as 'ssh-ed25519 AAAA...' or 'SHA256:...' "
+            "(ssh-keygen -lf the host's /etc/ssh/ssh_host_ed25519_key.pub)"
+        )

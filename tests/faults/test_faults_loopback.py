@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from builder.build import build_deb
-from tests.harness.project import copy_sample
 from tests.harness import hoststate as _state
+from tests.harness.project import copy_sample
 from tests.harness.shipping import dpkg_lock_held, installed, run_ship
 
 pytestmark = pytest.mark.root

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from builder.build import build_deb
-from tests.harness.project import break_startup, copy_sample
-from tests.harness.hoststate import assert_active, assert_known_state, deploy_log, dpkg_audit, dpkg_state
 from hostlab.sshhost import free_port
 from tests.harness.booted import AGENT, finished, healthz, run_ship, shown
+from tests.harness.hoststate import assert_active, assert_known_state, deploy_log, dpkg_audit, dpkg_state
+from tests.harness.project import break_startup, copy_sample
 
 pytestmark = pytest.mark.root
 

@@ -1,5 +1,6 @@
 """Checking a refusal of bad input through the real ``build-deb`` command (the bad-input table
 and the tests of each input's own checks share it)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,9 @@ def refused(project: Path, *expect: str, code: int, out: Path | None = None, arg
     return the message."""
     out = out or project.parent / "out"
     result = cli_runner().invoke(build_deb, ["--project", str(project), "--out", str(out), *args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), \
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
         f"unexpected exception: {result.exception!r}"
+    )
     assert result.exit_code == code, (result.exit_code, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -1,5 +1,6 @@
 """Shipping to booted hosts (systemd-nspawn, tests/harness/fixtures_nspawn.py): the sample
 with its agent on a free port, running `ship` through click, and asking the host about units."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,10 @@ def sample(tmp_path_factory):
     """The sample's v1 1.0.0 and v2 1.1.0, and a 1.2.0 whose agent crashes, with the agent on a free port."""
     base = tmp_path_factory.mktemp("systemd-debs")
     project, port = sample_project(base / "project")
-    debs = {"v1": build_deb(project, base / "v1", version="1.0.0").path,
-            "v2": build_deb(project, base / "v2", version="1.1.0").path}
+    debs = {
+        "v1": build_deb(project, base / "v1", version="1.0.0").path,
+        "v2": build_deb(project, base / "v2", version="1.1.0").path,
+    }
     (project / "scripts" / "agent.py").write_text(CRASHING_AGENT)
     debs["crash"] = build_deb(project, base / "crash", version="1.2.0").path
     return {"port": port, **debs}

@@ -1,4 +1,5 @@
 """Test projects: the minimal one, a copy of this repository's sample bundle, ways to break them."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,5 +1,6 @@
 """Shipping to loopback SSH hosts (tests/harness/fixtures.py): the sample's .debs, running
 `ship` through click, and what the host then has."""
+
 from __future__ import annotations
 
 import contextlib
@@ -54,10 +55,17 @@ def share_key(hosts):
 def dpkg_lock_held(host, seconds: int):
     """A process inside the host holds dpkg's frontend lock (fcntl, as apt takes it) for ``seconds``."""
     holder = subprocess.Popen(
-        ["chroot", str(host.root.path), "python3", "-c",
-         "import fcntl, time; f = open('/var/lib/dpkg/lock-frontend', 'w'); "
-         f"fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep({seconds})"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            "chroot",
+            str(host.root.path),
+            "python3",
+            "-c",
+            "import fcntl, time; f = open('/var/lib/dpkg/lock-frontend', 'w'); "
+            f"fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep({seconds})",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         yield holder

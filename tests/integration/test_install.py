@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from builder.build import build_deb
-
-from tests.harness.project import REPO
 from tests.harness.helpers import require_tool
+from tests.harness.project import REPO
 
 pytestmark = pytest.mark.root
 

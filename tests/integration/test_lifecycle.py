@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.project import copy_sample
 from tests.harness.helpers import require_root, require_tool
+from tests.harness.project import copy_sample
 
 pytestmark = pytest.mark.root
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from builder.build import build_deb
-
-from tests.harness.project import REPO
 from tests.harness.helpers import require_module, require_tool
+from tests.harness.project import REPO
 
 SAMPLE_FILES = {
     "./lib/systemd/system/fleet-agent.service": 0o644,

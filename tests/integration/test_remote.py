@@ -12,7 +12,6 @@ import pytest
 from builder.errors import RemoteError
 from builder.ship.ssh import connect
 from builder.ship.sshconfig import ConnectOptions, HostSpec
-
 from hostlab.sshhost import free_port, port_open
 
 root = pytest.mark.root

@@ -21,9 +21,9 @@ import pytest
 from builder.build import build_deb
 from builder.cli import main
 from builder.repo import publish, sources_deb822
-from tests.harness.project import MINIMAL, REPO, write_project
 from tests.harness.aptrepo import export_key
 from tests.harness.helpers import _missing, cli_runner, require_tool
+from tests.harness.project import MINIMAL, REPO, write_project
 
 APT_OPTS = ["-o", "Dir::Etc::sourcelist=/dev/null", "-o", "Dir::Etc::sourceparts=/etc/apt/debship-test.d",
             "-o", "APT::Get::List-Cleanup=0"]

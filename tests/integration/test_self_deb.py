@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.project import REPO
 from tests.harness.helpers import _missing, require_root, require_tool
+from tests.harness.project import REPO
 
 pytestmark = pytest.mark.root
 

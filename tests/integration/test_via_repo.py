@@ -8,8 +8,8 @@ import pytest
 
 from builder.build import build_deb
 from builder.repo import publish
-from tests.harness.project import break_startup, copy_sample
 from tests.harness.aptrepo import export_key
+from tests.harness.project import break_startup, copy_sample
 from tests.harness.shipping import installed, run_ship, share_key
 
 pytestmark = pytest.mark.root

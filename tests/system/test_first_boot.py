@@ -12,8 +12,8 @@ import pytest
 from builder.cli import main
 from builder.repo import publish
 from tests.harness.aptrepo import export_key
-from tests.harness.helpers import cli_runner
 from tests.harness.booted import AGENT, healthz
+from tests.harness.helpers import cli_runner
 
 pytestmark = pytest.mark.root
 

@@ -14,8 +14,19 @@ import pytest
 
 from builder.build import build_deb
 from builder.debinfo import read_package
-from tests.harness.booted import (AGENT, STARTUP, finished, health_body, healthz, journal, last, run_ship,
-                                  sample_project, shown, unit)
+from tests.harness.booted import (
+    AGENT,
+    STARTUP,
+    finished,
+    health_body,
+    healthz,
+    journal,
+    last,
+    run_ship,
+    sample_project,
+    shown,
+    unit,
+)
 
 pytestmark = pytest.mark.root
 

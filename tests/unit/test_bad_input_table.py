@@ -21,7 +21,6 @@ from typing import Callable
 
 import pytest
 
-
 from builder.cli import build_deb
 from tests.harness.badinput import BUNDLE, CONFIG, WRITE, builds, refused
 from tests.harness.helpers import cli_runner, require_root, require_tool

@@ -9,8 +9,8 @@ import pytest
 
 from builder import build, cache, units
 from builder.errors import PlanError
-from tests.harness.project import copy_sample
 from tests.harness.helpers import require_tool
+from tests.harness.project import copy_sample
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ import pytest
 from builder import config, control
 from builder import plan as planning
 from builder.errors import BuildError, ConfigError
-
-from tests.harness.project import REPO
 from tests.harness.helpers import require_tool
+from tests.harness.project import REPO
 
 
 def test_defaults_fill_every_optional_key(project):

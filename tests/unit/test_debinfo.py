@@ -22,24 +22,34 @@ def test_reads_what_build_deb_wrote_as_dpkg_deb_reads_it(project: Path, tmp_path
     dpkg_deb = require_tool("dpkg-deb")
     built = build_deb(project, tmp_path / "dist", compression=compression)
     info = read_package(built.path)
-    fields = subprocess.run([dpkg_deb, "-f", str(built.path), "Package", "Version", "Architecture"],
-                            capture_output=True, text=True, check=True).stdout
-    assert fields.splitlines() == [f"Package: {info.name}", f"Version: {info.version}",
-                                   f"Architecture: {info.architecture}"]
+    fields = subprocess.run(
+        [dpkg_deb, "-f", str(built.path), "Package", "Version", "Architecture"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert fields.splitlines() == [
+        f"Package: {info.name}",
+        f"Version: {info.version}",
+        f"Architecture: {info.architecture}",
+    ]
     assert (info.sha256, info.size) == (hashlib.sha256(built.path.read_bytes()).hexdigest(), built.path.stat().st_size)
     assert (info.name, info.version, info.filename) == ("demo-svc", "1.0.0", built.path.name)
     assert [u.name for u in info.manifest.units] == ["demo-svc.service"]
     assert set(info.conffiles) == {"/etc/demo-svc/demo.conf"}
-    assert info.conffiles["/etc/demo-svc/demo.conf"] == hashlib.md5(
-        (project / "configs" / "demo.conf").read_bytes()).hexdigest()
+    assert (
+        info.conffiles["/etc/demo-svc/demo.conf"]
+        == hashlib.md5((project / "configs" / "demo.conf").read_bytes()).hexdigest()
+    )
 
 
 def test_a_package_not_built_by_debship_has_an_empty_manifest(tmp_path: Path):
     dpkg_deb = require_tool("dpkg-deb")
     root = tmp_path / "pkg"
     (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN" / "control").write_text("Package: plain\nVersion: 2.0-1\nArchitecture: all\n"
-                                             "Maintainer: A <a@example.com>\nDescription: plain\n")
+    (root / "DEBIAN" / "control").write_text(
+        "Package: plain\nVersion: 2.0-1\nArchitecture: all\nMaintainer: A <a@example.com>\nDescription: plain\n"
+    )
     (root / "usr" / "share" / "plain").mkdir(parents=True)
     (root / "usr" / "share" / "plain" / "x").write_text("x\n")
     deb = tmp_path / "plain.deb"

@@ -8,11 +8,11 @@ import lzma
 from pathlib import Path
 
 import pytest
-from debian import deb822
 
 from builder import cloudinit, gpg, repo
 from builder.cli import main
 from builder.errors import ConfigError, RepoError
+from debian import deb822
 from tests.harness.helpers import cli_runner
 
 

@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from builder import secrets
-
-from tests.harness.helpers import require_module
 from tests.harness.badinput import BUNDLE, builds, refused
+from tests.harness.helpers import require_module
 
 RNG = random.Random(11)
 

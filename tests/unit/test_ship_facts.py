@@ -2,7 +2,6 @@
 with the planner in test_ship_plan.py)."""
 from __future__ import annotations
 
-
 import pytest
 
 from builder.ship import facts

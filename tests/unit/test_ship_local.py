@@ -5,7 +5,6 @@ executor runs a host job through it unchanged (what ``debship apply`` will do)."
 
 from __future__ import annotations
 
-
 import pytest
 
 from builder.errors import RemoteError
@@ -58,8 +57,9 @@ def test_hold_keeps_the_ship_lock_until_close(tmp_path):
 
     lines: list[str] = []
     second = LocalConnection()
-    got = second.hold(commands.host_lock(lock, info, "second ship", 1), until=commands.LOCKED, timeout=30,
-                      on_line=lines.append)
+    got = second.hold(
+        commands.host_lock(lock, info, "second ship", 1), until=commands.LOCKED, timeout=30, on_line=lines.append
+    )
     assert isinstance(got, Result) and got.exit_code == commands.LOCK_TIMED_OUT
     assert lines == ["BUSY first ship"]
 
@@ -79,9 +79,9 @@ def test_the_executor_runs_a_host_job_through_the_local_connector():
     """``--list`` on this machine through ``LocalConnection``: the executor and the actions need
     no SSH (read-only: the facts script only reads dpkg's database and debship's store)."""
     events = []
-    results = fleet.list_kept("debship-i20-not-installed", [HostSpec("localhost")], ShipOptions(), events.append,
-                              connector=local_connect)
-    assert [(r.host, r.outcome, r.before, r.detail) for r in results] == [
-        ("localhost", "listed", None, "kept: none")]
+    results = fleet.list_kept(
+        "debship-i20-not-installed", [HostSpec("localhost")], ShipOptions(), events.append, connector=local_connect
+    )
+    assert [(r.host, r.outcome, r.before, r.detail) for r in results] == [("localhost", "listed", None, "kept: none")]
     assert [(e.step, e.status) for e in events] == [("connect", "start"), ("connect", "ok")]
     assert events[1].detail == f"as {LocalConnection().user}"

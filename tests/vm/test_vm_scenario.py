@@ -32,8 +32,8 @@ import pytest
 
 from builder.build import build_deb
 from builder.cli import ship
-from tests.harness.project import REPO, break_startup, copy_sample
 from tests.harness.helpers import _missing, cli_runner, require_tool
+from tests.harness.project import REPO, break_startup, copy_sample
 
 pytestmark = [pytest.mark.vm, pytest.mark.root]
 
@@ -81,8 +81,8 @@ def image():
         _missing("root (the guest image is built with mmdebstrap and mkfs.ext4 -d)")
     for tool in ("qemu-system-x86_64", "qemu-img", "cloud-localds", "mmdebstrap", "mkfs.ext4", "ssh-keygen"):
         require_tool(tool)
-    from hostlab.vm import cached_image, image_key
     from hostlab.rootfs import cache_dir
+    from hostlab.vm import cached_image, image_key
     cached = (cache_dir() / "vm" / image_key() / "image.json").is_file()
     with phase("image", "cached" if cached else "built with mmdebstrap"):
         img = cached_image(log=print)
