@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import lzma
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ShipError
@@ -23,7 +23,8 @@ AR_MAGIC = b"!<arch>\n"
 
 @dataclass(frozen=True)
 class BuiltDeb:
-    """A .deb on disk: what ``debfile.write()`` produced, or what ``read_package`` found."""
+    """A .deb on disk: what ``debfile.write()`` produced, or what ``read_package`` found in one
+    (then with debship's manifest, when it has one, and its conffiles)."""
 
     path: Path
     name: str
@@ -31,23 +32,13 @@ class BuiltDeb:
     architecture: str
     sha256: str
     size: int
+    manifest: Manifest = field(default_factory=Manifest.empty)
+    conffiles: dict = field(default_factory=dict)  # host path -> md5 of this package's version of it
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "path": str(self.path)}
-
-
-def deb_filename(name: str, version: str, architecture: str) -> str:
-    """``name_version_arch.deb`` with the epoch dropped, as dpkg-name does."""
-    upstream = version.split(":", 1)[1] if ":" in version else version
-    return f"{name}_{upstream}_{architecture}.deb"
-
-
-@dataclass(frozen=True)
-class PackageInfo(BuiltDeb):
-    """A .deb on disk, with debship's manifest when it has one."""
-
-    manifest: Manifest = field(default_factory=Manifest.empty)
-    conffiles: dict = field(default_factory=dict)      # host path -> md5 of this package's version of it
+        """The file's identity (``build-deb --json``)."""
+        return {"path": str(self.path), "name": self.name, "version": self.version,
+                "architecture": self.architecture, "sha256": self.sha256, "size": self.size}
 
     @property
     def filename(self) -> str:
@@ -60,6 +51,15 @@ class PackageInfo(BuiltDeb):
     @property
     def keep_versions(self) -> int:
         return self.manifest.keep_versions
+
+
+PackageInfo = BuiltDeb  # the name the ship side reads it by
+
+
+def deb_filename(name: str, version: str, architecture: str) -> str:
+    """``name_version_arch.deb`` with the epoch dropped, as dpkg-name does."""
+    upstream = version.split(":", 1)[1] if ":" in version else version
+    return f"{name}_{upstream}_{architecture}.deb"
 
 
 def read_package(path: Path) -> PackageInfo:
