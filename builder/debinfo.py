@@ -86,6 +86,10 @@ def read_package(path: Path) -> PackageInfo:
             manifest = _member(deb.data, "." + Layout(name).manifest)
             conffiles = _conffile_md5s(_member(deb.control, "conffiles"), _member(deb.control, "md5sums"))
     except read_errors() as e:
+        missing = e.__context__ if isinstance(e.__context__, FileNotFoundError) else None
+        if missing is not None:  # python-debian reads zstd members with the unzstd command
+            raise ShipError(f"{path}: reading it needs {missing.filename or 'unzstd'}, which is not installed; "
+                            "install zstd (apt-get install zstd)") from e
         raise ShipError(f"{path}: not a readable Debian package ({type(e).__name__}: {e}); the package is "
                         "damaged, rebuild it") from e
     for key in ("Package", "Version", "Architecture"):

@@ -71,3 +71,11 @@ def test_files_that_are_not_packages_fail_with_one_line(tmp_path: Path, project:
     cut.write_bytes(built.read_bytes()[:300])
     with pytest.raises(ShipError, match=r"cut.deb: not a readable Debian package .*damaged, rebuild it"):
         read_package(cut)
+
+
+def test_a_zstd_package_without_unzstd_says_what_to_install(project: Path, tmp_path: Path, monkeypatch):
+    """python-debian reads zstd members with the unzstd command: with none on PATH, say so."""
+    built = build_deb(project, tmp_path / "dist", compression="zstd").path
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(ShipError, match=r"reading it needs unzstd, which is not installed; install zstd"):
+        read_package(built)
