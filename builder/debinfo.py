@@ -77,9 +77,14 @@ def read_package(path: Path) -> PackageInfo:
         raise ShipError(f"{path}: cannot read the package ({e.strerror}); build it with build-deb") from e
     if head != AR_MAGIC:
         raise ShipError(f"{path}: not a Debian package (no ar header); pass the .deb that build-deb wrote")
-    from debian.debfile import DebFile  # here: only reading a package needs python-debian
+    from debian.arfile import ArFile  # here: only reading a package needs python-debian
+    from debian.debfile import DebFile
 
     try:
+        names = ArFile(str(path)).getnames()
+        for part in ("control.tar", "data.tar"):
+            if not any(n.startswith(part) for n in names):
+                raise ShipError(f"{path}: no {part}.* member; the package is damaged, rebuild it")
         with DebFile(str(path)) as deb:
             fields = dict(deb.debcontrol())
             name = fields.get("Package", "")

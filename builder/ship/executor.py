@@ -18,7 +18,7 @@ from ..errors import DebshipError, ShipError
 from ..layout import Layout
 from . import actions, facts, store
 from .connection import Connection, Held
-from .options import ShipOptions, ViaRepo  # noqa: F401  (ViaRepo: part of this module's API)
+from .options import ShipOptions
 from .plan import HostPlan, Step, plan_recovery, plan_rollback, plan_ship, verify_steps
 from .sshconfig import ConnectOptions, HostSpec
 

@@ -68,7 +68,7 @@ def test_files_that_are_not_packages_fail_with_one_line(tmp_path: Path, project:
         read_package(text)
     built = build_deb(project, tmp_path / "dist").path
     cut = tmp_path / "cut.deb"
-    cut.write_bytes(built.read_bytes()[:300])
+    cut.write_bytes(built.read_bytes()[:-300])  # the data archive ends early
     with pytest.raises(ShipError, match=r"cut.deb: not a readable Debian package .*damaged, rebuild it"):
         read_package(cut)
 
@@ -79,3 +79,12 @@ def test_a_zstd_package_without_unzstd_says_what_to_install(project: Path, tmp_p
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(ShipError, match=r"reading it needs unzstd, which is not installed; install zstd"):
         read_package(built)
+
+
+def test_a_package_without_its_control_archive_is_named_damaged(tmp_path: Path):
+    deb = tmp_path / "half.deb"
+    data = b"2.0\n"
+    header = f"{'debian-binary':<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
+    deb.write_bytes(b"!<arch>\n" + header + data)
+    with pytest.raises(ShipError, match=r"half.deb: no control.tar.\* member; the package is damaged, rebuild it"):
+        read_package(deb)
