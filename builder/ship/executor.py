@@ -117,10 +117,14 @@ class HostRun:
 
     def keep(self, done: actions.Done) -> tuple:
         """Keep what an action learnt; its status and detail go on its event."""
-        self.facts = done.facts or self.facts
-        self.held = done.held or self.held
-        self.uploaded = done.uploaded or self.uploaded
-        self.pkg = done.pkg or self.pkg
+        if done.facts is not None:
+            self.facts = done.facts
+        if done.held is not None:
+            self.held = done.held
+        if done.uploaded is not None:
+            self.uploaded = done.uploaded
+        if done.pkg is not None:
+            self.pkg = done.pkg
         return (done.status, done.detail)
 
     def act(self, name: str, action: Callable[..., actions.Done], *args) -> tuple:
