@@ -5,6 +5,9 @@ executor runs a host job through it unchanged (what ``debship apply`` will do)."
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from builder.errors import RemoteError
@@ -85,3 +88,14 @@ def test_the_executor_runs_a_host_job_through_the_local_connector():
     assert [(r.host, r.outcome, r.before, r.detail) for r in results] == [("localhost", "listed", None, "kept: none")]
     assert [(e.step, e.status) for e in events] == [("connect", "start"), ("connect", "ok")]
     assert events[1].detail == f"as {LocalConnection().user}"
+
+
+def test_the_executor_and_the_actions_need_no_ssh():
+    """They type against the ``Connection`` protocol: importing them (and the local connector)
+    loads neither the SSH connector nor paramiko."""
+    code = (
+        "import sys, builder.ship.fleet, builder.ship.executor, builder.ship.actions, builder.ship.local; "
+        "print(sorted(m for m in ('paramiko', 'builder.ship.ssh', 'builder.ship.hostkeys') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout == "[]\n"
