@@ -12,10 +12,11 @@ from .plan import Plan
 
 if TYPE_CHECKING:
     from . import control
+    from .debinfo import BuiltDeb
 
 
 def build_deb(project_dir: Path, out_dir: Path | None = None, version: str | None = None,
-              compression: str = "xz") -> debfile.BuiltDeb:
+              compression: str = "xz") -> BuiltDeb:
     """Build the project's bundle into ``out_dir`` (default ``<project>/dist``); return what was written."""
     spec = config.load(Path(project_dir), version)
     plan = planning.build(spec)

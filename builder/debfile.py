@@ -18,12 +18,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, TYPE_CHECKING, Callable
 
 from . import compress
-from .debinfo import BuiltDeb, deb_filename  # noqa: F401  (BuiltDeb: what write() returns)
 from .errors import BuildError
 from .reproducible import atomic_file
+
+if TYPE_CHECKING:
+    from .debinfo import BuiltDeb
 
 COMPRESSIONS = ("xz", "gzip", "zstd", "none")
 
@@ -84,6 +86,8 @@ def write(
     _check_filename_parts(name=name, version=version, architecture=architecture)
     mtime = max(0, min(int(mtime), _MAX_MTIME))
     workers = compress.default_workers() if workers is None else max(1, int(workers))
+    from .debinfo import BuiltDeb, deb_filename  # here: `build-deb --list` and start-up need neither
+
     final = Path(out_dir) / deb_filename(name, version, architecture)
 
     def fill(out: IO[bytes]) -> None:

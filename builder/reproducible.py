@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -27,6 +26,8 @@ def atomic_file(path: Path, *, suffix: str = ".part", mode: int = 0o644) -> Iter
     """A hidden temp file beside ``path`` to write; on success it gets ``mode`` and is renamed
     onto ``path``, on any failure (KeyboardInterrupt too) it is removed.  Flushing to disk
     (``os.fsync``) is the caller's choice, before the block ends."""
+    import tempfile  # here: it imports random, and only writing needs it
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=suffix, delete=False)

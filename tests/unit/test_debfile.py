@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from builder import debfile
-from builder.debfile import COMPRESSIONS, BuiltDeb, Member, deb_filename, write
+from builder.debfile import COMPRESSIONS, Member, write
+from builder.debinfo import BuiltDeb, deb_filename
 from builder.errors import BuildError
 from tests.harness.helpers import require_module, require_tool
 
