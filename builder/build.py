@@ -5,7 +5,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import config, debfile, reproducible
+from . import config, debfile
 from . import plan as planning
 from .errors import BuildError, ConfigError
 from .plan import Plan
@@ -76,7 +76,9 @@ def _digests(plan: Plan) -> tuple[dict, dict]:
 
 def source_date_epoch(project_dir: Path, plan: Plan) -> int:
     """SOURCE_DATE_EPOCH if set, else the time of the last commit, else the newest input file."""
-    env = reproducible.source_date_epoch(ConfigError)
+    from .reproducible import epoch_from_env  # here: only a build reads it
+
+    env = epoch_from_env(ConfigError)
     if env is not None:
         return env
     import subprocess  # only without SOURCE_DATE_EPOCH: a build that has it starts faster

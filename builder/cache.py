@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 from . import __version__
-from .reproducible import atomic_file
 
 FORMAT = 2  # entries start with the sha256 of the rest; part of every key, so no older entry is read
 
@@ -59,6 +58,8 @@ def write(kind: str, name: str, data: bytes) -> None:
     folder = directory(kind)
     if folder is None:
         return
+    from .reproducible import atomic_file  # here: reading the cache (every start) needs no writer
+
     with contextlib.suppress(OSError):  # a cache that cannot be written is no cache, not an error
         with atomic_file(folder / name, suffix="", mode=0o600) as f:
             f.write(hashlib.sha256(data).digest() + data)

@@ -22,7 +22,6 @@ from typing import IO, TYPE_CHECKING, Callable
 
 from . import compress
 from .errors import BuildError
-from .reproducible import atomic_file
 
 if TYPE_CHECKING:
     from .debinfo import BuiltDeb
@@ -144,6 +143,8 @@ def _check_filename_parts(**parts: str) -> None:
 
 def _write_atomically(final: Path, fill: Callable[[IO[bytes]], None]) -> tuple[str, int]:
     """Run ``fill`` on a temp file beside ``final``, then rename it; never leave the temp file."""
+    from .reproducible import atomic_file  # here, like the record: only writing needs it
+
     try:
         with atomic_file(final, suffix=".deb.part", mode=0o644) as tmp:  # 0644: as dpkg-deb leaves it
             fill(tmp)

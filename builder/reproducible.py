@@ -13,7 +13,7 @@ from typing import IO
 from .errors import ConfigError, DebshipError
 
 
-def source_date_epoch(error: type[DebshipError] = ConfigError) -> int | None:
+def epoch_from_env(error: type[DebshipError] = ConfigError) -> int | None:
     """SOURCE_DATE_EPOCH as a whole number of seconds, None when unset; ``error`` when malformed."""
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env is not None and not env.isdigit():
