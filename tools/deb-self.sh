@@ -28,7 +28,7 @@ src="$work/src"
 stage() {   # the sources setuptools needs, adapted to Debian 12's setuptools 66
     mkdir -p "$src/builder" "$src/templates"
     cp "$repo/pyproject.toml" "$repo/README.md" "$src/"
-    cp "$repo"/builder/*.py "$src/builder/"
+    (cd "$repo" && find builder -name '*.py' -not -path '*/__pycache__/*' -exec cp --parents {} "$src/" \;)
     cp "$repo"/debian/*.j2 "$src/templates/"   # stdeb writes its own debian/ in $src
     cp "$repo"/tools/deb-self/{stdeb.cfg,copyright,description.txt} "$src/"
     printf 'from setuptools import setup\nsetup()\n' >"$src/setup.py"
