@@ -97,6 +97,7 @@ class PackageSpec:
     allow_secrets: tuple[str, ...] = ()                                # project-relative paths
     host_accounts: frozenset[str] = frozenset()                        # units may run as these
     source: Path | None = None                                        # the file the config came from
+    warnings: tuple[str, ...] = ()                                    # values made right, said once
 
     @property
     def native(self) -> bool:

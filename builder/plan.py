@@ -51,6 +51,7 @@ class Plan:
     entries: tuple[Entry, ...]
     units: tuple[Unit, ...]
     startup: str | None        # host path of the startup script
+    warnings: tuple[str, ...] = ()   # what builds but deserves a look (build-deb prints them)
 
     @property
     def conffiles(self) -> list[str]:
@@ -67,9 +68,10 @@ def build(spec: PackageSpec) -> Plan:
             entries += _walk(folder, spec.install[kind], kind, spec, allowed)
     _check_allowed(spec, allowed)
     _check_collisions(entries, spec)
-    units = _units(entries, spec)
+    warnings: list[str] = []
+    units = _units(entries, spec, warnings)
     return Plan(entries=tuple(sorted(entries, key=lambda e: e.dest)), units=units,
-                startup=_startup(entries, spec))
+                startup=_startup(entries, spec), warnings=tuple(warnings))
 
 
 def _walk(folder: Path, dest_root: str, kind: str, spec: PackageSpec, allowed: set[str]) -> list[Entry]:
@@ -232,20 +234,24 @@ def _check_collisions(entries: list[Entry], spec: PackageSpec) -> None:
             parent = parent.rsplit("/", 1)[0]
 
 
-def _units(entries: list[Entry], spec: PackageSpec) -> tuple[Unit, ...]:
+def _units(entries: list[Entry], spec: PackageSpec, warnings: list[str]) -> tuple[Unit, ...]:
     provided = {e.dest for e in entries}
     files = [e for e in entries if e.kind == "unit" and e.src.suffix in unitfiles.UNIT_SUFFIXES]
     for name in spec.units:
         if name not in {e.src.name for e in files}:
             raise PlanError(f"[tool.debship.units.\"{name}\"]: no such unit in the units folder; "
                             "fix the name or remove the table")
-    parsed = []
+    parsed, known = [], set()
+    names = {e.src.name for e in files}
     for e in files:
         unit = unitfiles.parse(e.src, _read_text(e.src))
+        warnings += unit.warnings
+        known |= {f"{e.src.name}:{n}" for n in unit.warned_lines}
         unitfiles.check_users(e.src, unit, spec.host_accounts)
+        warnings += unitfiles.check_triggers(e.src, unit, names)
         _check_exec_paths(e.src, unit, spec, provided)
         parsed.append(_unit(unit, spec))
-    unitfiles.systemd_verify([e.src for e in files], provided)
+    warnings += unitfiles.systemd_verify([e.src for e in files], provided, known)
     return tuple(parsed)
 
 
@@ -259,9 +265,9 @@ def _read_text(src: Path) -> str:
 def _check_exec_paths(src: Path, unit: unitfiles.UnitFile, spec: PackageSpec, provided: set[str]) -> None:
     """An Exec line pointing into our own install folders must name a file we ship."""
     ours = tuple(f"{spec.install[k]}/" for k in ("scripts", "configs") if spec.folders.get(k) is not None)
-    for key, path in unitfiles.exec_paths(unit):
+    for key, line, path in unitfiles.exec_paths(unit):
         if path.startswith(ours) and path not in provided:
-            raise PlanError(f"{src}: {key}= runs {path}, which is not in the bundle; add it to "
+            raise PlanError(f"{src}:{line}: {key}= runs {path}, which is not in the bundle; add it to "
                             f"{spec.folders.get('scripts') or 'the scripts folder'} or fix the path")
 
 

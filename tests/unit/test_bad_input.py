@@ -75,9 +75,21 @@ def test_malformed_toml(project):
     assert_refused(project, "debship.toml", "not valid TOML", code=2)
 
 
-def test_malformed_unit_line(project):
+def builds_with_warnings(project: Path) -> list[str]:
+    """Build ``project``; it must succeed; return the warning lines printed on stderr."""
+    result, _before, after = run_build(project)
+    assert result.exit_code == 0, result.stderr
+    assert len(after) == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith("build-deb: warning: ") for line in lines), lines
+    return lines
+
+
+def test_a_unit_line_without_equals_is_a_warning_as_in_systemd(project):
+    # systemd: "Missing '=', ignoring line." and the unit loads
     edit(project, "units/demo-svc.service", "Restart=on-failure", "Restart on failure")
-    assert_refused(project, "demo-svc.service:7", "expected 'Key=value'", code=3)
+    (line,) = builds_with_warnings(project)
+    assert "demo-svc.service:7:" in line and "has no '='" in line and "write Key=value" in line
 
 
 def test_unit_without_execstart(project):
@@ -85,15 +97,26 @@ def test_unit_without_execstart(project):
     assert_refused(project, "demo-svc.service", "no ExecStart=", code=3)
 
 
-def test_unit_unknown_section(project):
+def test_unit_unknown_section_is_a_warning_with_a_suggestion(project):
+    # systemd: "Unknown section 'Instal'. Ignoring." -- the unit loads, not enabled
     edit(project, "units/demo-svc.service", "[Install]", "[Instal]")
-    assert_refused(project, "unknown section [Instal]", code=3)
+    (line,) = builds_with_warnings(project)
+    assert "demo-svc.service:9: unknown section [Instal]" in line and "did you mean [Install]?" in line
 
 
-def test_unit_value_systemd_rejects(project):
+def test_unit_setting_systemd_refuses(project):
+    require_tool("systemd-analyze")
+    edit(project, "units/demo-svc.service", "Restart=on-failure", "Type=oneshot\nRestart=always")
+    assert_refused(project, "demo-svc.service", "systemd-analyze verify refuses the unit",
+                   "Restart= set to either always or on-success", code=3)
+
+
+def test_unit_value_systemd_ignores_is_a_warning(project):
     require_tool("systemd-analyze")
     edit(project, "units/demo-svc.service", "Restart=on-failure", "Restart=sometimes")
-    assert_refused(project, "demo-svc.service", "systemd-analyze verify", "sometimes", code=3)
+    (line,) = builds_with_warnings(project)
+    assert "demo-svc.service:7: systemd-analyze verify:" in line and "sometimes" in line
+    assert "/tmp/debship-verify" not in line
 
 
 def test_execstart_names_a_script_not_in_the_bundle(project):
