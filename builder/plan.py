@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,8 @@ def build(spec: PackageSpec) -> Plan:
     _check_allowed(spec, allowed)
     _check_collisions(entries, spec)
     warnings: list[str] = []
+    entries = [_conffile_mode(e, spec, warnings) for e in entries]
+    _check_interpreters(entries, spec)
     units = _units(entries, spec, warnings)
     return Plan(entries=tuple(sorted(entries, key=lambda e: e.dest)), units=units,
                 startup=_startup(entries, spec), warnings=tuple(warnings))
@@ -208,6 +211,34 @@ def _mode(src: Path, kind: str) -> int:
     """0755 for files executable in the repo, else 0644 (units are never executable)."""
     executable = src.stat().st_mode & 0o111
     return 0o755 if executable and kind != "units" else 0o644
+
+
+def _conffile_mode(e: Entry, spec: PackageSpec, warnings: list[str]) -> Entry:
+    """A conffile is data the admin edits, never run from where dpkg puts it: 0644."""
+    if e.kind != "conffile" or not e.mode & 0o111:
+        return e
+    warnings.append(f"{e.src}: executable in the bundle, installed 0644 as the conffile {e.dest}; "
+                    f"if it is meant to run, move it to {spec.folders.get('scripts') or 'the scripts folder'}")
+    return Entry(src=e.src, dest=e.dest, mode=0o644, kind=e.kind)
+
+
+_PYTHON3 = re.compile(rb"^#!\s*(/usr/bin/|/usr/bin/env\s+)python3(\.\d+)?(\s|$)")
+
+
+def _check_interpreters(entries: list[Entry], spec: PackageSpec) -> None:
+    """lintian's python3-script-but-no-python3-dep: a #!python3 script needs python3 in depends
+    (startup.py brings it: the postinst runs it with python3)."""
+    if spec.startup is not None or any(re.match(r"^python3(-minimal|\.\d+)?$", alt.split()[0].split(":")[0])
+                                       for d in spec.depends for alt in d.split("|") if alt.strip()):
+        return
+    for e in entries:
+        if e.kind != "file":
+            continue
+        with open(e.src, "rb") as f:
+            first = f.readline(256)
+        if _PYTHON3.match(first):
+            raise PlanError(f"{e.src}: a python3 script ({first.strip().decode(errors='replace')}) but depends "
+                            "has no python3; add \"python3\" to depends in the debship config")
 
 
 def _kind(kind: str) -> str:

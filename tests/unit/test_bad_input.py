@@ -166,10 +166,10 @@ def test_install_path_with_dotdot(project):
 
 
 def test_two_files_with_the_same_destination(project):
-    (project / "configs" / "serve.py").write_text("x = 1\n")
+    (project / "scripts" / "demo-svc.service").write_text("x = 1\n")
     with open(project / "debship.toml", "a") as f:
-        f.write('[install]\nconfigs = "/usr/lib/{name}"\n')
-    assert_refused(project, "both install to /usr/lib/demo-svc/serve.py", code=3)
+        f.write('[install]\nscripts = "/lib/systemd/system"\n')
+    assert_refused(project, "both install to /lib/systemd/system/demo-svc.service", code=3)
 
 
 def test_file_name_that_cannot_be_encoded(project):
