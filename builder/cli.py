@@ -280,7 +280,8 @@ def publish(debs, repo_dir, suite, component, sign_key) -> None:
     same name, version and architecture is refused (exit 7).
     """
     from .repo import publish as publish_lib
-    result = publish_lib(list(debs), repo_dir, suite, component, sign_key=sign_key)
+    result = publish_lib(list(debs), repo_dir, suite, component, sign_key=sign_key,
+                         warn=lambda m: click.echo(f"publish: warning: {m}", err=True))
     for path in result.added:
         click.echo(f"added {path}")
     for path in result.unchanged:
