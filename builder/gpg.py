@@ -71,8 +71,16 @@ class SigningKey:
 
 def signing_keys(key_id: str) -> list[SigningKey]:
     """The primary key of ``key_id`` and its valid signing subkeys (``gpg --with-colons``)."""
-    out = _gpg(["--with-colons", "--fixed-list-mode", "--with-fingerprint", "--list-keys", "--", key_id],
-               what=f"listing key {key_id}").decode(errors="replace")
+    if not key_id.strip() or key_id.startswith("-"):
+        raise RepoError(f"signing key {key_id!r} is not a key id; pass --sign-key with a fingerprint or e-mail")
+    try:
+        out = _gpg(["--with-colons", "--fixed-list-mode", "--with-fingerprint", "--list-keys", "--", key_id],
+                   what=f"listing key {key_id}").decode(errors="replace")
+    except RepoError as e:
+        if "No public key" not in str(e):
+            raise
+        raise RepoError(f"no public key {key_id!r} in GNUPGHOME={_home()}; list keys with gpg --list-keys "
+                        "or import the key") from e
     found: list[SigningKey] = []
     pending: list[str] | None = None
     for line in out.splitlines():
