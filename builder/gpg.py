@@ -55,7 +55,7 @@ def export_public(key_id: str, armor: bool = False) -> bytes:
 # Debian 13's apt verifies with sqv under apt's policy (debian/default-sequoia.config in apt 3.0,
 # installed as /usr/share/apt/default-sequoia.config): signatures by these public-key algorithms are
 # rejected from the given date.  Sequoia's own standard policy already rejects RSA and DSA keys of
-# 1024 bits and less.  docs/signing-keys.md cites both.
+# 1024 bits and less.  docs/package-checks.md cites both.
 APT_SQV_CUTOFFS = {"dsa": "2024-02-01", "brainpool": "2028-02-01", "rsa2048": "2030-02-01"}
 MIN_RSA_BITS = 3072
 _ALGOS = {"1": "rsa", "2": "rsa", "3": "rsa", "17": "dsa", "19": "ecdsa", "22": "eddsa"}
