@@ -205,17 +205,37 @@ def _check_type(path: Path, unit: UnitFile) -> None:
     section = TYPE_SECTION.get(path.suffix)
     if section and section not in unit.sections:
         raise PlanError(f"{path}: a {path.suffix} unit needs a [{section}] section; add one")
+    needs = _NEEDS_ONE_OF.get(path.suffix)
+    if needs and not any(unit.values(needs[0], k) for k in needs[1]):
+        raise PlanError(f"{path}: a {path.suffix} unit needs one of {', '.join(k + '=' for k in needs[1][:4])} "
+                        f"… in [{needs[0]}] (systemd refuses it without); add one")
     if path.suffix != ".service":
         return
     types = unit.values("Service", "Type") or ["simple"]
     starts = _effective(unit, "ExecStart")
     oneshot = types[-1] == "oneshot"
+    restart = (unit.values("Service", "Restart") or ["no"])[-1]
+    if oneshot and restart in ("always", "on-success"):
+        raise PlanError(f"{path}: Restart={restart} with Type=oneshot (systemd refuses it); "
+                        "use Restart=on-failure, or Type=simple")
+    if types[-1] == "dbus" and not unit.values("Service", "BusName"):
+        raise PlanError(f"{path}: Type=dbus needs BusName= (systemd refuses it without); add BusName=<name>")
     if not starts and not (oneshot and (_effective(unit, "ExecStop") or unit.values("Unit", "SuccessAction"))):
         raise PlanError(f"{path}: service has no ExecStart= (systemd refuses it); "
                         "add ExecStart=/usr/lib/<name>/<script>")
     if len(starts) > 1 and not oneshot:
         raise PlanError(f"{path}: {len(starts)} ExecStart= lines, which systemd allows only for Type=oneshot; "
                         "keep one or set Type=oneshot")
+
+
+# What systemd refuses a unit of each type without: (section, keys).
+_NEEDS_ONE_OF = {
+    ".socket": ("Socket", ("ListenStream", "ListenDatagram", "ListenSequentialPacket", "ListenFIFO",
+                           "ListenSpecial", "ListenNetlink", "ListenMessageQueue", "ListenUSBFunction")),
+    ".timer": ("Timer", ("OnCalendar", "OnActiveSec", "OnBootSec", "OnStartupSec", "OnUnitActiveSec",
+                         "OnUnitInactiveSec", "OnClockChange", "OnTimezoneChange")),
+    ".path": ("Path", ("PathExists", "PathExistsGlob", "PathChanged", "PathModified", "DirectoryNotEmpty")),
+}
 
 
 def _effective(unit: UnitFile, key: str) -> list[Setting]:

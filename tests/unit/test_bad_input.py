@@ -105,10 +105,11 @@ def test_unit_unknown_section_is_a_warning_with_a_suggestion(project):
 
 
 def test_unit_setting_systemd_refuses(project):
+    # a check only systemd makes: a mount unit's name must be its Where= path, escaped
     require_tool("systemd-analyze")
-    edit(project, "units/demo-svc.service", "Restart=on-failure", "Type=oneshot\nRestart=always")
-    assert_refused(project, "demo-svc.service", "systemd-analyze verify refuses the unit",
-                   "Restart= set to either always or on-success", code=3)
+    (project / "units" / "srv-data.mount").write_text("[Mount]\nWhat=/dev/sdb1\nWhere=/srv/other\n")
+    assert_refused(project, "srv-data.mount: systemd-analyze verify refuses the unit",
+                   "Where= setting doesn't match unit name", code=3)
 
 
 def test_unit_value_systemd_ignores_is_a_warning(project):

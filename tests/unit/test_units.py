@@ -70,6 +70,22 @@ def test_exec_lines_systemd_refuses_are_errors(line, expect):
     assert str(e.value).startswith("/bundle/units/x.service:4: ")
 
 
+@pytest.mark.parametrize("name, text, expect", [
+    ("x.service", "[Service]\nType=oneshot\nExecStart=/bin/true\nRestart=always\n", "Restart=always with Type=oneshot"),
+    ("x.service", "[Service]\nType=dbus\nExecStart=/bin/true\n", "Type=dbus needs BusName="),
+    ("x.socket", "[Socket]\nAccept=yes\n", "needs one of ListenStream="),
+    ("x.timer", "[Timer]\nPersistent=yes\n", "needs one of OnCalendar="),
+    ("x.path", "[Path]\nUnit=x.service\n", "needs one of PathExists="),
+])
+def test_units_systemd_refuses_are_refused_without_systemd_analyze(name, text, expect):
+    # the same refusals systemd-analyze verify makes ("Refusing."), decided by our parser on any machine
+    with pytest.raises(PlanError, match=expect):
+        parse(text, name)
+    parse(text.replace("Restart=always", "Restart=on-failure").replace("Type=dbus", "Type=dbus\nBusName=a.b")
+          .replace("Accept=yes", "ListenStream=80").replace("Persistent=yes", "OnCalendar=daily")
+          .replace("Unit=x.service", "PathExists=/run/x"), name)
+
+
 def test_two_execstart_lines_need_oneshot_and_an_empty_one_resets():
     with pytest.raises(PlanError, match="2 ExecStart= lines"):
         parse("[Service]\nExecStart=/bin/true\nExecStart=/bin/false\n")
@@ -195,3 +211,18 @@ def test_list_prints_the_warnings_too(project):
     result = cli_runner().invoke(build_deb, ["--project", str(project), "--list"])
     assert result.exit_code == 0
     assert "build-deb: warning: " in result.stderr and "use MemoryMax=" in result.stderr
+
+
+def test_the_verdict_does_not_depend_on_the_build_machines_systemd(project, monkeypatch):
+    """Newer keys and values, deprecations: built with systemd-analyze and without it (PATH emptied,
+    as on a build machine with no systemd)."""
+    set_unit_lines(project, "ExecStart=/usr/lib/demo-svc/serve.py", "Type=notify-reload", "RestartSteps=3",
+                   "MemoryLimit=1G", "ImportCredential=token")
+    with_tool = build(project)
+    assert with_tool.exit_code == 0, with_tool.stderr
+    monkeypatch.setenv("PATH", str(project / "no-tools-here"))
+    without = build(project)
+    assert without.exit_code == 0, without.stderr
+    ours = [line for line in without.stderr.splitlines() if "systemd-analyze" not in line]
+    assert len(ours) == 3 and ours == [line for line in with_tool.stderr.splitlines()
+                                       if "systemd-analyze" not in line]
