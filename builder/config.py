@@ -297,7 +297,7 @@ def _check_description(spec: PackageSpec, where: str) -> None:
 def _check_depends(spec: PackageSpec, where: str) -> None:
     """lintian: depends-on-essential-package-without-using-version (alternatives are left alone)."""
     for dep in spec.depends:
-        if "|" not in dep and dep.split(":")[0] in ESSENTIAL:
+        if "|" not in dep and "(" not in dep and dep.split(":")[0] in ESSENTIAL:
             raise ConfigError(f"{where}: depends entry '{dep}' is an essential package, on every Debian host; "
                               f"remove it, or give the version you need like '{dep} (>= 1.0)'")
 

@@ -267,6 +267,8 @@ CASES = [
          ("depends entry 'bash' is an essential package", "bash (>= 1.0)"), CONFIG),
     Case("depends-on-dpkg-unversioned", replace('"python3"', '"dpkg", "python3"'), ("'dpkg' is an essential",),
          CONFIG),
+    Case("depends-on-essential-with-arch", replace('"python3"', '"python3", "coreutils:any"'),
+         ("'coreutils:any' is an essential",), CONFIG),
     Case("python3-script-without-python3", replace('depends = ["python3"]', "depends = []"),
          ("serve.py", "a python3 script (#!/usr/bin/python3)", 'add "python3" to depends'), BUNDLE),
     Case("python3-env-script-without-python3", lambda p: (replace('depends = ["python3"]', 'depends = ["curl"]')(p),
@@ -398,7 +400,7 @@ def test_values_dpkg_and_lintian_accept_build(project, extra):
 
 
 @pytest.mark.parametrize("depends", ['["python3", "bash (>= 5.0)"]', '["python3", "bash | zsh"]',
-                                     '["python3:any", "coreutils (>= 9)"]', '["python3.11"]'])
+                                     '["python3:any", "coreutils (>= 9)"]', '["python3.11", "bash:any (>= 5)"]'])
 def test_versioned_essential_dependencies_and_python3_forms_build(project, depends):
     replace('depends = ["python3"]', f"depends = {depends}")(project)
     deb = builds(project)
