@@ -282,6 +282,13 @@ def _units(entries: list[Entry], spec: PackageSpec, warnings: list[str]) -> tupl
         warnings += unitfiles.check_triggers(e.src, unit, names)
         _check_exec_paths(e.src, unit, spec, provided)
         parsed.append(_unit(unit, spec))
+    for e in entries:
+        if e.kind == "unit" and e.src.suffix == ".conf":   # a drop-in: units/<unit>.d/<name>.conf
+            unit_type = "." + e.dest.rsplit("/", 2)[-2][:-2].rsplit(".", 1)[-1]
+            dropin = unitfiles.parse(e.src, _read_text(e.src), dropin_for=unit_type)
+            warnings += dropin.warnings
+            unitfiles.check_users(e.src, dropin, spec.host_accounts)
+            _check_exec_paths(e.src, dropin, spec, provided)
     warnings += unitfiles.systemd_verify([e.src for e in files], provided, known)
     return tuple(parsed)
 

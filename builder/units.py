@@ -89,16 +89,18 @@ class UnitFile:
         return [v for k, v in self.sections.get(section, []) if k == key]
 
 
-def parse(path: Path, text: str) -> UnitFile:
+def parse(path: Path, text: str, dropin_for: str | None = None) -> UnitFile:
     """Parse a unit file the way systemd does; raise PlanError where systemd would refuse it.
 
     Lines systemd ignores with a complaint (unknown sections and keys, a line
     with no '=', deprecated settings) become warnings on the returned unit.
+    ``dropin_for`` is the unit type (".service" …) of a drop-in's unit: its
+    keys are checked, not the completeness a whole unit needs.
     """
     sections: dict[str, list[tuple[str, str]]] = {}
     settings: list[Setting] = []
     warnings: list[str] = []
-    allowed = _sections_for(path.suffix)
+    allowed = _sections_for(dropin_for or path.suffix)
     current: str | None = None
     ignored_section = False
     for lineno, line in _logical_lines(text):
@@ -110,7 +112,8 @@ def parse(path: Path, text: str) -> UnitFile:
             current = line[1:-1]
             ignored_section = current not in allowed and not current.startswith("X-")
             if ignored_section:
-                warnings.append(f"{where}: unknown section [{current}] in a {path.suffix} unit, systemd ignores "
+                warnings.append(f"{where}: unknown section [{current}] in a {dropin_for or path.suffix} unit, "
+                                "systemd ignores "
                                 f"it{_did_you_mean(current, allowed, '[{}]')}")
             else:
                 sections.setdefault(current, [])
@@ -139,7 +142,8 @@ def parse(path: Path, text: str) -> UnitFile:
     unit = UnitFile(name=path.name, sections=sections, has_install=bool(sections.get("Install")),
                     settings=tuple(settings), warnings=tuple(warnings),
                     warned_lines=frozenset(int(w[len(str(path)) + 1:].split(":", 1)[0]) for w in warnings))
-    _check_type(path, unit)
+    if dropin_for is None:
+        _check_type(path, unit)
     _check_exec_syntax(path, unit)
     return unit
 

@@ -226,3 +226,21 @@ def test_the_verdict_does_not_depend_on_the_build_machines_systemd(project, monk
     ours = [line for line in without.stderr.splitlines() if "systemd-analyze" not in line]
     assert len(ours) == 3 and ours == [line for line in with_tool.stderr.splitlines()
                                        if "systemd-analyze" not in line]
+
+
+def test_drop_ins_are_read_with_the_same_rules(project):
+    dropin = project / "units" / "demo-svc.service.d" / "limits.conf"
+    dropin.parent.mkdir()
+    dropin.write_text("[Service]\nEnvironment=A=1\nMemoryLimit=1G\nExecStart=\n"
+                      "ExecStart=/usr/bin/python3 /usr/lib/demo-svc/serve.py --fast\n")
+    result = build(project)
+    assert result.exit_code == 0, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "demo-svc.service.d/limits.conf:3: MemoryLimit= is deprecated" in line
+    dropin.write_text("[Service]\nExecStartPre=/bin/bash /usr/lib/demo-svc/pre.sh\n")
+    result = build(project)
+    assert result.exit_code == 3
+    assert "limits.conf:2: ExecStartPre= runs /usr/lib/demo-svc/pre.sh, which is not in the bundle" in result.stderr
+    dropin.write_text("[Service]\nExecStartPre=/bin/echo 'oops\n")
+    result = build(project)
+    assert result.exit_code == 3 and "limits.conf:2: ExecStartPre= has unbalanced quoting" in result.stderr
