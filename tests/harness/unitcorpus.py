@@ -58,8 +58,11 @@ def cached_corpus(packages: tuple[str, ...] = PACKAGES) -> Path:
         debs, units = work / "debs", work / "units"
         debs.mkdir()
         units.mkdir()
-        proc = subprocess.run(["apt-get", "download", "-q", *sorted(packages)], cwd=debs, text=True,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = _download(packages, debs)
+        if proc.returncode != 0 and os.geteuid() == 0:  # lists missing or stale: refresh them once
+            subprocess.run(["apt-get", "update", "-qq"], check=False, stdin=subprocess.DEVNULL,
+                           capture_output=True)
+            proc = _download(packages, debs)
         if proc.returncode != 0:
             errors = [line for line in proc.stderr.splitlines() if line.startswith("E:")]
             raise RuntimeError(f"apt-get download failed ({'; '.join(errors[-3:])}); run apt-get update "
@@ -74,6 +77,11 @@ def cached_corpus(packages: tuple[str, ...] = PACKAGES) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+def _download(packages: tuple[str, ...], folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["apt-get", "download", "-q", *sorted(packages)], cwd=folder, text=True,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _extract_units(deb: Path, dest: Path) -> None:
