@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from . import config, debfile
 from . import plan as planning
@@ -16,10 +16,16 @@ if TYPE_CHECKING:
 
 
 def build_deb(project_dir: Path, out_dir: Path | None = None, version: str | None = None,
-              compression: str = "xz") -> BuiltDeb:
-    """Build the project's bundle into ``out_dir`` (default ``<project>/dist``); return what was written."""
+              compression: str = "xz", warn: Callable[[str], None] | None = None) -> BuiltDeb:
+    """Build the project's bundle into ``out_dir`` (default ``<project>/dist``); return what was written.
+
+    ``warn`` is called with each warning (a setting systemd or lintian frowns on but
+    that builds a working package) before anything is written."""
     spec = config.load(Path(project_dir), version)
     plan = planning.build(spec)
+    for message in (*spec.warnings, *plan.warnings):
+        if warn is not None:
+            warn(message)
     mtime = source_date_epoch(spec.project_dir, plan)
     md5, sizes = _digests(plan)
     from . import control  # here, not at the top: jinja2 is the slowest import and only building needs it

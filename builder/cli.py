@@ -61,13 +61,18 @@ def build_deb(project: Path, out: Path | None, version: str | None, compression:
 
     On success the last line printed is the path of the .deb.
     """
+    def warn(message: str) -> None:
+        click.echo(f"build-deb: warning: {' '.join(message.splitlines())}", err=True)
+
     if listing:
-        _print_plan(*list_plan(project, version))
+        spec, plan = list_plan(project, version)
+        for message in (*spec.warnings, *plan.warnings):
+            warn(message)
+        _print_plan(spec, plan)
         return
     if compression == "zstd":
-        click.echo("build-deb: warning: zstd needs dpkg >= 1.21.18 on the host "
-                   "(Debian 12, Ubuntu 22.04 or newer); use xz for older hosts", err=True)
-    built = build_deb_lib(project, out, version, compression)
+        warn("zstd needs dpkg >= 1.21.18 on the host (Debian 12, Ubuntu 22.04 or newer); use xz for older hosts")
+    built = build_deb_lib(project, out, version, compression, warn=warn)
     if as_json:
         click.echo(json.dumps(built.as_dict(), sort_keys=True))
         return
@@ -275,7 +280,8 @@ def publish(debs, repo_dir, suite, component, sign_key) -> None:
     same name, version and architecture is refused (exit 7).
     """
     from .repo import publish as publish_lib
-    result = publish_lib(list(debs), repo_dir, suite, component, sign_key=sign_key)
+    result = publish_lib(list(debs), repo_dir, suite, component, sign_key=sign_key,
+                         warn=lambda m: click.echo(f"publish: warning: {m}", err=True))
     for path in result.added:
         click.echo(f"added {path}")
     for path in result.unchanged:

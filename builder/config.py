@@ -56,6 +56,13 @@ SECTIONS = frozenset("""admin cli-mono comm database debian-installer debug deve
     news ocaml oldlibs otherosfs perl php python ruby rust science shells sound tasks tex text utils vcs video
     web x11 xfce zope""".split())
 AREAS = ("", "main", "contrib", "non-free", "non-free-firmware")
+# Essential: yes in Debian 12 (dpkg-query -W -f '${Package} ${Essential}'): always installed, so lintian
+# (depends-on-essential-package-without-using-version) wants a version on a dependency on one of them.
+ESSENTIAL = frozenset("""base-files base-passwd bash bsdutils coreutils dash debianutils diffutils dpkg findutils
+    grep gzip hostname init-system-helpers libc-bin login ncurses-base ncurses-bin perl-base sed sysvinit-utils
+    tar util-linux""".split())
+# Where systemd looks for the units of packages (dh_installsystemd installs to one of them).
+UNIT_FOLDERS = ("/lib/systemd/system", "/usr/lib/systemd/system")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")  # a Debian package name
 REPO_URL_RE = re.compile(r"^(https?|file)://\S+$")  # an apt repository hosts can reach
@@ -99,6 +106,7 @@ class PackageSpec:
     allow_secrets: tuple[str, ...] = ()                                # project-relative paths
     host_accounts: frozenset[str] = frozenset()                        # units may run as these
     source: Path | None = None                                        # the file the config came from
+    warnings: tuple[str, ...] = ()                                    # values made right, said once
 
     @property
     def native(self) -> bool:
@@ -265,8 +273,51 @@ def validate(spec: PackageSpec, where: str) -> None:
                           "use admin, utils, net, misc … (Debian Policy 2.4), optionally as contrib/<section>")
     if not ARCH_RE.match(spec.architecture):
         raise ConfigError(f"{where}: architecture '{spec.architecture}' is invalid; use 'all' or e.g. 'amd64'")
+    if spec.architecture in ("any", "source") or "any" in spec.architecture.split("-"):
+        raise ConfigError(f"{where}: architecture '{spec.architecture}' is a wildcard, which only a source "
+                          "package may have (dpkg refuses to install it); use 'all' or one like 'amd64'")
+    _check_description(spec, where)
+    _check_depends(spec, where)
+    _check_install(spec, where)
+    if spec.homepage is not None and not re.match(r"^https?://[^\s/]+", spec.homepage):
+        raise ConfigError(f"{where}: homepage '{spec.homepage}' is not a web address; write it with its scheme, "
+                          "like \"https://example.com/project\"")
     if spec.startup is not None and spec.folders.get("scripts") is None:
         raise ConfigError(f"{where}: startup = '{spec.startup}' needs a scripts folder; set startup = false")
+
+
+def _check_description(spec: PackageSpec, where: str) -> None:
+    """lintian: description-starts-with-package-name, description-synopsis-is-duplicated."""
+    first = spec.description.split()[0].lower() if spec.description.split() else ""
+    if first.rstrip(":,") == spec.name.lower():
+        raise ConfigError(f"{where}: description starts with the package name '{spec.name}'; say what it "
+                          "does instead, like description = \"deploys the fleet agent and its timers\"")
+    if " ".join(spec.long_description.split()).lower() == " ".join(spec.description.split()).lower():
+        raise ConfigError(f"{where}: long-description repeats description; say more in it, or remove it")
+
+
+def _check_depends(spec: PackageSpec, where: str) -> None:
+    """lintian: depends-on-essential-package-without-using-version (alternatives are left alone)."""
+    for dep in spec.depends:
+        if "|" not in dep and "(" not in dep and dep.split(":")[0] in ESSENTIAL:
+            raise ConfigError(f"{where}: depends entry '{dep}' is an essential package, on every Debian host; "
+                              f"remove it, or give the version you need like '{dep} (>= 1.0)'")
+
+
+def _check_install(spec: PackageSpec, where: str) -> None:
+    """Where each kind may go so that dpkg and lintian treat it right."""
+    configs, scripts, units = (spec.install.get(k, "") for k in ("configs", "scripts", "units"))
+    if spec.folders.get("configs") is not None and not (configs + "/").startswith("/etc/"):
+        raise ConfigError(f"{where}: install.configs = \"{configs}\": configs are conffiles, which Debian keeps "
+                          "under /etc (lintian: non-etc-file-marked-as-conffile); use \"/etc/{name}\", or move "
+                          "files that are not configuration to the scripts folder")
+    if spec.folders.get("scripts") is not None and (scripts + "/").startswith("/etc/"):
+        raise ConfigError(f"{where}: install.scripts = \"{scripts}\" is under /etc, where every file must be a "
+                          "conffile (lintian: file-in-etc-not-marked-as-conffile); use \"/usr/lib/{name}\", or "
+                          "move the files the admin edits to the configs folder")
+    if spec.folders.get("units") is not None and units not in UNIT_FOLDERS:
+        raise ConfigError(f"{where}: install.units = \"{units}\" is not where systemd loads packaged units; "
+                          f"use \"{UNIT_FOLDERS[1]}\" (or \"{UNIT_FOLDERS[0]}\")")
 
 
 def _str(raw: dict, key: str, where: str, required: bool = True) -> str | None:

@@ -13,6 +13,8 @@ import base64
 import os
 import subprocess
 from pathlib import Path
+from dataclasses import dataclass
+from datetime import date
 
 from .errors import RepoError
 
@@ -49,6 +51,81 @@ def export_public(key_id: str, armor: bool = False) -> bytes:
         raise RepoError(f"no public key {key_id!r} in GNUPGHOME={_home()}; list keys with gpg --list-keys "
                         "or import the key")
     return data
+
+
+# Debian 13's apt verifies with sqv under apt's policy (debian/default-sequoia.config in apt 3.0,
+# installed as /usr/share/apt/default-sequoia.config): signatures by these public-key algorithms are
+# rejected from the given date.  Sequoia's own standard policy already rejects RSA and DSA keys of
+# 1024 bits and less.  docs/package-checks.md cites both.
+APT_SQV_CUTOFFS = {"dsa": "2024-02-01", "brainpool": "2028-02-01", "rsa2048": "2030-02-01"}
+MIN_RSA_BITS = 3072
+_ALGOS = {"1": "rsa", "2": "rsa", "3": "rsa", "17": "dsa", "19": "ecdsa", "22": "eddsa"}
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    fingerprint: str
+    algorithm: str      # rsa, dsa, ecdsa, eddsa or the algorithm number
+    bits: int
+    curve: str          # ed25519, nistp256, brainpoolP256r1 ... ('' for rsa/dsa)
+
+
+def signing_keys(key_id: str) -> list[SigningKey]:
+    """The primary key of ``key_id`` and its valid signing subkeys (``gpg --with-colons``)."""
+    if not key_id.strip() or key_id.startswith("-"):
+        raise RepoError(f"signing key {key_id!r} is not a key id; pass --sign-key with a fingerprint or e-mail")
+    try:
+        out = _gpg(["--with-colons", "--fixed-list-mode", "--with-fingerprint", "--list-keys", "--", key_id],
+                   what=f"listing key {key_id}").decode(errors="replace")
+    except RepoError as e:
+        if "No public key" not in str(e):
+            raise
+        raise RepoError(f"no public key {key_id!r} in GNUPGHOME={_home()}; list keys with gpg --list-keys "
+                        "or import the key") from e
+    found: list[SigningKey] = []
+    pending: list[str] | None = None
+    for line in out.splitlines():
+        fields = line.split(":")
+        if fields[0] in ("pub", "sub"):
+            usable = fields[1] not in ("r", "e", "i", "d") and (fields[0] == "pub" or "s" in fields[11])
+            pending = fields if usable else None
+        elif fields[0] == "fpr" and pending is not None:
+            found.append(SigningKey(fields[9], _ALGOS.get(pending[3], pending[3]), int(pending[2] or 0),
+                                    pending[16] if len(pending) > 16 else ""))
+            pending = None
+    return found
+
+
+def check_key_policy(key_id: str, today: date | None = None) -> list[str]:
+    """Refuse a signing key Debian 13's apt rejects or that is too weak to start with (DSA, RSA under
+    3072 bits); return warnings for a key apt's policy retires within two years of ``today``."""
+    today = today or date.today()
+    warnings = []
+    for key in signing_keys(key_id):
+        name = f"signing key {key_id} ({key.algorithm}{key.bits or ''}{' ' + key.curve if key.curve else ''}, " \
+               f"{key.fingerprint[-16:]})"
+        fix = "make a new one with gpg --quick-gen-key 'Archive <you@example.com>' ed25519 sign never " \
+              "(or rsa4096) and publish with it"
+        if key.algorithm == "dsa":
+            raise RepoError(f"{name}: DSA keys are rejected by Debian 13's apt since "
+                            f"{APT_SQV_CUTOFFS['dsa']}; {fix}")
+        if key.algorithm == "rsa" and key.bits < MIN_RSA_BITS:
+            raise RepoError(f"{name}: RSA keys under {MIN_RSA_BITS} bits are refused (Debian 13's apt rejects "
+                            f"1024 bits and retires 2048 on {APT_SQV_CUTOFFS['rsa2048']}); {fix}")
+        if key.curve.lower().startswith("brainpool"):
+            cutoff = date.fromisoformat(APT_SQV_CUTOFFS["brainpool"])
+            if cutoff <= today:
+                raise RepoError(f"{name}: Debian 13's apt rejects brainpool keys since {cutoff}; {fix}")
+            if cutoff <= _two_years_after(today):
+                warnings.append(f"{name}: Debian 13's apt rejects brainpool keys from {cutoff}; {fix}")
+    return warnings
+
+
+def _two_years_after(day: date) -> date:
+    try:
+        return day.replace(year=day.year + 2)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + 2, day=28)
 
 
 def clearsign(text: bytes, key_id: str) -> bytes:

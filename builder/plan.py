@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ class Plan:
     entries: tuple[Entry, ...]
     units: tuple[Unit, ...]
     startup: str | None        # host path of the startup script
+    warnings: tuple[str, ...] = ()   # what builds but deserves a look (build-deb prints them)
 
     @property
     def conffiles(self) -> list[str]:
@@ -67,9 +69,12 @@ def build(spec: PackageSpec) -> Plan:
             entries += _walk(folder, spec.install[kind], kind, spec, allowed)
     _check_allowed(spec, allowed)
     _check_collisions(entries, spec)
-    units = _units(entries, spec)
+    warnings: list[str] = []
+    entries = [_conffile_mode(e, spec, warnings) for e in entries]
+    _check_interpreters(entries, spec)
+    units = _units(entries, spec, warnings)
     return Plan(entries=tuple(sorted(entries, key=lambda e: e.dest)), units=units,
-                startup=_startup(entries, spec))
+                startup=_startup(entries, spec), warnings=tuple(warnings))
 
 
 def _walk(folder: Path, dest_root: str, kind: str, spec: PackageSpec, allowed: set[str]) -> list[Entry]:
@@ -208,6 +213,34 @@ def _mode(src: Path, kind: str) -> int:
     return 0o755 if executable and kind != "units" else 0o644
 
 
+def _conffile_mode(e: Entry, spec: PackageSpec, warnings: list[str]) -> Entry:
+    """A conffile is data the admin edits, never run from where dpkg puts it: 0644."""
+    if e.kind != "conffile" or not e.mode & 0o111:
+        return e
+    warnings.append(f"{e.src}: executable in the bundle, installed 0644 as the conffile {e.dest}; "
+                    f"if it is meant to run, move it to {spec.folders.get('scripts') or 'the scripts folder'}")
+    return Entry(src=e.src, dest=e.dest, mode=0o644, kind=e.kind)
+
+
+_PYTHON3 = re.compile(rb"^#!\s*(/usr/bin/|/usr/bin/env\s+)python3(\.\d+)?(\s|$)")
+
+
+def _check_interpreters(entries: list[Entry], spec: PackageSpec) -> None:
+    """lintian's python3-script-but-no-python3-dep: a #!python3 script needs python3 in depends
+    (startup.py brings it: the postinst runs it with python3)."""
+    if spec.startup is not None or any(re.match(r"^python3(-minimal|\.\d+)?$", alt.split()[0].split(":")[0])
+                                       for d in spec.depends for alt in d.split("|") if alt.strip()):
+        return
+    for e in entries:
+        if e.kind != "file":
+            continue
+        with open(e.src, "rb") as f:
+            first = f.readline(256)
+        if _PYTHON3.match(first):
+            raise PlanError(f"{e.src}: a python3 script ({first.strip().decode(errors='replace')}) but depends "
+                            "has no python3; add \"python3\" to depends in the debship config")
+
+
 def _kind(kind: str) -> str:
     return {"units": "unit", "configs": "conffile"}.get(kind, "file")
 
@@ -232,20 +265,31 @@ def _check_collisions(entries: list[Entry], spec: PackageSpec) -> None:
             parent = parent.rsplit("/", 1)[0]
 
 
-def _units(entries: list[Entry], spec: PackageSpec) -> tuple[Unit, ...]:
+def _units(entries: list[Entry], spec: PackageSpec, warnings: list[str]) -> tuple[Unit, ...]:
     provided = {e.dest for e in entries}
     files = [e for e in entries if e.kind == "unit" and e.src.suffix in unitfiles.UNIT_SUFFIXES]
     for name in spec.units:
         if name not in {e.src.name for e in files}:
             raise PlanError(f"[tool.debship.units.\"{name}\"]: no such unit in the units folder; "
                             "fix the name or remove the table")
-    parsed = []
+    parsed, known = [], set()
+    names = {e.src.name for e in files}
     for e in files:
         unit = unitfiles.parse(e.src, _read_text(e.src))
+        warnings += unit.warnings
+        known |= {f"{e.src.name}:{n}" for n in unit.warned_lines}
         unitfiles.check_users(e.src, unit, spec.host_accounts)
+        warnings += unitfiles.check_triggers(e.src, unit, names)
         _check_exec_paths(e.src, unit, spec, provided)
         parsed.append(_unit(unit, spec))
-    unitfiles.systemd_verify([e.src for e in files], provided)
+    for e in entries:
+        if e.kind == "unit" and e.src.suffix == ".conf":   # a drop-in: units/<unit>.d/<name>.conf
+            unit_type = "." + e.dest.rsplit("/", 2)[-2][:-2].rsplit(".", 1)[-1]
+            dropin = unitfiles.parse(e.src, _read_text(e.src), dropin_for=unit_type)
+            warnings += dropin.warnings
+            unitfiles.check_users(e.src, dropin, spec.host_accounts)
+            _check_exec_paths(e.src, dropin, spec, provided)
+    warnings += unitfiles.systemd_verify([e.src for e in files], provided, known)
     return tuple(parsed)
 
 
@@ -259,9 +303,9 @@ def _read_text(src: Path) -> str:
 def _check_exec_paths(src: Path, unit: unitfiles.UnitFile, spec: PackageSpec, provided: set[str]) -> None:
     """An Exec line pointing into our own install folders must name a file we ship."""
     ours = tuple(f"{spec.install[k]}/" for k in ("scripts", "configs") if spec.folders.get(k) is not None)
-    for key, path in unitfiles.exec_paths(unit):
+    for key, line, path in unitfiles.exec_paths(unit):
         if path.startswith(ours) and path not in provided:
-            raise PlanError(f"{src}: {key}= runs {path}, which is not in the bundle; add it to "
+            raise PlanError(f"{src}:{line}: {key}= runs {path}, which is not in the bundle; add it to "
                             f"{spec.folders.get('scripts') or 'the scripts folder'} or fix the path")
 
 

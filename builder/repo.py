@@ -83,15 +83,20 @@ class PublishResult:
 
 
 def publish(debs: list[Path], repo_dir: Path, suite: str = "stable", component: str = "main", *,
-            sign_key: str, origin: str = "debship", label: str = "debship") -> PublishResult:
+            sign_key: str, origin: str = "debship", label: str = "debship", warn=None) -> PublishResult:
     """Add ``debs`` to ``component`` of ``suite`` in ``repo_dir`` and sign the new index.
 
     Publishing a .deb the index already has (same sha256) is a no-op; another .deb
-    with a name, version and architecture already published is refused."""
+    with a name, version and architecture already published is refused.  A signing
+    key Debian 13's apt rejects is refused before anything is written; ``warn`` hears of
+    one it will retire soon."""
     for what, value in (("suite", suite), ("component", component)):
         if not _NAME.match(value) or value in (".", ".."):
             raise RepoError(f"{what} {value!r} is not a plain name (letters, digits, . + _ -); choose another")
     incoming = [read_deb(Path(d), component) for d in debs]
+    for message in gpg.check_key_policy(sign_key):
+        if warn is not None:
+            warn(message)
     repo = Path(repo_dir)
     repo.mkdir(parents=True, exist_ok=True)
     with _locked(repo):

@@ -149,19 +149,13 @@ CASES = [
     # --- the bundle: folders, scripts, units (3) ---
     Case("missing-bundle-folder", remove("units"), ("units folder is missing", "folders].units = false"), BUNDLE),
     Case("empty-bundle-folder", remove("configs/demo.conf"), ("configs folder is empty",), BUNDLE),
-    Case("unit-malformed-line", replace("Restart=on-failure", "Restart on failure", UNIT),
-         ("demo-svc.service:7", "expected 'Key=value'"), BUNDLE),
     Case("unit-without-execstart", replace("ExecStart=", "X-Disabled-ExecStart=", UNIT),
          ("demo-svc.service", "no ExecStart="), BUNDLE),
-    Case("unit-unknown-section", replace("[Install]", "[Instal]", UNIT), ("unknown section [Instal]",), BUNDLE),
     Case("execstart-names-a-script-not-in-the-bundle", replace("serve.py", "server.py", UNIT),
          ("ExecStart= runs /usr/lib/demo-svc/server.py", "not in the bundle"), BUNDLE),
     Case("symlink-pointing-outside-the-bundle", outside("configs/leak.conf"), ("leak.conf", "points outside"),
          BUNDLE),
     Case("symlinked-folder", outside("configs/sub", folder=True), ("configs/sub",), BUNDLE),
-    Case("two-files-with-the-same-destination",
-         lambda p: (write("configs/serve.py", "x = 1\n")(p), append('[install]\nconfigs = "/usr/lib/{name}"\n')(p)),
-         ("both install to /usr/lib/demo-svc/serve.py",), BUNDLE),
     Case("file-name-not-utf8", undecodable_name, ("not valid UTF-8",), BUNDLE),
     Case("file-name-with-a-newline", write("configs/two\nlines.conf", "x\n"), ("whitespace or control characters",),
          BUNDLE),
@@ -292,8 +286,8 @@ CASES = [
          ("units/a/x.service", "put units at the top of the units folder"), BUNDLE),
     Case("dropin-not-conf", write("units/demo-svc.service.d/override.txt", "[Service]\n"),
          ("override.txt", "drop-ins in <unit>.d/*.conf"), BUNDLE),
-    Case("unit-in-configs-and-units", lambda p: (append('[install]\nconfigs = "/lib/systemd/system"\n')(p),
-                                                  write("configs/demo-svc.service", "x\n")(p)),
+    Case("unit-in-scripts-and-units", lambda p: (append('[install]\nscripts = "/lib/systemd/system"\n')(p),
+                                                  write("scripts/demo-svc.service", "x\n")(p)),
          ("both install to /lib/systemd/system/demo-svc.service",), BUNDLE),
     Case("unit-user-nobody-creates", unit_line("User=demo-svc"),
          ("demo-svc.service", "User=demo-svc", "DynamicUser=yes", "host-accounts"), BUNDLE),
@@ -307,6 +301,47 @@ CASES = [
     Case("unit-user-nobody", unit_line("User=nobody"), ("User=nobody", "unsafe", "DynamicUser=yes"), BUNDLE),
     Case("unit-supplementary-group", unit_line("SupplementaryGroups=adm ssl-cert"),
          ("SupplementaryGroups=ssl-cert",), BUNDLE),
+    # --- values that would build a package dpkg refuses or lintian flags (issue 26) ---
+    Case("architecture-any", append('architecture = "any"\n'), ("architecture 'any' is a wildcard", "use 'all'"),
+         CONFIG),
+    Case("architecture-linux-any", append('architecture = "linux-any"\n'), ("'linux-any' is a wildcard",), CONFIG),
+    Case("architecture-any-amd64", append('architecture = "any-amd64"\n'), ("'any-amd64' is a wildcard",), CONFIG),
+    Case("description-starts-with-name", replace("demo service for tests", "demo-svc runs the demo"),
+         ("description starts with the package name 'demo-svc'", "say what it does"), CONFIG),
+    Case("long-description-equals-synopsis", append('long-description = "Demo service  for tests"\n'),
+         ("long-description repeats description", "say more"), CONFIG),
+    Case("depends-on-essential-unversioned", replace('"python3"', '"python3", "bash"'),
+         ("depends entry 'bash' is an essential package", "bash (>= 1.0)"), CONFIG),
+    Case("depends-on-dpkg-unversioned", replace('"python3"', '"dpkg", "python3"'), ("'dpkg' is an essential",),
+         CONFIG),
+    Case("depends-on-essential-with-arch", replace('"python3"', '"python3", "coreutils:any"'),
+         ("'coreutils:any' is an essential",), CONFIG),
+    Case("python3-script-without-python3", replace('depends = ["python3"]', "depends = []"),
+         ("serve.py", "a python3 script (#!/usr/bin/python3)", 'add "python3" to depends'), BUNDLE),
+    Case("python3-env-script-without-python3", lambda p: (replace('depends = ["python3"]', 'depends = ["curl"]')(p),
+                                                           write("scripts/serve.py", "#!/usr/bin/env python3\n")(p)),
+         ("serve.py", "python3 script", 'add "python3" to depends'), BUNDLE),
+    Case("configs-outside-etc", append('[install]\nconfigs = "/usr/share/{name}"\n'),
+         ('install.configs = "/usr/share/demo-svc"', "under /etc", '"/etc/{name}"'), CONFIG),
+    Case("configs-at-etc-lookalike", append('[install]\nconfigs = "/etcetera/{name}"\n'),
+         ("install.configs", "under /etc"), CONFIG),
+    Case("scripts-under-etc", append('[install]\nscripts = "/etc/{name}/bin"\n'),
+         ('install.scripts = "/etc/demo-svc/bin" is under /etc', '"/usr/lib/{name}"'), CONFIG),
+    Case("units-outside-unit-folders", append('[install]\nunits = "/etc/systemd/system"\n'),
+         ('install.units = "/etc/systemd/system"', '"/usr/lib/systemd/system"'), CONFIG),
+    Case("units-in-user-folder", append('[install]\nunits = "/usr/lib/systemd/user"\n'),
+         ("install.units", "not where systemd loads packaged units"), CONFIG),
+    Case("homepage-without-scheme", append('homepage = "example.com/demo"\n'),
+         ("homepage 'example.com/demo' is not a web address", '"https://example.com/project"'), CONFIG),
+    Case("homepage-ftp", append('homepage = "ftp://example.com/demo"\n'), ("homepage 'ftp://",), CONFIG),
+    Case("unit-socket-without-its-service", write("units/api.socket", "[Socket]\nListenStream=8080\n"),
+         ("api.socket", "activates api.service", "add units/api.service"), BUNDLE),
+    Case("unit-exec-unbalanced-quote", unit_line("ExecStartPre=/bin/echo 'oops"),
+         ("demo-svc.service:8:", "unbalanced quoting"), BUNDLE),
+    Case("unit-exec-relative-path", unit_line("ExecStartPost=bin/after"),
+         ("demo-svc.service:8:", "neither an absolute path"), BUNDLE),
+    Case("unit-exec-script-not-in-bundle", unit_line("ExecReload=/bin/sh /usr/lib/demo-svc/reload.sh"),
+         ("demo-svc.service:8:", "ExecReload= runs /usr/lib/demo-svc/reload.sh", "not in the bundle"), BUNDLE),
     Case("allow-secrets-names-no-file", append('allow-secrets = ["configs/tls/server.key"]\n'),
          ("allow-secrets entry 'configs/tls/server.key'", "no such file"), BUNDLE),
 ]
@@ -323,10 +358,45 @@ def test_the_table_is_big_enough():
     assert len({c.id for c in CASES}) == len(CASES)
 
 
-def test_unit_value_systemd_rejects(project):
+def builds_with_warnings(project: Path) -> list[str]:
+    """Build ``project``; it must succeed; return the warning lines printed on stderr."""
+    out = project.parent / "out"
+    result = cli_runner().invoke(build_deb, ["--project", str(project), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert len(list(out.iterdir())) == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert all(line.startswith("build-deb: warning: ") for line in lines), lines
+    return lines
+
+
+def test_a_unit_line_without_equals_is_a_warning_as_in_systemd(project):
+    # systemd: "Missing '=', ignoring line." and the unit loads
+    replace("Restart=on-failure", "Restart on failure", UNIT)(project)
+    (line,) = builds_with_warnings(project)
+    assert "demo-svc.service:7:" in line and "has no '='" in line and "write Key=value" in line
+
+
+def test_unit_unknown_section_is_a_warning_with_a_suggestion(project):
+    # systemd: "Unknown section 'Instal'. Ignoring." -- the unit loads, not enabled
+    replace("[Install]", "[Instal]", UNIT)(project)
+    (line,) = builds_with_warnings(project)
+    assert "demo-svc.service:9: unknown section [Instal]" in line and "did you mean [Install]?" in line
+
+
+def test_unit_setting_systemd_refuses(project):
+    # a check only systemd makes: a mount unit's name must be its Where= path, escaped
+    require_tool("systemd-analyze")
+    write("units/srv-data.mount", "[Mount]\nWhat=/dev/sdb1\nWhere=/srv/other\n")(project)
+    refused(project, "srv-data.mount: systemd-analyze verify refuses the unit",
+            "Where= setting doesn't match unit name", code=BUNDLE)
+
+
+def test_unit_value_systemd_ignores_is_a_warning(project):
     require_tool("systemd-analyze")
     replace("Restart=on-failure", "Restart=sometimes", UNIT)(project)
-    refused(project, "demo-svc.service", "systemd-analyze verify", "sometimes", code=BUNDLE)
+    (line,) = builds_with_warnings(project)
+    assert "demo-svc.service:7: systemd-analyze verify:" in line and "sometimes" in line
+    assert "/tmp/debship-verify" not in line
 
 
 def test_invalid_version_on_the_command_line(project):
@@ -432,3 +502,49 @@ def test_unicode_names_and_symlinks_inside_the_bundle_build(project):
     assert "./etc/demo-svc/café.conf" in names
     assert "./etc/demo-svc/absolute-link.conf" in names
     assert "./lib/systemd/system/demo-svc.service.d/override.conf" in names
+
+
+# --- what the checks above must let through: read back with dpkg-deb ---
+
+def test_an_executable_config_is_installed_0644_with_a_warning(project):
+    conf = project / "configs" / "demo.conf"
+    conf.chmod(0o755)
+    out = project.parent / "out"
+    result = cli_runner().invoke(build_deb, ["--project", str(project), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("build-deb: warning: ") and "demo.conf: executable in the bundle" in line
+    assert "installed 0644 as the conffile /etc/demo-svc/demo.conf" in line
+    listing = subprocess.run(["dpkg-deb", "-c", result.stdout.strip().splitlines()[-1]],
+                             capture_output=True, text=True, check=True).stdout
+    assert any(row.startswith("-rw-r--r--") and row.endswith("./etc/demo-svc/demo.conf") for row in listing.splitlines())
+
+
+@pytest.mark.parametrize("extra", [
+    'homepage = "https://example.com/demo"\nlong-description = "Serves the demo, for the tests."\n',
+    'architecture = "amd64"\n',
+    '[install]\nunits = "/usr/lib/systemd/system"\nscripts = "/opt/demo-svc"\nconfigs = "/etc/demo/sub"\n',
+])
+def test_values_dpkg_and_lintian_accept_build(project, extra):
+    append(extra)(project)
+    deb = builds(project)
+    info = subprocess.run(["dpkg-deb", "-I", str(deb)], capture_output=True, text=True, check=True).stdout
+    assert "Package: demo-svc" in info
+
+
+@pytest.mark.parametrize("depends", ['["python3", "bash (>= 5.0)"]', '["python3", "bash | zsh"]',
+                                     '["python3:any", "coreutils (>= 9)"]', '["python3.11", "bash:any (>= 5)"]'])
+def test_versioned_essential_dependencies_and_python3_forms_build(project, depends):
+    replace('depends = ["python3"]', f"depends = {depends}")(project)
+    deb = builds(project)
+    fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True, text=True,
+                            check=True).stdout
+    assert fields.strip() == ", ".join(__import__("json").loads(depends))
+
+
+def test_a_python3_script_without_python3_builds_when_startup_brings_it(project):
+    replace('depends = ["python3"]', "depends = []")(project)
+    replace("startup = false", 'startup = "serve.py"')(project)
+    deb = builds(project)
+    assert "python3" in subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True,
+                                       text=True, check=True).stdout

@@ -89,11 +89,18 @@ def test_verdict_is_cached_and_an_edited_unit_is_verified_again(tmp_path, cache_
     assert len(cached) == 1
     units.systemd_verify([unit], set())  # same bytes: the same entry, no new one
     assert entries(cache_home / "systemd-verify") == cached
-    unit.write_text(GOOD.replace("on-failure", "sometimes"))  # systemd rejects this value
-    with pytest.raises(PlanError, match="sometimes"):
+    unit.write_text(GOOD.replace("on-failure", "always\nType=oneshot"))  # systemd refuses this unit
+    with pytest.raises(PlanError, match="Restart= set to either always"):
         units.systemd_verify([unit], set())
-    with pytest.raises(PlanError, match="sometimes"):  # and the cached verdict says so too
-        units.systemd_verify([unit], set())
+    assert len(entries(cache_home / "systemd-verify")) == 2
+    # the cached verdict says so too, naming the bundle file it is given now, never a temporary copy
+    moved = tmp_path / "elsewhere" / "demo.service"
+    moved.parent.mkdir()
+    moved.write_bytes(unit.read_bytes())
+    with pytest.raises(PlanError) as refused:
+        units.systemd_verify([moved], set())
+    assert str(refused.value).startswith(f"{moved}: systemd-analyze verify refuses the unit")
+    assert "debship-verify-" not in str(refused.value)
     assert len(entries(cache_home / "systemd-verify")) == 2
 
 
