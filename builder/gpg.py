@@ -12,9 +12,9 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-from pathlib import Path
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 from .errors import RepoError
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 
 from builder.build import build_deb
-
 from tests.harness.helpers import require_tool
 
 

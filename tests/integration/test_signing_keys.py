@@ -12,7 +12,6 @@ from builder import gpg
 from builder.build import build_deb
 from builder.cli import publish
 from builder.errors import RepoError
-
 from tests.harness.helpers import cli_runner, require_tool
 
 ALGOS = ("rsa1024", "rsa2048", "rsa3072", "ed25519", "dsa2048", "brainpoolP256r1")
@@ -48,7 +47,7 @@ def made_keys(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory):
-    from tests.conftest import MINIMAL, write_project
+    from tests.harness.project import MINIMAL, write_project
     base = tmp_path_factory.mktemp("deb")
     return build_deb(write_project(base / "p", MINIMAL), base / "out").path
 

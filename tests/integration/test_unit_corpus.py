@@ -16,9 +16,8 @@ import pytest
 
 from builder.build import build_deb
 from builder.errors import DebshipError
-
-from tests.harness.unitcorpus import cached_corpus, corpus_units
 from tests.harness.helpers import require_tool
+from tests.harness.unitcorpus import cached_corpus, corpus_units
 
 # Why build-deb may refuse a real unit (docs/units.md, "The real-world corpus").  The first two are
 # systemd's own refusals; the rest are debship's, for what only the host would show.
@@ -124,7 +123,7 @@ def test_real_world_units_build_or_are_refused_for_a_documented_reason(corpus, t
     counts = Counter(r[3] or "builds" for r in rows)
     print("\n".join(table))
     print(dict(counts))
-    for package, unit, verdict, reason, _sd, said in rows:
+    for _package, unit, verdict, reason, _sd, said in rows:
         if verdict == "refused" and reason not in SYSTEMD_REFUSES:
             print(f"{unit}: {said[0]}")
         elif verdict == "built":

@@ -10,7 +10,6 @@ import pytest
 from builder import units
 from builder.cli import build_deb
 from builder.errors import PlanError
-
 from tests.harness.helpers import cli_runner
 
 UNIT = "units/demo-svc.service"
