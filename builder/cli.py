@@ -303,6 +303,36 @@ def cloud_init(url, key_file, packages, suite, component, source_name) -> None:
     click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name), nl=False)
 
 
+@click.command("init", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("project", metavar="[DIR]", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="Package name  [default: [project].name, else the folder's name]")
+@click.option("--maintainer", metavar="'NAME <EMAIL>'",
+              help="Maintainer  [default: [project].authors, DEBFULLNAME/DEBEMAIL, else git's user]")
+@click.option("--startup", is_flag=True, help="Also write scripts/startup.py, run by postinst on every install.")
+@click.option("--ci", type=click.Choice(["github", "gitlab", "none"]), default="github", show_default=True,
+              help="Example CI workflow to write: .github/workflows/debship.yml or .gitlab-ci.yml.")
+@reports_errors
+def init(project: Path, name: str | None, maintainer: str | None, startup: bool, ci: str) -> None:
+    """Write a working debship configuration for the project in DIR.
+
+    Looks at units/, scripts/, configs/, an existing pyproject.toml (its
+    [tool.debship] table is appended, the rest untouched; without one,
+    debship.toml is written) and git; never overwrites a file.  Then
+    `build-deb --project DIR` builds the package.
+    """
+    from .init import propose, write
+    proposal = propose(project, name=name, maintainer=maintainer, startup=startup,
+                       ci=None if ci == "none" else ci)
+    for path in write(project, proposal):
+        verb = "appended [tool.debship] to" if path.name == "pyproject.toml" and \
+            proposal.config_path == "pyproject.toml" else "wrote"
+        click.echo(f"{verb} {os.path.relpath(path)}")
+    for note in proposal.notes:
+        click.echo(f"  note: {note}")
+    where = "" if Path(project).resolve() == Path.cwd() else f" --project {project}"
+    click.echo(f"next: build-deb{where}, then debship ship --host USER@HOST{where}")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="debship", message="%(prog)s %(version)s")
 def main() -> None:
@@ -318,3 +348,4 @@ main.add_command(ship, "ship")
 main.add_command(diff, "diff")
 main.add_command(publish, "publish")
 main.add_command(cloud_init, "cloud-init")
+main.add_command(init, "init")

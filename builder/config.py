@@ -97,6 +97,9 @@ class PackageSpec:
     allow_secrets: tuple[str, ...] = ()                                # project-relative paths
     host_accounts: frozenset[str] = frozenset()                        # units may run as these
     source: Path | None = None                                        # the file the config came from
+    # Bundle folders and startup the config names itself. A default folder (units, scripts,
+    # configs) that does not exist is "none of this kind"; a named one must exist.
+    named: frozenset[str] = frozenset()                                # "folders.<kind>", "startup"
 
     @property
     def native(self) -> bool:
@@ -139,7 +142,14 @@ def load(project_dir: Path, version_override: str | None = None) -> PackageSpec:
     where = f"{path.name} [tool.debship]" if path.name == "pyproject.toml" else path.name
     raw = _with_defaults(table, where)
     raw["version"] = _resolve_version(raw, data, project_dir, version_override, where)
-    return _to_spec(raw, project_dir, path, where)
+    return _to_spec(raw, project_dir, path, where, _named(table))
+
+
+def _named(table: Mapping) -> frozenset[str]:
+    """The folders and the startup script the user's table sets, as opposed to the defaults."""
+    folders = table.get("folders")
+    named = {f"folders.{k}" for k in folders} if isinstance(folders, dict) else set()
+    return frozenset(named | ({"startup"} if "startup" in table else set()))
 
 
 def _read_toml(path: Path) -> dict:
@@ -206,7 +216,8 @@ def _resolve_version(raw: dict, data: dict, project_dir: Path, override: str | N
     return from_git
 
 
-def _to_spec(raw: dict, project_dir: Path, source: Path, where: str) -> PackageSpec:
+def _to_spec(raw: dict, project_dir: Path, source: Path, where: str,
+             named: frozenset[str] = frozenset()) -> PackageSpec:
     name = raw["name"].strip()
     validate_name(name, where)
     spec = PackageSpec(
@@ -233,6 +244,7 @@ def _to_spec(raw: dict, project_dir: Path, source: Path, where: str) -> PackageS
         allow_secrets=_allow_secrets(raw["allow-secrets"], where),
         host_accounts=_host_accounts(raw["host-accounts"], where),
         source=source,
+        named=named,
     )
     validate(spec, where)
     return spec
@@ -263,7 +275,7 @@ def validate(spec: PackageSpec, where: str) -> None:
                           "use admin, utils, net, misc … (Debian Policy 2.4), optionally as contrib/<section>")
     if not ARCH_RE.match(spec.architecture):
         raise ConfigError(f"{where}: architecture '{spec.architecture}' is invalid; use 'all' or e.g. 'amd64'")
-    if spec.startup is not None and spec.folders.get("scripts") is None:
+    if spec.startup is not None and spec.folders.get("scripts") is None and "startup" in spec.named:
         raise ConfigError(f"{where}: startup = '{spec.startup}' needs a scripts folder; set startup = false")
 
 

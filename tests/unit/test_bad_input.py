@@ -55,9 +55,34 @@ def test_the_minimal_project_builds(project):
     assert result.stdout.strip().splitlines()[-1].endswith("demo-svc_1.0.0_all.deb")
 
 
-def test_missing_bundle_folder(project):
+def test_an_absent_default_folder_is_none_of_that_kind(project):
+    """A project with no units/ (or configs/, scripts/) simply has none: it builds without them."""
     shutil.rmtree(project / "units")
-    assert_refused(project, "units folder is missing", "folders].units = false", code=3)
+    shutil.rmtree(project / "configs")
+    result, _, after = run_build(project)
+    assert result.exit_code == 0, result.stderr
+    assert [p.name for p in after] == ["demo-svc_1.0.0_all.deb"]
+
+
+def test_a_named_folder_that_is_missing_is_refused(project):
+    shutil.rmtree(project / "units")
+    with open(project / "debship.toml", "a") as f:
+        f.write('[folders]\nunits = "units"\n')
+    assert_refused(project, "units folder is missing", "folders].units", code=3)
+
+
+def test_no_bundle_folder_at_all_is_refused(project):
+    for kind in ("units", "scripts", "configs"):
+        shutil.rmtree(project / kind)
+    assert_refused(project, "nothing to package", "units/, scripts/ or configs/", code=3)
+
+
+def test_the_default_startup_is_optional_a_named_one_is_not(project):
+    edit(project, "debship.toml", "startup = false\n", "")
+    result, _, _ = run_build(project)                     # no scripts/startup.py: no startup step
+    assert result.exit_code == 0, result.stderr
+    edit(project, "debship.toml", 'name = "demo-svc"', 'name = "demo-svc"\nstartup = "startup.py"')
+    assert_refused(project, "startup = 'startup.py'", "no such file", code=3)
 
 
 def test_empty_bundle_folder(project):
