@@ -174,8 +174,17 @@ def record(run: HostRun, s: Step):
     installed = (run.facts.before if run.facts else None) or "nothing"
     line = f"{stamp} ship: {s.why}; now {installed}; by {run.conn.user} via debship\n"
     run.sh(commands.append_lines(run.layout.deploy_log, line, run.layout.history,
-                                  store.history_line(stamp, s.target, installed)), sudo=True, check=True)
+                                  store.history_line(stamp, s.target, installed, _shipped_from(run, s),
+                                                     f"{getpass.getuser()}@{socket.gethostname()}")),
+           sudo=True, check=True)
     return ("ok", run.layout.deploy_log)
+
+def _shipped_from(run: HostRun, s: Step) -> str:
+    """The version the host had before this step's change: a rollback after a failed ship comes
+    from the version that failed (run.pkg's), an explicit one from what was installed."""
+    if s.target == "rollback" and run.pkg.version:
+        return run.pkg.version
+    return run.before or "nothing"
 
 def reboot(run: HostRun, _step: Step):
     boot_id = run.sh(facts.BOOT_ID, check=True).stdout.strip()
