@@ -164,11 +164,18 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     connect = ConnectOptions(connect_timeout=connect_timeout, host_keys=policy, pinned_key=host_key,
                              known_hosts=known_hosts, ssh_config=ssh_config, identity_file=identity)
     repo = shipping.via_repo(pkg.name, via_repo, repo_key, suite, component) if via_repo or repo_key else None
+    view = None
+    if not as_json and click.get_text_stream("stdout").isatty():  # a pipe or a file gets the plain lines
+        from .terminal import TerminalView
+        view = TerminalView(len(specs), _text_event)
     opts = shipping.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
                                 start_timeout=start_timeout, force=force,
-                                dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo)
-    render = _json_event if as_json else _text_event
+                                dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo,
+                                progress=view.upload if view else None)
+    render = _json_event if as_json else (view.event if view else _text_event)
     fleet = {"parallel": parallel, "batch": batch, "max_failures": max_failures}
+    if view is not None:
+        fleet["on_done"] = view.done
     if mode == "ship":
         if not as_json:
             click.echo(f"shipping {pkg.name} {pkg.version} ({pkg.size} bytes) to {len(specs)} host(s)")
@@ -179,6 +186,8 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
         results = shipping.to_version(pkg.name, to_version, specs, opts, render, **fleet)
     else:
         results = shipping.rollback(pkg.name, specs, opts, render, **fleet)
+    if view is not None:
+        view.close()
     (_json_summary if as_json else _text_summary)(results, pkg)
     click.get_current_context().exit(shipping.exit_code(results))
 

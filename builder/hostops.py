@@ -92,7 +92,8 @@ def upload(run: HostRun, _step: Step):
     staging = r.stdout.strip()
     remote = f"{staging}/{run.pkg.filename}"
     try:
-        run.conn.put(run.pkg.path, remote)
+        shown = run.opts.progress
+        run.conn.put(run.pkg.path, remote, progress=(lambda sent, total: shown(run.host, sent, total)) if shown else None)
     except DebshipError:
         with contextlib.suppress(DebshipError):  # a dropped connection: the next ship removes it
             run.sh(commands.remove_dir(staging))

@@ -43,6 +43,8 @@ class ShipOptions:
     reboot: bool = False
     rollback_on_failure: bool = True   # --no-rollback turns it off
     via_repo: ViaRepo | None = None
+    # Called as the upload goes (host, bytes sent, total): the CLI's progress bar on a terminal.
+    progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,14 @@ __all__ = ["Decision", "Event", "HostResult", "ShipOptions", "decide", "exit_cod
 
 Emit = Callable[[Event], None]
 HostJob = Callable[[HostRun], HostResult]
+Done = Callable[[HostResult], None]
 
 
 def ship(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, parallel: int = 4,
-         batch: int = 0, max_failures: int = 0) -> list[HostResult]:
+         batch: int = 0, max_failures: int = 0, on_done: Done | None = None) -> list[HostResult]:
     """Ship ``pkg`` to ``hosts``: ``parallel`` at a time, in batches of ``batch`` (0 = all at once),
     stopping before the next batch once ``max_failures`` hosts failed (0 = never stop)."""
-    return run_fleet(pkg, hosts, opts, emit, ship_host, parallel, batch, max_failures)
+    return run_fleet(pkg, hosts, opts, emit, ship_host, parallel, batch, max_failures, on_done)
 
 
 def rollback(name: str, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, **fleet) -> list[HostResult]:
@@ -55,8 +56,10 @@ def list_kept(name: str, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emi
 
 
 def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, job: HostJob,
-              parallel: int = 4, batch: int = 0, max_failures: int = 0) -> list[HostResult]:
-    """``job`` on every host, ``parallel`` at a time, in rolling batches."""
+              parallel: int = 4, batch: int = 0, max_failures: int = 0,
+              on_done: Done | None = None) -> list[HostResult]:
+    """``job`` on every host, ``parallel`` at a time, in rolling batches; ``on_done`` hears of each
+    host as it finishes (the CLI's running count on a terminal)."""
     if not hosts:
         raise ShipError("no hosts given; pass --host HOST or --hosts-file FILE")
     lock = threading.Lock()
@@ -67,7 +70,11 @@ def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, em
 
     def one(spec: HostSpec) -> HostResult:
         run = HostRun(pkg, spec, opts, safe_emit)
-        return run.guarded(lambda: job(run))
+        result = run.guarded(lambda: job(run))
+        if on_done is not None:
+            with lock:
+                on_done(result)
+        return result
 
     results: list[HostResult] = []
     size = batch or len(hosts)
