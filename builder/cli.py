@@ -340,9 +340,10 @@ def status(hosts, hosts_file, package, project, expect, identity, ssh_config, kn
     """Show what runs where: per host the installed version, whether apt holds it,
     its units, its health command run now, the last ship and the kept versions.
 
-    Read-only: no lock, no sudo, nothing changed on the hosts.  Exit status: 0
-    every host is installed, active and healthy (and at --expect); 1 at least
-    one is not, or could not be reached; 2 bad usage; 6 no hosts.
+    Read-only: no lock, nothing changed on the hosts (facts are read with sudo,
+    as ship reads them).  Exit status: 0 every host is installed, active and
+    healthy (and at --expect); 1 at least one is not, or could not be reached;
+    2 bad usage; 6 no hosts.
     """
     from . import ship as shipping
     from .hostrun import ShipOptions

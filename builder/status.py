@@ -6,7 +6,8 @@ run once now, the last ship from the host's history (when, which action, from
 which version, by whom) and the versions kept for rollback.  It reads the same
 facts ``ship`` reads (one round trip, ``facts.HOST_FACTS_SCRIPT``), plus one
 command for apt's hold and pin and one for the health command; it takes no
-lock, uses no sudo and changes nothing on the host.
+lock and changes nothing on the host.  The facts are read with sudo, as ship
+reads them (the store and conffiles may be readable by root only).
 """
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ def _read(run: HostRun, health_timeout: float) -> HostStatus:
     run.connect()
     if not run.pkg.name:
         hostops.find_package(run)
-    now = run.read_facts(sudo=False)
+    now = run.read_facts(sudo=True)
     name = run.pkg.name
     installed = now.installed.version if now.installed else None
     held = parse_hold(name, run.sh(hold_command(name)).stdout) if installed else None
