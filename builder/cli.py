@@ -374,9 +374,9 @@ def _text_status(rows, expect) -> None:
             continue
         if not r.systemd:
             units = f"{len(r.units)} (no systemd)" if r.units else "-"
-        else:
-            active = sum(u.active == "active" for u in r.units)
-            units = f"{active}/{len(r.units)} active" if r.units else "-"
+        else:  # the units the package enables and starts
+            active = sum(u.active == "active" for u in r.units if u.name in r.checked)
+            units = f"{active}/{len(r.checked)} active" if r.checked else "-"
         last = "-"
         if r.last:
             came = f" from {r.last.before}" if r.last.before else ""

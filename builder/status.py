@@ -39,6 +39,7 @@ class HostStatus:
     dpkg: str = ""                       # dpkg's status abbreviation ("ii" is fully installed)
     held: str | None = None              # "hold" (apt-mark), "pin <version> (<priority>)"; None: nothing holds it
     units: tuple[UnitState, ...] = ()
+    checked: tuple[str, ...] = ()        # units the package enables and starts: these must be active
     systemd: bool = False
     health: str = "none"                 # ok | fail | skip | none (no health command)
     health_detail: str = ""
@@ -59,7 +60,9 @@ class HostStatus:
         if expect is not None and self.installed != expect:
             found.append(f"at {self.installed or 'nothing'}, expected {expect}")
         if self.systemd:
-            down = [u.name for u in self.units if u.enabled == "enabled" and u.active not in ("active", "")]
+            left_alone = ("disabled", "masked", "masked-runtime")  # the admin's choice, as ship keeps it
+            down = [u.name for u in self.units
+                    if u.name in self.checked and u.enabled not in left_alone and u.active != "active"]
             down += [u.name for u in self.units if u.active == "failed" and u.name not in down]
             if down:
                 found.append("not active: " + ", ".join(down))
@@ -70,7 +73,8 @@ class HostStatus:
     def as_dict(self, expect: str | None = None) -> dict:
         return {"host": self.host, "package": self.package, "installed": self.installed, "dpkg": self.dpkg,
                 "held": self.held, "systemd": self.systemd,
-                "units": [{"name": u.name, "enabled": u.enabled, "active": u.active} for u in self.units],
+                "units": [{"name": u.name, "enabled": u.enabled, "active": u.active, "checked": u.name in self.checked}
+                          for u in self.units],
                 "health": self.health, "health_detail": self.health_detail,
                 "last_ship": self.last.as_dict() if self.last else None, "kept": list(self.kept),
                 "error": self.error or None, "ok": not self.problems(expect), "problems": self.problems(expect)}
@@ -122,17 +126,18 @@ def _read(run: HostRun, health_timeout: float) -> HostStatus:
     installed = now.installed.version if now.installed else None
     held = parse_hold(name, run.sh(hold_command(name)).stdout) if installed else None
     units = tuple(UnitState(u.name, u.enabled, u.active) for u in now.units)
-    health, detail = _health(run, now.manifest, installed, now.systemd, health_timeout)
+    manifest = Manifest.from_json(now.manifest, name) if now.manifest.strip() and installed else None
+    health, detail = _health(run, manifest, installed, now.systemd, health_timeout)
     history = store.parse_history(now.history)
     return HostStatus(run.host, name, installed, now.installed.status if now.installed else "", held, units,
-                      now.systemd, health, detail, history[-1] if history else None,
+                      tuple(manifest.checked_units()) if manifest else (), now.systemd, health, detail,
+                      history[-1] if history else None,
                       tuple(k.version or f"{k.filename} (unreadable)" for k in now.kept))
 
 
-def _health(run: HostRun, manifest_json: str, installed: str | None, systemd: bool,
+def _health(run: HostRun, manifest: Manifest | None, installed: str | None, systemd: bool,
             timeout: float) -> tuple[str, str]:
     """The installed version's health command, once (no retries: this is how it is now)."""
-    manifest = Manifest.from_json(manifest_json, run.pkg.name) if manifest_json.strip() else None
     if installed is None or manifest is None or not manifest.health:
         return ("none", "no health command" if installed else "")
     if not systemd:

@@ -1,7 +1,7 @@
 """More bad input, as a table, through the real ``build-deb`` command.
 
 Each case breaks the minimal project of ``conftest.project`` in one way and
-expects: exit code per the README table (2 configuration, 3 bundle, 4 write),
+expects: exit code per the table in docs/build-deb.md (2 configuration, 3 bundle, 4 write),
 exactly one line on stderr starting ``build-deb: error: `` that holds the
 expected words (the file or key, and the fix), no traceback, and an output
 folder that is absent or empty.  Cases already in ``test_bad_input.py`` are not

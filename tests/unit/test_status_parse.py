@@ -30,13 +30,15 @@ def test_history_lines_old_and_new():
 
 
 def test_problems():
-    fine = HostStatus("h", "p", "1.0.0", "ii", systemd=True,
-                      units=(UnitState("a.service", "enabled", "active"), UnitState("b.service", "static", "inactive")),
+    fine = HostStatus("h", "p", "1.0.0", "ii", systemd=True, checked=("a.service", "c.service"),
+                      units=(UnitState("a.service", "enabled", "active"), UnitState("b.service", "static", "inactive"),
+                             UnitState("c.service", "disabled", "inactive")),   # c: the admin's choice
                       health="ok")
     assert fine.problems() == [] and fine.problems("1.0.0") == []
     assert fine.problems("2.0.0") == ["at 1.0.0, expected 2.0.0"]
-    down = HostStatus("h", "p", "1.0.0", "ii", systemd=True, units=(UnitState("a.service", "enabled", "failed"),),
+    down = HostStatus("h", "p", "1.0.0", "ii", systemd=True, checked=("a.service",),
+                      units=(UnitState("a.service", "enabled", "inactive"), UnitState("b.service", "static", "failed")),
                       health="fail", health_detail="exit 1: no")
-    assert down.problems() == ["not active: a.service", "health failed: exit 1: no"]
+    assert down.problems() == ["not active: a.service, b.service", "health failed: exit 1: no"]
     assert HostStatus("h", error="cannot connect").problems() == ["cannot connect"]
     assert HostStatus("h", "p").problems() == ["not installed"]
