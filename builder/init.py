@@ -310,13 +310,16 @@ if __name__ == "__main__":
 '''
 
 
-# The CI job's shell steps, one script for GitHub Actions and GitLab CI (docs/ci.md shows both).
-# DEBSHIP_INSTALL is what pip installs: a version from an index, a git URL or a wheel.
+# The CI job's shell steps, one script for GitHub Actions and GitLab CI (docs/ci.md shows both;
+# tests/integration/test_ci.py runs it in a clean Debian root).  DEBSHIP_INSTALL is what pip
+# installs: a release from an index, a git URL or a wheel; RELEASE is the tag (v1.2.0 builds 1.2.0).  The repository lives in repo/, kept
+# between runs by the CI's cache; the last release in it is what the new one is compared with.
 CI_SCRIPT = '''set -eu
-python3 -m venv .debship-venv
+[ -x .debship-venv/bin/pip ] || python3 -m venv .debship-venv
 .debship-venv/bin/pip install --quiet "${DEBSHIP_INSTALL:-debship}"
 export PATH="$PWD/.debship-venv/bin:$PATH"
-build-deb --json > build.json
+version=${RELEASE#v}
+build-deb --json ${version:+--version "$version"} > build.json
 new=$(python3 -c 'import json; print(json.load(open("build.json"))["path"])')
 mkdir -p repo
 previous=$(find repo/pool -name "${PACKAGE}_*.deb" 2>/dev/null | sort -V | tail -n 1)
@@ -342,6 +345,7 @@ jobs:
     runs-on: ubuntu-latest
     env:
       PACKAGE: {name}
+      RELEASE: ${{{{ github.ref_name }}}}
       DEBSHIP_INSTALL: debship
       DEBSHIP_SIGNING_KEY: ${{{{ secrets.DEBSHIP_SIGNING_KEY }}}}
       DEBSHIP_SIGNING_KEY_ID: ${{{{ secrets.DEBSHIP_SIGNING_KEY_ID }}}}
@@ -362,7 +366,7 @@ jobs:
           name: apt-repository
           path: repo
 '''
-    body = "\n".join("    " + line for line in script)
+    body = "\n".join("      " + line for line in script)
     return f'''# Builds {name}, shows what changed since the last release and publishes it to
 # the apt repository kept in the repo/ folder (written by `debship init`; see docs/ci.md).
 debship:
@@ -371,12 +375,13 @@ debship:
     - if: $CI_COMMIT_TAG
   variables:
     PACKAGE: {name}
+    RELEASE: $CI_COMMIT_TAG
     DEBSHIP_INSTALL: debship
   cache:
     key: debship-repo
     paths: [repo]
   before_script:
-    - apt-get update && apt-get install -y --no-install-recommends python3-venv gnupg
+    - apt-get update && apt-get install -y --no-install-recommends python3-venv gnupg git
   script:
     - |
 {body}
