@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -165,7 +166,7 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
                              known_hosts=known_hosts, ssh_config=ssh_config, identity_file=identity)
     repo = shipping.via_repo(pkg.name, via_repo, repo_key, suite, component) if via_repo or repo_key else None
     view = None
-    if not as_json and click.get_text_stream("stdout").isatty():  # a pipe or a file gets the plain lines
+    if not as_json and sys.stdout.isatty():  # a pipe or a file gets the plain lines
         from .terminal import TerminalView
         view = TerminalView(len(specs), _text_event)
     opts = shipping.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
