@@ -112,10 +112,13 @@ def test_unfinished_install_unreachable_and_not_installed_fail(make_ssh_hosts, d
     assert rows[c.address]["error"] and rows[c.address]["ok"] is False
 
 
-def test_without_package_each_host_says(ssh_host, debs, tmp_path, monkeypatch):
+def test_without_package_each_host_says_and_a_hosts_file(ssh_host, debs, tmp_path, monkeypatch):
     assert run_ship([ssh_host], debs["1.0.0"]).exit_code == 0
     monkeypatch.chdir(tmp_path)                          # no dist/ here: the host names its package
-    r = run_status([ssh_host])
+    hosts_file = tmp_path / "hosts"
+    hosts_file.write_text(f"# the fleet\n{ssh_host.address}\n\n")
+    r = cli_runner().invoke(main, ["status", "--hosts-file", str(hosts_file), *ssh_host.ship_args()],
+                            env={"SSH_AUTH_SOCK": ""})
     assert r.exit_code == 0, r.output + r.stderr
     assert "fleet-agent" in r.output.splitlines()[1] and "1/1 host(s) fine" in r.output
 
