@@ -1,7 +1,7 @@
 """The three ways bench/ship.py installs a .deb on N hosts, each as the command a user would type.
 
 Each ``*_command`` writes its inventory/playbook into ``run_dir`` and returns (argv, env).
-The settings are the ones the README's Benchmarks section lists; change them there too.
+The settings are the ones docs/performance.md lists; change them there too.
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -169,11 +170,18 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     connect = ConnectOptions(connect_timeout=connect_timeout, host_keys=policy, pinned_key=host_key,
                              known_hosts=known_hosts, ssh_config=ssh_config, identity_file=identity)
     repo = fleet.via_repo(pkg.name, via_repo, repo_key, suite, component) if via_repo or repo_key else None
+    view = None
+    if not as_json and sys.stdout.isatty():  # a pipe or a file gets the plain lines
+        from .terminal import TerminalView
+        view = TerminalView(len(specs), _text_event)
     opts = fleet.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
                              start_timeout=start_timeout, force=force,
-                             dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo)
-    render = _json_event if as_json else _text_event
+                             dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo,
+                             progress=view.upload if view else None)
+    render = _json_event if as_json else (view.event if view else _text_event)
     rollout = {"parallel": parallel, "batch": batch, "max_failures": max_failures}
+    if view is not None:
+        rollout["on_done"] = view.done
     if mode == "ship":
         if not as_json:
             click.echo(f"shipping {pkg.name} {pkg.version} ({pkg.size} bytes) to {len(specs)} host(s)")
@@ -184,6 +192,8 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
         results = fleet.to_version(pkg.name, to_version, specs, opts, render, **rollout)
     else:
         results = fleet.rollback(pkg.name, specs, opts, render, **rollout)
+    if view is not None:
+        view.close()
     (_json_summary if as_json else _text_summary)(results, pkg)
     click.get_current_context().exit(fleet.exit_code(results))
 
@@ -310,6 +320,117 @@ def cloud_init(url, key_file, packages, suite, component, source_name) -> None:
     click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name), nl=False)
 
 
+@click.command("status", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--host", "hosts", multiple=True, metavar="[USER@]HOST[:PORT]", help="A host to look at; repeat for more.")
+@click.option("--hosts-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A file with one host per line (# comments and blank lines ignored).")
+@click.option("--package", metavar="NAME",
+              help="Package to report  [default: the newest .deb's in <project>/dist, else the one debship "
+                   "package on each host]")
+@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
+              help="Project whose dist/ names the package when --package is not given.")
+@click.option("--expect", metavar="VERSION", help="Fail (exit 1) for every host not at this version.")
+@click.option("--identity", "-i", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Private key to log in with (else ~/.ssh/config, the SSH agent and default keys).")
+@click.option("--ssh-config", type=click.Path(dir_okay=False, path_type=Path),
+              help="OpenSSH client config to read  [default: ~/.ssh/config]")
+@click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path),
+              help="known_hosts file to check and extend  [default: ~/.ssh/known_hosts]")
+@click.option("--strict-host-keys", is_flag=True, help="Refuse hosts whose key is not in known_hosts yet.")
+@click.option("--connect-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to keep retrying to reach a host.")
+@click.option("--parallel", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Hosts looked at the same time.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per host, one per line.")
+@reports_errors(table=SHIP_ERRORS)
+def status(hosts, hosts_file, package, project, expect, identity, ssh_config, known_hosts, strict_host_keys,
+           connect_timeout, parallel, as_json) -> None:
+    """Show what runs where: per host the installed version, whether apt holds it,
+    its units, its health command run now, the last ship and the kept versions.
+
+    Read-only: no lock, nothing changed on the hosts (facts are read with sudo,
+    as ship reads them).  Exit status: 0 every host is installed, active and
+    healthy (and at --expect); 1 at least one is not, or could not be reached;
+    2 bad usage; 6 no hosts.
+    """
+    from .ship import fleet
+    from .ship.options import ShipOptions
+    from .ship.sshconfig import ConnectOptions
+    from .ship.status import status as status_lib
+
+    if expect is not None:
+        from .version import to_debian
+        expect = to_debian(expect)
+    pkg = fleet.package_for("list", None, package, project)
+    specs = fleet.parse_hosts(hosts, hosts_file)
+    connect = ConnectOptions(connect_timeout=connect_timeout, host_keys="strict" if strict_host_keys else "accept-new",
+                             known_hosts=known_hosts, ssh_config=ssh_config, identity_file=identity)
+    rows = status_lib(pkg, specs, ShipOptions(connect=connect), parallel)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.as_dict(expect), sort_keys=True))
+    else:
+        _text_status(rows, expect)
+    click.get_current_context().exit(1 if any(row.problems(expect) for row in rows) else 0)
+
+
+def _text_status(rows, expect) -> None:
+    table = [("host", "package", "version", "held", "units", "health", "last ship", "kept")]
+    for r in rows:
+        if r.error:
+            table.append((r.host, r.package or "-", "?", "-", "-", "-", "-", "-"))
+            continue
+        if not r.systemd:
+            units = f"{len(r.units)} (no systemd)" if r.units else "-"
+        else:  # the units the package enables and starts
+            active = sum(u.active == "active" for u in r.units if u.name in r.checked)
+            units = f"{active}/{len(r.checked)} active" if r.checked else "-"
+        last = "-"
+        if r.last:
+            came = f" from {r.last.before}" if r.last.before else ""
+            by = f" by {r.last.by}" if r.last.by else ""
+            last = f"{r.last.when} {r.last.action} {r.last.version}{came}{by}"
+        table.append((r.host, r.package or "-", r.installed or "-", r.held or "-", units, r.health, last,
+                      ", ".join(r.kept) or "-"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    bad = [(r, r.problems(expect)) for r in rows if r.problems(expect)]
+    for r, problems in bad:
+        click.echo(f"{r.host}: " + "; ".join(problems), err=True)
+    click.echo(f"{len(rows) - len(bad)}/{len(rows)} host(s) fine" + (f" at {expect}" if expect else ""))
+
+
+@click.command("init", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("project", metavar="[DIR]", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="Package name  [default: [project].name, else the folder's name]")
+@click.option("--maintainer", metavar="'NAME <EMAIL>'",
+              help="Maintainer  [default: [project].authors, DEBFULLNAME/DEBEMAIL, else git's user]")
+@click.option("--startup", is_flag=True, help="Also write scripts/startup.py, run by postinst on every install.")
+@click.option("--ci", type=click.Choice(["github", "gitlab", "none"]), default="github", show_default=True,
+              help="Example CI workflow to write: .github/workflows/debship.yml or .gitlab-ci.yml.")
+@reports_errors
+def init(project: Path, name: str | None, maintainer: str | None, startup: bool, ci: str) -> None:
+    """Write a working debship configuration for the project in DIR.
+
+    Looks at units/, scripts/, configs/, an existing pyproject.toml (its
+    [tool.debship] table is appended, the rest untouched; without one,
+    debship.toml is written) and git; never overwrites a file.  Then
+    `build-deb --project DIR` builds the package.
+    """
+    from .init import propose, write
+    proposal = propose(project, name=name, maintainer=maintainer, startup=startup,
+                       ci=None if ci == "none" else ci)
+    for path in write(project, proposal):
+        verb = "appended [tool.debship] to" if path.name == "pyproject.toml" and \
+            proposal.config_path == "pyproject.toml" else "wrote"
+        click.echo(f"{verb} {os.path.relpath(path)}")
+    for note in proposal.notes:
+        click.echo(f"  note: {note}")
+    where = "" if Path(project).resolve() == Path.cwd() else f" --project {project}"
+    click.echo(f"next: build-deb{where}, then debship ship --host USER@HOST{where}")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="debship", message="%(prog)s %(version)s")
 def main() -> None:
@@ -325,3 +446,5 @@ main.add_command(ship, "ship")
 main.add_command(diff, "diff")
 main.add_command(publish, "publish")
 main.add_command(cloud_init, "cloud-init")
+main.add_command(init, "init")
+main.add_command(status, "status")

@@ -107,6 +107,9 @@ class PackageSpec:
     host_accounts: frozenset[str] = frozenset()                        # units may run as these
     source: Path | None = None                                        # the file the config came from
     warnings: tuple[str, ...] = ()                                    # values made right, said once
+    # Bundle folders and startup the config names itself. A default folder (units, scripts,
+    # configs) that does not exist is "none of this kind"; a named one must exist.
+    named: frozenset[str] = frozenset()                                # "folders.<kind>", "startup"
 
     @property
     def native(self) -> bool:
@@ -149,7 +152,14 @@ def load(project_dir: Path, version_override: str | None = None) -> PackageSpec:
     where = f"{path.name} [tool.debship]" if path.name == "pyproject.toml" else path.name
     raw = _with_defaults(table, where)
     raw["version"] = _resolve_version(raw, data, project_dir, version_override, where)
-    return _to_spec(raw, project_dir, path, where)
+    return _to_spec(raw, project_dir, path, where, _named(table))
+
+
+def _named(table: Mapping) -> frozenset[str]:
+    """The folders and the startup script the user's table sets, as opposed to the defaults."""
+    folders = table.get("folders")
+    named = {f"folders.{k}" for k in folders} if isinstance(folders, dict) else set()
+    return frozenset(named | ({"startup"} if "startup" in table else set()))
 
 
 def _read_toml(path: Path) -> dict:
@@ -216,7 +226,8 @@ def _resolve_version(raw: dict, data: dict, project_dir: Path, override: str | N
     return from_git
 
 
-def _to_spec(raw: dict, project_dir: Path, source: Path, where: str) -> PackageSpec:
+def _to_spec(raw: dict, project_dir: Path, source: Path, where: str,
+             named: frozenset[str] = frozenset()) -> PackageSpec:
     name = raw["name"].strip()
     validate_name(name, where)
     spec = PackageSpec(
@@ -243,6 +254,7 @@ def _to_spec(raw: dict, project_dir: Path, source: Path, where: str) -> PackageS
         allow_secrets=_allow_secrets(raw["allow-secrets"], where),
         host_accounts=_host_accounts(raw["host-accounts"], where),
         source=source,
+        named=named,
     )
     validate(spec, where)
     return spec
@@ -282,7 +294,7 @@ def validate(spec: PackageSpec, where: str) -> None:
     if spec.homepage is not None and not re.match(r"^https?://[^\s/]+", spec.homepage):
         raise ConfigError(f"{where}: homepage '{spec.homepage}' is not a web address; write it with its scheme, "
                           "like \"https://example.com/project\"")
-    if spec.startup is not None and spec.folders.get("scripts") is None:
+    if spec.startup is not None and spec.folders.get("scripts") is None and "startup" in spec.named:
         raise ConfigError(f"{where}: startup = '{spec.startup}' needs a scripts folder; set startup = false")
 
 

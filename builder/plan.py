@@ -65,8 +65,11 @@ def build(spec: PackageSpec) -> Plan:
     allowed: set[str] = set()
     for kind in KINDS:
         folder = spec.folders.get(kind)
-        if folder is not None:
+        if folder is not None and (folder.is_dir() or f"folders.{kind}" in spec.named):
             entries += _walk(folder, spec.install[kind], kind, spec, allowed)
+    if not entries:
+        raise PlanError(f"{spec.project_dir}: nothing to package; add files to units/, scripts/ or configs/ "
+                        "(or name other folders in [tool.debship.folders])")
     _check_allowed(spec, allowed)
     _check_collisions(entries, spec)
     warnings: list[str] = []
@@ -80,7 +83,7 @@ def build(spec: PackageSpec) -> Plan:
 def _walk(folder: Path, dest_root: str, kind: str, spec: PackageSpec, allowed: set[str]) -> list[Entry]:
     key = f"[tool.debship.folders].{kind}"
     if not folder.is_dir():
-        raise PlanError(f"{folder}: {kind} folder is missing; create it or set {key} = false")
+        raise PlanError(f"{folder}: {kind} folder is missing; create it, or fix or remove {key}")
     entries = []
     real_root = folder.resolve()
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -323,6 +326,8 @@ def _startup(entries: list[Entry], spec: PackageSpec) -> str | None:
     if spec.startup is None:
         return None
     dest = f"{spec.install['scripts']}/{spec.startup}"
+    if dest not in {e.dest for e in entries} and "startup" not in spec.named:
+        return None  # the default startup.py, and the project has none
     if dest not in {e.dest for e in entries}:
         raise PlanError(f"startup = '{spec.startup}': no such file in {spec.folders.get('scripts')}; "
                         "add it or set startup = false")

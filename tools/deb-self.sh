@@ -26,17 +26,16 @@ trap 'rm -rf "$work"' EXIT
 src="$work/src"
 
 stage() {   # the sources setuptools needs, adapted to Debian 12's setuptools 66
-    mkdir -p "$src/builder" "$src/templates"
+    mkdir -p "$src/builder/templates"
     cp "$repo/pyproject.toml" "$repo/README.md" "$src/"
     (cd "$repo" && find builder -name '*.py' -not -path '*/__pycache__/*' -exec cp --parents {} "$src/" \;)
-    cp "$repo"/debian/*.j2 "$src/templates/"   # stdeb writes its own debian/ in $src
+    cp "$repo"/debian/*.j2 "$src/builder/templates/"   # stdeb writes its own debian/ in $src
     cp "$repo"/tools/deb-self/{stdeb.cfg,copyright,description.txt} "$src/"
     printf 'from setuptools import setup\nsetup()\n' >"$src/setup.py"
-    # setuptools 66 knows neither PEP 639's `license = "MIT"` nor a templates folder named debian/;
+    # setuptools 66 does not know PEP 639's `license = "MIT"`;
     # the long description is description.txt (stdeb keeps README's first 20 lines, in markdown).
     edit 's/^license = "MIT"$/license = {text = "MIT"}/'
     edit 's/^readme = "README.md"$/readme = {file = "description.txt", content-type = "text\/plain"}/'
-    edit 's/"builder.templates" = "debian"/"builder.templates" = "templates"/'
 }
 
 edit() {    # one sed on the staged pyproject.toml that must change it, or pyproject.toml moved on

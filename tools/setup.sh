@@ -14,4 +14,14 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e .
-.venv/bin/build-deb --out dist
+deb=$(.venv/bin/build-deb --out dist | tail -n 1)
+cat <<EOF
+debship is installed in ./.venv: debship, build-deb and ship are in .venv/bin.
+The sample package is built: $deb
+
+Next:
+  source .venv/bin/activate
+  debship ship $deb --host USER@HOST   # install it on a Debian/Ubuntu host over SSH
+  debship init ../your-project          # or start your own (README.md, Quickstart)
+  bash tools/test.sh                    # the test suite (as root; installs what it needs)
+EOF

@@ -160,7 +160,8 @@ def upload(run: Context, _step: Step) -> Done:
     staging = r.stdout.strip()
     remote = f"{staging}/{run.pkg.filename}"
     try:
-        run.conn.put(run.pkg.path, remote)
+        shown = run.opts.progress
+        run.conn.put(run.pkg.path, remote, progress=(lambda sent, total: shown(run.conn.name, sent, total)) if shown else None)
     except DebshipError:
         with contextlib.suppress(DebshipError):  # a dropped connection: the next ship removes it
             run.sh(commands.remove_dir(staging))
@@ -242,8 +243,19 @@ def record(run: Context, s: Step) -> Done:
     installed = (run.facts.before if run.facts else None) or "nothing"
     line = f"{stamp} ship: {s.why}; now {installed}; by {run.conn.user} via debship\n"
     run.sh(commands.append_lines(run.layout.deploy_log, line, run.layout.history,
-                                  store.history_line(stamp, s.target, installed)), sudo=True, check=True)
+                                  store.history_line(stamp, s.target, installed, _shipped_from(run, s),
+                                                     f"{getpass.getuser()}@{socket.gethostname()}")),
+           sudo=True, check=True)
     return Done("ok", run.layout.deploy_log)
+
+
+def _shipped_from(run: Context, s: Step) -> str:
+    """The version the host had before this step's change: a rollback after a failed ship comes
+    from the version that failed (run.pkg's), an explicit one from what was installed."""
+    if s.target == "rollback" and run.pkg.version:
+        return run.pkg.version
+    return (run.first_facts.before if run.first_facts else None) or "nothing"
+
 
 def reboot(run: Context, _step: Step) -> Done:
     boot_id = run.sh(facts.BOOT_ID, check=True).stdout.strip()

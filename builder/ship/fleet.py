@@ -28,13 +28,14 @@ __all__ = ["Event", "HostResult", "ShipOptions", "exit_code", "list_kept", "newe
 
 Emit = Callable[[Event], None]
 HostJob = Callable[[HostRun], HostResult]
+Done = Callable[[HostResult], None]
 
 
 def ship(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, parallel: int = 4,
-         batch: int = 0, max_failures: int = 0) -> list[HostResult]:
+         batch: int = 0, max_failures: int = 0, on_done: Done | None = None) -> list[HostResult]:
     """Ship ``pkg`` to ``hosts``: ``parallel`` at a time, in batches of ``batch`` (0 = all at once),
     stopping before the next batch once ``max_failures`` hosts failed (0 = never stop)."""
-    return run_fleet(pkg, hosts, opts, emit, ship_host, parallel, batch, max_failures)
+    return run_fleet(pkg, hosts, opts, emit, ship_host, parallel, batch, max_failures, on_done)
 
 
 def rollback(name: str, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, **fleet) -> list[HostResult]:
@@ -55,9 +56,10 @@ def list_kept(name: str, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emi
 
 def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, job: HostJob,
               parallel: int = 4, batch: int = 0, max_failures: int = 0,
-              connector: Connector | None = None) -> list[HostResult]:
+              connector: Connector | None = None, on_done: Done | None = None) -> list[HostResult]:
     """``job`` on every host, ``parallel`` at a time, in rolling batches, each reached through
-    ``connector`` (default: SSH)."""
+    ``connector`` (default: SSH); ``on_done`` hears of each host as it finishes (the CLI's
+    running count on a terminal)."""
     if connector is None:
         from .ssh import connect as connector
     if not hosts:
@@ -70,7 +72,11 @@ def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, em
 
     def one(spec: HostSpec) -> HostResult:
         run = HostRun(pkg, spec, opts, safe_emit, connector)
-        return run.guarded(lambda: job(run))
+        result = run.guarded(lambda: job(run))
+        if on_done is not None:
+            with lock:
+                on_done(result)
+        return result
 
     results: list[HostResult] = []
     size = batch or len(hosts)

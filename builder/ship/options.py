@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .sshconfig import ConnectOptions
 
@@ -28,3 +29,5 @@ class ShipOptions:
     reboot: bool = False
     rollback_on_failure: bool = True  # --no-rollback turns it off
     via_repo: ViaRepo | None = None
+    # Called as the upload goes (host, bytes sent, total): the CLI's progress bar on a terminal.
+    progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)

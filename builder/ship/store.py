@@ -77,9 +77,38 @@ def prune_command(layout: Layout, filenames: list[str]) -> list[str]:
     return ["sh", "-c", 'cd "$1" && shift && rm -f -- "$@"', "sh", layout.store, *filenames]
 
 
-def history_line(stamp: str, action: str, version: str) -> str:
-    """One line of the ship history: ``<time> ship|rollback <version>``."""
-    return f"{stamp} {action} {version}\n"
+def history_line(stamp: str, action: str, version: str, before: str | None = None, by: str | None = None) -> str:
+    """One line of the ship history: ``<time> ship|rollback <version> [from <before>] [by <who>]``
+    (lines written before ``from``/``by`` existed have only the first three words)."""
+    tail = (f" from {before or 'nothing'}" if before is not None or by else "") + (f" by {by}" if by else "")
+    return f"{stamp} {action} {version}{tail}\n"
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """One line of the ship history, parsed."""
+
+    when: str
+    action: str          # ship | rollback
+    version: str
+    before: str | None = None    # "nothing" for a first install; None when the line does not say
+    by: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"when": self.when, "action": self.action, "version": self.version, "from": self.before,
+                "by": self.by}
+
+
+def parse_history(history: str) -> list[Shipped]:
+    """Every well-formed line of the ship history, oldest first."""
+    entries = []
+    for line in history.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        extra = dict(zip(parts[3::2], parts[4::2]))
+        entries.append(Shipped(parts[0], parts[1], parts[2], extra.get("from"), extra.get("by")))
+    return entries
 
 
 def version_stack(history: str) -> list[str]:

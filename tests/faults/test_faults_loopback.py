@@ -2,7 +2,7 @@
 fault is produced for real, then the host's final state is asserted: dpkg
 knows the version and nothing is left half-installed, no staging is left in
 /var/tmp, the store's index lists exactly its files, and a plain second ship
-converges.  README "Reliability" lists each fault with the test here."""
+converges.  docs/reliability.md lists each fault with the test here."""
 from __future__ import annotations
 
 import os

@@ -1,7 +1,7 @@
 """Every foreseen bad input, as a table, through the real ``build-deb`` command.
 
 Each case breaks the minimal project of ``conftest.project`` in one way and
-expects: exit code per the README table (2 configuration, 3 bundle, 4 write),
+expects: exit code per the table in docs/build-deb.md (2 configuration, 3 bundle, 4 write),
 exactly one line on stderr starting ``build-deb: error: `` that holds the
 expected words (the file or key, and the fix), no traceback, and an output
 folder that is absent or empty.  Inputs a table row cannot make (a tool to
@@ -147,7 +147,10 @@ CASES = [
          CONFIG),
 
     # --- the bundle: folders, scripts, units (3) ---
-    Case("missing-bundle-folder", remove("units"), ("units folder is missing", "folders].units = false"), BUNDLE),
+    Case("named-bundle-folder-missing", lambda p: (remove("units")(p), append('[folders]\nunits = "units"\n')(p)),
+         ("units folder is missing", "folders].units"), BUNDLE),
+    Case("no-bundle-folder-at-all", lambda p: [remove(k)(p) for k in ("units", "scripts", "configs")],
+         ("nothing to package", "units/, scripts/ or configs/"), BUNDLE),
     Case("empty-bundle-folder", remove("configs/demo.conf"), ("configs folder is empty",), BUNDLE),
     Case("unit-without-execstart", replace("ExecStart=", "X-Disabled-ExecStart=", UNIT),
          ("demo-svc.service", "no ExecStart="), BUNDLE),
@@ -548,3 +551,18 @@ def test_a_python3_script_without_python3_builds_when_startup_brings_it(project)
     deb = builds(project)
     assert "python3" in subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True,
                                        text=True, check=True).stdout
+
+
+def test_an_absent_default_folder_is_none_of_that_kind(project):
+    """A project with no units/ (or configs/, scripts/) simply has none: it builds without them."""
+    remove("units")(project)
+    remove("configs")(project)
+    assert builds(project).name == "demo-svc_1.0.0_all.deb"
+
+
+def test_the_default_startup_is_optional_a_named_one_is_not(project):
+    replace("startup = false\n", "")(project)
+    builds(project)  # no scripts/startup.py: no startup step
+    shutil.rmtree(project.parent / "out")
+    replace('name = "demo-svc"', 'name = "demo-svc"\nstartup = "startup.py"')(project)
+    refused(project, "startup = 'startup.py'", "no such file", code=BUNDLE)
