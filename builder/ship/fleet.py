@@ -35,7 +35,7 @@ def ship(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: E
          batch: int = 0, max_failures: int = 0, on_done: Done | None = None) -> list[HostResult]:
     """Ship ``pkg`` to ``hosts``: ``parallel`` at a time, in batches of ``batch`` (0 = all at once),
     stopping before the next batch once ``max_failures`` hosts failed (0 = never stop)."""
-    return run_fleet(pkg, hosts, opts, emit, ship_host, parallel, batch, max_failures, on_done)
+    return run_fleet(pkg, hosts, opts, emit, ship_host, parallel, batch, max_failures, on_done=on_done)
 
 
 def rollback(name: str, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, **fleet) -> list[HostResult]:
