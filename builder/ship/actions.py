@@ -22,7 +22,7 @@ from ..debinfo import PackageInfo, name_only
 from ..errors import DebshipError, RemoteError, ShipError
 from ..layout import DEBSHIP_STATE, Layout
 from ..manifest import Manifest
-from . import commands, facts, plan, store, verify
+from . import commands, facts, pin, plan, store, verify
 from .connection import Connection, Held, Result
 from .facts import HostFacts
 from .options import ShipOptions
@@ -209,7 +209,20 @@ def install(run: Context, s: Step) -> Done:
     now = read_facts(run)
     if now.installed is None or not now.installed.ok or now.installed.version != s.version:
         raise ShipError(f"apt finished but dpkg reports {now.installed}; see {run.layout.deploy_log}")
+    write_pin(run, s.version)
     return Done("ok", s.why + new_dpkg_dist(run.first_facts, now), now)
+
+
+def write_pin(run: Context, version: str) -> None:
+    """Hold the host at ``version`` through apt-get upgrade (see ``pin``); under the host lock."""
+    path = run.layout.apt_pin
+    run.sh(commands.write_file(path), sudo=True, stdin=pin.pin_text(run.pkg.name, version, path).encode(), check=True)
+
+
+def pin_installed(run: Context, s: Step) -> Done:
+    """The host is at the version asked for but debship's pin does not hold it there (yet)."""
+    write_pin(run, s.version)
+    return Done("ok", f"{run.layout.apt_pin}: {run.pkg.name} pinned at {s.version}")
 
 def _install_failure(run: Context, output: str) -> str:
     if "Could not get lock" in output or "Unable to acquire the dpkg frontend lock" in output:
@@ -222,6 +235,7 @@ def remove(run: Context, _step: Step) -> Done:
     r = run.sh(commands.apt_remove(run.pkg.name, run.opts.lock_timeout), sudo=True, timeout=900)
     if not r.ok:
         raise ShipError(f"could not remove {run.pkg.name} either: {r.stderr.strip()[-300:]}")
+    run.sh(commands.remove_file(run.layout.apt_pin), sudo=True)  # a pin on nothing installed holds nothing
     return Done("ok", f"removed {run.pkg.name}; its deploy log stays in {run.layout.log_dir}/")
 
 def verify_units(run: Context, s: Step) -> Done:
@@ -277,4 +291,4 @@ def log_tail(run: Context) -> str:
 
 
 OPS = {"source": add_source, "upload": upload, "store": refresh_store, "install": install, "remove": remove,
-       "verify": verify_units, "health": health, "record": record, "reboot": reboot}
+       "verify": verify_units, "health": health, "record": record, "reboot": reboot, "pin": pin_installed}
