@@ -22,7 +22,7 @@ from ..debinfo import PackageInfo, name_only
 from ..errors import DebshipError, RemoteError, ShipError
 from ..layout import DEBSHIP_STATE, Layout
 from ..manifest import Manifest
-from . import commands, facts, pin, plan, store, verify
+from . import commands, deps, facts, pin, plan, store, verify
 from .connection import Connection, Held, Result
 from .facts import HostFacts
 from .options import ShipOptions
@@ -200,6 +200,74 @@ def refresh_store(run: Context, _step: Step) -> Done:
     kept = [k.version for k in kept if k.filename not in pruned]
     return Done("ok", f"kept {', '.join(kept)}" + (f"; pruned {', '.join(pruned)}" if pruned else ""), now)
 
+def simulate(run: Context, s: Step) -> Done:
+    """apt's own simulation of the install: what else it installs, upgrades and removes.  A
+    dependency no source provides fails here, before anything is installed (after one refresh
+    of missing or old package lists); so does an install that would remove other packages,
+    unless --allow-removals."""
+    name, version = run.pkg.name, s.version
+    if run.opts.dry_run:
+        sim = _simulate_dry(run, s)
+        if sim is None:
+            return Done("skip", f"{name} {version} is not on the host yet: apt's simulation needs --via-repo's source")
+    else:
+        sim = _simulate(run, s.target, s)
+    if not sim.ok:
+        age = deps.parse_lists_age(run.sh(deps.lists_age_command(_own_repo(run)), sudo=True).stdout)
+        stale = age is None or age > run.opts.lists_max_age
+        if stale and run.opts.dry_run:
+            run.emit("simulate", "warn", f"the host's package lists are {_age(age)}: a ship refreshes them first")
+        elif stale:
+            run.emit("simulate", "warn", f"apt cannot resolve {_unmet(sim) or 'the dependencies'} and the host's "
+                                         f"package lists are {_age(age)}: refreshing them (apt-get update) once")
+            r = run.sh(deps.UPDATE_ALL, sudo=True, timeout=run.opts.lock_timeout + 600)
+            if not r.ok:
+                run.emit("simulate", "warn", f"apt-get update failed: {last_line(r.stdout + r.stderr)}")
+            sim = _simulate(run, s.target, s)
+    if not sim.ok:
+        why = _unmet(sim) or f"apt cannot install {name} {version} ({sim.error or 'no reason given'})"
+        raise ShipError(f"{why}; nothing installed: add a source that provides it, or change the dependency")
+    other = sim.besides(name)
+    if other.removes and not run.opts.allow_removals:
+        gone = ", ".join(f"{n} {v}" for n, v in other.removes)
+        raise ShipError(f"installing {name} {version} would remove {gone} (apt's simulation; a Conflicts: or "
+                        "Breaks:); nothing installed: pass --allow-removals to let it")
+    return Done("warn" if other.removes else "ok", f"apt {other.summary()}")
+
+
+def _simulate(run: Context, target: str, s: Step) -> deps.Simulation:
+    r = run.sh(deps.simulate_command(target, s.downgrade, s.reinstall), sudo=True, timeout=300)
+    return deps.parse_simulation(r.stdout)
+
+
+def _simulate_dry(run: Context, s: Step) -> deps.Simulation | None:
+    """A dry run keeps nothing: the .deb goes to a temporary folder of the login user, or
+    ``name=version`` is simulated when the repository source already lists it."""
+    if run.opts.via_repo is not None:
+        return _simulate(run, s.target, s) if s.version in (run.facts.available if run.facts else ()) else None
+    if run.facts and run.facts.stored_sha == run.pkg.sha256:
+        return _simulate(run, plan.stored_path(run.pkg), s)
+    tmp = run.sh(["mktemp", "-d", "/var/tmp/debship-simulate.XXXXXXXX"], check=True).stdout.strip()
+    try:
+        run.conn.put(run.pkg.path, f"{tmp}/{run.pkg.filename}")
+        return _simulate(run, f"{tmp}/{run.pkg.filename}", s)
+    finally:
+        with contextlib.suppress(DebshipError):
+            run.sh(commands.remove_dir(tmp))
+
+
+def _own_repo(run: Context) -> str | None:
+    return run.opts.via_repo.url if run.opts.via_repo is not None else None
+
+
+def _age(age: float | None) -> str:
+    return "missing" if age is None else f"{age / 3600:.1f} h old"
+
+
+def _unmet(sim: deps.Simulation) -> str:
+    return "; ".join(u.explain() for u in sim.unmet)
+
+
 def install(run: Context, s: Step) -> Done:
     """apt-get install a stored file path or ``name=version`` from the host's repository."""
     argv = commands.apt_install(s.target, run.opts.lock_timeout, s.downgrade, s.reinstall, run.layout.install_log)
@@ -291,4 +359,5 @@ def log_tail(run: Context) -> str:
 
 
 OPS = {"source": add_source, "upload": upload, "store": refresh_store, "install": install, "remove": remove,
-       "verify": verify_units, "health": health, "record": record, "reboot": reboot, "pin": pin_installed}
+       "verify": verify_units, "health": health, "record": record, "reboot": reboot, "pin": pin_installed,
+       "simulate": simulate}

@@ -28,3 +28,6 @@ class ShipOptions:
     reboot: bool = False
     rollback_on_failure: bool = True  # --no-rollback turns it off
     via_repo: ViaRepo | None = None
+    wait_for_boot: bool = True  # apply: the host runs it itself (from cloud-init's runcmd: never wait for that)
+    allow_removals: bool = False  # --allow-removals: an install may remove other packages (Conflicts:)
+    lists_max_age: float = 3600.0  # s: older package lists are refreshed once when a dependency is missing

@@ -48,7 +48,7 @@ class Step:
     """One thing to do on the host.  ``op`` names the executor's action; ``recover``: when this
     step fails, go back to the version the host had (unless --no-rollback)."""
 
-    op: str                        # upload | store | install | remove | verify | health | record | reboot | pin
+    op: str                        # upload | store | simulate | install | remove | verify | health | record | reboot | pin
     target: str = ""               # install: a stored .deb or name=version; record: ship | rollback
     version: str = ""              # the version the step installs, checks or records
     why: str = ""                  # install: the decision; record: the line for the deploy log
@@ -147,12 +147,14 @@ def plan_ship(pkg: PackageInfo, facts: HostFacts, force: bool = False, dry_run: 
         steps = (*pin_steps(facts), *reboot_steps) if not dry_run else ()
         return HostPlan("noop", before, before, d.reason, steps, "unchanged", d.reason)
     preview = preview_install(pkg, facts, d)
-    if dry_run:
-        return HostPlan("dry-run", before, before, d.reason, (), "dry-run", f"would {d.reason}", preview=preview)
     target = f"{pkg.name}={pkg.version}" if via_repo else stored_path(pkg)
+    simulate = Step("simulate", target, pkg.version, d.reason, d.downgrade, d.reinstall)
+    if dry_run:
+        return HostPlan("dry-run", before, before, d.reason, (simulate,), "dry-run", f"would {d.reason}",
+                        preview=preview)
     install = Step("install", target, pkg.version, d.reason, d.downgrade, d.reinstall, recover=True)
     fetch = (Step("source"),) if via_repo else (Step("upload"), Step("store"))
-    steps = (*fetch, install, *verify_steps(pkg.version, recover=True),
+    steps = (*fetch, simulate, install, *verify_steps(pkg.version, recover=True),
              Step("record", "ship", pkg.version, d.reason), *reboot_steps)
     return HostPlan("install", before, pkg.version, d.reason, steps, "installed", d.reason, reinstall=d.reinstall,
                     preview=preview)
@@ -218,7 +220,8 @@ def plan_rollback(name: str, facts: HostFacts, target: str | None, dry_run: bool
     if dry_run:
         return HostPlan("dry-run", before, before, target, (), "dry-run", f"would install {target}")
     fetch = Step("source") if via_repo else Step("store")
-    steps = (fetch, Step("install", f"{name}={target}", target, f"{before} -> {target}", downgrade=True),
+    steps = (fetch, Step("simulate", f"{name}={target}", target, f"{before} -> {target}", downgrade=True),
+             Step("install", f"{name}={target}", target, f"{before} -> {target}", downgrade=True),
              *verify_steps(target), Step("record", "rollback", target, f"rollback {before} -> {target}"))
     return HostPlan("rollback", before, target, target, steps, "installed", f"rolled back {before} -> {target}")
 

@@ -45,7 +45,7 @@ def test_captured_facts_parse():
     assert fresh.installed is None and fresh.kept == () and fresh.conffiles == ()
 
 
-STEPS_SHIP = ["upload", "store", "install", "verify", "health", "record"]
+STEPS_SHIP = ["upload", "store", "simulate", "install", "verify", "health", "record"]
 
 
 @pytest.mark.parametrize("host,package,options,action,steps,reason", [
@@ -56,7 +56,7 @@ STEPS_SHIP = ["upload", "store", "install", "verify", "health", "record"]
     ("v2-after-upgrade", pkg(sha="f" * 64), {}, "refuse", [], "1.1.0 is installed with other contents"),
     ("v2-after-upgrade", pkg(sha="f" * 64), {"force": True}, "install", STEPS_SHIP, "reinstall 1.1.0 (--force)"),
     ("v2-after-upgrade", pkg("1.0.0"), {}, "install", STEPS_SHIP, "downgrade 1.1.0 -> 1.0.0"),
-    ("v1-edited-conffile", pkg(), {"dry_run": True}, "dry-run", [], "upgrade 1.0.0 -> 1.1.0"),
+    ("v1-edited-conffile", pkg(), {"dry_run": True}, "dry-run", ["simulate"], "upgrade 1.0.0 -> 1.1.0"),
     ("v1-edited-conffile", pkg(), {"reboot": True}, "install", [*STEPS_SHIP, "reboot", "verify", "health"],
      "upgrade 1.0.0 -> 1.1.0"),
     ("v1-edited-conffile", pkg(), {"via_repo": True}, "install", ["source", *STEPS_SHIP[2:]],
@@ -135,7 +135,7 @@ def test_plan_rollback(host, target, options, action, to, detail):
     assert (plan.action, plan.to, plan.detail) == (action, to, detail)
     if action == "rollback":
         first = "source" if options.get("via_repo") else "store"
-        assert [s.op for s in plan.steps] == [first, "install", "verify", "health", "record"]
+        assert [s.op for s in plan.steps] == [first, "simulate", "install", "verify", "health", "record"]
     if action == "refuse":
         assert "nothing to roll back to" in plan.reason or "is not kept on the host" in plan.reason
 
