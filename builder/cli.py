@@ -299,13 +299,16 @@ def publish(debs, repo_dir, suite, component, sign_key) -> None:
 @click.option("--component", default="main", show_default=True, help="Component of the repository.")
 @click.option("--name", "source_name", default="debship", show_default=True,
               help="Name of the apt source (its .list file and keyring on the instance).")
+@click.option("--apply", "through_apply", is_flag=True,
+              help="Install each NAME=VERSION with `debship apply` (python3-debship from the repository): "
+                   "health-checked, rolled back, recorded and pinned; a failed check ends cloud-init in error.")
 @reports_errors
-def cloud_init(url, key_file, packages, suite, component, source_name) -> None:
+def cloud_init(url, key_file, packages, suite, component, source_name, through_apply) -> None:
     """Print cloud-init user-data that adds the repository and installs packages at first boot."""
     from .cloudinit import parse_package, user_data
     from .gpg import read_key
     wanted = [parse_package(p) for p in packages]
-    click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name), nl=False)
+    click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name, through_apply), nl=False)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
