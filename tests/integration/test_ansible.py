@@ -67,7 +67,7 @@ def recap(output: str) -> dict[str, dict[str, int]]:
 
 def test_the_module_on_four_hosts(make_ssh_hosts, debs, tmp_path):
     if sys.version_info[:2] != (3, 11):
-        pytest.skip("the venv's compiled libraries are copied into a Debian 12 (Python 3.11) host")
+        _missing("a Python 3.11 venv (its compiled libraries are copied into the Debian 12 hosts)")
     ansible_tool("ansible-playbook")
     hosts = make_ssh_hosts(4)
     share_key(hosts)

@@ -10,7 +10,6 @@ import re
 import shutil
 import sys
 import sysconfig
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +17,7 @@ from builder.build import build_deb
 from builder.layout import Layout
 from builder.repo import publish
 from tests.conftest import REPO, break_startup, copy_sample
+from tests.helpers import _missing
 from tests.harness.aptrepo import export_key, keys, server  # noqa: F401  (fixtures)
 from tests.integration.test_ship import installed, run_ship
 
@@ -78,7 +78,7 @@ def end_state(host) -> dict:
 
 def test_apply_on_the_host_ends_like_ship_over_ssh(make_ssh_hosts, debs):
     if sys.version_info[:2] != (3, 11):
-        pytest.skip("the venv's compiled libraries are copied into a Debian 12 (Python 3.11) host")
+        _missing("a Python 3.11 venv (its compiled libraries are copied into the Debian 12 hosts)")
     shipped, applied = make_ssh_hosts(2)
     install_debship(applied)
     for name, deb in debs.items():
@@ -114,7 +114,7 @@ def test_apply_on_the_host_ends_like_ship_over_ssh(make_ssh_hosts, debs):
 
 def test_apply_name_version_from_a_signed_repository_with_its_rollback(ssh_host, debs, keys, server):
     if sys.version_info[:2] != (3, 11):
-        pytest.skip("the venv's compiled libraries are copied into a Debian 12 (Python 3.11) host")
+        _missing("a Python 3.11 venv (its compiled libraries are copied into the Debian 12 hosts)")
     publish(list(debs.values()), server.repo, sign_key=keys.main)
     install_debship(ssh_host)
     export_key(keys.main, ssh_host.root.path / "root/archive.gpg")
