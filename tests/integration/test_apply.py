@@ -48,7 +48,7 @@ def install_debship(host) -> None:
     shutil.copytree(REPO / "builder", opt / "src/builder", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(sysconfig.get_paths()["purelib"], opt / "site",
                     ignore=shutil.ignore_patterns("__pycache__", "pip*", "setuptools*", "_pytest", "pytest*",
-                                                  "__editable__*", "*.pth"))
+                                                  "ansible*", "__editable__*", "*.pth"))
     launcher = host.root.path / "usr/bin/debship"
     launcher.write_text(LAUNCHER)
     launcher.chmod(0o755)
