@@ -63,15 +63,16 @@ def user_data(url: str, key: str, packages: list[tuple[str, str | None]], suite:
     if apply:
         unversioned = [n for n, v in packages if not v]
         if unversioned or not packages:
-            raise RepoError(f"--apply needs NAME=VERSION for each --package ({', '.join(unversioned) or 'none given'}): "
+            listed = ", ".join(unversioned) or "none given"
+            raise RepoError(f"--apply needs NAME=VERSION for each --package ({listed}): "
                             "debship apply installs one exact version")
         key_file = APPLY_KEY.format(name=name)
         lines += ["packages:", f"  - {q('python3-debship')}",
                   "write_files:", f"  - path: {q(key_file)}", "    permissions: \"0644\"", "    content: |",
                   *[f"      {line}".rstrip() for line in key.strip().splitlines()],
                   "runcmd:"]
-        lines += [f"  - {json.dumps(['debship', 'apply', f'{n}={v}', '--repo', url, '--repo-key', key_file, '--suite', suite, '--component', component])}"
-                  for n, v in packages]
+        where = ["--repo", url, "--repo-key", key_file, "--suite", suite, "--component", component]
+        lines += [f"  - {json.dumps(['debship', 'apply', f'{n}={v}', *where])}" for n, v in packages]
         return "\n".join(lines) + "\n"
     if packages:
         lines.append("packages:")

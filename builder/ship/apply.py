@@ -85,7 +85,8 @@ def from_repo(name: str, version: str, opts: ShipOptions, tmp: Path) -> Path:
         r = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         problems = [l.strip() for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "Err:"))]
         if r.returncode != 0 or problems:
-            raise ShipError(f"cannot get {name} {version} from {repo.url} ({' | '.join(problems[:2]) or r.returncode}); "
+            why = " | ".join(problems[:2]) or f"exit {r.returncode}"
+            raise ShipError(f"cannot get {name} {version} from {repo.url} ({why}); "
                             "check the URL, --repo-key and that the repository has this version")
     debs = sorted(tmp.glob(f"{name}_*.deb"))
     if not debs:

@@ -48,7 +48,7 @@ class Step:
     """One thing to do on the host.  ``op`` names the executor's action; ``recover``: when this
     step fails, go back to the version the host had (unless --no-rollback)."""
 
-    op: str                        # upload | store | simulate | install | remove | verify | health | record | reboot | pin
+    op: str                        # upload store simulate install remove verify health record reboot pin
     target: str = ""               # install: a stored .deb or name=version; record: ship | rollback
     version: str = ""              # the version the step installs, checks or records
     why: str = ""                  # install: the decision; record: the line for the deploy log

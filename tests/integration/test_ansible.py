@@ -105,3 +105,6 @@ def test_the_collection_builds_offline(tmp_path):
                        env={**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"})
     assert p.returncode == 0, p.stdout + p.stderr
     assert [f.name for f in tmp_path.glob("*.tar.gz")] == ["debship-fleet-0.1.0.tar.gz"]
+    doc = subprocess.run([ansible_tool("ansible-doc"), "debship.fleet.apply"], capture_output=True, text=True,
+                         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_NOCOLOR": "1"})
+    assert doc.returncode == 0 and "check mode" in doc.stdout.lower(), doc.stdout + doc.stderr  # its docs parse

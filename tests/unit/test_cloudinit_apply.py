@@ -8,7 +8,8 @@ import yaml
 from builder import cloudinit
 from builder.errors import RepoError
 
-KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ0000BYJKwYBBAHaRw8BAQdA\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----\n"
+KEY = ("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ0000BYJKwYBBAHaRw8BAQdA\n=abcd\n"
+       "-----END PGP PUBLIC KEY BLOCK-----\n")
 
 
 def test_apply_mode_runs_debship_apply_for_each_package():

@@ -7,9 +7,9 @@ DOCUMENTATION = r"""
 module: apply
 short_description: Install a debship package with debship's checks and automatic rollback
 description:
-  - Runs C(debship apply) on the host (python3-debship must be installed there): the host lock,
-    apt's simulation, the install, the unit and health checks, the automatic rollback to the
-    previous version when they fail, the deploy record and the apt pin.
+  - Runs C(debship apply) on the host (python3-debship must be installed there), which takes the host
+    lock, runs apt's simulation, installs, checks the units and the health command, rolls back to
+    the previous version when they fail, records the deploy and pins the version in apt.
   - In check mode it runs C(debship apply --dry-run) and returns the plan; nothing changes.
   - C(changed) is true only when the installed version changed.
 options:
@@ -63,7 +63,10 @@ EXAMPLES = r"""
 RETURN = r"""
 before: {description: the version installed before, type: str, returned: always}
 after: {description: the version installed after, type: str, returned: always}
-outcome: {description: debship's outcome (installed, unchanged, dry-run, rolled-back, failed), type: str, returned: always}
+outcome:
+  description: debship's outcome (installed, unchanged, dry-run, rolled-back, failed)
+  type: str
+  returned: always
 plan: {description: what the install would do (check mode) or did, type: dict, returned: when an install was planned}
 events: {description: debship's events, one dict per step, type: list, returned: always}
 """
