@@ -6,6 +6,7 @@ The settings are the ones docs/performance.md lists; change them there too.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -23,19 +24,21 @@ REMOTE_DEB = "/var/tmp/bench.deb"
 class Run:
     seconds: float
     output: str
+    cpu: float = 0.0               # controller CPU seconds (user + system) of the tool and its children
 
 
 def run_timed(argv: list[str], env: dict, cwd: Path, who: str) -> Run:
     """Run one tool to the end; a non-zero exit stops the bench with the tool's last lines."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     r = subprocess.run(argv, env={**os.environ, **env}, cwd=cwd, stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    took = time.perf_counter() - t0
+    took, c1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
     (cwd / "output.txt").write_text(r.stdout)
     if r.returncode != 0:
         tail = "\n".join(r.stdout.splitlines()[-25:])
         raise SystemExit(f"{who} failed (exit {r.returncode}); its last lines:\n{tail}")
-    return Run(took, r.stdout)
+    return Run(took, r.stdout, cpu)
 
 
 def debship_command(deb: Path, hosts: list[SSHHost], run_dir: Path) -> tuple[list[str], dict]:
@@ -69,6 +72,27 @@ def ansible_command(deb: Path, hosts: list[SSHHost], run_dir: Path, gather_facts
            "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3", "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(run_dir / "cp"), "ANSIBLE_LOCAL_TEMP": str(run_dir / "tmp")}
     return [str(BENCH_VENV / "ansible-playbook"), "-i", "inventory.ini", "play.yml"], env
+
+
+def ansible_debship_command(deb: Path, hosts: list[SSHHost], run_dir: Path) -> tuple[list[str], dict]:
+    """ansible-playbook with the debship.fleet.apply module (ansible/): copy the .deb, then
+    `debship apply` it on each host (debship's checks, rollback, record, pin); debship is put
+    into each host first, outside the timing (tests/integration/test_apply.py's install_debship)."""
+    from tests.integration.test_apply import install_debship
+    for h in hosts:
+        install_debship(h)
+    argv, env = ansible_command(deb, hosts, run_dir, False)
+    (run_dir / "play.yml").write_text(f"""\
+- hosts: fleet
+  become: true
+  gather_facts: false
+  tasks:
+    - name: upload the package
+      ansible.builtin.copy: {{src: "{deb}", dest: "{REMOTE_DEB}", mode: "0644"}}
+    - name: install it with debship's checks
+      debship.fleet.apply: {{deb: "{REMOTE_DEB}"}}
+""")
+    return argv, {**env, "ANSIBLE_COLLECTIONS_PATH": str(REPO / "ansible")}
 
 
 def pyinfra_command(deb: Path, hosts: list[SSHHost], run_dir: Path) -> tuple[list[str], dict]:

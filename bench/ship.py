@@ -16,6 +16,7 @@ host; faster than Ansible and pyinfra at 1, 8 and 16 hosts.  `--only sftp`: uplo
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -40,6 +41,7 @@ TOOLS = {  # name -> (column title, command maker)
     "ansible": ("Ansible, gather_facts: false", lambda d, h, r: _tools.ansible_command(d, h, r, False)),
     "ansible-facts": ("Ansible, gather_facts: true (default)", lambda d, h, r: _tools.ansible_command(d, h, r, True)),
     "pyinfra": ("pyinfra", _tools.pyinfra_command),
+    "ansible-debship": ("Ansible + debship.fleet.apply", _tools.ansible_debship_command),
 }
 
 
@@ -73,6 +75,9 @@ def host_stats(run_dir: Path, output: str) -> list[HostStats]:
     return stats
 
 
+CPU: dict = collections.defaultdict(list)  # (tool, hosts) -> controller CPU seconds per host, one per run
+
+
 def install_once(tool: str, deb: Path, pkg: PackageInfo, lower: Path, n: int, work: Path) -> tuple[float, list]:
     """Seconds for ``tool`` to install ``deb`` on n fresh hosts; debship's per-host stats."""
     with contextlib.ExitStack() as stack:
@@ -81,6 +86,7 @@ def install_once(tool: str, deb: Path, pkg: PackageInfo, lower: Path, n: int, wo
         argv, env = TOOLS[tool][1](deb, hosts, run_dir)
         run = _tools.run_timed(argv, env, run_dir, f"{tool} on {n} host(s)")
         check_installed(hosts, pkg.name, pkg.version, f"{tool} on {n} host(s)")
+    CPU[tool, n].append(run.cpu / n)
     return run.seconds, host_stats(run_dir, run.output) if tool.startswith("debship") else []
 
 
@@ -111,6 +117,10 @@ def print_compare(pkg: PackageInfo, counts: list[int], tools: list[str], times: 
         print(f"| {n} | " + " | ".join(cells) + " |")
     print("| " + f"{counts[-1]} vs {counts[0]}" + " | " +
           " | ".join(f"{med[t, counts[-1]] / med[t, counts[0]]:.2f}x" for t in tools) + " |")
+    print("\nController CPU seconds per host (user + system of the tool and its children), median:\n")
+    print("| hosts | " + " | ".join(TOOLS[t][0] for t in tools) + " |\n|---:|" + "---:|" * len(tools))
+    for n in counts:
+        print(f"| {n} | " + " | ".join(f"{statistics.median(CPU[t, n]):.2f}" for t in tools) + " |")
     print("\n(x) = that tool's time / debship's.  Runs (s): " + "; ".join(
         f"{t} {n}: {', '.join(f'{s:.2f}' for s in times[t, n])}" for t in tools for n in counts))
     if "debship" in tools:

@@ -131,6 +131,8 @@ def _print_plan(spec, plan) -> None:
 @click.option("--no-rollback", is_flag=True,
               help="When install or verify fails, leave the host as it is instead of going back to "
                    "its previous version.")
+@click.option("--allow-removals", is_flag=True,
+              help="Let the install remove other packages when apt's simulation says it must (Conflicts:).")
 @click.option("--rollback", "mode", flag_value="rollback",
               help="Install the version each host had before the current one (from its local store).")
 @click.option("--to-version", metavar="VERSION",
@@ -148,7 +150,8 @@ def _print_plan(spec, plan) -> None:
 @reports_errors(table=SHIP_ERRORS)
 def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
          connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_failures, force, dry_run, reboot,
-         no_rollback, mode, to_version, package, via_repo, repo_key, suite, component, as_json) -> None:
+         no_rollback, allow_removals, mode, to_version, package, via_repo, repo_key, suite, component,
+         as_json) -> None:
     """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
 
     With --via-repo the hosts install it from a signed apt repository instead
@@ -177,7 +180,7 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     opts = fleet.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
                              start_timeout=start_timeout, force=force,
                              dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo,
-                             progress=view.upload if view else None)
+                             progress=view.upload if view else None, allow_removals=allow_removals)
     render = _json_event if as_json else (view.event if view else _text_event)
     rollout = {"parallel": parallel, "batch": batch, "max_failures": max_failures}
     if view is not None:
@@ -311,13 +314,62 @@ def publish(debs, repo_dir, suite, component, sign_key) -> None:
 @click.option("--component", default="main", show_default=True, help="Component of the repository.")
 @click.option("--name", "source_name", default="debship", show_default=True,
               help="Name of the apt source (its .list file and keyring on the instance).")
+@click.option("--apply", "through_apply", is_flag=True,
+              help="Install each NAME=VERSION with `debship apply` (python3-debship from the repository): "
+                   "health-checked, rolled back, recorded and pinned; a failed check ends cloud-init in error.")
 @reports_errors
-def cloud_init(url, key_file, packages, suite, component, source_name) -> None:
+def cloud_init(url, key_file, packages, suite, component, source_name, through_apply) -> None:
     """Print cloud-init user-data that adds the repository and installs packages at first boot."""
     from .cloudinit import parse_package, user_data
     from .gpg import read_key
     wanted = [parse_package(p) for p in packages]
-    click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name), nl=False)
+    click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name, through_apply), nl=False)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("target", metavar="DEB|NAME=VERSION")
+@click.option("--repo", "repo_url", metavar="URL",
+              help="Take NAME=VERSION from this signed apt repository (see `debship publish`) and install from it.")
+@click.option("--repo-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The repository's public key, for --repo.")
+@click.option("--suite", default="stable", show_default=True, help="Suite of the --repo repository.")
+@click.option("--component", default="main", show_default=True, help="Component of the --repo repository.")
+@click.option("--lock-timeout", type=int, default=300, show_default=True,
+              help="Seconds to wait for the host's ship lock and for a dpkg lock held by another process.")
+@click.option("--start-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds for the units to become active and the health command to pass.")
+@click.option("--force", is_flag=True, help="Reinstall when the host has this version with other contents.")
+@click.option("--dry-run", is_flag=True, help="Show what would be done (apt's simulation included); change nothing.")
+@click.option("--no-rollback", is_flag=True, help="When install or verify fails, leave the host as dpkg left it.")
+@click.option("--allow-removals", is_flag=True,
+              help="Let the install remove other packages when apt's simulation says it must (Conflicts:).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
+@reports_errors(table=SHIP_ERRORS)
+def apply(target, repo_url, repo_key, suite, component, lock_timeout, start_timeout, force, dry_run, no_rollback,
+          allow_removals, as_json) -> None:
+    """On the host itself (as root): install a .deb or NAME=VERSION the way `ship` does.
+
+    The same lock, plan, apt simulation, install, verify, health check,
+    automatic rollback, record and pin as `ship`, without SSH.  NAME=VERSION
+    comes from the host's store (a version kept by ship or apply) or, with
+    --repo URL --repo-key FILE, from that signed repository.  Exit status as
+    `ship`'s: 0 installed or unchanged, 1 failed, 3 failed and rolled back,
+    2 bad usage, 6 nothing to apply.
+    """
+    from .ship import fleet
+    from .ship.apply import apply as apply_here
+    from .ship.options import ShipOptions
+
+    name = target.split("=", 1)[0] if "=" in target and not target.endswith(".deb") else ""
+    if not name and target.endswith(".deb") and Path(target).is_file():
+        name = fleet.read_package(Path(target)).name
+    repo = fleet.via_repo(name, repo_url, repo_key, suite, component) if repo_url or repo_key else None
+    opts = ShipOptions(lock_timeout=lock_timeout, start_timeout=start_timeout, force=force, dry_run=dry_run,
+                       rollback_on_failure=not no_rollback, via_repo=repo, allow_removals=allow_removals,
+                       wait_for_boot=False)
+    pkg, result = apply_here(target, opts, _json_event if as_json else _text_event)
+    (_json_summary if as_json else _text_summary)([result], pkg)
+    click.get_current_context().exit(fleet.exit_code([result]))
 
 
 @click.command("status", context_settings={"help_option_names": ["-h", "--help"]})
@@ -443,6 +495,7 @@ def main() -> None:
 
 main.add_command(build_deb, "build")
 main.add_command(ship, "ship")
+main.add_command(apply, "apply")
 main.add_command(diff, "diff")
 main.add_command(publish, "publish")
 main.add_command(cloud_init, "cloud-init")

@@ -30,9 +30,17 @@ def parse_package(spec: str) -> tuple[str, str | None]:
     return name, (version if sep else None)
 
 
+APPLY_KEY = "/etc/debship/{name}-archive.asc"
+
+
 def user_data(url: str, key: str, packages: list[tuple[str, str | None]], suite: str = "stable",
-              component: str = "main", name: str = "debship") -> str:
-    """The ``#cloud-config`` text (``key`` is the armored public key)."""
+              component: str = "main", name: str = "debship", apply: bool = False) -> str:
+    """The ``#cloud-config`` text (``key`` is the armored public key).
+
+    ``apply``: the packages are not installed by cloud-init's package module but by
+    ``debship apply NAME=VERSION --repo …`` from ``runcmd`` (python3-debship is installed
+    from the repository first), so a new instance gets debship's checks, automatic
+    rollback, record and pin at first boot, and a failed check ends cloud-init in error."""
     if not REPO_URL_RE.match(url):
         raise RepoError(f"--repo {url!r} is not an http(s):// or file:// URL without spaces; "
                         "give the URL instances reach the repository at")
@@ -52,6 +60,20 @@ def user_data(url: str, key: str, packages: list[tuple[str, str | None]], suite:
              f"      source: {q(f'deb [signed-by=$KEY_FILE] {url} {suite} {component}')}",
              "      key: |",
              *[f"        {line}".rstrip() for line in key.strip().splitlines()]]
+    if apply:
+        unversioned = [n for n, v in packages if not v]
+        if unversioned or not packages:
+            listed = ", ".join(unversioned) or "none given"
+            raise RepoError(f"--apply needs NAME=VERSION for each --package ({listed}): "
+                            "debship apply installs one exact version")
+        key_file = APPLY_KEY.format(name=name)
+        lines += ["packages:", f"  - {q('python3-debship')}",
+                  "write_files:", f"  - path: {q(key_file)}", "    permissions: \"0644\"", "    content: |",
+                  *[f"      {line}".rstrip() for line in key.strip().splitlines()],
+                  "runcmd:"]
+        where = ["--repo", url, "--repo-key", key_file, "--suite", suite, "--component", component]
+        lines += [f"  - {json.dumps(['debship', 'apply', f'{n}={v}', *where])}" for n, v in packages]
+        return "\n".join(lines) + "\n"
     if packages:
         lines.append("packages:")
         lines += [f"  - [{q(n)}, {q(v)}]" if v else f"  - {q(n)}" for n, v in packages]

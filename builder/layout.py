@@ -54,6 +54,12 @@ class Layout:
         return f"/etc/apt/keyrings/debship-{self.name}.asc"
 
     @property
+    def apt_pin(self) -> str:
+        """The apt preference that holds the host at the version debship installed last (apt reads
+        only names of letters, digits, ``-_.`` ending in ``.pref`` here: a ``+`` becomes ``_``)."""
+        return f"/etc/apt/preferences.d/debship-{self.name.replace('+', '_')}.pref"
+
+    @property
     def lock(self) -> str:
         """Held by a ship for as long as it writes to this host (on tmpfs: a reboot frees it)."""
         return f"/run/lock/debship-{self.name}.lock"
@@ -85,4 +91,4 @@ class Layout:
         """The paths the maintainer-script templates are given."""
         return {"state_dir": self.state_dir, "log_dir": self.log_dir, "deploy_log": self.deploy_log,
                 "store_dir": self.store, "apt_source": self.apt_source, "repo_source": self.repo_source,
-                "repo_keyring": self.repo_keyring, "debship_state": DEBSHIP_STATE}
+                "repo_keyring": self.repo_keyring, "apt_pin": self.apt_pin, "debship_state": DEBSHIP_STATE}

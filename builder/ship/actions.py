@@ -23,7 +23,7 @@ from ..debinfo import PackageInfo, name_only
 from ..errors import DebshipError, RemoteError, ShipError
 from ..layout import DEBSHIP_STATE, Layout
 from ..manifest import Manifest
-from . import commands, facts, plan, store, verify
+from . import commands, deps, facts, pin, plan, store, verify
 from .connection import Connection, Held, Result
 from .facts import HostFacts
 from .options import ShipOptions
@@ -202,6 +202,74 @@ def refresh_store(run: Context, _step: Step) -> Done:
     kept = [k.version for k in kept if k.filename not in pruned]
     return Done("ok", f"kept {', '.join(kept)}" + (f"; pruned {', '.join(pruned)}" if pruned else ""), now)
 
+def simulate(run: Context, s: Step) -> Done:
+    """apt's own simulation of the install: what else it installs, upgrades and removes.  A
+    dependency no source provides fails here, before anything is installed (after one refresh
+    of missing or old package lists); so does an install that would remove other packages,
+    unless --allow-removals."""
+    name, version = run.pkg.name, s.version
+    if run.opts.dry_run:
+        sim = _simulate_dry(run, s)
+        if sim is None:
+            return Done("skip", f"{name} {version} is not on the host yet: apt's simulation needs --via-repo's source")
+    else:
+        sim = _simulate(run, s.target, s)
+    if not sim.ok:
+        age = deps.parse_lists_age(run.sh(deps.lists_age_command(_own_repo(run)), sudo=True).stdout)
+        stale = age is None or age > run.opts.lists_max_age
+        if stale and run.opts.dry_run:
+            run.emit("simulate", "warn", f"the host's package lists are {_age(age)}: a ship refreshes them first")
+        elif stale:
+            run.emit("simulate", "warn", f"apt cannot resolve {_unmet(sim) or 'the dependencies'} and the host's "
+                                         f"package lists are {_age(age)}: refreshing them (apt-get update) once")
+            r = run.sh(deps.UPDATE_ALL, sudo=True, timeout=run.opts.lock_timeout + 600)
+            if not r.ok:
+                run.emit("simulate", "warn", f"apt-get update failed: {last_line(r.stdout + r.stderr)}")
+            sim = _simulate(run, s.target, s)
+    if not sim.ok:
+        why = _unmet(sim) or f"apt cannot install {name} {version} ({sim.error or 'no reason given'})"
+        raise ShipError(f"{why}; nothing installed: add a source that provides it, or change the dependency")
+    other = sim.besides(name)
+    if other.removes and not run.opts.allow_removals:
+        gone = ", ".join(f"{n} {v}" for n, v in other.removes)
+        raise ShipError(f"installing {name} {version} would remove {gone} (apt's simulation; a Conflicts: or "
+                        "Breaks:); nothing installed: pass --allow-removals to let it")
+    return Done("warn" if other.removes else "ok", f"apt {other.summary()}")
+
+
+def _simulate(run: Context, target: str, s: Step) -> deps.Simulation:
+    r = run.sh(deps.simulate_command(target, s.downgrade, s.reinstall), sudo=True, timeout=300)
+    return deps.parse_simulation(r.stdout)
+
+
+def _simulate_dry(run: Context, s: Step) -> deps.Simulation | None:
+    """A dry run keeps nothing: the .deb goes to a temporary folder of the login user, or
+    ``name=version`` is simulated when the repository source already lists it."""
+    if run.opts.via_repo is not None:
+        return _simulate(run, s.target, s) if s.version in (run.facts.available if run.facts else ()) else None
+    if run.facts and run.facts.stored_sha == run.pkg.sha256:
+        return _simulate(run, plan.stored_path(run.pkg), s)
+    tmp = run.sh(["mktemp", "-d", "/var/tmp/debship-simulate.XXXXXXXX"], check=True).stdout.strip()
+    try:
+        run.conn.put(run.pkg.path, f"{tmp}/{run.pkg.filename}")
+        return _simulate(run, f"{tmp}/{run.pkg.filename}", s)
+    finally:
+        with contextlib.suppress(DebshipError):
+            run.sh(commands.remove_dir(tmp))
+
+
+def _own_repo(run: Context) -> str | None:
+    return run.opts.via_repo.url if run.opts.via_repo is not None else None
+
+
+def _age(age: float | None) -> str:
+    return "missing" if age is None else f"{age / 3600:.1f} h old"
+
+
+def _unmet(sim: deps.Simulation) -> str:
+    return "; ".join(u.explain() for u in sim.unmet)
+
+
 def install(run: Context, s: Step) -> Done:
     """apt-get install a stored file path or ``name=version`` from the host's repository."""
     argv = commands.apt_install(s.target, run.opts.lock_timeout, s.downgrade, s.reinstall, run.layout.install_log)
@@ -211,7 +279,20 @@ def install(run: Context, s: Step) -> Done:
     now = read_facts(run)
     if now.installed is None or not now.installed.ok or now.installed.version != s.version:
         raise ShipError(f"apt finished but dpkg reports {now.installed}; see {run.layout.deploy_log}")
+    write_pin(run, s.version)
     return Done("ok", s.why + new_dpkg_dist(run.first_facts, now), now)
+
+
+def write_pin(run: Context, version: str) -> None:
+    """Hold the host at ``version`` through apt-get upgrade (see ``pin``); under the host lock."""
+    path = run.layout.apt_pin
+    run.sh(commands.write_file(path), sudo=True, stdin=pin.pin_text(run.pkg.name, version, path).encode(), check=True)
+
+
+def pin_installed(run: Context, s: Step) -> Done:
+    """The host is at the version asked for but debship's pin does not hold it there (yet)."""
+    write_pin(run, s.version)
+    return Done("ok", f"{run.layout.apt_pin}: {run.pkg.name} pinned at {s.version}")
 
 def _install_failure(run: Context, output: str) -> str:
     if "Could not get lock" in output or "Unable to acquire the dpkg frontend lock" in output:
@@ -224,6 +305,7 @@ def remove(run: Context, _step: Step) -> Done:
     r = run.sh(commands.apt_remove(run.pkg.name, run.opts.lock_timeout), sudo=True, timeout=900)
     if not r.ok:
         raise ShipError(f"could not remove {run.pkg.name} either: {r.stderr.strip()[-300:]}")
+    run.sh(commands.remove_file(run.layout.apt_pin), sudo=True)  # a pin on nothing installed holds nothing
     return Done("ok", f"removed {run.pkg.name}; its deploy log stays in {run.layout.log_dir}/")
 
 def verify_units(run: Context, s: Step) -> Done:
@@ -290,4 +372,5 @@ def log_tail(run: Context) -> str:
 
 
 OPS = {"source": add_source, "upload": upload, "store": refresh_store, "install": install, "remove": remove,
-       "verify": verify_units, "health": health, "record": record, "reboot": reboot}
+       "verify": verify_units, "health": health, "record": record, "reboot": reboot, "pin": pin_installed,
+       "simulate": simulate}

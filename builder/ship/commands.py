@@ -64,6 +64,10 @@ def remove_dir(path: str) -> list[str]:
     return ["rm", "-rf", "--", path]
 
 
+def remove_file(path: str) -> list[str]:
+    return ["rm", "-f", "--", path]
+
+
 # Takes the host's ship lock for one package and holds it while stdin stays open: the
 # connection ending (ship done, or the controller killed) releases it.  Prints "BUSY <holder>"
 # when another ship holds it, then waits up to $4 s; exit 75 when that runs out.

@@ -175,16 +175,15 @@ class HostRun:
 def ship_host(run: HostRun) -> HostResult:
     """Connect, wait for boot, read facts, plan, then carry the plan out (recovering on failure)."""
     run.step("connect", run.connect)
-    run.act("boot", actions.wait_for_boot)
     o = run.opts
+    if o.wait_for_boot:
+        run.act("boot", actions.wait_for_boot)
     if not o.dry_run:
         run.act("lock", actions.take_lock)
     via = o.via_repo is not None
     plan = run.decide(lambda now: plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot, via))
     if plan.preview is not None:
         run.emit("plan", "ok", plan.preview.summary(), plan.preview.as_dict())
-    if plan.action == "dry-run":
-        run.emit("install", "skip", f"dry run: {plan.detail}")
     steps = plan.steps
     if run.repaired and plan.action == "noop" and not o.reboot:  # finished by the repair: prove it runs
         steps = verify_steps(plan.before or run.pkg.version)
@@ -194,6 +193,8 @@ def ship_host(run: HostRun) -> HostResult:
         if run.failed is None or not run.failed.recover or not o.rollback_on_failure:
             raise
         return recover(run, plan, e)
+    if plan.action == "dry-run":
+        run.emit("install", "skip", f"dry run: {plan.detail}")
     return run.result(plan.outcome, after=plan.to, detail=plan.detail + actions.new_dpkg_dist(run.first_facts, run.facts))
 
 

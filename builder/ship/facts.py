@@ -6,6 +6,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from .pin import parse_pin
+
 # Exit status of coreutils `timeout` when the command ran out of time.
 TIMED_OUT = 124
 
@@ -167,6 +169,7 @@ class HostFacts:
     dpkg_dist: tuple[str, ...] = ()       # <conffile>.dpkg-dist files present
     available: tuple[str, ...] = ()       # versions apt can install (from the configured sources)
     free_kib: tuple[tuple[str, int], ...] = ()   # (folder, KiB free on its filesystem): staging, store
+    pinned: str | None = None             # the version debship's apt pin holds the package at
 
     def free(self, folder: str) -> int | None:
         return dict(self.free_kib).get(folder)
@@ -185,10 +188,10 @@ class HostFacts:
         return next((u for u in self.units if u.name == name), None)
 
 
-# $1 package, $2 the stored file of the new package (or ""), $3 store, $4 history, $5 manifest;
-# the rest: unit names to look at (besides the installed package's).
-HOST_FACTS_SCRIPT = r"""name=$1 stored=$2 store=$3 history=$4 manifest=$5
-shift 5
+# $1 package, $2 the stored file of the new package (or ""), $3 store, $4 history, $5 manifest,
+# $6 debship's apt pin; the rest: unit names to look at (besides the installed package's).
+HOST_FACTS_SCRIPT = r"""name=$1 stored=$2 store=$3 history=$4 manifest=$5 pin=$6
+shift 6
 section() { printf '\n@@%s\n' "$1"; }
 section installed
 dpkg-query -W -f='${db:Status-Abbrev}\t${Version}\n' "$name" 2>/dev/null
@@ -228,6 +231,8 @@ for u in $units; do
     printf '%s\t%s\t' "$u" "$(systemctl is-enabled -- "$u" 2>/dev/null)"
     if [ -d /run/systemd/system ]; then systemctl show -p ActiveState --value -- "$u" 2>/dev/null; else echo; fi
 done
+section pin
+cat "$pin" 2>/dev/null
 section audit
 dpkg --audit 2>/dev/null
 section available
@@ -254,7 +259,7 @@ def host_facts_command(layout, stored: str, units: list[str]) -> list[str]:
     """One command printing every fact ship needs about ``layout.name`` (run it with sudo: it
     reads conffiles and the store)."""
     return ["sh", "-c", HOST_FACTS_SCRIPT, "sh", layout.name, stored, layout.store, layout.history,
-            layout.manifest, *units]
+            layout.manifest, layout.apt_pin, *units]
 
 
 def parse_host_facts(stdout: str) -> HostFacts:
@@ -275,11 +280,12 @@ def parse_host_facts(stdout: str) -> HostFacts:
         available=tuple(dict.fromkeys(l.strip() for l in s["available"].splitlines() if l.strip())),
         free_kib=tuple(_free(l) for l in s["space"].splitlines() if l.count("\t") == 1 and l.split("\t")[1].isdigit()),
         dpkg_dist=tuple(l.strip() for l in s["dpkg-dist"].splitlines() if l.strip()),
+        pinned=parse_pin(s["pin"]),
     )
 
 
 _SECTIONS = ("installed", "stored", "kept", "history", "manifest", "conffiles", "dpkg-dist", "systemd", "units",
-             "audit", "available", "space")
+             "pin", "audit", "available", "space")
 
 
 def _sections(stdout: str) -> dict[str, str]:

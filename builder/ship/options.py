@@ -31,3 +31,6 @@ class ShipOptions:
     via_repo: ViaRepo | None = None
     # Called as the upload goes (host, bytes sent, total): the CLI's progress bar on a terminal.
     progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
+    wait_for_boot: bool = True  # apply: the host runs it itself (from cloud-init's runcmd: never wait for that)
+    allow_removals: bool = False  # --allow-removals: an install may remove other packages (Conflicts:)
+    lists_max_age: float = 3600.0  # s: older package lists are refreshed once when a dependency is missing

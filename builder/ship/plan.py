@@ -48,7 +48,7 @@ class Step:
     """One thing to do on the host.  ``op`` names the executor's action; ``recover``: when this
     step fails, go back to the version the host had (unless --no-rollback)."""
 
-    op: str                        # upload | store | install | remove | verify | health | record | reboot
+    op: str                        # upload store simulate install remove verify health record reboot pin
     target: str = ""               # install: a stored .deb or name=version; record: ship | rollback
     version: str = ""              # the version the step installs, checks or records
     why: str = ""                  # install: the decision; record: the line for the deploy log
@@ -144,17 +144,28 @@ def plan_ship(pkg: PackageInfo, facts: HostFacts, force: bool = False, dry_run: 
         return HostPlan("refuse", before, None, short)
     reboot_steps = (Step("reboot"), *verify_steps(pkg.version, after_boot=True)) if reboot else ()
     if d.action == "noop":
-        return HostPlan("noop", before, before, d.reason, reboot_steps if not dry_run else (), "unchanged", d.reason)
+        steps = (*pin_steps(facts), *reboot_steps) if not dry_run else ()
+        return HostPlan("noop", before, before, d.reason, steps, "unchanged", d.reason)
     preview = preview_install(pkg, facts, d)
-    if dry_run:
-        return HostPlan("dry-run", before, before, d.reason, (), "dry-run", f"would {d.reason}", preview=preview)
     target = f"{pkg.name}={pkg.version}" if via_repo else stored_path(pkg)
+    simulate = Step("simulate", target, pkg.version, d.reason, d.downgrade, d.reinstall)
+    if dry_run:
+        return HostPlan("dry-run", before, before, d.reason, (simulate,), "dry-run", f"would {d.reason}",
+                        preview=preview)
     install = Step("install", target, pkg.version, d.reason, d.downgrade, d.reinstall, recover=True)
     fetch = (Step("source"),) if via_repo else (Step("upload"), Step("store"))
-    steps = (*fetch, install, *verify_steps(pkg.version, recover=True),
+    steps = (*fetch, simulate, install, *verify_steps(pkg.version, recover=True),
              Step("record", "ship", pkg.version, d.reason), *reboot_steps)
     return HostPlan("install", before, pkg.version, d.reason, steps, "installed", d.reason, reinstall=d.reinstall,
                     preview=preview)
+
+
+def pin_steps(facts: HostFacts) -> tuple[Step, ...]:
+    """The host is already at the version asked for: pin it there if debship's pin does not yet
+    (a host shipped to before debship pinned, or the admin removed the pin by hand)."""
+    if facts.installed is None or not facts.installed.ok or facts.pinned == facts.before:
+        return ()
+    return (Step("pin", version=facts.before),)
 
 
 def short_of_space(pkg: PackageInfo, facts: HostFacts) -> str | None:
@@ -204,11 +215,13 @@ def plan_rollback(name: str, facts: HostFacts, target: str | None, dry_run: bool
         return HostPlan("refuse", before, None, f"version {target} is not kept on the host (kept: "
                                                 f"{', '.join(versions) or 'none'}); ship it first")
     if target == before:
-        return HostPlan("noop", before, before, target, (), "unchanged", f"already at {target}", decide_status="skip")
+        return HostPlan("noop", before, before, target, () if dry_run else pin_steps(facts), "unchanged",
+                        f"already at {target}", decide_status="skip")
     if dry_run:
         return HostPlan("dry-run", before, before, target, (), "dry-run", f"would install {target}")
     fetch = Step("source") if via_repo else Step("store")
-    steps = (fetch, Step("install", f"{name}={target}", target, f"{before} -> {target}", downgrade=True),
+    steps = (fetch, Step("simulate", f"{name}={target}", target, f"{before} -> {target}", downgrade=True),
+             Step("install", f"{name}={target}", target, f"{before} -> {target}", downgrade=True),
              *verify_steps(target), Step("record", "rollback", target, f"rollback {before} -> {target}"))
     return HostPlan("rollback", before, target, target, steps, "installed", f"rolled back {before} -> {target}")
 

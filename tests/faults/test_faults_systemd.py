@@ -99,6 +99,13 @@ def test_health_failing_after_start_rolls_back_to_the_running_old_version(booted
     assert "health command failed" in r.stderr + r.output, shown(r)
     assert_running(host, debs["port"], "1.0.0")  # the old agent, restarted by the downgrade
     assert "rolled back to 1.0.0: health command failed" in deploy_log(host, NAME)
+    # It stays put: the store lists 1.0.1, yet the admin's apt-get upgrade keeps 1.0.0 (debship's pin).
+    for verb in ("upgrade", "dist-upgrade"):
+        up = host.run_root(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", verb, "-y", "-q"], check=False,
+                           timeout=300)
+        assert up.returncode == 0, up.stdout + up.stderr
+    assert_running(host, debs["port"], "1.0.0")
+    assert "*** 1.0.0 1001" in host.run_root(["apt-cache", "policy", NAME]).stdout
 
     converges(host, debs, "v2", "1.1.0")
 

@@ -152,8 +152,8 @@ def test_json_events_cover_every_step(ssh_host, debs):
     events = [json.loads(l) for l in r.output.splitlines()]
     assert all(set(e) >= {"host", "step", "status", "elapsed", "detail"} for e in events)
     finished = [e["step"] for e in events if e["status"] != "start"]
-    assert finished == ["connect", "boot", "lock", "decide", "plan", "upload", "store", "install", "verify", "health",
-                        "record", "summary"]
+    assert finished == ["connect", "boot", "lock", "decide", "plan", "upload", "store", "simulate", "install", "verify",
+                        "health", "record", "summary"]
     assert events[-1]["outcome"] == "installed" and events[-1]["after"] == "1.0.0"
 
 

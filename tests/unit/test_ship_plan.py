@@ -46,23 +46,23 @@ def test_captured_facts_parse():
     assert fresh.installed is None and fresh.kept == () and fresh.conffiles == ()
 
 
-STEPS_SHIP = ["upload", "store", "install", "verify", "health", "record"]
+STEPS_SHIP = ["upload", "store", "simulate", "install", "verify", "health", "record"]
 
 
 @pytest.mark.parametrize("host,package,options,action,steps,reason", [
     ("fresh-host", pkg("1.0.0"), {}, "install", STEPS_SHIP, "install 1.0.0 (not installed)"),
     ("v1-edited-conffile", pkg(), {}, "install", STEPS_SHIP, "upgrade 1.0.0 -> 1.1.0"),
-    ("v2-after-upgrade", pkg(), {}, "noop", [], "already at 1.1.0"),
-    ("v2-after-upgrade", pkg(), {"reboot": True}, "noop", ["reboot", "verify", "health"], "already at 1.1.0"),
+    ("v2-after-upgrade", pkg(), {}, "noop", ["pin"], "already at 1.1.0"),  # captured before debship pinned
+    ("v2-after-upgrade", pkg(), {"reboot": True}, "noop", ["pin", "reboot", "verify", "health"], "already at 1.1.0"),
     ("v2-after-upgrade", pkg(sha="f" * 64), {}, "refuse", [], "1.1.0 is installed with other contents"),
     ("v2-after-upgrade", pkg(sha="f" * 64), {"force": True}, "install", STEPS_SHIP, "reinstall 1.1.0 (--force)"),
     ("v2-after-upgrade", pkg("1.0.0"), {}, "install", STEPS_SHIP, "downgrade 1.1.0 -> 1.0.0"),
-    ("v1-edited-conffile", pkg(), {"dry_run": True}, "dry-run", [], "upgrade 1.0.0 -> 1.1.0"),
+    ("v1-edited-conffile", pkg(), {"dry_run": True}, "dry-run", ["simulate"], "upgrade 1.0.0 -> 1.1.0"),
     ("v1-edited-conffile", pkg(), {"reboot": True}, "install", [*STEPS_SHIP, "reboot", "verify", "health"],
      "upgrade 1.0.0 -> 1.1.0"),
     ("v1-edited-conffile", pkg(), {"via_repo": True}, "install", ["source", *STEPS_SHIP[2:]],
      "upgrade 1.0.0 -> 1.1.0"),
-    ("v2-after-upgrade", pkg(sha="f" * 64), {"via_repo": True}, "noop", [], "already at 1.1.0"),
+    ("v2-after-upgrade", pkg(sha="f" * 64), {"via_repo": True}, "noop", ["pin"], "already at 1.1.0"),
 ])
 def test_plan_ship(host, package, options, action, steps, reason):
     plan = hostplan.plan_ship(package, captured(host), **options)
@@ -70,6 +70,31 @@ def test_plan_ship(host, package, options, action, steps, reason):
     assert plan.reason.startswith(reason)
     recovering = [s.op for s in plan.steps if s.recover]
     assert recovering == (["install", "verify", "health"] if action == "install" else [])
+
+
+def test_a_host_at_the_version_is_pinned_there_only_when_the_pin_is_missing_or_other():
+    at = hostplan.plan_ship(pkg(), captured("v2-after-upgrade", pinned="1.1.0"))
+    assert at.action == "noop" and at.steps == ()
+    moved = hostplan.plan_ship(pkg(), captured("v2-after-upgrade", pinned="1.0.0"))  # pinned by hand elsewhere
+    assert [(s.op, s.version) for s in moved.steps] == [("pin", "1.1.0")]
+    assert hostplan.plan_ship(pkg(), captured("v2-after-upgrade"), dry_run=True).steps == ()
+    back = hostplan.plan_rollback("fleet-agent", captured("v2-after-upgrade"), "1.1.0")
+    assert [(s.op, s.version) for s in back.steps] == [("pin", "1.1.0")]
+    broken = captured("v2-after-upgrade", installed=facts.Installed("iF", "1.1.0"))
+    assert hostplan.pin_steps(broken) == ()  # a half-configured version is not pinned
+
+
+def test_pin_text_round_trips_and_foreign_files_are_not_read_as_ours():
+    from builder.layout import Layout
+    from builder.ship.pin import parse_pin, pin_text
+    path = Layout("fleet-agent").apt_pin
+    assert path == "/etc/apt/preferences.d/debship-fleet-agent.pref"
+    assert Layout("libc++-tools").apt_pin.endswith("/debship-libc__-tools.pref")  # apt ignores names with +
+    text = pin_text("fleet-agent", "1:2.0.0~rc1", path)
+    assert parse_pin(text) == "1:2.0.0~rc1" and f"rm {path}" in text
+    assert parse_pin("") is None
+    assert parse_pin("Package: fleet-agent\nPin: release a=stable\nPin-Priority: 1001\n") is None
+    assert parse_pin("Package: fleet-agent\nPin: version 1.0\nPin-Priority: 500\n") is None
 
 
 def test_install_targets_the_stored_file_or_the_repository():
@@ -111,7 +136,7 @@ def test_plan_rollback(host, target, options, action, to, detail):
     assert (plan.action, plan.to, plan.detail) == (action, to, detail)
     if action == "rollback":
         first = "source" if options.get("via_repo") else "store"
-        assert [s.op for s in plan.steps] == [first, "install", "verify", "health", "record"]
+        assert [s.op for s in plan.steps] == [first, "simulate", "install", "verify", "health", "record"]
     if action == "refuse":
         assert "nothing to roll back to" in plan.reason or "is not kept on the host" in plan.reason
 

@@ -1,0 +1,110 @@
+"""The Ansible collection in ansible/ (debship.fleet.apply), driven by ansible-core from PyPI
+over real SSH against 4 loopback hosts with debship installed in them (as in test_apply.py):
+check mode changes nothing, the run installs, a second run reports changed=0, and a host whose
+new version fails is rolled back by debship and counted by the play's max_fail_percentage,
+which stops the rollout before the other hosts.  ``ansible-galaxy collection build`` works offline."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness.project import REPO
+from tests.harness.helpers import _missing
+from tests.harness.applying import apply_debs, install_debship  # noqa: F401  (apply_debs: a fixture)
+from tests.harness.shipping import installed, share_key
+
+pytestmark = pytest.mark.root
+COLLECTIONS = REPO / "ansible"
+PLAYBOOK = """- hosts: fleet
+  serial: [1, "25%", "100%"]
+  max_fail_percentage: 0
+  become: true
+  gather_facts: false
+  tasks:
+    - name: fleet-agent, with debship's checks and rollback
+      debship.fleet.apply:
+        deb: "{{ deb }}"
+"""
+
+
+def ansible_tool(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        _missing(f"{name} (pip install ansible-core)")
+    return str(path)
+
+
+def run_playbook(tmp_path: Path, hosts, debs_by_host: dict, *args: str) -> subprocess.CompletedProcess:
+    inventory = tmp_path / "inventory.ini"
+    lines = ["[fleet]"]
+    for i, h in enumerate(hosts):
+        lines.append(f"h{i} ansible_host=127.0.0.1 ansible_port={h.port} deb=/var/tmp/{debs_by_host[i]}")
+    key = hosts[0].ship_args()[1]
+    lines += ["[fleet:vars]", "ansible_user=ops", f"ansible_ssh_private_key_file={key}",
+              "ansible_python_interpreter=/usr/bin/python3"]
+    inventory.write_text("\n".join(lines) + "\n")
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(PLAYBOOK)
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_HOST_KEY_CHECKING": "False",
+           "ANSIBLE_SSH_ARGS": "-o UserKnownHostsFile=/dev/null -o ControlMaster=no", "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"), "ANSIBLE_FORKS": "4", "SSH_AUTH_SOCK": ""}
+    return subprocess.run([ansible_tool("ansible-playbook"), "-i", str(inventory), str(playbook), *args],
+                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=900)
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    rows = {}
+    for m in re.finditer(r"^(h\d)\s+:\s+(.*)$", output, re.M):
+        rows[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+    return rows
+
+
+def test_the_module_on_four_hosts(make_ssh_hosts, apply_debs, tmp_path):
+    if sys.version_info[:2] != (3, 11):
+        _missing("a Python 3.11 venv (its compiled libraries are copied into the Debian 12 hosts)")
+    ansible_tool("ansible-playbook")
+    hosts = make_ssh_hosts(4)
+    share_key(hosts)
+    for h in hosts:
+        install_debship(h)
+        for deb in apply_debs.values():
+            shutil.copy(deb, h.root.path / "var/tmp" / deb.name)
+    v1, v2, bad = (apply_debs[v].name for v in ("1.0.0", "2.0.0", "3.0.0-bad"))
+
+    p = run_playbook(tmp_path, hosts, [v1] * 4, "--check", "--diff")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert all(r["changed"] == 1 for r in recap(p.stdout).values()) and len(recap(p.stdout)) == 4
+    assert "+fleet-agent 1.0.0" in p.stdout  # diff mode: the version before and after
+    assert [installed(h) for h in hosts] == [""] * 4
+
+    p = run_playbook(tmp_path, hosts, [v1] * 4)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert [r["changed"] for r in recap(p.stdout).values()] == [1] * 4
+    assert [installed(h) for h in hosts] == ["ii 1.0.0"] * 4
+
+    p = run_playbook(tmp_path, hosts, [v1] * 4)
+    assert p.returncode == 0 and [r["changed"] for r in recap(p.stdout).values()] == [0] * 4, p.stdout
+
+    p = run_playbook(tmp_path, hosts, [bad, v2, v2, v2])  # the first batch (one host) fails its checks
+    assert p.returncode != 0
+    rows = recap(p.stdout)
+    assert rows["h0"]["failed"] == 1 and "rolled back to 1.0.0" in p.stdout, p.stdout
+    assert [installed(h) for h in hosts] == ["ii 1.0.0"] * 4  # h0 rolled back; max_fail_percentage stopped the rest
+    assert all(rows.get(f"h{i}", {}).get("changed", 0) == 0 for i in (1, 2, 3))
+
+
+def test_the_collection_builds_offline(tmp_path):
+    p = subprocess.run([ansible_tool("ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path),
+                        str(COLLECTIONS / "ansible_collections/debship/fleet")], capture_output=True, text=True,
+                       env={**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"})
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert [f.name for f in tmp_path.glob("*.tar.gz")] == ["debship-fleet-0.1.0.tar.gz"]
+    doc = subprocess.run([ansible_tool("ansible-doc"), "debship.fleet.apply"], capture_output=True, text=True,
+                         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_NOCOLOR": "1"})
+    assert doc.returncode == 0 and "check mode" in doc.stdout.lower(), doc.stdout + doc.stderr  # its docs parse
