@@ -11,7 +11,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from . import commands, facts, hostplan, store, verify
+from . import commands, facts, hostguard, hostplan, store, verify
 from .debinfo import name_only
 from .errors import DebshipError, RemoteError, ShipError
 from .hostplan import Step
@@ -57,9 +57,11 @@ def take_lock(run: HostRun):
             busy.append(line[5:])
             run.emit("lock", "warn", f"waiting up to {wait} s for the ship lock, held by {line[5:]}")
 
-    got = run.conn.hold(commands.host_lock(lay.lock, lay.lock_holder, who.strip(), wait), sudo=True,
-                         until=commands.LOCKED, timeout=wait + 60, on_line=waiting)
+    got = run.conn.hold(commands.host_lock(lay.lock, lay.lock_holder, who.strip(), wait, lay.store, lay.log_dir),
+                        sudo=True, until=commands.LOCKED, timeout=wait + 60, on_line=waiting)
     if isinstance(got, Result):
+        if got.exit_code == hostguard.UNSAFE:
+            raise ShipError(hostguard.unsafe_message(got.stdout) or f"unsafe path on the host: {got.stdout.strip()}")
         if got.exit_code == commands.LOCK_TIMED_OUT:
             raise ShipError(f"another ship holds this host's lock ({busy[0] if busy else lay.lock}) for more "
                             f"than {wait} s; wait for it to finish or raise --lock-timeout")
@@ -97,7 +99,9 @@ def upload(run: HostRun, _step: Step):
         with contextlib.suppress(DebshipError):  # a dropped connection: the next ship removes it
             run.sh(commands.remove_dir(staging))
         raise
-    r = run.sh(commands.check_and_keep(staging, remote, stored, run.pkg.sha256), sudo=True)
+    r = run.sh(commands.check_and_keep(staging, remote, stored, run.pkg.sha256, run.conn.user), sudo=True)
+    if r.exit_code == hostguard.UNSAFE:
+        raise ShipError(hostguard.unsafe_message(r.stdout) or f"unsafe path on the host: {r.stdout.strip()}")
     if r.exit_code == commands.DAMAGED:
         raise ShipError(f"upload damaged: sha256 on the host is {r.stdout.strip()}, expected "
                         f"{run.pkg.sha256}; ship again")

@@ -56,7 +56,7 @@ INDEX_SCRIPT = r"""set -eu
 cd "$1"
 : > Packages.new
 for f in *.deb; do
-    [ -f "$f" ] || continue
+    [ -f "$f" ] && [ ! -L "$f" ] || continue
     dpkg-deb -f "$f" >> Packages.new
     printf 'Filename: ./%s\nSize: %s\nMD5sum: %s\nSHA256: %s\n\n' "$f" "$(stat -c %s "$f")" \
         "$(md5sum < "$f" | cut -d' ' -f1)" "$(sha256sum < "$f" | cut -d' ' -f1)" >> Packages.new
