@@ -265,17 +265,22 @@ def diff(old: str, new: str, project: Path, as_json: bool) -> None:
 @click.option("--component", default="main", show_default=True, help="Component to publish into.")
 @click.option("--sign-key", required=True, metavar="KEYID",
               help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) that signs the Release file.")
+@click.option("--publish-secrets", is_flag=True,
+              help="Publish packages carrying admitted secrets (allow-secrets) anyway: everyone who reaches "
+                   "the repository can then read them.")
 @reports_errors
-def publish(debs, repo_dir, suite, component, sign_key) -> None:
+def publish(debs, repo_dir, suite, component, sign_key, publish_secrets) -> None:
     """Add .debs to a signed apt repository in a folder, keeping every version.
 
     Writes pool/, dists/<suite>/ (Packages, by-hash, Release, InRelease,
     Release.gpg) and the public key as debship-archive-keyring.gpg and .asc.
     A .deb already published byte for byte is a no-op; another .deb with the
-    same name, version and architecture is refused (exit 7).
+    same name, version and architecture is refused (exit 7), and so is a .deb
+    carrying admitted secrets unless --publish-secrets.
     """
     from .repo import publish as publish_lib
-    result = publish_lib(list(debs), repo_dir, suite, component, sign_key=sign_key)
+    result = publish_lib(list(debs), repo_dir, suite, component, sign_key=sign_key,
+                         publish_secrets=publish_secrets)
     for path in result.added:
         click.echo(f"added {path}")
     for path in result.unchanged:

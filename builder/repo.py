@@ -83,15 +83,19 @@ class PublishResult:
 
 
 def publish(debs: list[Path], repo_dir: Path, suite: str = "stable", component: str = "main", *,
-            sign_key: str, origin: str = "debship", label: str = "debship") -> PublishResult:
+            sign_key: str, origin: str = "debship", label: str = "debship",
+            publish_secrets: bool = False) -> PublishResult:
     """Add ``debs`` to ``component`` of ``suite`` in ``repo_dir`` and sign the new index.
 
     Publishing a .deb the index already has (same sha256) is a no-op; another .deb
-    with a name, version and architecture already published is refused."""
+    with a name, version and architecture already published is refused; so is a .deb that
+    carries admitted secrets, unless ``publish_secrets``."""
     for what, value in (("suite", suite), ("component", component)):
         if not _NAME.match(value) or value in (".", ".."):
             raise RepoError(f"{what} {value!r} is not a plain name (letters, digits, . + _ -); choose another")
     incoming = [read_deb(Path(d), component) for d in debs]
+    if not publish_secrets:
+        refuse_secrets(incoming)
     repo = Path(repo_dir)
     repo.mkdir(parents=True, exist_ok=True)
     with _locked(repo):
@@ -145,6 +149,18 @@ def read_deb(path: Path, component: str) -> PoolPackage:
     return PoolPackage(pool_path(component, name, version, arch), name, version, arch,
                        hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest(), len(data),
                        control.dump(), path)
+
+
+def refuse_secrets(pkgs: list[PoolPackage]) -> None:
+    """A repository is readable by every host and everyone else who reaches its URL: a package
+    with an admitted secret (a file installed 0600) would hand the secret to all of them."""
+    from .debsecrets import admitted_secrets
+    for pkg in pkgs:
+        found = admitted_secrets(pkg.source)
+        if found:
+            raise RepoError(f"{pkg.source}: carries admitted secrets ({', '.join(found)}); anyone who can reach "
+                            "the repository can download the package and read them: ship it to the hosts "
+                            "directly, or pass --publish-secrets if publishing them is meant")
 
 
 def pool_path(component: str, name: str, version: str, arch: str) -> str:
