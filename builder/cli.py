@@ -52,10 +52,12 @@ SHIP_ERRORS = {UsageError: 2, DebshipError: 6}
               help="Compression of the control and data archives.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the .deb.")
 @click.option("--list", "listing", is_flag=True, help="Show what would be installed where, without building.")
+@click.option("--sign-key", metavar="KEYID", default=None,
+              help="Also write a detached signature <file>.deb.sig with this GnuPG key (the .deb is unchanged).")
 @click.version_option(__version__, "-V", "--debship-version", prog_name="debship",
                       message="%(prog)s %(version)s")
 @reports_errors
-def build_deb(project: Path, out: Path | None, version: str | None, compression: str,
+def build_deb(project: Path, out: Path | None, version: str | None, compression: str, sign_key: str | None,
               as_json: bool, listing: bool) -> None:
     """Bundle the project's units/, scripts/ and configs/ into one reproducible .deb.
 
@@ -68,11 +70,18 @@ def build_deb(project: Path, out: Path | None, version: str | None, compression:
         click.echo("build-deb: warning: zstd needs dpkg >= 1.21.18 on the host "
                    "(Debian 12, Ubuntu 22.04 or newer); use xz for older hosts", err=True)
     built = build_deb_lib(project, out, version, compression)
+    signature = None
+    if sign_key:
+        from .pkgsig import sign
+        signature = sign(built.path, sign_key)
     if as_json:
-        click.echo(json.dumps(built.as_dict(), sort_keys=True))
+        click.echo(json.dumps({**built.as_dict(), **({"signature": str(signature)} if signature else {})},
+                              sort_keys=True))
         return
     click.echo(f"built {built.name} {built.version} ({built.architecture}), "
                f"{built.size} bytes, sha256 {built.sha256}")
+    if signature:
+        click.echo(f"signed with {sign_key}: {signature}")
     click.echo(os.path.relpath(built.path) if not Path(os.path.relpath(built.path)).parts[0] == ".."
                else str(built.path))
 
@@ -138,11 +147,14 @@ def _print_plan(spec, plan) -> None:
               help="The repository's public key (debship-archive-keyring.asc or .gpg), for --via-repo.")
 @click.option("--suite", default="stable", show_default=True, help="Suite of the --via-repo repository.")
 @click.option("--component", default="main", show_default=True, help="Component of the --via-repo repository.")
+@click.option("--trust-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Install this public key in /etc/debship/keys/ on each host first: from then on the host "
+                   "installs only packages with a .deb.sig signature by a key it holds.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors(table=SHIP_ERRORS)
 def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
          connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_failures, force, dry_run, reboot,
-         no_rollback, mode, to_version, package, via_repo, repo_key, suite, component, as_json) -> None:
+         no_rollback, mode, to_version, package, via_repo, repo_key, suite, component, trust_key, as_json) -> None:
     """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
 
     With --via-repo the hosts install it from a signed apt repository instead
@@ -166,7 +178,8 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     repo = shipping.via_repo(pkg.name, via_repo, repo_key, suite, component) if via_repo or repo_key else None
     opts = shipping.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
                                 start_timeout=start_timeout, force=force,
-                                dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo)
+                                dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo,
+                                trust_key=_trusted(trust_key))
     render = _json_event if as_json else _text_event
     fleet = {"parallel": parallel, "batch": batch, "max_failures": max_failures}
     if mode == "ship":
@@ -181,6 +194,13 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
         results = shipping.rollback(pkg.name, specs, opts, render, **fleet)
     (_json_summary if as_json else _text_summary)(results, pkg)
     click.get_current_context().exit(shipping.exit_code(results))
+
+
+def _trusted(path: Path | None):
+    if path is None:
+        return None
+    from .pkgsig import read_trust_key
+    return read_trust_key(path)
 
 
 _MARKS = {"start": "..", "ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -300,12 +320,33 @@ def publish(debs, repo_dir, suite, component, sign_key, publish_secrets) -> None
 @click.option("--component", default="main", show_default=True, help="Component of the repository.")
 @click.option("--name", "source_name", default="debship", show_default=True,
               help="Name of the apt source (its .list file and keyring on the instance).")
+@click.option("--trust-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Also write this package-signing public key to /etc/debship/keys/: later ships to the "
+                   "instance install only packages it signed.")
 @reports_errors
-def cloud_init(url, key_file, packages, suite, component, source_name) -> None:
+def cloud_init(url, key_file, packages, suite, component, source_name, trust_key) -> None:
     """Print cloud-init user-data that adds the repository and installs packages at first boot."""
     from .cloudinit import parse_package, read_key, user_data
     wanted = [parse_package(p) for p in packages]
-    click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name), nl=False)
+    click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name, _trusted(trust_key)),
+               nl=False)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("debs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", "key_id", required=True, metavar="KEYID",
+              help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) to sign with.")
+@reports_errors
+def sign(debs, key_id) -> None:
+    """Write a detached signature <file>.deb.sig beside each .deb (for CI: sign after building).
+
+    The .deb itself is not changed.  Hosts that trust the key (ship --trust-key)
+    install only packages whose signature verifies; `publish` copies the
+    signature into the pool beside the package.
+    """
+    from .pkgsig import sign as sign_lib
+    for deb in debs:
+        click.echo(f"signed {deb} with {key_id}: {sign_lib(deb, key_id)}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -323,3 +364,4 @@ main.add_command(ship, "ship")
 main.add_command(diff, "diff")
 main.add_command(publish, "publish")
 main.add_command(cloud_init, "cloud-init")
+main.add_command(sign, "sign")

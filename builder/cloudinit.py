@@ -10,6 +10,7 @@ Every scalar is written as a JSON string, which YAML reads as the same string.
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -43,7 +44,7 @@ def read_key(path: Path) -> str:
 
 
 def user_data(url: str, key: str, packages: list[tuple[str, str | None]], suite: str = "stable",
-              component: str = "main", name: str = "debship") -> str:
+              component: str = "main", name: str = "debship", trust_key=None) -> str:
     """The ``#cloud-config`` text (``key`` is the armored public key)."""
     if not re.match(r"^(https?|file)://\S+$", url):
         raise RepoError(f"--repo {url!r} is not an http(s):// or file:// URL without spaces; "
@@ -64,6 +65,11 @@ def user_data(url: str, key: str, packages: list[tuple[str, str | None]], suite:
              f"      source: {q(f'deb [signed-by=$KEY_FILE] {url} {suite} {component}')}",
              "      key: |",
              *[f"        {line}".rstrip() for line in key.strip().splitlines()]]
+    if trust_key is not None:  # pkgsig.TrustedKey: later ships install only packages it signed
+        from .pkgsig import KEYS_DIR
+        lines += ["write_files:", f"  - path: {q(f'{KEYS_DIR}/{trust_key.filename}')}", "    encoding: b64",
+                  "    owner: root:root", '    permissions: "0644"',
+                  f"    content: {base64.b64encode(trust_key.data).decode()}"]
     if packages:
         lines.append("packages:")
         lines += [f"  - [{q(n)}, {q(v)}]" if v else f"  - {q(n)}" for n, v in packages]

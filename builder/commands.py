@@ -107,11 +107,13 @@ def stage(name: str, user: str) -> list[str]:
 DAMAGED = 3
 
 
-def check_and_keep(staging: str, staged: str, stored: str, sha256: str, user: str = "") -> list[str]:
+def check_and_keep(staging: str, staged: str, stored: str, sha256: str, user: str = "",
+                   signature: str = "") -> list[str]:
     """Copy the upload into the root-owned store (0600) first, then check its sha256 there, where
     the login user can no longer change it; move it into place and drop the staging folder.
     Exit DAMAGED (printing the digest found) when the bytes differ, UNSAFE when the staging
-    folder or file is not what ``stage`` made (a symlink, another owner)."""
+    folder or file is not what ``stage`` made (a symlink, another owner).  ``signature``: the
+    staged detached signature, kept beside the package as ``<stored>.sig`` (none: no .sig kept)."""
     script = hostguard.script(
         'staging=$1 staged=$2 stored=$3 sha=$4 user=$5\n'
         'if [ -L "$staging" ] || [ ! -d "$staging" ] || [ "$(stat -c %U -- "$staging")" != "$user" ]; then '
@@ -120,11 +122,14 @@ def check_and_keep(staging: str, staged: str, stored: str, sha256: str, user: st
         'root_dir "${stored%/*/*}" 0755; root_dir "${stored%/*}" 0755\n'
         'tmp=$(mktemp "${stored%/*}/.incoming.XXXXXXXX") || exit 1\n'
         'cat < "$staged" > "$tmp" || { rm -f -- "$tmp"; exit 1; }\n'
+        'rm -f -- "$stored.sig"\n'
+        'if [ -n "$6" ]; then if [ -L "$6" ] || [ ! -f "$6" ]; then rm -f -- "$tmp"; unsafe "$6" "is not a regular file"; fi\n'
+        '  cat < "$6" > "$tmp.sig" && mv -f -- "$tmp.sig" "$stored.sig" || { rm -f -- "$tmp" "$tmp.sig"; exit 1; }; fi\n'
         'rm -rf -- "$staging"\n'
         'got=$(sha256sum < "$tmp" | cut -d" " -f1)\n'
         'if [ "$got" != "$sha" ]; then rm -f -- "$tmp"; echo "$got"; exit 3; fi\n'
         'chmod 0600 -- "$tmp" && mv -f -- "$tmp" "$stored"\n')
-    return ["sh", "-c", script, "sh", staging, staged, stored, sha256, user or "root"]
+    return ["sh", "-c", script, "sh", staging, staged, stored, sha256, user or "root", signature]
 
 
 def append_lines(*pairs: str) -> list[str]:

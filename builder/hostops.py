@@ -11,7 +11,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from . import commands, facts, hostguard, hostplan, store, verify
+from . import commands, facts, hostguard, hostplan, pkgsig, store, verify
 from .debinfo import name_only
 from .errors import DebshipError, RemoteError, ShipError
 from .hostplan import Step
@@ -88,18 +88,24 @@ def last_line(output: str) -> str:
 
 def upload(run: HostRun, _step: Step):
     stored = hostplan.stored_path(run.pkg)
-    if run.facts and run.facts.stored_sha == run.pkg.sha256:
-        return ("ok", f"already in {run.layout.store}")
+    sig = pkgsig.sig_path(run.pkg.path)
+    signed = sig.is_file()
+    if run.facts and run.facts.stored_sha == run.pkg.sha256 and not signed:
+        return ("ok", f"already in {run.layout.store}" + check_signature(run, stored))
     r = run.sh(commands.stage(run.pkg.name, run.conn.user), sudo=True, check=True)
     staging = r.stdout.strip()
     remote = f"{staging}/{run.pkg.filename}"
+    remote_sig = f"{remote}{pkgsig.SIG_SUFFIX}" if signed else ""
     try:
         run.conn.put(run.pkg.path, remote)
+        if signed:
+            run.conn.put(sig, remote_sig)
     except DebshipError:
         with contextlib.suppress(DebshipError):  # a dropped connection: the next ship removes it
             run.sh(commands.remove_dir(staging))
         raise
-    r = run.sh(commands.check_and_keep(staging, remote, stored, run.pkg.sha256, run.conn.user), sudo=True)
+    r = run.sh(commands.check_and_keep(staging, remote, stored, run.pkg.sha256, run.conn.user, remote_sig),
+               sudo=True)
     if r.exit_code == hostguard.UNSAFE:
         raise ShipError(hostguard.unsafe_message(r.stdout) or f"unsafe path on the host: {r.stdout.strip()}")
     if r.exit_code == commands.DAMAGED:
@@ -107,8 +113,40 @@ def upload(run: HostRun, _step: Step):
                         f"{run.pkg.sha256}; ship again")
     if not r.ok:
         raise ShipError(f"cannot keep the upload in {run.layout.store}: {(r.stderr or r.stdout).strip()[-200:]}")
+    checked = check_signature(run, stored)
     run.uploaded = store.Kept(stored.rsplit("/", 1)[1], run.pkg.version)
-    return ("ok", f"{run.pkg.size} bytes, sha256 checked, kept as {stored}")
+    return ("ok", f"{run.pkg.size} bytes, sha256 checked, kept as {stored}{checked}")
+
+
+def check_signature(run: HostRun, stored: str) -> str:
+    """The kept copy (root's) against its signature and the host's trusted keys; a refused
+    package is removed from the store before anything installs it."""
+    r = run.sh(pkgsig.verify_command(stored, stored + pkgsig.SIG_SUFFIX), sudo=True, timeout=300)
+    v = pkgsig.verdict(r.exit_code, r.stdout, f"{run.pkg.name} {run.pkg.version}")
+    if not v.ok:
+        run.sh(["rm", "-f", "--", stored, stored + pkgsig.SIG_SUFFIX], sudo=True)
+        raise ShipError(v.detail)
+    return f"; signature {v.detail}" if not v.detail.startswith("not checked") else ""
+
+
+def check_repo_signature(run: HostRun, version: str) -> str:
+    """--via-repo: the package apt is about to install, against the signature published beside it."""
+    r = run.sh(pkgsig.verify_repo_command(run.pkg.name, version), sudo=True, timeout=run.opts.lock_timeout + 300)
+    v = pkgsig.verdict(r.exit_code, r.stdout, f"{run.pkg.name} {version} from {run.opts.via_repo.url}")
+    if not v.ok:
+        raise ShipError(v.detail)
+    return f"; signature {v.detail}" if not v.detail.startswith("not checked") else ""
+
+
+def trust_key(run: HostRun):
+    """--trust-key: from now on this host installs only packages signed by the keys it holds."""
+    key = run.opts.trust_key
+    r = run.sh(pkgsig.trust_command(key), sudo=True, stdin=key.data)
+    if r.exit_code == hostguard.UNSAFE:
+        raise ShipError(hostguard.unsafe_message(r.stdout) or r.stdout.strip())
+    if not r.ok:
+        raise ShipError(f"cannot install the trusted key in {pkgsig.KEYS_DIR}: {(r.stderr or r.stdout).strip()[-200:]}")
+    return ("ok", f"{pkgsig.KEYS_DIR}/{key.filename}")
 
 def add_source(run: HostRun, _step: Step):
     """Put the repository's key and deb822 source on the host and refresh that source alone."""
@@ -139,6 +177,7 @@ def refresh_store(run: HostRun, _step: Step):
 
 def install(run: HostRun, s: Step):
     """apt-get install a stored file path or ``name=version`` from the host's repository."""
+    checked = check_repo_signature(run, s.version) if run.opts.via_repo is not None else ""
     argv = commands.apt_install(s.target, run.opts.lock_timeout, s.downgrade, s.reinstall, run.layout.install_log)
     r = run.sh(argv, sudo=True, timeout=run.opts.lock_timeout + 900)
     if not r.ok:
@@ -146,7 +185,7 @@ def install(run: HostRun, s: Step):
     now = run.read_facts()
     if now.installed is None or not now.installed.ok or now.installed.version != s.version:
         raise ShipError(f"apt finished but dpkg reports {now.installed}; see {run.layout.deploy_log}")
-    return ("ok", s.why + new_dpkg_dist(run))
+    return ("ok", s.why + checked + new_dpkg_dist(run))
 
 def _install_failure(run: HostRun, output: str) -> str:
     if "Could not get lock" in output or "Unable to acquire the dpkg frontend lock" in output:

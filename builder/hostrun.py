@@ -19,6 +19,7 @@ from .errors import DebshipError, ShipError
 from .hostplan import HostPlan, Step
 from .layout import Layout
 from .manifest import Manifest
+from .pkgsig import TrustedKey
 from .remote import ConnectOptions, Connection, Held, HostSpec, connect
 
 
@@ -43,6 +44,7 @@ class ShipOptions:
     reboot: bool = False
     rollback_on_failure: bool = True   # --no-rollback turns it off
     via_repo: ViaRepo | None = None
+    trust_key: TrustedKey | None = None   # --trust-key: installed on each host before anything else
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,8 @@ def ship_host(run: HostRun) -> HostResult:
     o = run.opts
     if not o.dry_run:
         run.step("lock", lambda: hostops.take_lock(run))
+        if o.trust_key is not None:
+            run.step("trust", lambda: hostops.trust_key(run))
     via = o.via_repo is not None
     plan = run.decide(lambda now: hostplan.plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot, via))
     if plan.preview is not None:

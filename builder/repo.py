@@ -115,6 +115,7 @@ def _publish_locked(repo, dist, members, added, old, suite, sign_key, origin, la
     public = gpg.export_public(sign_key)  # fails early, before anything is written
     for pkg in added:
         _copy_into_pool(pkg, repo / pkg.filename)
+        _copy_signature(pkg, repo / pkg.filename)
     indexes = build_indexes(members, architectures(members))
     for rel, blob in indexes.items():
         _write_by_hash(dist / rel, blob)
@@ -336,6 +337,15 @@ def _copy_into_pool(pkg: PoolPackage, target: Path) -> None:
     if target.exists():  # same bytes (checked by merge): left by an interrupted publish
         return
     _write_atomic(target, pkg.source.read_bytes())
+
+
+def _copy_signature(pkg: PoolPackage, target: Path) -> None:
+    """The package's detached signature (``debship sign``), if it has one, beside it in the pool:
+    hosts that trust the package key fetch ``<pool file>.sig`` and check it (docs/security.md)."""
+    from .pkgsig import sig_path
+    sig = sig_path(pkg.source)
+    if sig.is_file():
+        _write_atomic(sig_path(target), sig.read_bytes())
 
 
 def _sha256(path: Path) -> str:
