@@ -179,6 +179,8 @@ def test_a_staged_upload_swapped_for_a_symlink_is_not_kept(ssh_host, debs):
     stored = f"/{STORE}/fleet-agent_9.9.9_all.deb"
     with ssh_host.connect() as conn:
         staging = conn.run(commands.stage(PKG, "ops"), sudo=True).stdout.strip()
+        st = os.lstat(ssh_host.root.path / staging[1:])
+        assert st.st_mode & 0o7777 == 0o700 and st.st_uid != 0  # the login user's alone
         conn.run(["ln", "-s", "/etc/root-only", f"{staging}/x.deb"])
         r = conn.run(commands.check_and_keep(staging, f"{staging}/x.deb", stored, digest, "ops"), sudo=True)
     assert r.exit_code == 77 and f"{staging}/x.deb\tsymbolic link\tops\tis not a regular file" in r.stdout

@@ -1,0 +1,64 @@
+"""The pure parsers of the host-side security checks, on captured real output: gpgv's status
+lines (gpgv 2.2.40, Debian 12) for a good, a foreign and a bad signature, and the guard's
+UNSAFE report; and key files for hosts (armored → binary, as gpgv needs)."""
+from __future__ import annotations
+
+import pytest
+
+from builder import gpg
+from builder.errors import DebshipError
+from builder.hostguard import unsafe_message
+from builder.pkgsig import TrustedKey, dearmor, verdict
+
+GOOD = """[GNUPG:] NEWSIG
+[GNUPG:] KEY_CONSIDERED D0120DFD06A487C79D1E65AD873120DDF3505EAB 0
+[GNUPG:] SIG_ID 7ghPoTjAwipBInqLWIgWeAepSVM 2026-12-04 1796405211
+[GNUPG:] KEY_CONSIDERED D0120DFD06A487C79D1E65AD873120DDF3505EAB 0
+[GNUPG:] GOODSIG 873120DDF3505EAB t <t@e>
+[GNUPG:] VALIDSIG D0120DFD06A487C79D1E65AD873120DDF3505EAB 2026-12-04 1796405211 0 4 0 22 8 00 D0120DFD06A487C79D1E65AD873120DDF3505EAB
+"""
+FOREIGN = """[GNUPG:] NEWSIG o@e
+[GNUPG:] ERRSIG F2A7EF5FC8EB6058 22 8 00 1796405211 9 26A5340C306AFB4CC4F05047F2A7EF5FC8EB6058
+[GNUPG:] NO_PUBKEY F2A7EF5FC8EB6058
+"""
+BAD = """[GNUPG:] NEWSIG
+[GNUPG:] KEY_CONSIDERED D0120DFD06A487C79D1E65AD873120DDF3505EAB 0
+[GNUPG:] KEY_CONSIDERED D0120DFD06A487C79D1E65AD873120DDF3505EAB 0
+[GNUPG:] BADSIG 873120DDF3505EAB t <t@e>
+"""
+WHAT = "fleet-agent 1.2.0"
+
+
+@pytest.mark.parametrize("code, out, ok, words", [
+    (0, "NOKEYS\n", True, "not checked (no trusted keys in /etc/debship/keys)"),
+    (0, GOOD, True, "signature good, key D0120DFD06A487C79D1E65AD873120DDF3505EAB"),
+    (78, GOOD, False, "gpgv could not verify"),            # status lines alone never pass
+    (78, "UNSIGNED\n", False, "it is not signed (no .sig signature beside it)"),
+    (78, FOREIGN, False, "signed by key F2A7EF5FC8EB6058, which this host does not trust"),
+    (78, BAD, False, "its signature does not match its bytes (altered after signing)"),
+    (78, "NOTFOUND\n", False, "the repository has no such package"),
+    (1, "", False, "gpgv could not verify its signature (exit 1)"),
+])
+def test_verdict(code, out, ok, words):
+    v = verdict(code, out, WHAT)
+    assert v.ok is ok and words in v.detail
+    if not ok:
+        assert v.detail.startswith(f"refused {WHAT}: ") and "\n" not in v.detail
+
+
+def test_unsafe_report_becomes_one_line_naming_path_kind_and_owner():
+    out = "UNSAFE\t/var/lib/debship/x\tsymbolic link\tmallory\tis not a folder\n"
+    msg = unsafe_message(out)
+    assert msg == ("unsafe path on the host: /var/lib/debship/x is not a folder (it is a symbolic link owned by "
+                   "mallory); ship writes there as root and refuses to follow it: remove it (or give it to root, "
+                   "mode 0755) and ship again")
+    assert unsafe_message("LOCKED\n") is None
+
+
+def test_an_armored_key_is_stored_binary_and_a_binary_one_as_it_is():
+    binary = bytes([0x98, 0x33, 0x04]) + b"\x00" * 40        # a v4 public-key packet header (old format)
+    armored = gpg.armored_key(binary, "test key").encode()
+    assert dearmor(armored, "k") == binary and dearmor(binary, "k") == binary
+    assert TrustedKey(binary).filename.endswith(".gpg") and len(TrustedKey(binary).filename) == 20
+    with pytest.raises(DebshipError, match="is not an OpenPGP public key"):
+        dearmor(b"hello", "--trust-key k.txt")
