@@ -104,17 +104,16 @@ def trust_command(key: TrustedKey) -> list[str]:
 # $1 the .deb, $2 its signature, $3 the keys folder.  NOKEYS (exit 0): the host trusts no key;
 # UNSIGNED (exit 78): no signature; else gpgv's status lines, gpgv's exit status.
 _GPGV = r"""
-keys_args() {
+has_keys() {
+    for k in "$keys"/*.gpg; do if [ -f "$k" ] && [ ! -L "$k" ]; then return 0; fi; done
+    return 1
+}
+gpgv_check() {  # gpgv_check SIG DEB: exit 0 when gpgv verifies it with one of the keys, else 78
+    sig=$1 deb=$2
     set --
     for k in "$keys"/*.gpg; do if [ -f "$k" ] && [ ! -L "$k" ]; then set -- "$@" --keyring "$k"; fi; done
-    printf '%s\n' "$@"
-}
-gpgv_check() {  # gpgv_check SIG DEB
     home=$(mktemp -d) || exit 1
-    # shellcheck disable=SC2046
-    IFS='
-'
-    gpgv --homedir "$home" --status-fd 1 $(keys_args) "$1" "$2" 2>/dev/null
+    gpgv --homedir "$home" --status-fd 1 "$@" "$sig" "$deb" 2>/dev/null
     rc=$?
     rm -rf -- "$home"
     [ "$rc" -eq 0 ] || exit 78
@@ -123,7 +122,7 @@ gpgv_check() {  # gpgv_check SIG DEB
 """
 
 VERIFY_SCRIPT = _GPGV + r"""deb=$1 sig=$2 keys=$3
-if [ -z "$(keys_args)" ]; then echo NOKEYS; exit 0; fi
+if ! has_keys; then echo NOKEYS; exit 0; fi
 if [ ! -f "$sig" ] || [ -L "$sig" ]; then echo UNSIGNED; exit 78; fi
 gpgv_check "$sig" "$deb"
 """
@@ -138,18 +137,18 @@ def verify_command(deb: str, sig: str) -> list[str]:
 # $1 name=version, $2 the keys folder: download the package apt would install (checked against
 # the signed index) and the signature published beside it (the same URI plus .sig).
 VERIFY_REPO_SCRIPT = _GPGV + r"""want=$1 keys=$2
-if [ -z "$(keys_args)" ]; then echo NOKEYS; exit 0; fi
+if ! has_keys; then echo NOKEYS; exit 0; fi
 dir=$(mktemp -d) || exit 1
 trap 'rm -rf -- "$dir"' EXIT
 cd "$dir" || exit 1
 line=$(apt-get download --print-uris -q -- "$want" 2>/dev/null | head -n 1)
 uri=${line%%"' "*}; uri=${uri#"'"}
 if [ -z "$uri" ] || ! apt-get download -q -- "$want" >/dev/null 2>&1; then echo NOTFOUND; exit 78; fi
-deb=$(ls -- *.deb 2>/dev/null | head -n 1)
+for deb in ./*.deb; do break; done
 if ! /usr/lib/apt/apt-helper download-file "$uri.sig" "$dir/package.sig" >/dev/null 2>&1; then
     echo UNSIGNED; exit 78
 fi
-(gpgv_check "$dir/package.sig" "$dir/$deb")
+(gpgv_check "$dir/package.sig" "$deb")
 """
 
 

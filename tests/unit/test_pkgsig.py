@@ -62,3 +62,23 @@ def test_an_armored_key_is_stored_binary_and_a_binary_one_as_it_is():
     assert TrustedKey(binary).filename.endswith(".gpg") and len(TrustedKey(binary).filename) == 20
     with pytest.raises(DebshipError, match="is not an OpenPGP public key"):
         dearmor(b"hello", "--trust-key k.txt")
+
+
+def _host_scripts() -> dict:
+    from builder import commands, pkgsig
+    return {"lock": commands.HOST_LOCK_SCRIPT, "stage": commands.stage("p", "ops")[2],
+            "keep": commands.check_and_keep("s", "s/x.deb", "/var/lib/debship/p/x.deb", "0" * 64, "ops", "s/x.sig")[2],
+            "verify": pkgsig.VERIFY_SCRIPT, "verify-repo": pkgsig.VERIFY_REPO_SCRIPT,
+            "trust": pkgsig.trust_command(TrustedKey(b"k"))[2]}
+
+
+@pytest.mark.parametrize("name", sorted(_host_scripts()))
+def test_host_security_scripts_pass_shellcheck(name, tmp_path):
+    import subprocess
+
+    from tests.helpers import require_tool
+    shellcheck = require_tool("shellcheck")
+    path = tmp_path / f"{name}.sh"
+    path.write_text("#!/bin/sh\n" + _host_scripts()[name])
+    proc = subprocess.run([shellcheck, "--shell=sh", "--severity=style", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
