@@ -78,7 +78,9 @@ def index_command(layout: Layout) -> list[str]:
 
 
 def prune_command(layout: Layout, filenames: list[str]) -> list[str]:
-    return ["sh", "-c", 'cd "$1" && shift && rm -f -- "$@"', "sh", layout.store, *filenames]
+    """Delete the kept files and their detached signatures (``<file>.sig``)."""
+    return ["sh", "-c", 'cd "$1" && shift && for f in "$@"; do rm -f -- "$f" "$f.sig" || exit 1; done', "sh",
+            layout.store, *filenames]
 
 
 def history_line(stamp: str, action: str, version: str) -> str:

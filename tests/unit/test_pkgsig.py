@@ -82,3 +82,17 @@ def test_host_security_scripts_pass_shellcheck(name, tmp_path):
     path.write_text("#!/bin/sh\n" + _host_scripts()[name])
     proc = subprocess.run([shellcheck, "--shell=sh", "--severity=style", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_pruning_a_kept_package_removes_its_signature_too(tmp_path):
+    import subprocess
+
+    from builder import store
+    from builder.layout import Layout
+    for name in ("a_1_all.deb", "a_1_all.deb.sig", "a_2_all.deb", "a_2_all.deb.sig"):
+        (tmp_path / name).write_text("x")
+    layout = Layout("a")
+    argv = store.prune_command(layout, ["a_1_all.deb"])
+    argv[argv.index(layout.store)] = str(tmp_path)  # the same command, on a local folder
+    subprocess.run(argv, check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_2_all.deb", "a_2_all.deb.sig"]
