@@ -5,9 +5,9 @@ copy of it that mallory can read.
 
 Why these tests prove debship's checks and not the kernel's: fs.protected_symlinks only stops
 root from following a symlink in a sticky world-writable folder (/run/lock, /var/tmp, /tmp);
-the store, log and lock folders and the staging folder planted here are not such folders, so
-the kernel never protects them, and the /run/lock case passes because ship no longer opens
-anything there.  On this machine (fs.protected_symlinks=0) the tests fail against the code
+the store and lock folders and the staging folder planted here are not such folders, so the
+kernel never protects them; the /run/lock case passes because ship no longer opens anything
+there, and the sticky log folder is refused by ship's check before anything opens a file in it.  On this machine (fs.protected_symlinks=0) the tests fail against the code
 before these checks (all of them: blocked by the held lock, writing through the planted links,
 or keeping a symlinked upload).
 """
