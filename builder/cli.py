@@ -170,6 +170,10 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     from .remote import ConnectOptions
 
     mode = "rollback" if to_version else (mode or "ship")
+    if trust_key is not None and mode != "ship":
+        raise UsageError("--trust-key goes with shipping a package (it is installed before the package); "
+                         "drop --rollback/--to-version/--list, or ship without --trust-key")
+    trusted = _trusted(trust_key)
     pkg = shipping.package_for(mode, deb, package, project)
     specs = shipping.parse_hosts(hosts, hosts_file)
     policy = "pin" if host_key else ("strict" if strict_host_keys else "accept-new")
@@ -179,7 +183,7 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     opts = shipping.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
                                 start_timeout=start_timeout, force=force,
                                 dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo,
-                                trust_key=_trusted(trust_key))
+                                trust_key=trusted)
     render = _json_event if as_json else _text_event
     fleet = {"parallel": parallel, "batch": batch, "max_failures": max_failures}
     if mode == "ship":

@@ -59,6 +59,13 @@ def sign(deb: Path, key_id: str) -> Path:
 
 def dearmor(data: bytes, what: str) -> bytes:
     """A public key as gpgv reads it (binary): armored input is decoded, binary kept."""
+    try:
+        return _dearmor(data, what)
+    except RepoError as e:
+        raise UsageError(str(e)) from e
+
+
+def _dearmor(data: bytes, what: str) -> bytes:
     text = data.decode("ascii", errors="replace").strip()
     if text.startswith(gpg.ARMOR_BEGIN):
         armored = gpg.armored_key(data, what)  # checks the END line

@@ -96,3 +96,19 @@ def test_pruning_a_kept_package_removes_its_signature_too(tmp_path):
     argv[argv.index(layout.store)] = str(tmp_path)  # the same command, on a local folder
     subprocess.run(argv, check=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_2_all.deb", "a_2_all.deb.sig"]
+
+
+def test_ship_trust_key_bad_input_is_one_line_and_exit_2(tmp_path):
+    from builder.cli import ship
+    from tests.helpers import cli_runner
+    bad = tmp_path / "team.txt"
+    bad.write_text("not a key\n")
+    r = cli_runner().invoke(ship, ["--host", "h", "--trust-key", str(bad), "--package", "x", "--list"])
+    assert r.exit_code == 2 and r.stderr.startswith("ship: error: --trust-key goes with shipping a package")
+    deb = tmp_path / "x_1_all.deb"
+    deb.write_bytes(b"!<arch>\n")
+    r = cli_runner().invoke(ship, [str(deb), "--host", "h", "--trust-key", str(bad)])
+    assert r.exit_code == 2, r.output + r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"ship: error: --trust-key {bad} is not an OpenPGP public key; export one with gpg --export KEYID "
+        "(or --armor --export)"]
