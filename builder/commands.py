@@ -5,7 +5,7 @@ Facts (what is on the host) are in ``facts``; the store's index in ``store``.
 """
 from __future__ import annotations
 
-from . import hostguard
+from . import hostguard, pkgsig
 
 NONINTERACTIVE = ["env", "DEBIAN_FRONTEND=noninteractive"]
 KEEP_ADMIN_CONFFILES = ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
@@ -110,27 +110,39 @@ DAMAGED = 3
 def check_and_keep(staging: str, staged: str, stored: str, sha256: str, user: str = "",
                    signature: str = "") -> list[str]:
     """Copy the upload into the root-owned store (0600) first, then check its sha256 there, where
-    the login user can no longer change it; move it into place and drop the staging folder.
-    Exit DAMAGED (printing the digest found) when the bytes differ, UNSAFE when the staging
-    folder or file is not what ``stage`` made (a symlink, another owner).  ``signature``: the
-    staged detached signature, kept beside the package as ``<stored>.sig`` (none: no .sig kept)."""
-    script = hostguard.script(
-        'staging=$1 staged=$2 stored=$3 sha=$4 user=$5\n'
-        'if [ -L "$staging" ] || [ ! -d "$staging" ] || [ "$(stat -c %U -- "$staging")" != "$user" ]; then '
-        '  unsafe "$staging" "is not the staging folder made for $user"; fi\n'
-        'if [ -L "$staged" ] || [ ! -f "$staged" ]; then unsafe "$staged" "is not a regular file"; fi\n'
-        'root_dir "${stored%/*/*}" 0755; root_dir "${stored%/*}" 0755\n'
-        'tmp=$(mktemp "${stored%/*}/.incoming.XXXXXXXX") || exit 1\n'
-        'cat < "$staged" > "$tmp" || { rm -f -- "$tmp"; exit 1; }\n'
-        'rm -f -- "$stored.sig"\n'
-        'if [ -n "$6" ]; then if [ -L "$6" ] || [ ! -f "$6" ]; then rm -f -- "$tmp"; unsafe "$6" "is not a regular file"; fi\n'
-        '  if ! { cat < "$6" > "$tmp.sig" && mv -f -- "$tmp.sig" "$stored.sig"; }; then rm -f -- "$tmp" "$tmp.sig"; exit 1; fi\n'
-        'fi\n'
-        'rm -rf -- "$staging"\n'
-        'got=$(sha256sum < "$tmp" | cut -d" " -f1)\n'
-        'if [ "$got" != "$sha" ]; then rm -f -- "$tmp"; echo "$got"; exit 3; fi\n'
-        'chmod 0600 -- "$tmp" && mv -f -- "$tmp" "$stored"\n')
-    return ["sh", "-c", script, "sh", staging, staged, stored, sha256, user or "root", signature]
+    the login user can no longer change it, and, on a host that trusts package keys, its detached
+    ``signature`` (staged beside it; kept as ``<stored>.sig``) with gpgv; only then move it into
+    place.  Drops the staging folder.  Exit DAMAGED (printing the digest found) when the bytes
+    differ, UNSAFE when the staging folder or a file is not what ``stage`` made (a symlink,
+    another owner), ``pkgsig.REFUSED`` (with gpgv's status lines, or UNSIGNED) when the
+    signature does not verify: the package is then not kept at all."""
+    script = hostguard.script(pkgsig.GPGV_SH + r"""staging=$1 staged=$2 stored=$3 sha=$4 user=$5 sig=$6 keys=$7
+if [ -L "$staging" ] || [ ! -d "$staging" ] || [ "$(stat -c %U -- "$staging")" != "$user" ]; then
+    unsafe "$staging" "is not the staging folder made for $user"
+fi
+if [ -L "$staged" ] || [ ! -f "$staged" ]; then unsafe "$staged" "is not a regular file"; fi
+root_dir "${stored%/*/*}" 0755; root_dir "${stored%/*}" 0755
+tmp=$(mktemp "${stored%/*}/.incoming.XXXXXXXX") || exit 1
+cat < "$staged" > "$tmp" || { rm -f -- "$tmp"; exit 1; }
+if [ -n "$sig" ]; then
+    if [ -L "$sig" ] || [ ! -f "$sig" ]; then rm -f -- "$tmp"; unsafe "$sig" "is not a regular file"; fi
+    cat < "$sig" > "$tmp.sig" || { rm -f -- "$tmp" "$tmp.sig"; exit 1; }
+fi
+rm -rf -- "$staging"
+got=$(sha256sum < "$tmp" | cut -d" " -f1)
+if [ "$got" != "$sha" ]; then rm -f -- "$tmp" "$tmp.sig"; echo "$got"; exit 3; fi
+chmod 0600 -- "$tmp"
+if has_keys; then
+    if [ ! -f "$tmp.sig" ]; then rm -f -- "$tmp"; echo UNSIGNED; exit 78; fi
+    if ! (gpgv_check "$tmp.sig" "$tmp"); then rm -f -- "$tmp" "$tmp.sig"; exit 78; fi
+else
+    echo NOKEYS
+fi
+rm -f -- "$stored.sig"
+mv -f -- "$tmp" "$stored"
+if [ -f "$tmp.sig" ]; then mv -f -- "$tmp.sig" "$stored.sig"; fi
+""")
+    return ["sh", "-c", script, "sh", staging, staged, stored, sha256, user or "root", signature, pkgsig.KEYS_DIR]
 
 
 def append_lines(*pairs: str) -> list[str]:

@@ -108,25 +108,31 @@ def upload(run: HostRun, _step: Step):
                sudo=True)
     if r.exit_code == hostguard.UNSAFE:
         raise ShipError(hostguard.unsafe_message(r.stdout) or f"unsafe path on the host: {r.stdout.strip()}")
+    if r.exit_code == pkgsig.REFUSED:
+        raise ShipError(pkgsig.verdict(r.exit_code, r.stdout, f"{run.pkg.name} {run.pkg.version}").detail)
     if r.exit_code == commands.DAMAGED:
         raise ShipError(f"upload damaged: sha256 on the host is {r.stdout.strip()}, expected "
                         f"{run.pkg.sha256}; ship again")
     if not r.ok:
         raise ShipError(f"cannot keep the upload in {run.layout.store}: {(r.stderr or r.stdout).strip()[-200:]}")
-    checked = check_signature(run, stored)
+    checked = _signature_note(pkgsig.verdict(r.exit_code, r.stdout, run.pkg.name))
     run.uploaded = store.Kept(stored.rsplit("/", 1)[1], run.pkg.version)
     return ("ok", f"{run.pkg.size} bytes, sha256 checked, kept as {stored}{checked}")
 
 
+def _signature_note(v: pkgsig.Verdict) -> str:
+    return f"; signature {v.detail}" if v.ok and not v.detail.startswith("not checked") else ""
+
+
 def check_signature(run: HostRun, stored: str) -> str:
-    """The kept copy (root's) against its signature and the host's trusted keys; a refused
-    package is removed from the store before anything installs it."""
+    """A package already kept (not uploaded again) against its signature and the host's
+    trusted keys; a refused package is removed from the store before anything installs it."""
     r = run.sh(pkgsig.verify_command(stored, stored + pkgsig.SIG_SUFFIX), sudo=True, timeout=300)
     v = pkgsig.verdict(r.exit_code, r.stdout, f"{run.pkg.name} {run.pkg.version}")
     if not v.ok:
         run.sh(["rm", "-f", "--", stored, stored + pkgsig.SIG_SUFFIX], sudo=True)
         raise ShipError(v.detail)
-    return f"; signature {v.detail}" if not v.detail.startswith("not checked") else ""
+    return _signature_note(v)
 
 
 def check_repo_signature(run: HostRun, version: str) -> str:
@@ -135,7 +141,7 @@ def check_repo_signature(run: HostRun, version: str) -> str:
     v = pkgsig.verdict(r.exit_code, r.stdout, f"{run.pkg.name} {version} from {run.opts.via_repo.url}")
     if not v.ok:
         raise ShipError(v.detail)
-    return f"; signature {v.detail}" if not v.detail.startswith("not checked") else ""
+    return _signature_note(v)
 
 
 def trust_key(run: HostRun):

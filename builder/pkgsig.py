@@ -108,9 +108,9 @@ def trust_command(key: TrustedKey) -> list[str]:
     return ["sh", "-c", script, "sh", KEYS_DIR, key.filename]
 
 
-# $1 the .deb, $2 its signature, $3 the keys folder.  NOKEYS (exit 0): the host trusts no key;
-# UNSIGNED (exit 78): no signature; else gpgv's status lines, gpgv's exit status.
-_GPGV = r"""
+# has_keys: the host trusts a key in $keys.  gpgv_check SIG DEB: gpgv's status lines; exit 0 when
+# the signature verifies with one of the keys, else 78.  (Also used by commands.check_and_keep.)
+GPGV_SH = r"""
 has_keys() {
     for k in "$keys"/*.gpg; do if [ -f "$k" ] && [ ! -L "$k" ]; then return 0; fi; done
     return 1
@@ -128,7 +128,9 @@ gpgv_check() {  # gpgv_check SIG DEB: exit 0 when gpgv verifies it with one of t
 }
 """
 
-VERIFY_SCRIPT = _GPGV + r"""deb=$1 sig=$2 keys=$3
+# $1 the .deb, $2 its signature, $3 the keys folder.  NOKEYS (exit 0): the host trusts no key;
+# UNSIGNED (exit 78): no signature; else gpgv's status lines.
+VERIFY_SCRIPT = GPGV_SH + r"""deb=$1 sig=$2 keys=$3
 if ! has_keys; then echo NOKEYS; exit 0; fi
 if [ ! -f "$sig" ] || [ -L "$sig" ]; then echo UNSIGNED; exit 78; fi
 gpgv_check "$sig" "$deb"
@@ -143,7 +145,7 @@ def verify_command(deb: str, sig: str) -> list[str]:
 
 # $1 name=version, $2 the keys folder: download the package apt would install (checked against
 # the signed index) and the signature published beside it (the same URI plus .sig).
-VERIFY_REPO_SCRIPT = _GPGV + r"""want=$1 keys=$2
+VERIFY_REPO_SCRIPT = GPGV_SH + r"""want=$1 keys=$2
 if ! has_keys; then echo NOKEYS; exit 0; fi
 dir=$(mktemp -d) || exit 1
 trap 'rm -rf -- "$dir"' EXIT
