@@ -78,7 +78,7 @@ def ansible_debship_command(deb: Path, hosts: list[SSHHost], run_dir: Path) -> t
     """ansible-playbook with the debship.fleet.apply module (ansible/): copy the .deb, then
     `debship apply` it on each host (debship's checks, rollback, record, pin); debship is put
     into each host first, outside the timing (tests/integration/test_apply.py's install_debship)."""
-    from tests.integration.test_apply import install_debship
+    from tests.harness.applying import install_debship
     for h in hosts:
         install_debship(h)
     argv, env = ansible_command(deb, hosts, run_dir, False)

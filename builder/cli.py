@@ -53,10 +53,12 @@ SHIP_ERRORS = {UsageError: 2, DebshipError: 6}
               help="Compression of the control and data archives.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the .deb.")
 @click.option("--list", "listing", is_flag=True, help="Show what would be installed where, without building.")
+@click.option("--sign-key", metavar="KEYID", default=None,
+              help="Also write a detached signature <file>.deb.sig with this GnuPG key (the .deb is unchanged).")
 @click.version_option(__version__, "-V", "--debship-version", prog_name="debship",
                       message="%(prog)s %(version)s")
 @reports_errors
-def build_deb(project: Path, out: Path | None, version: str | None, compression: str,
+def build_deb(project: Path, out: Path | None, version: str | None, compression: str, sign_key: str | None,
               as_json: bool, listing: bool) -> None:
     """Bundle the project's units/, scripts/ and configs/ into one reproducible .deb.
 
@@ -74,11 +76,18 @@ def build_deb(project: Path, out: Path | None, version: str | None, compression:
     if compression == "zstd":
         warn("zstd needs dpkg >= 1.21.18 on the host (Debian 12, Ubuntu 22.04 or newer); use xz for older hosts")
     built = build_deb_lib(project, out, version, compression, warn=warn)
+    signature = None
+    if sign_key:
+        from .pkgsig import sign
+        signature = sign(built.path, sign_key)
     if as_json:
-        click.echo(json.dumps(built.as_dict(), sort_keys=True))
+        click.echo(json.dumps({**built.as_dict(), **({"signature": str(signature)} if signature else {})},
+                              sort_keys=True))
         return
     click.echo(f"built {built.name} {built.version} ({built.architecture}), "
                f"{built.size} bytes, sha256 {built.sha256}")
+    if signature:
+        click.echo(f"signed with {sign_key}: {signature}")
     click.echo(os.path.relpath(built.path) if not Path(os.path.relpath(built.path)).parts[0] == ".."
                else str(built.path))
 
@@ -146,11 +155,14 @@ def _print_plan(spec, plan) -> None:
               help="The repository's public key (debship-archive-keyring.asc or .gpg), for --via-repo.")
 @click.option("--suite", default="stable", show_default=True, help="Suite of the --via-repo repository.")
 @click.option("--component", default="main", show_default=True, help="Component of the --via-repo repository.")
+@click.option("--trust-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Install this public key in /etc/debship/keys/ on each host first: from then on the host "
+                   "installs only packages with a .deb.sig signature by a key it holds.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors(table=SHIP_ERRORS)
 def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
          connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_failures, force, dry_run, reboot,
-         no_rollback, allow_removals, mode, to_version, package, via_repo, repo_key, suite, component,
+         no_rollback, allow_removals, mode, to_version, package, via_repo, repo_key, suite, component, trust_key,
          as_json) -> None:
     """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
 
@@ -167,6 +179,10 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     from .ship.sshconfig import ConnectOptions
 
     mode = "rollback" if to_version else (mode or "ship")
+    if trust_key is not None and mode != "ship":
+        raise UsageError("--trust-key goes with shipping a package (it is installed before the package); "
+                         "drop --rollback/--to-version/--list, or ship without --trust-key")
+    trusted = _trusted(trust_key)
     pkg = fleet.package_for(mode, deb, package, project)
     specs = fleet.parse_hosts(hosts, hosts_file)
     policy = "pin" if host_key else ("strict" if strict_host_keys else "accept-new")
@@ -180,7 +196,8 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     opts = fleet.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
                              start_timeout=start_timeout, force=force,
                              dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo,
-                             progress=view.upload if view else None, allow_removals=allow_removals)
+                             progress=view.upload if view else None, allow_removals=allow_removals,
+                             trust_key=trusted)
     render = _json_event if as_json else (view.event if view else _text_event)
     rollout = {"parallel": parallel, "batch": batch, "max_failures": max_failures}
     if view is not None:
@@ -199,6 +216,13 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
         view.close()
     (_json_summary if as_json else _text_summary)(results, pkg)
     click.get_current_context().exit(fleet.exit_code(results))
+
+
+def _trusted(path: Path | None):
+    if path is None:
+        return None
+    from .pkgsig import read_trust_key
+    return read_trust_key(path)
 
 
 _MARKS = {"start": "..", "ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
@@ -283,18 +307,23 @@ def diff(old: str, new: str, project: Path, as_json: bool) -> None:
 @click.option("--component", default="main", show_default=True, help="Component to publish into.")
 @click.option("--sign-key", required=True, metavar="KEYID",
               help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) that signs the Release file.")
+@click.option("--publish-secrets", is_flag=True,
+              help="Publish packages carrying admitted secrets (allow-secrets) anyway: everyone who reaches "
+                   "the repository can then read them.")
 @reports_errors
-def publish(debs, repo_dir, suite, component, sign_key) -> None:
+def publish(debs, repo_dir, suite, component, sign_key, publish_secrets) -> None:
     """Add .debs to a signed apt repository in a folder, keeping every version.
 
     Writes pool/, dists/<suite>/ (Packages, by-hash, Release, InRelease,
     Release.gpg) and the public key as debship-archive-keyring.gpg and .asc.
     A .deb already published byte for byte is a no-op; another .deb with the
-    same name, version and architecture is refused (exit 7).
+    same name, version and architecture is refused (exit 7), and so is a .deb
+    carrying admitted secrets unless --publish-secrets.
     """
     from .repo import publish as publish_lib
     result = publish_lib(list(debs), repo_dir, suite, component, sign_key=sign_key,
-                         warn=lambda m: click.echo(f"publish: warning: {m}", err=True))
+                         warn=lambda m: click.echo(f"publish: warning: {m}", err=True),
+                         publish_secrets=publish_secrets)
     for path in result.added:
         click.echo(f"added {path}")
     for path in result.unchanged:
@@ -317,13 +346,17 @@ def publish(debs, repo_dir, suite, component, sign_key) -> None:
 @click.option("--apply", "through_apply", is_flag=True,
               help="Install each NAME=VERSION with `debship apply` (python3-debship from the repository): "
                    "health-checked, rolled back, recorded and pinned; a failed check ends cloud-init in error.")
+@click.option("--trust-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Also write this package-signing public key to /etc/debship/keys/: later ships to the "
+                   "instance install only packages it signed.")
 @reports_errors
-def cloud_init(url, key_file, packages, suite, component, source_name, through_apply) -> None:
+def cloud_init(url, key_file, packages, suite, component, source_name, through_apply, trust_key) -> None:
     """Print cloud-init user-data that adds the repository and installs packages at first boot."""
     from .cloudinit import parse_package, user_data
     from .gpg import read_key
     wanted = [parse_package(p) for p in packages]
-    click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name, through_apply), nl=False)
+    click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name, through_apply,
+                         _trusted(trust_key)), nl=False)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -483,6 +516,23 @@ def init(project: Path, name: str | None, maintainer: str | None, startup: bool,
     click.echo(f"next: build-deb{where}, then debship ship --host USER@HOST{where}")
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("debs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", "key_id", required=True, metavar="KEYID",
+              help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) to sign with.")
+@reports_errors
+def sign(debs, key_id) -> None:
+    """Write a detached signature <file>.deb.sig beside each .deb (for CI: sign after building).
+
+    The .deb itself is not changed.  Hosts that trust the key (ship --trust-key)
+    install only packages whose signature verifies; `publish` copies the
+    signature into the pool beside the package.
+    """
+    from .pkgsig import sign as sign_lib
+    for deb in debs:
+        click.echo(f"signed {deb} with {key_id}: {sign_lib(deb, key_id)}")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="debship", message="%(prog)s %(version)s")
 def main() -> None:
@@ -501,3 +551,4 @@ main.add_command(publish, "publish")
 main.add_command(cloud_init, "cloud-init")
 main.add_command(init, "init")
 main.add_command(status, "status")
+main.add_command(sign, "sign")

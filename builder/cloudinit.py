@@ -10,6 +10,7 @@ Every scalar is written as a JSON string, which YAML reads as the same string.
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
 
@@ -34,13 +35,14 @@ APPLY_KEY = "/etc/debship/{name}-archive.asc"
 
 
 def user_data(url: str, key: str, packages: list[tuple[str, str | None]], suite: str = "stable",
-              component: str = "main", name: str = "debship", apply: bool = False) -> str:
+              component: str = "main", name: str = "debship", apply: bool = False, trust_key=None) -> str:
     """The ``#cloud-config`` text (``key`` is the armored public key).
 
     ``apply``: the packages are not installed by cloud-init's package module but by
     ``debship apply NAME=VERSION --repo …`` from ``runcmd`` (python3-debship is installed
     from the repository first), so a new instance gets debship's checks, automatic
-    rollback, record and pin at first boot, and a failed check ends cloud-init in error."""
+    rollback, record and pin at first boot, and a failed check ends cloud-init in error.
+    ``trust_key`` (a ``pkgsig.TrustedKey``): the host installs only packages it signed."""
     if not REPO_URL_RE.match(url):
         raise RepoError(f"--repo {url!r} is not an http(s):// or file:// URL without spaces; "
                         "give the URL instances reach the repository at")
@@ -60,6 +62,12 @@ def user_data(url: str, key: str, packages: list[tuple[str, str | None]], suite:
              f"      source: {q(f'deb [signed-by=$KEY_FILE] {url} {suite} {component}')}",
              "      key: |",
              *[f"        {line}".rstrip() for line in key.strip().splitlines()]]
+    files = []
+    if trust_key is not None:  # pkgsig.TrustedKey: later ships install only packages it signed
+        from .pkgsig import KEYS_DIR
+        files += [f"  - path: {q(f'{KEYS_DIR}/{trust_key.filename}')}", "    encoding: b64",
+                  "    owner: root:root", '    permissions: "0644"',
+                  f"    content: {base64.b64encode(trust_key.data).decode()}"]
     if apply:
         unversioned = [n for n, v in packages if not v]
         if unversioned or not packages:
@@ -67,13 +75,14 @@ def user_data(url: str, key: str, packages: list[tuple[str, str | None]], suite:
             raise RepoError(f"--apply needs NAME=VERSION for each --package ({listed}): "
                             "debship apply installs one exact version")
         key_file = APPLY_KEY.format(name=name)
-        lines += ["packages:", f"  - {q('python3-debship')}",
-                  "write_files:", f"  - path: {q(key_file)}", "    permissions: \"0644\"", "    content: |",
-                  *[f"      {line}".rstrip() for line in key.strip().splitlines()],
-                  "runcmd:"]
+        files += [f"  - path: {q(key_file)}", "    permissions: \"0644\"", "    content: |",
+                  *[f"      {line}".rstrip() for line in key.strip().splitlines()]]
+        lines += ["packages:", f"  - {q('python3-debship')}", "write_files:", *files, "runcmd:"]
         where = ["--repo", url, "--repo-key", key_file, "--suite", suite, "--component", component]
         lines += [f"  - {json.dumps(['debship', 'apply', f'{n}={v}', *where])}" for n, v in packages]
         return "\n".join(lines) + "\n"
+    if files:
+        lines += ["write_files:", *files]
     if packages:
         lines.append("packages:")
         lines += [f"  - [{q(n)}, {q(v)}]" if v else f"  - {q(n)}" for n, v in packages]

@@ -28,6 +28,7 @@ from debian.arfile import ArError
 from debian.debfile import DebFile
 
 from . import units as unitfiles
+from .debsecrets import is_secret
 from .layout import Layout
 from .errors import PackageError, PlanError
 
@@ -36,6 +37,7 @@ UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/sys
 SCRIPT_ORDER = ("preinst", "postinst", "prerm", "postrm", "conffiles")
 NOT_COMPARED = ("control", "md5sums")   # control: field by field; md5sums: implied by the files
 FIX = "pass a .deb file (as debship build or dpkg-deb write them)"
+SECRET = "(secret, not shown)"          # the old and new content of an admitted secret
 TEXT_LIMIT = 1 << 20                    # unit files, conffiles and manifests kept for diffs
 READ_ERRORS = (ArError, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError,
                 ValueError, KeyError, UnicodeDecodeError)
@@ -69,6 +71,7 @@ class FileChange:
     changes: tuple              # Change: type, content (sha256), size, mode, owner, target
     diff: str = ""              # unified diff of a changed conffile's text
     version_only: bool = False  # the text differs only in the version number (the manifest)
+    secret: bool = False        # an admitted secret (not readable by others): contents never shown
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class Diff:
             "details": {
                 "control": pairs(self.control),
                 "files": {f.path: {"kind": f.kind, "changes": pairs(f.changes), "diff": f.diff,
-                                   "version_only": f.version_only} for f in self.changed},
+                                   "version_only": f.version_only, "secret": f.secret} for f in self.changed},
                 "units": {u.name: {"status": u.status, "options": pairs(u.options), "diff": u.diff,
                                    "directives": [asdict(d) for d in u.directives]} for u in self.units},
                 "scripts": {s.name: {"status": s.status, "diff": s.diff, "version_only": s.version_only}
@@ -206,7 +209,8 @@ def _data(tar: tarfile.TarFile, conffiles: set) -> tuple[dict, dict]:
         path = "/" + _norm(m.name)
         owner = f"{m.uname or m.uid}:{m.gname or m.gid}"
         if m.isfile():
-            keep = m.size <= TEXT_LIMIT and (path in conffiles or _maybe_unit(path) or _maybe_manifest(path))
+            keep = m.size <= TEXT_LIMIT and (path in conffiles or _maybe_unit(path) or _maybe_manifest(path)) \
+                and not is_secret(m.mode)                # an admitted secret's text is never kept
             sha, data = _hash(tar.extractfile(m), keep)
             files[path] = _Entry("file", m.mode, owner, sha256=sha, size=m.size)
             if keep:
@@ -294,7 +298,12 @@ def _changed_files(old: _Side, new: _Side) -> tuple:
     for path in sorted(old.files.keys() & new.files.keys()):
         a, b = old.files[path], new.files[path]
         changes = _changes(_facts(a), _facts(b))
-        if changes:
+        secret = any(e.kind == "file" and is_secret(e.mode) for e in (a, b))
+        if changes and secret:  # that it changed, never how: no text, digest or size of a secret
+            hidden = tuple(Change(c.name, SECRET, SECRET) if c.name == "content" else c
+                           for c in changes if c.name != "size")
+            out.append(FileChange(_label(path, b), b.kind, hidden, secret=True))
+        elif changes:
             diff = _text_diff(old.texts.get(path), new.texts.get(path), path, old, new) \
                 if path in new.conffiles else ""
             out.append(FileChange(_label(path, b), b.kind, changes, diff,

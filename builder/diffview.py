@@ -43,7 +43,8 @@ def _sections(d: Diff) -> list[tuple[str, int, list[str]]]:
         ("files removed", len(d.removed), [f"  - {p}" for p in d.removed]),
         ("files changed", len(d.changed), [_file(f, f in conffiles) for f in d.changed]),
         ("conffiles changed", len(conffiles),
-         [f"  {CONFFILE_NOTE}"] + [line for f in conffiles for line in [f"  {f.path}", *_indent(f.diff, 4)]]),
+         [f"  {CONFFILE_NOTE}"] + [line for f in conffiles for line in [f"  {f.path}", *(["    an admitted secret changed: contents not shown"]
+                                                               if f.secret else _indent(f.diff, 4))]]),
         ("units", len(d.units), [line for u in d.units for line in _unit(u)]),
         ("maintainer scripts", len(d.scripts), [line for s in d.scripts for line in _script(s)]),
         ("debship manifest", len(d.manifest),
@@ -71,7 +72,9 @@ def _relations(value: object) -> list[str]:
 def _file(f, conffile: bool) -> str:
     parts = []
     for c in f.changes:
-        if c.name == "content":
+        if c.name == "content" and f.secret:
+            parts.append("content (an admitted secret: not shown)")
+        elif c.name == "content":
             parts.append("content (version number only)" if f.version_only else "content")
         elif c.name == "size":
             parts.append(f"{c.old} -> {c.new} bytes")

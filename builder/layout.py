@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEBSHIP_STATE = "/var/lib/debship"      # one store folder per package below it
+LOCK_DIR = "/run/debship"               # 0700 root: the ship locks (tmpfs: a reboot frees them)
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,14 @@ class Layout:
 
     @property
     def lock(self) -> str:
-        """Held by a ship for as long as it writes to this host (on tmpfs: a reboot frees it)."""
-        return f"/run/lock/debship-{self.name}.lock"
+        """Held by a ship for as long as it writes to this host (on tmpfs: a reboot frees it), in a
+        folder only root can create entries in (not the world-writable /run/lock)."""
+        return f"{LOCK_DIR}/{self.name}.lock"
 
     @property
     def lock_holder(self) -> str:
         """Who holds the lock: user@controller, pid, since when, what."""
-        return f"/run/lock/debship-{self.name}.holder"
+        return f"{LOCK_DIR}/{self.name}.holder"
 
     @property
     def install_log(self) -> str:

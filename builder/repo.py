@@ -83,13 +83,14 @@ class PublishResult:
 
 
 def publish(debs: list[Path], repo_dir: Path, suite: str = "stable", component: str = "main", *,
-            sign_key: str, origin: str = "debship", label: str = "debship", warn=None) -> PublishResult:
+            sign_key: str, origin: str = "debship", label: str = "debship", warn=None,
+            publish_secrets: bool = False) -> PublishResult:
     """Add ``debs`` to ``component`` of ``suite`` in ``repo_dir`` and sign the new index.
 
     Publishing a .deb the index already has (same sha256) is a no-op; another .deb
-    with a name, version and architecture already published is refused.  A signing
-    key Debian 13's apt rejects is refused before anything is written; ``warn`` hears of
-    one it will retire soon."""
+    with a name, version and architecture already published is refused; so is a .deb that
+    carries admitted secrets, unless ``publish_secrets``.  A signing key Debian 13's apt
+    rejects is refused before anything is written; ``warn`` hears of one it will retire soon."""
     for what, value in (("suite", suite), ("component", component)):
         if not _NAME.match(value) or value in (".", ".."):
             raise RepoError(f"{what} {value!r} is not a plain name (letters, digits, . + _ -); choose another")
@@ -97,6 +98,8 @@ def publish(debs: list[Path], repo_dir: Path, suite: str = "stable", component: 
     for message in gpg.check_key_policy(sign_key):
         if warn is not None:
             warn(message)
+    if not publish_secrets:
+        refuse_secrets(incoming)
     repo = Path(repo_dir)
     repo.mkdir(parents=True, exist_ok=True)
     with _locked(repo):
@@ -116,6 +119,7 @@ def _publish_locked(repo, dist, members, added, old, suite, sign_key, origin, la
     public = gpg.export_public(sign_key)  # fails early, before anything is written
     for pkg in added:
         _copy_into_pool(pkg, repo / pkg.filename)
+        _copy_signature(pkg, repo / pkg.filename)
     indexes = build_indexes(members, architectures(members))
     for rel, blob in indexes.items():
         _write_by_hash(dist / rel, blob)
@@ -150,6 +154,18 @@ def read_deb(path: Path, component: str) -> PoolPackage:
     return PoolPackage(pool_path(component, name, version, arch), name, version, arch,
                        hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest(), len(data),
                        control.dump(), path)
+
+
+def refuse_secrets(pkgs: list[PoolPackage]) -> None:
+    """A repository is readable by every host and everyone else who reaches its URL: a package
+    with an admitted secret (a file installed 0600) would hand the secret to all of them."""
+    from .debsecrets import admitted_secrets
+    for pkg in pkgs:
+        found = admitted_secrets(pkg.source)
+        if found:
+            raise RepoError(f"{pkg.source}: carries admitted secrets ({', '.join(found)}); anyone who can reach "
+                            "the repository can download the package and read them: ship it to the hosts "
+                            "directly, or pass --publish-secrets if publishing them is meant")
 
 
 def pool_path(component: str, name: str, version: str, arch: str) -> str:
@@ -325,6 +341,15 @@ def _copy_into_pool(pkg: PoolPackage, target: Path) -> None:
     if target.exists():  # same bytes (checked by merge): left by an interrupted publish
         return
     _write_atomic(target, pkg.source.read_bytes())
+
+
+def _copy_signature(pkg: PoolPackage, target: Path) -> None:
+    """The package's detached signature (``debship sign``), if it has one, beside it in the pool:
+    hosts that trust the package key fetch ``<pool file>.sig`` and check it (docs/security.md)."""
+    from .pkgsig import sig_path
+    sig = sig_path(pkg.source)
+    if sig.is_file():
+        _write_atomic(sig_path(target), sig.read_bytes())
 
 
 def _sha256(path: Path) -> str:

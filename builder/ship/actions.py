@@ -22,6 +22,7 @@ from typing import Callable
 from ..debinfo import PackageInfo, name_only
 from ..errors import DebshipError, RemoteError, ShipError
 from ..layout import DEBSHIP_STATE, Layout
+from .. import hostguard, pkgsig
 from ..manifest import Manifest
 from . import commands, deps, facts, pin, plan, store, verify
 from .connection import Connection, Held, Result
@@ -127,9 +128,11 @@ def take_lock(run: Context) -> Done:
             busy.append(line[5:])
             run.emit("lock", "warn", f"waiting up to {wait} s for the ship lock, held by {line[5:]}")
 
-    got = run.conn.hold(commands.host_lock(lay.lock, lay.lock_holder, who.strip(), wait), sudo=True,
-                         until=commands.LOCKED, timeout=wait + 60, on_line=waiting)
+    got = run.conn.hold(commands.host_lock(lay.lock, lay.lock_holder, who.strip(), wait, lay.store, lay.log_dir),
+                        sudo=True, until=commands.LOCKED, timeout=wait + 60, on_line=waiting)
     if isinstance(got, Result):
+        if got.exit_code == hostguard.UNSAFE:
+            raise ShipError(hostguard.unsafe_message(got.stdout) or f"unsafe path on the host: {got.stdout.strip()}")
         if got.exit_code == commands.LOCK_TIMED_OUT:
             raise ShipError(f"another ship holds this host's lock ({busy[0] if busy else lay.lock}) for more "
                             f"than {wait} s; wait for it to finish or raise --lock-timeout")
@@ -154,26 +157,74 @@ def last_line(output: str) -> str:
 
 def upload(run: Context, _step: Step) -> Done:
     stored = plan.stored_path(run.pkg)
-    if run.facts and run.facts.stored_sha == run.pkg.sha256:
-        return Done("ok", f"already in {run.layout.store}")
+    sig = pkgsig.sig_path(run.pkg.path)
+    signed = sig.is_file()
+    if run.facts and run.facts.stored_sha == run.pkg.sha256 and not signed:
+        return Done("ok", f"already in {run.layout.store}" + check_signature(run, stored))
     r = run.sh(commands.stage(run.pkg.name, run.conn.user), sudo=True, check=True)
     staging = r.stdout.strip()
     remote = f"{staging}/{run.pkg.filename}"
+    remote_sig = f"{remote}{pkgsig.SIG_SUFFIX}" if signed else ""
     try:
         shown = run.opts.progress
-        run.conn.put(run.pkg.path, remote, progress=(lambda sent, total: shown(run.conn.name, sent, total)) if shown else None)
+        run.conn.put(run.pkg.path, remote,
+                     progress=(lambda sent, total: shown(run.conn.name, sent, total)) if shown else None)
+        if signed:
+            run.conn.put(sig, remote_sig)
     except DebshipError:
         with contextlib.suppress(DebshipError):  # a dropped connection: the next ship removes it
             run.sh(commands.remove_dir(staging))
         raise
-    r = run.sh(commands.check_and_keep(staging, remote, stored, run.pkg.sha256), sudo=True)
+    r = run.sh(commands.check_and_keep(staging, remote, stored, run.pkg.sha256, run.conn.user, remote_sig),
+               sudo=True)
+    if r.exit_code == hostguard.UNSAFE:
+        raise ShipError(hostguard.unsafe_message(r.stdout) or f"unsafe path on the host: {r.stdout.strip()}")
+    if r.exit_code == pkgsig.REFUSED:
+        raise ShipError(pkgsig.verdict(r.exit_code, r.stdout, f"{run.pkg.name} {run.pkg.version}").detail)
     if r.exit_code == commands.DAMAGED:
         raise ShipError(f"upload damaged: sha256 on the host is {r.stdout.strip()}, expected "
                         f"{run.pkg.sha256}; ship again")
     if not r.ok:
         raise ShipError(f"cannot keep the upload in {run.layout.store}: {(r.stderr or r.stdout).strip()[-200:]}")
+    checked = _signature_note(pkgsig.verdict(r.exit_code, r.stdout, run.pkg.name))
     kept = store.Kept(stored.rsplit("/", 1)[1], run.pkg.version)
-    return Done("ok", f"{run.pkg.size} bytes, sha256 checked, kept as {stored}", uploaded=kept)
+    return Done("ok", f"{run.pkg.size} bytes, sha256 checked, kept as {stored}{checked}", uploaded=kept)
+
+
+def _signature_note(v: pkgsig.Verdict) -> str:
+    return f"; signature {v.detail}" if v.ok and not v.detail.startswith("not checked") else ""
+
+
+def check_signature(run: Context, stored: str) -> str:
+    """A package already kept (not uploaded again) against its signature and the host's
+    trusted keys; a refused package is removed from the store before anything installs it."""
+    r = run.sh(pkgsig.verify_command(stored, stored + pkgsig.SIG_SUFFIX), sudo=True, timeout=300)
+    v = pkgsig.verdict(r.exit_code, r.stdout, f"{run.pkg.name} {run.pkg.version}")
+    if not v.ok:
+        run.sh(["rm", "-f", "--", stored, stored + pkgsig.SIG_SUFFIX], sudo=True)
+        raise ShipError(v.detail)
+    return _signature_note(v)
+
+
+def check_repo_signature(run: Context, version: str) -> str:
+    """--via-repo: the package apt is about to install, against the signature published beside it."""
+    r = run.sh(pkgsig.verify_repo_command(run.pkg.name, version), sudo=True, timeout=run.opts.lock_timeout + 300)
+    v = pkgsig.verdict(r.exit_code, r.stdout, f"{run.pkg.name} {version} from {run.opts.via_repo.url}")
+    if not v.ok:
+        raise ShipError(v.detail)
+    return _signature_note(v)
+
+
+def trust_key(run: Context) -> Done:
+    """--trust-key: from now on this host installs only packages signed by the keys it holds."""
+    key = run.opts.trust_key
+    r = run.sh(pkgsig.trust_command(key), sudo=True, stdin=key.data)
+    if r.exit_code == hostguard.UNSAFE:
+        raise ShipError(hostguard.unsafe_message(r.stdout) or r.stdout.strip())
+    if not r.ok:
+        raise ShipError(f"cannot install the trusted key in {pkgsig.KEYS_DIR}: {(r.stderr or r.stdout).strip()[-200:]}")
+    return Done("ok", f"{pkgsig.KEYS_DIR}/{key.filename}")
+
 
 def add_source(run: Context, _step: Step) -> Done:
     """Put the repository's key and deb822 source on the host and refresh that source alone."""
@@ -272,6 +323,7 @@ def _unmet(sim: deps.Simulation) -> str:
 
 def install(run: Context, s: Step) -> Done:
     """apt-get install a stored file path or ``name=version`` from the host's repository."""
+    checked = check_repo_signature(run, s.version) if run.opts.via_repo is not None else ""
     argv = commands.apt_install(s.target, run.opts.lock_timeout, s.downgrade, s.reinstall, run.layout.install_log)
     r = run.sh(argv, sudo=True, timeout=run.opts.lock_timeout + 900)
     if not r.ok:
@@ -280,7 +332,7 @@ def install(run: Context, s: Step) -> Done:
     if now.installed is None or not now.installed.ok or now.installed.version != s.version:
         raise ShipError(f"apt finished but dpkg reports {now.installed}; see {run.layout.deploy_log}")
     write_pin(run, s.version)
-    return Done("ok", s.why + new_dpkg_dist(run.first_facts, now), now)
+    return Done("ok", s.why + checked + new_dpkg_dist(run.first_facts, now), now)
 
 
 def write_pin(run: Context, version: str) -> None:

@@ -180,6 +180,8 @@ def ship_host(run: HostRun) -> HostResult:
         run.act("boot", actions.wait_for_boot)
     if not o.dry_run:
         run.act("lock", actions.take_lock)
+        if o.trust_key is not None:
+            run.act("trust", actions.trust_key)
     via = o.via_repo is not None
     plan = run.decide(lambda now: plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot, via))
     if plan.preview is not None:

@@ -200,8 +200,10 @@ if [ -n "$stored" ] && [ -f "$stored" ]; then sha256sum < "$stored" | cut -d' ' 
 section kept
 if cd "$store" 2>/dev/null; then
     for f in *.deb; do
-        [ -f "$f" ] || continue
-        v=$(dpkg-deb -f "$f" Version 2>/dev/null) || v=
+        [ -f "$f" ] && [ ! -L "$f" ] || continue
+        # kept packages are 0600 root: without sudo, their version comes from the index
+        v=$(dpkg-deb -f "$f" Version 2>/dev/null) ||
+            v=$(awk -v f="./$f" '/^Version:/ {v=$2} /^Filename:/ && $2 == f {print v; exit}' Packages 2>/dev/null)
         printf '%s\t%s\n' "$f" "$v"
     done
     cd /

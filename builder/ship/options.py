@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..pkgsig import TrustedKey
 from .sshconfig import ConnectOptions
 
 
@@ -29,6 +30,7 @@ class ShipOptions:
     reboot: bool = False
     rollback_on_failure: bool = True  # --no-rollback turns it off
     via_repo: ViaRepo | None = None
+    trust_key: TrustedKey | None = None  # --trust-key: installed on each host before anything else
     # Called as the upload goes (host, bytes sent, total): the CLI's progress bar on a terminal.
     progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
     wait_for_boot: bool = True  # apply: the host runs it itself (from cloud-init's runcmd: never wait for that)

@@ -50,7 +50,7 @@ INDEX_SCRIPT = r"""set -eu
 cd "$1"
 : > Packages.new
 for f in *.deb; do
-    [ -f "$f" ] || continue
+    [ -f "$f" ] && [ ! -L "$f" ] || continue
     dpkg-deb -f "$f" >> Packages.new
     printf 'Filename: ./%s\nSize: %s\nMD5sum: %s\nSHA256: %s\n\n' "$f" "$(stat -c %s "$f")" \
         "$(md5sum < "$f" | cut -d' ' -f1)" "$(sha256sum < "$f" | cut -d' ' -f1)" >> Packages.new
@@ -74,7 +74,9 @@ def index_command(layout: Layout) -> list[str]:
 
 
 def prune_command(layout: Layout, filenames: list[str]) -> list[str]:
-    return ["sh", "-c", 'cd "$1" && shift && rm -f -- "$@"', "sh", layout.store, *filenames]
+    """Delete the kept files and their detached signatures (``<file>.sig``)."""
+    return ["sh", "-c", 'cd "$1" && shift && for f in "$@"; do rm -f -- "$f" "$f.sig" || exit 1; done', "sh",
+            layout.store, *filenames]
 
 
 def history_line(stamp: str, action: str, version: str, before: str | None = None, by: str | None = None) -> str:

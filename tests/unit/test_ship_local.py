@@ -54,20 +54,21 @@ def test_hold_keeps_the_ship_lock_until_close(tmp_path):
     """The host lock script of ``commands``, as ``actions.take_lock`` runs it: a second taker sees
     BUSY with the holder's name and times out (exit 75); after close() the lock is free."""
     lock, info = str(tmp_path / "lock" / "ship.lock"), str(tmp_path / "lock" / "holder")
+    where = (str(tmp_path / "store" / "pkg"), str(tmp_path / "log"))  # the store and log folders it checks
     first = LocalConnection()
-    held = first.hold(commands.host_lock(lock, info, "first ship", 30), until=commands.LOCKED, timeout=30)
+    held = first.hold(commands.host_lock(lock, info, "first ship", 30, *where), until=commands.LOCKED, timeout=30)
     assert isinstance(held, LocalHeld)
 
     lines: list[str] = []
     second = LocalConnection()
     got = second.hold(
-        commands.host_lock(lock, info, "second ship", 1), until=commands.LOCKED, timeout=30, on_line=lines.append
+        commands.host_lock(lock, info, "second ship", 1, *where), until=commands.LOCKED, timeout=30, on_line=lines.append
     )
     assert isinstance(got, Result) and got.exit_code == commands.LOCK_TIMED_OUT
-    assert lines == ["BUSY first ship"]
+    assert lines == [f"BUSY first ship (lock file {lock}, owned by root)"]
 
     first.close()  # ends the held child: the lock is released
-    third = second.hold(commands.host_lock(lock, info, "third ship", 5), until=commands.LOCKED, timeout=30)
+    third = second.hold(commands.host_lock(lock, info, "third ship", 5, *where), until=commands.LOCKED, timeout=30)
     assert isinstance(third, LocalHeld)
     second.close()
     assert open(info).read() == "third ship\n"
