@@ -115,10 +115,18 @@ def _print_plan(spec, plan) -> None:
               help="Seconds for the units to become active and the health command to pass.")
 @click.option("--parallel", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Hosts shipped to at the same time.")
-@click.option("--batch", type=click.IntRange(0), default=0, show_default=True,
-              help="Ship in rolling batches of N hosts (0: all in one batch).")
-@click.option("--max-failures", type=click.IntRange(0), default=0, show_default=True,
-              help="Stop before the next batch once N hosts failed (0: never stop).")
+@click.option("--batch", default="0", show_default=True, metavar="N|LIST",
+              help="Ship in batches: N hosts at a time, or a list of counts and percentages of all the hosts "
+                   "such as 1,10%,100% (a canary, then 10% at a time, then the rest); the last step repeats "
+                   "until every host is done; 0: all in one batch.")
+@click.option("--max-fail", metavar="N|P%",
+              help="Failure budget: halt the run once N hosts failed over the whole run, or once P% of a "
+                   "batch or P% of all the hosts failed (a percentage is checked per batch, so a failed "
+                   "canary halts at once, and for the run, so thin failures over many batches add up). "
+                   "Hosts not started are skipped and, unless --no-rollback, the hosts this run moved go back "
+                   "to their versions.  [default: never halt]")
+@click.option("--max-failures", type=click.IntRange(0), default=None,
+              help="Same as --max-fail N (the older name).")
 @click.option("--force", is_flag=True, help="Reinstall when the host has this version with other contents.")
 @click.option("--dry-run", is_flag=True, help="Connect, wait for boot and show what would be done; change nothing.")
 @click.option("--reboot", is_flag=True, help="Reboot after installing and check the services come back.")
@@ -141,7 +149,7 @@ def _print_plan(spec, plan) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors(table=SHIP_ERRORS)
 def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
-         connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_failures, force, dry_run, reboot,
+         connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_fail, max_failures, force, dry_run, reboot,
          no_rollback, mode, to_version, package, via_repo, repo_key, suite, component, as_json) -> None:
     """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
 
@@ -155,6 +163,7 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     """
     # Imported here: paramiko takes longer to import than build-deb takes to build a small package.
     from .ship import fleet
+    from .ship import rollout as rollout_lib
     from .ship.sshconfig import ConnectOptions
 
     mode = "rollback" if to_version else (mode or "ship")
@@ -168,7 +177,11 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
                              start_timeout=start_timeout, force=force,
                              dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo)
     render = _json_event if as_json else _text_event
-    rollout = {"parallel": parallel, "batch": batch, "max_failures": max_failures}
+    if max_fail is not None and max_failures is not None:
+        raise UsageError("--max-fail and --max-failures are the same option; give one of them")
+    rollout = {"parallel": parallel, "batch": batch,
+               "max_fail": max_fail if max_fail is not None else str(max_failures or 0)}
+    rollout_lib.parse_batches(batch), rollout_lib.parse_max_fail(rollout["max_fail"])  # bad input: before any host
     if mode == "ship":
         if not as_json:
             click.echo(f"shipping {pkg.name} {pkg.version} ({pkg.size} bytes) to {len(specs)} host(s)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
@@ -20,6 +21,7 @@ from ..debinfo import PackageInfo, name_only, read_package
 from ..errors import ShipError, UsageError
 from ..layout import Layout
 from .executor import Connector, Event, HostResult, HostRun, list_host, rollback_host, ship_host
+from . import rollout
 from .options import ShipOptions, ViaRepo
 from .sshconfig import HostSpec
 
@@ -31,10 +33,11 @@ HostJob = Callable[[HostRun], HostResult]
 
 
 def ship(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, parallel: int = 4,
-         batch: int = 0, max_failures: int = 0) -> list[HostResult]:
-    """Ship ``pkg`` to ``hosts``: ``parallel`` at a time, in batches of ``batch`` (0 = all at once),
-    stopping before the next batch once ``max_failures`` hosts failed (0 = never stop)."""
-    return run_fleet(pkg, hosts, opts, emit, ship_host, parallel, batch, max_failures)
+         batch: int | str = 0, max_failures: int = 0, **rollout_kw) -> list[HostResult]:
+    """Ship ``pkg`` to ``hosts``: ``parallel`` at a time, in batches (``batch``: ``N`` or a list such
+    as ``1,10%,100%``; 0 = all at once), halting once the failure budget (``max_fail``, or
+    ``max_failures`` hosts) is spent."""
+    return run_fleet(pkg, hosts, opts, emit, ship_host, parallel, batch, max_failures, **rollout_kw)
 
 
 def rollback(name: str, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, **fleet) -> list[HostResult]:
@@ -53,35 +56,61 @@ def list_kept(name: str, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emi
     return run_fleet(name_only(name), hosts, opts, emit, list_host, **fleet)
 
 
+FLEET = ""  # the host of a fleet-wide event (batch, halt, revert)
+
+
 def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, job: HostJob,
-              parallel: int = 4, batch: int = 0, max_failures: int = 0,
-              connector: Connector | None = None) -> list[HostResult]:
-    """``job`` on every host, ``parallel`` at a time, in rolling batches, each reached through
-    ``connector`` (default: SSH)."""
+              parallel: int = 4, batch: int | str = 0, max_failures: int = 0,
+              connector: Connector | None = None, max_fail: str | None = None) -> list[HostResult]:
+    """``job`` on every host, ``parallel`` at a time, batch after batch (``rollout.plan_batches``),
+    each host reached through ``connector`` (default: SSH).  Once the failure budget is spent
+    (``rollout.over_budget``), hosts not started yet are skipped."""
     if connector is None:
         from .ssh import connect as connector
     if not hosts:
         raise ShipError("no hosts given; pass --host HOST or --hosts-file FILE")
+    budget = rollout.parse_max_fail(max_fail if max_fail is not None else max_failures)
+    groups = rollout.split(list(hosts), rollout.plan_batches(len(hosts), rollout.parse_batches(batch)))
     lock = threading.Lock()
+    halted: list[str] = []  # the reason, once the run halts
 
     def safe_emit(event: Event) -> None:
         with lock:
             emit(event)
 
+    def fleet_event(step: str, status: str, detail: str, data: dict | None = None) -> None:
+        safe_emit(Event(FLEET, step, status, round(time.monotonic() - t0, 3), detail, data))
+
     def one(spec: HostSpec) -> HostResult:
+        if halted:
+            return HostResult(str(spec), "skipped", detail=f"not shipped: {halted[0]}")
         run = HostRun(pkg, spec, opts, safe_emit, connector)
         return run.guarded(lambda: job(run))
 
+    t0 = time.monotonic()
     results: list[HostResult] = []
-    size = batch or len(hosts)
+    failed = 0
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        for start in range(0, len(hosts), size):
-            failed = sum(not r.ok for r in results)
-            if max_failures and failed >= max_failures:
-                reason = f"not shipped: {failed} host(s) failed (--max-failures {max_failures})"
-                results += [HostResult(str(h), "skipped", detail=reason) for h in hosts[start:]]
-                break
-            results += list(pool.map(one, hosts[start:start + size]))
+        for number, group in enumerate(groups, 1):
+            if halted:
+                results += [HostResult(str(h), "skipped", detail=f"not shipped: {halted[0]}") for h in group]
+                continue
+            names = [str(h) for h in group]
+            if len(groups) > 1:
+                fleet_event("batch", "start", f"batch {number}/{len(groups)}: {', '.join(names)}",
+                            {"batch": number, "of": len(groups), "hosts": names})
+            done = list(pool.map(one, group))
+            results += done
+            bad = sum(not r.ok for r in done)
+            failed += bad
+            reason = rollout.over_budget(budget, bad, len(group), failed, len(hosts))
+            if len(groups) > 1:
+                fleet_event("batch", "fail" if bad else "ok",
+                            f"batch {number}/{len(groups)}: {len(done) - bad} ok, {bad} failed",
+                            {"batch": number, "of": len(groups), "hosts": names, "failed": bad})
+            if reason:
+                halted.append(reason)
+                fleet_event("halt", "fail", f"halting the run: {reason}", {"reason": reason, "batch": number})
     return results
 
 
