@@ -132,7 +132,8 @@ def _print_plan(spec, plan) -> None:
 @click.option("--reboot", is_flag=True, help="Reboot after installing and check the services come back.")
 @click.option("--no-rollback", is_flag=True,
               help="When install or verify fails, leave the host as it is instead of going back to "
-                   "its previous version.")
+                   "its previous version; and when a run halts (--max-fail, --soak, Ctrl-C, SIGTERM), leave "
+                   "the hosts it moved on the new version.")
 @click.option("--rollback", "mode", flag_value="rollback",
               help="Install the version each host had before the current one (from its local store).")
 @click.option("--to-version", metavar="VERSION",
@@ -200,10 +201,10 @@ _MARKS = {"start": "..", "ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "sk
 
 
 def _text_event(e) -> None:
-    if e.status == "start":
+    if e.status == "start" and e.host:
         return
     detail = f"  {e.detail}" if e.detail else ""
-    click.echo(f"[{e.host}] {e.step:<8} {_MARKS[e.status]:<4} {e.elapsed:7.1f}s{detail}",
+    click.echo(f"{'[' + e.host + ']' if e.host else '=='} {e.step:<8} {_MARKS[e.status]:<4} {e.elapsed:7.1f}s{detail}",
                err=e.status == "fail")
 
 
@@ -224,6 +225,7 @@ def _text_summary(results, pkg) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
     ok = sum(r.ok for r in results)
     rolled = sum(r.outcome == "rolled-back" for r in results)
+    reverted = sum(r.outcome == "reverted" for r in results)
     if ok == len(results):
         afters = {r.after for r in results}
         common = afters.pop() if len(afters) == 1 else None
@@ -232,7 +234,8 @@ def _text_summary(results, pkg) -> None:
                    else f"{ok}/{len(results)} host(s) fine")
     else:
         click.echo(f"{len(results) - ok} of {len(results)} host(s) failed or skipped"
-                   + (f" ({rolled} rolled back)" if rolled else ""))
+                   + (f" ({rolled} rolled back)" if rolled else "")
+                   + (f"; the run halted and {reverted} host(s) it moved went back" if reverted else ""))
 
 
 def _json_summary(results, pkg) -> None:

@@ -18,7 +18,7 @@ from ..layout import Layout
 from . import actions, facts, store
 from .connection import Connection, Held
 from .options import ShipOptions, ViaRepo  # noqa: F401  (ViaRepo: part of this module's API)
-from .plan import HostPlan, Step, plan_recovery, plan_rollback, plan_ship, verify_steps
+from .plan import HostPlan, Step, plan_recovery, plan_revert, plan_rollback, plan_ship, verify_steps
 from .sshconfig import ConnectOptions, HostSpec
 
 Connector = Callable[[HostSpec, ConnectOptions], Connection]
@@ -220,6 +220,17 @@ def rollback_host(run: HostRun, target: str | None) -> HostResult:
         run.act("lock", actions.take_lock)
     via = run.opts.via_repo is not None
     plan = run.decide(lambda now: plan_rollback(run.pkg.name, now, target, run.opts.dry_run, via))
+    run.execute(plan.steps)
+    return run.result(plan.outcome, after=plan.to, detail=plan.detail)
+
+
+def revert_host(run: HostRun, to: str | None) -> HostResult:
+    """A halted rollout: back to ``to``, the version this host had before the run (None: remove)."""
+    run.step("connect", run.connect)
+    run.act("boot", actions.wait_for_boot)
+    run.act("lock", actions.take_lock)
+    via = run.opts.via_repo is not None
+    plan = run.decide(lambda now: plan_revert(run.pkg.name, now, to, via))
     run.execute(plan.steps)
     return run.result(plan.outcome, after=plan.to, detail=plan.detail)
 

@@ -213,6 +213,17 @@ def plan_rollback(name: str, facts: HostFacts, target: str | None, dry_run: bool
     return HostPlan("rollback", before, target, target, steps, "installed", f"rolled back {before} -> {target}")
 
 
+def plan_revert(name: str, facts: HostFacts, to: str | None, via_repo: bool = False) -> HostPlan:
+    """A halted rollout puts a host it moved back to ``to``, the version it had (None: it had
+    none, so the package is removed again)."""
+    if to is not None:
+        return plan_rollback(name, facts, to, via_repo=via_repo)
+    if facts.installed is None:
+        return HostPlan("noop", None, None, "not installed", (), "unchanged", "not installed", decide_status="skip")
+    return HostPlan("remove", facts.before, None, f"remove {facts.before} (the host had no earlier version)",
+                    (Step("remove"),), "installed", f"removed {facts.before}")
+
+
 def plan_recovery(name: str, plan: HostPlan, now: HostFacts, reason: str, via_repo: bool = False) -> Recovery:
     """A step marked ``recover`` failed with ``reason``: back to ``plan.before`` from the store (or
     the repository), or remove a first install, so that no half-configured package is left running."""

@@ -3,8 +3,14 @@ and percentage, the failure budget that halts the run, and the revert of the hos
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
+
+from tests.conftest import REPO
 
 from tests.integration.test_ship import debs, installed, run_ship, share_key  # noqa: F401  (debs: a fixture)
 
@@ -46,3 +52,87 @@ def test_batches_by_count_and_percentage_in_order(make_ssh_hosts, debs):
     assert [b[1] for b in seen] == want
     assert [sorted(b[2]) for b in seen] == [sorted(w) for w in want]  # every host's events inside its batch
     assert [installed(h) for h in hosts] == ["ii 1.0.0"] * 6
+
+
+def summary(r) -> dict[str, dict]:
+    return {e["host"]: e for e in events(r) if e["step"] == "summary"}
+
+
+def test_a_failure_in_the_second_batch_halts_and_reverts_every_moved_host(make_ssh_hosts, debs):
+    hosts = make_ssh_hosts(6)
+    share_key(hosts)
+    r = run_ship(hosts, debs["v1"], "--parallel", "6")
+    assert r.exit_code == 0, r.output + r.stderr
+    hosts[2].stop()  # in the second batch (hosts 1-3): it cannot be reached
+    r = run_ship(hosts, debs["v2"], "--batch", "1,50%,100%", "--max-fail", "1", "--connect-timeout", "2",
+                 json_out=True)
+    assert r.exit_code == 1, r.output + r.stderr
+    evs, ids = events(r), names(hosts)
+    got = summary(r)
+    assert [got[h]["outcome"] for h in ids] == ["reverted", "reverted", "failed", "reverted", "skipped", "skipped"]
+    assert [got[h]["before"] for h in ids if got[h]["outcome"] == "reverted"] == ["1.0.0"] * 3
+    assert [got[h]["after"] for h in ids if got[h]["outcome"] == "reverted"] == ["1.0.0"] * 3
+    assert [installed(h) for h in hosts] == ["ii 1.0.0"] * 6  # every host at the version it had
+    fleet = [(e["step"], e["status"]) for e in evs if e["host"] == ""]
+    assert fleet == [("batch", "start"), ("batch", "ok"), ("batch", "start"), ("batch", "fail"), ("halt", "fail"),
+                     ("revert", "start"), ("revert", "ok")]
+    halt = next(e for e in evs if e["step"] == "halt")
+    assert halt["detail"]["reason"] == "1 host(s) failed (--max-fail 1)" and halt["detail"]["batch"] == 2
+    revert = next(e for e in evs if e["step"] == "revert")
+    assert revert["detail"]["hosts"] == [ids[3], ids[1], ids[0]]  # the last moved first
+    # the canary (batch 1) goes back only after the second batch's hosts are back
+    after_revert = evs[evs.index(revert):]
+    installs = [e["host"] for e in after_revert if e["step"] == "install" and e["status"] == "ok"]
+    assert sorted(installs[:2]) == sorted([ids[1], ids[3]]) and installs[2] == ids[0]
+    assert not any(e["host"] in ids[4:] and e["step"] not in ("summary",) for e in evs)  # batch 3 never started
+    assert "the run halted: 1 host(s) failed (--max-fail 1)" in got[ids[0]]["detail"]
+    for h in (hosts[0], hosts[1], hosts[3]):  # the history says where each host is, for the next run
+        history = (h.root.path / "var/lib/debship/fleet-agent/history").read_text()
+        assert history.split()[-2:] == ["rollback", "1.0.0"], history
+
+
+def test_no_rollback_leaves_the_moved_hosts_on_the_new_version(make_ssh_hosts, debs):
+    hosts = make_ssh_hosts(3)
+    share_key(hosts)
+    assert run_ship(hosts, debs["v1"]).exit_code == 0
+    hosts[1].stop()
+    r = run_ship(hosts, debs["v2"], "--batch", "1", "--max-fail", "1", "--connect-timeout", "2", "--no-rollback",
+                 json_out=True)
+    assert r.exit_code == 1
+    got = summary(r)
+    assert [got[h]["outcome"] for h in names(hosts)] == ["installed", "failed", "skipped"]
+    assert [installed(h) for h in hosts] == ["ii 1.1.0", "ii 1.0.0", "ii 1.0.0"]
+
+
+def test_sigterm_halts_the_run_and_reverts_the_hosts_it_moved(make_ssh_hosts, debs):
+    """debship as a real process: SIGTERM once the second batch starts; that batch's host finishes,
+    the run halts, both moved hosts go back, the third is never touched."""
+    hosts = make_ssh_hosts(3)
+    share_key(hosts)
+    assert run_ship(hosts, debs["v1"]).exit_code == 0
+    argv = [sys.executable, "-c", "from builder.cli import main; main()", "ship", str(debs["v2"])]
+    for h in hosts:
+        argv += ["--host", h.address]
+    argv += [*hosts[0].ship_args(), "--batch", "1", "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "SSH_AUTH_SOCK": ""})
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            e = json.loads(line)
+            if e["step"] == "batch" and e["status"] == "start" and e["detail"]["batch"] == 2:
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    evs = [json.loads(l) for l in lines + out.splitlines(keepends=True) if l.startswith("{")]
+    got = {e["host"]: e for e in evs if e["step"] == "summary"}
+    ids = names(hosts)
+    assert proc.returncode == 1, err
+    assert [got[h]["outcome"] for h in ids] == ["reverted", "reverted", "skipped"], got
+    assert [got[h]["after"] for h in ids[:2]] == ["1.0.0", "1.0.0"]
+    assert next(e for e in evs if e["step"] == "halt")["detail"]["signal"] == "SIGTERM"
+    assert [installed(h) for h in hosts] == ["ii 1.0.0"] * 3
