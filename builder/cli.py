@@ -125,6 +125,12 @@ def _print_plan(spec, plan) -> None:
                    "canary halts at once, and for the run, so thin failures over many batches add up). "
                    "Hosts not started are skipped and, unless --no-rollback, the hosts this run moved go back "
                    "to their versions.  [default: never halt]")
+@click.option("--soak", metavar="DURATION", default="0",
+              help="After each batch is installed and healthy, keep watching it this long (30s, 5m, 1h; "
+                   "a plain number is seconds) before the next batch: the units stay active, their restart "
+                   "counts do not climb, the health command keeps passing.  A host failing the soak counts "
+                   "as failed, is rolled back, and halts the run (a batch that does not bake cleanly is not "
+                   "promoted: the hosts this run moved go back).  [default: 0, no soak]")
 @click.option("--max-failures", type=click.IntRange(0), default=None,
               help="Same as --max-fail N (the older name).")
 @click.option("--force", is_flag=True, help="Reinstall when the host has this version with other contents.")
@@ -150,7 +156,7 @@ def _print_plan(spec, plan) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors(table=SHIP_ERRORS)
 def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
-         connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_fail, max_failures, force, dry_run, reboot,
+         connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_fail, soak, max_failures, force, dry_run, reboot,
          no_rollback, mode, to_version, package, via_repo, repo_key, suite, component, as_json) -> None:
     """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
 
@@ -183,10 +189,11 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     rollout = {"parallel": parallel, "batch": batch,
                "max_fail": max_fail if max_fail is not None else str(max_failures or 0)}
     rollout_lib.parse_batches(batch), rollout_lib.parse_max_fail(rollout["max_fail"])  # bad input: before any host
+    soak_seconds = rollout_lib.parse_duration(soak, "--soak")
     if mode == "ship":
         if not as_json:
             click.echo(f"shipping {pkg.name} {pkg.version} ({pkg.size} bytes) to {len(specs)} host(s)")
-        results = fleet.ship(pkg, specs, opts, render, **rollout)
+        results = fleet.ship(pkg, specs, opts, render, soak=soak_seconds, **rollout)
     elif mode == "list":
         results = fleet.list_kept(pkg.name, specs, opts, render, **rollout)
     elif to_version:
@@ -206,6 +213,9 @@ def _text_event(e) -> None:
     detail = f"  {e.detail}" if e.detail else ""
     click.echo(f"{'[' + e.host + ']' if e.host else '=='} {e.step:<8} {_MARKS[e.status]:<4} {e.elapsed:7.1f}s{detail}",
                err=e.status == "fail")
+    if e.status == "fail" and e.data and "journal" in e.data:  # what the host says of the failing unit
+        for line in [*e.data.get("status", [])[:3], *e.data["journal"]]:
+            click.echo(f"    | {line}", err=True)
 
 
 def _json_event(e) -> None:

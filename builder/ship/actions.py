@@ -235,6 +235,12 @@ def health(run: Context, s: Step) -> Done:
     return Done(*verify.health(run.sh, installed_manifest(run), run.pkg.name, version, run.opts.start_timeout,
                                systemd))
 
+def soak(run: Context, duration: float, stop: Callable[[], bool]) -> Done:
+    """Watch the installed units and the health command for ``duration`` s (``verify.soak``)."""
+    systemd = run.facts.systemd if run.facts else None
+    return Done(*verify.soak(run.sh, installed_manifest(run), run.pkg.name, run.pkg.version, duration,
+                             systemd=systemd, stop=stop))
+
 def record(run: Context, s: Step) -> Done:
     """Append to the deploy log (for people) and the ship history (for --rollback)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

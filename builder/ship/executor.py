@@ -9,7 +9,7 @@ host, each a short table of contents.  Nothing here prints.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from ..debinfo import PackageInfo
@@ -84,7 +84,8 @@ class HostRun:
         try:
             status, detail = func()
         except DebshipError as e:
-            self.emit(name, "fail", str(e))
+            diagnosis = getattr(e, "diagnosis", None)
+            self.emit(name, "fail", str(e), {"message": str(e), **diagnosis} if diagnosis else None)
             raise
         self.emit(name, status, detail)
         return status, detail
@@ -233,6 +234,24 @@ def revert_host(run: HostRun, to: str | None) -> HostResult:
     plan = run.decide(lambda now: plan_revert(run.pkg.name, now, to, via))
     run.execute(plan.steps)
     return run.result(plan.outcome, after=plan.to, detail=plan.detail)
+
+
+def soak_host(run: HostRun, shipped: HostResult, duration: float, stop: Callable[[], bool]) -> HostResult:
+    """After its batch: watch a host that took the package for ``duration`` s; one that fails the
+    soak is rolled back (when this run moved it) like a failed verify."""
+    run.before = shipped.before
+    run.step("connect", run.connect)
+    run.act("lock", actions.take_lock)
+    run.read_facts()
+    try:
+        run.act("soak", actions.soak, duration, stop)
+    except DebshipError as e:
+        moved = shipped.outcome == "installed" and shipped.before != shipped.after
+        if not moved or not run.opts.rollback_on_failure:
+            return run.result("failed", after=run.installed_version(), detail=str(e))
+        run.failed = Step("soak", recover=True)
+        return recover(run, HostPlan("install", shipped.before, shipped.after, ""), e)
+    return replace(shipped, elapsed=round(shipped.elapsed + time.monotonic() - run.t0, 3))
 
 
 def list_host(run: HostRun) -> HostResult:

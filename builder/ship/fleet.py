@@ -23,7 +23,8 @@ from typing import Callable, Sequence
 from ..debinfo import PackageInfo, name_only, read_package
 from ..errors import ShipError, UsageError
 from ..layout import Layout
-from .executor import Connector, Event, HostResult, HostRun, list_host, revert_host, rollback_host, ship_host
+from .executor import (Connector, Event, HostResult, HostRun, list_host, revert_host, rollback_host, ship_host,
+                       soak_host)
 from . import rollout
 from .options import ShipOptions, ViaRepo
 from .sshconfig import HostSpec
@@ -88,12 +89,14 @@ def _signals_halt(received: list[str]):
 def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, job: HostJob,
               parallel: int = 4, batch: int | str = 0, max_failures: int = 0,
               connector: Connector | None = None, max_fail: str | None = None,
-              revert: bool = False) -> list[HostResult]:
+              revert: bool = False, soak: float = 0.0) -> list[HostResult]:
     """``job`` on every host, ``parallel`` at a time, batch after batch (``rollout.plan_batches``),
     each host reached through ``connector`` (default: SSH).  The run halts once the failure budget
     is spent (``rollout.over_budget``) or on SIGINT/SIGTERM: hosts not started are skipped, and
     with ``revert`` the hosts this run moved go back to their earlier versions, the last moved
-    first.  A second interrupt gives up at once (each host stays on the version dpkg has)."""
+    first.  A second interrupt gives up at once (each host stays on the version dpkg has).  With
+    ``soak`` (seconds), each batch's hosts that took the package are watched that long before the
+    next batch (``executor.soak_host``); one failing the soak counts as failed, and halts the run."""
     if connector is None:
         from .ssh import connect as connector
     if not hosts:
@@ -135,6 +138,30 @@ def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, em
             if not pending:
                 return [f.result() for f in futures]
 
+    def soak_batch(group: list[HostSpec], done: list[HostResult], info: dict) -> list[HostResult]:
+        """Watch the batch's healthy hosts for ``soak`` s, all at once; the others stay as they are."""
+        watch = [i for i, r in enumerate(done) if r.outcome in ("installed", "unchanged")]
+        if not watch:
+            return done
+        hosts_ = [done[i].host for i in watch]
+        fleet_event("soak", "start", f"soaking {len(watch)} host(s) for {soak:g} s: {', '.join(hosts_)}",
+                    {**info, "hosts": hosts_, "seconds": soak})
+        stop = lambda: bool(halted)  # noqa: E731
+        with ThreadPoolExecutor(max_workers=min(64, len(watch))) as soak_pool:
+            futures = [soak_pool.submit(on_host, group[i], lambda run, r=done[i]: soak_host(run, r, soak, stop),
+                                        skip=False) for i in watch]
+            soaked = gather(futures)
+        out = list(done)
+        for i, r in zip(watch, soaked):
+            out[i] = r
+        bad = [r.host for r in soaked if not r.ok]
+        soak_failed.extend(bad)
+        fleet_event("soak", "fail" if bad else "ok",
+                    f"soak of {len(watch)} host(s): " + (f"failed: {', '.join(bad)}" if bad else "all stayed healthy"),
+                    {**info, "hosts": hosts_, "failed": bad})
+        return out
+
+    soak_failed: list[str] = []
     results: list[HostResult] = []
     moved: list[list[tuple[HostSpec, HostResult]]] = []  # per batch: the hosts this run moved
     failed = 0
@@ -151,6 +178,8 @@ def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, em
             if len(groups) > 1:
                 fleet_event("batch", "start", f"batch {number}/{len(groups)}: {', '.join(names)}", info)
             done = gather([pool.submit(on_host, h, job) for h in group])
+            if soak > 0 and not halted:
+                done = soak_batch(group, done, info)
             results += done
             moved.append([(h, r) for h, r in zip(group, done) if _moved(r)])
             bad = sum(not r.ok for r in done)
@@ -160,6 +189,8 @@ def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, em
                             f"batch {number}/{len(groups)}: {len(done) - bad} ok, {bad} failed",
                             {**info, "failed": bad})
             reason = rollout.over_budget(budget, bad, len(group), failed, len(hosts))
+            if soak_failed and not reason:  # a batch that does not bake cleanly is not promoted
+                reason = f"{len(soak_failed)} host(s) failed the {soak:g} s soak: {', '.join(soak_failed)}"
             if reason:
                 halt(reason, {"batch": number})
         if halted and revert and any(moved):

@@ -103,3 +103,14 @@ def over_budget(budget: Amount | None, failed_in_batch: int, batch_size: int, fa
     if failed_total * 100 >= budget.value * total:
         return f"{failed_total} of {total} host(s) failed (--max-fail {budget})"
     return None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+
+
+def parse_duration(text: str | float, option: str) -> float:
+    """``30``, ``30s``, ``5m``, ``1h`` -> seconds."""
+    m = _DURATION.match(str(text))
+    if not m:
+        raise UsageError(f"{option} {text!r}: give a duration such as 30s, 5m or 1h (a plain number is seconds)")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]

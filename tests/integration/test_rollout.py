@@ -136,3 +136,22 @@ def test_sigterm_halts_the_run_and_reverts_the_hosts_it_moved(make_ssh_hosts, de
     assert [got[h]["after"] for h in ids[:2]] == ["1.0.0", "1.0.0"]
     assert next(e for e in evs if e["step"] == "halt")["detail"]["signal"] == "SIGTERM"
     assert [installed(h) for h in hosts] == ["ii 1.0.0"] * 3
+
+
+def test_soak_holds_each_batch_before_the_next(make_ssh_hosts, debs):
+    """No systemd on these hosts: nothing to watch, but the next batch still waits out the soak."""
+    hosts = make_ssh_hosts(2)
+    share_key(hosts)
+    r = run_ship(hosts, debs["v1"], "--batch", "1", "--soak", "2s", json_out=True)
+    assert r.exit_code == 0, r.output + r.stderr
+    evs, ids = events(r), names(hosts)
+    fleet = [(e["step"], e["status"], e["detail"].get("hosts")) for e in evs if e["host"] == ""]
+    assert fleet == [("batch", "start", ids[:1]), ("soak", "start", ids[:1]), ("soak", "ok", ids[:1]),
+                     ("batch", "ok", ids[:1]), ("batch", "start", ids[1:]), ("soak", "start", ids[1:]),
+                     ("soak", "ok", ids[1:]), ("batch", "ok", ids[1:])]
+    soaks = [e for e in evs if e["step"] == "soak" and e["host"] and e["status"] != "start"]
+    assert [(e["host"], e["status"]) for e in soaks] == [(ids[0], "warn"), (ids[1], "warn")]
+    assert "nothing to watch; waited 2 s" in soaks[0]["detail"]
+    start = next(e for e in evs if e["host"] == ids[1])
+    assert start["step"] == "connect"  # the second batch starts only after the first one's soak
+    assert evs.index(start) > evs.index(soaks[0])

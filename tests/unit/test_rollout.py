@@ -83,3 +83,16 @@ def test_bad_rollout_options_are_one_line_before_any_host(args, message):
     from tests.helpers import cli_runner
     r = cli_runner().invoke(ship, ["--rollback", "--package", "p", "--host", "127.0.0.1:1", *args])
     assert r.exit_code == 2 and r.stderr.strip() == message and r.stdout == ""
+
+
+@pytest.mark.parametrize("text, seconds", [("0", 0), ("30", 30), ("30s", 30), ("1.5m", 90), ("1h", 3600), (12, 12)])
+def test_parse_duration(text, seconds):
+    from builder.ship.rollout import parse_duration
+    assert parse_duration(text, "--soak") == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "-3s", "5d", "1m30s"])
+def test_bad_duration_is_a_usage_error(text):
+    from builder.ship.rollout import parse_duration
+    with pytest.raises(UsageError, match=r"^--soak .*give a duration such as 30s, 5m or 1h"):
+        parse_duration(text, "--soak")
