@@ -202,7 +202,12 @@ def refresh_store(run: Context, _step: Step) -> Done:
 
 def install(run: Context, s: Step) -> Done:
     """apt-get install a stored file path or ``name=version`` from the host's repository."""
-    argv = commands.apt_install(s.target, run.opts.lock_timeout, s.downgrade, s.reinstall, run.layout.install_log)
+    intent = None
+    if s.since:  # a ship's install: note it in the history first (store.unfinished reads it)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        intent = (run.layout.history, store.history_line(stamp, "begin", s.version, s.since))
+    argv = commands.apt_install(s.target, run.opts.lock_timeout, s.downgrade, s.reinstall, run.layout.install_log,
+                                intent)
     r = run.sh(argv, sudo=True, timeout=run.opts.lock_timeout + 900)
     if not r.ok:
         raise ShipError(_install_failure(run, r.stdout + r.stderr))

@@ -177,6 +177,7 @@ def ship_host(run: HostRun) -> HostResult:
         run.act("lock", actions.take_lock)
     via = o.via_repo is not None
     plan = run.decide(lambda now: plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot, via))
+    run.before = plan.before  # a version a cut-off ship installed counts from the one before it
     if plan.preview is not None:
         run.emit("plan", "ok", plan.preview.summary(), plan.preview.as_dict())
     if plan.action == "dry-run":

@@ -56,6 +56,7 @@ class Step:
     reinstall: bool = False
     after_boot: bool = False       # verify: every enabled unit (the boot started them)
     recover: bool = False
+    since: str = ""                # install by ship: the version the host had ("-": none), noted as "begin"
 
 
 @dataclass(frozen=True)
@@ -143,13 +144,20 @@ def plan_ship(pkg: PackageInfo, facts: HostFacts, force: bool = False, dry_run: 
     if short and d.action == "install":
         return HostPlan("refuse", before, None, short)
     reboot_steps = (Step("reboot"), *verify_steps(pkg.version, after_boot=True)) if reboot else ()
+    cut = store.unfinished(facts.history)
+    if d.action == "noop" and cut and cut[0] == pkg.version and not dry_run:
+        why = (f"finish {pkg.version}: an earlier ship installed it (from {cut[1] or 'nothing'}) and was cut off "
+               "before verifying it")
+        steps = (*verify_steps(pkg.version, recover=True), Step("record", "ship", pkg.version, why), *reboot_steps)
+        return HostPlan("install", cut[1], pkg.version, why, steps, "installed", why)
     if d.action == "noop":
         return HostPlan("noop", before, before, d.reason, reboot_steps if not dry_run else (), "unchanged", d.reason)
     preview = preview_install(pkg, facts, d)
     if dry_run:
         return HostPlan("dry-run", before, before, d.reason, (), "dry-run", f"would {d.reason}", preview=preview)
     target = f"{pkg.name}={pkg.version}" if via_repo else stored_path(pkg)
-    install = Step("install", target, pkg.version, d.reason, d.downgrade, d.reinstall, recover=True)
+    install = Step("install", target, pkg.version, d.reason, d.downgrade, d.reinstall, recover=True,
+                   since=before or "-")
     fetch = (Step("source"),) if via_repo else (Step("upload"), Step("store"))
     steps = (*fetch, install, *verify_steps(pkg.version, recover=True),
              Step("record", "ship", pkg.version, d.reason), *reboot_steps)

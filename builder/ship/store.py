@@ -81,9 +81,20 @@ def prune_command(layout: Layout, filenames: list[str]) -> list[str]:
     return ["sh", "-c", 'cd "$1" && shift && rm -f -- "$@"', "sh", layout.store, *filenames]
 
 
-def history_line(stamp: str, action: str, version: str) -> str:
-    """One line of the ship history: ``<time> ship|rollback <version>``."""
-    return f"{stamp} {action} {version}\n"
+def history_line(stamp: str, action: str, version: str, since: str = "") -> str:
+    """One line of the ship history: ``<time> ship|rollback <version>``, or ``<time> begin <version>
+    <since>`` written just before a ship's install (``since``: the version it had, ``-`` none)."""
+    return f"{stamp} {action} {version}{' ' + since if since else ''}\n"
+
+
+def unfinished(history: str) -> tuple[str, str | None] | None:
+    """``(version, the version before it or None)`` when the history ends in a ``begin`` line: a
+    ship installed (or began to install) ``version`` and was cut off before verifying it."""
+    lines = [l.split() for l in history.splitlines() if len(l.split()) >= 3]
+    if not lines or lines[-1][1] != "begin":
+        return None
+    since = lines[-1][3] if len(lines[-1]) > 3 else "-"
+    return lines[-1][2], None if since == "-" else since
 
 
 def version_stack(history: str) -> list[str]:
@@ -95,6 +106,8 @@ def version_stack(history: str) -> list[str]:
         if len(parts) < 3:
             continue
         action, version = parts[1], parts[2]
+        if action == "begin":  # an intent; the ship's own line follows once it is verified
+            continue
         if action == "rollback" and version in stack:
             del stack[stack.index(version) + 1:]
         elif not stack or stack[-1] != version:

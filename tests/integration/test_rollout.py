@@ -155,3 +155,43 @@ def test_soak_holds_each_batch_before_the_next(make_ssh_hosts, debs):
     start = next(e for e in evs if e["host"] == ids[1])
     assert start["step"] == "connect"  # the second batch starts only after the first one's soak
     assert evs.index(start) > evs.index(soaks[0])
+
+
+def ship_and_kill_after_install(host, deb) -> None:
+    """debship as a real process, SIGKILLed as soon as it reports the install done."""
+    argv = [sys.executable, "-c", "from builder.cli import main; main()", "ship", str(deb), "--host", host.address,
+            *host.ship_args(), "--json"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
+                            env={**os.environ, "SSH_AUTH_SOCK": ""})
+    try:
+        for line in proc.stdout:
+            e = json.loads(line)
+            if e["step"] == "install" and e["status"] == "ok":
+                proc.kill()
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+
+
+def test_a_run_killed_after_install_is_verified_by_the_plain_rerun(ssh_host, debs):
+    """kill -9 between install and record: the host is on a version dpkg names, the history's
+    "begin" line says it was never verified, and the same command run again verifies and records it."""
+    history = ssh_host.root.path / "var/lib/debship/fleet-agent/history"
+    for _ in range(3):  # the kill races the two quick steps after install; retry until it lands first
+        assert run_ship([ssh_host], debs["v1"]).exit_code == 0
+        ship_and_kill_after_install(ssh_host, debs["v2"])
+        if history.read_text().split()[-3:] == ["begin", "1.1.0", "1.0.0"]:
+            break
+    else:
+        pytest.fail(f"the kill never landed between install and record:\n{history.read_text()}")
+    assert installed(ssh_host) == "ii 1.1.0"  # dpkg finished by itself: a nameable version
+    r = run_ship([ssh_host], debs["v2"], json_out=True)
+    assert r.exit_code == 0, r.output + r.stderr
+    steps = [e["step"] for e in events(r) if e["status"] not in ("start",) and e["step"] != "summary"]
+    assert steps[-3:] == ["verify", "health", "record"] and "install" not in steps
+    got = summary(r)[ssh_host.address]
+    assert got["outcome"] == "installed" and got["before"] == "1.0.0" and got["after"] == "1.1.0"
+    assert "cut off before verifying it" in got["detail"]
+    assert history.read_text().split()[-2:] == ["ship", "1.1.0"]
+    assert run_ship([ssh_host], debs["v2"]).exit_code == 0  # and then it is simply there

@@ -96,3 +96,45 @@ def test_bad_duration_is_a_usage_error(text):
     from builder.ship.rollout import parse_duration
     with pytest.raises(UsageError, match=r"^--soak .*give a duration such as 30s, 5m or 1h"):
         parse_duration(text, "--soak")
+
+
+# --- a ship cut off after its install (the history's "begin" line) ----------------------------
+
+CUT = ("2026-12-01T10:00:00Z ship 1.0.0\n"
+       "2026-12-01T11:00:00Z begin 1.1.0 1.0.0\n")
+
+
+@pytest.mark.parametrize("history, cut", [
+    ("", None),
+    ("2026-12-01T10:00:00Z ship 1.0.0\n", None),
+    (CUT, ("1.1.0", "1.0.0")),
+    ("2026-12-01T11:00:00Z begin 1.0.0 -\n", ("1.0.0", None)),
+    (CUT + "2026-12-01T11:00:09Z ship 1.1.0\n", None),           # verified and recorded
+    (CUT + "2026-12-01T11:00:09Z rollback 1.0.0\n", None),       # failed and rolled back
+])
+def test_unfinished_reads_the_last_begin(history, cut):
+    from builder.ship.store import unfinished
+    assert unfinished(history) == cut
+
+
+def test_begin_lines_are_not_versions_the_host_went_through():
+    from builder.ship.store import version_stack
+    assert version_stack(CUT + "2026-12-01T11:00:09Z ship 1.1.0\n") == ["1.0.0", "1.1.0"]
+    assert version_stack(CUT) == ["1.0.0"]
+
+
+def test_a_rerun_verifies_a_version_a_cut_off_ship_installed():
+    """Same bytes installed, but the history says the ship that installed them never verified
+    them: verify, health and record again, and roll back to the version noted if they fail."""
+    import dataclasses
+    from builder.ship import plan as hostplan
+    from tests.unit.test_hostplan import captured, pkg
+    after = captured("v2-after-upgrade")
+    done = hostplan.plan_ship(pkg(), after)
+    assert done.action == "noop" and done.outcome == "unchanged"  # the recorded ship: nothing to do
+    cut = hostplan.plan_ship(pkg(), dataclasses.replace(after, history=after.history + CUT))
+    assert cut.action == "install" and cut.before == "1.0.0" and cut.to == "1.1.0"
+    assert [(s.op, s.recover) for s in cut.steps] == [("verify", True), ("health", True), ("record", False)]
+    assert "cut off before verifying it" in cut.reason
+    first = hostplan.plan_ship(pkg(), captured("v1-edited-conffile"))
+    assert next(s for s in first.steps if s.op == "install").since == "1.0.0"  # noted before apt runs
