@@ -76,7 +76,8 @@ def main() -> None:
         print(f"| {case} | {shown} | {med:.2f} | {med / base:.2f}x (+{med - base:.1f} s) |")
     print(f"\nThe soak's floor: {len(sizes)} batches x {args.soak:g} s = {len(sizes) * args.soak:g} s.")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"(`{Path(sys.executable).name} {' '.join(sys.argv)}`: {os.cpu_count()} CPUs, load average {load} at the end)")
+    argv = " ".join([Path(sys.executable).name, *sys.argv])
+    print(f"(`{argv}`: {os.cpu_count()} CPUs, load average {load} at the end)")
 
 
 if __name__ == "__main__":

@@ -117,8 +117,8 @@ def _print_plan(spec, plan) -> None:
               help="Hosts shipped to at the same time.")
 @click.option("--batch", default="0", show_default=True, metavar="N|LIST",
               help="Ship in batches: N hosts at a time, or a list of counts and percentages of all the hosts "
-                   "such as 1,10%,100% (a canary, then 10% at a time, then the rest); the last step repeats "
-                   "until every host is done; 0: all in one batch.")
+                   "such as 1,10%,100% (one canary host, then 10% of the hosts, then all the rest); the last "
+                   "step repeats until every host is done; 0: all in one batch.")
 @click.option("--max-fail", metavar="N|P%",
               help="Failure budget: halt the run once N hosts failed over the whole run, or once P% of a "
                    "batch or P% of all the hosts failed (a percentage is checked per batch, so a failed "
@@ -129,8 +129,8 @@ def _print_plan(spec, plan) -> None:
               help="After each batch is installed and healthy, keep watching it this long (30s, 5m, 1h; "
                    "a plain number is seconds) before the next batch: the units stay active, their restart "
                    "counts do not climb, the health command keeps passing.  A host failing the soak counts "
-                   "as failed, is rolled back, and halts the run (a batch that does not bake cleanly is not "
-                   "promoted: the hosts this run moved go back).  [default: 0, no soak]")
+                   "as failed, is rolled back (unless --no-rollback), and halts the run (a batch that does not "
+                   "bake cleanly is not promoted: the hosts this run moved go back).  [default: 0, no soak]")
 @click.option("--max-failures", type=click.IntRange(0), default=None,
               help="Same as --max-fail N (the older name).")
 @click.option("--force", is_flag=True, help="Reinstall when the host has this version with other contents.")
@@ -156,7 +156,8 @@ def _print_plan(spec, plan) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors(table=SHIP_ERRORS)
 def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
-         connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_fail, soak, max_failures, force, dry_run, reboot,
+         connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_fail, soak, max_failures,
+         force, dry_run, reboot,
          no_rollback, mode, to_version, package, via_repo, repo_key, suite, component, as_json) -> None:
     """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
 

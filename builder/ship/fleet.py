@@ -225,7 +225,8 @@ def _revert(results, moved, reason, pool, on_host, gather, fleet_event) -> list[
                                                      f"{shipped.before or 'not installed'} failed: {back.detail}")
     bad = [h for h in hosts if final[h].outcome != "reverted"]
     fleet_event("revert", "fail" if bad else "ok",
-                f"reverted {len(hosts) - len(bad)} of {len(hosts)} host(s)" + (f"; failed: {', '.join(bad)}" if bad else ""),
+                f"reverted {len(hosts) - len(bad)} of {len(hosts)} host(s)"
+                + (f"; failed: {', '.join(bad)}" if bad else ""),
                 {"hosts": hosts, "failed": bad})
     return [final.get(r.host, r) for r in results]
 

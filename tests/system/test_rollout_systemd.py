@@ -82,3 +82,17 @@ def test_a_service_that_dies_after_verify_fails_the_soak_and_the_rollout_stops(m
     halt = next(e for e in evs if e["step"] == "halt")
     assert "failed the 60 s soak" in halt["detail"]["reason"]
     assert installed(first) == "ii 1.0.0" and installed(second) == ""
+
+
+def test_a_crash_looping_unit_fails_verify_with_its_journal_in_the_event(booted_host, rollout_debs, tmp_path):
+    from tests.system.test_ship_systemd import CRASHING_AGENT
+    project, _ = sample_project(tmp_path / "project")
+    (project / "scripts" / "agent.py").write_text(CRASHING_AGENT)
+    crash = build_deb(project, tmp_path / "crash", version="1.2.0").path
+    r, evs = run_ship([booted_host], crash)
+    assert r.exit_code == 1, r.output + r.stderr
+    verify = next(e for e in evs if e["step"] == "verify" and e["status"] == "fail")
+    detail = verify["detail"]
+    assert detail["unit"] == AGENT and ("not active" in detail["message"] or "restarting" in detail["message"])
+    assert any("crashing on purpose (system test)" in line for line in detail["journal"]), detail
+    assert detail["status"] and AGENT in detail["status"][0], detail
