@@ -244,7 +244,7 @@ def _text_summary(results, pkg) -> None:
         click.echo(f"{ok}/{len(results)} host(s) at {name} {common}" if common
                    else f"{ok}/{len(results)} host(s) fine")
     else:
-        click.echo(f"{len(results) - ok} of {len(results)} host(s) failed or skipped"
+        click.echo(f"{len(results) - ok - reverted} of {len(results)} host(s) failed or skipped"
                    + (f" ({rolled} rolled back)" if rolled else "")
                    + (f"; the run halted and {reverted} host(s) it moved went back" if reverted else ""))
 

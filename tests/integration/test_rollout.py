@@ -195,3 +195,18 @@ def test_a_run_killed_after_install_is_verified_by_the_plain_rerun(ssh_host, deb
     assert "cut off before verifying it" in got["detail"]
     assert history.read_text().split()[-2:] == ["ship", "1.1.0"]
     assert run_ship([ssh_host], debs["v2"]).exit_code == 0  # and then it is simply there
+
+
+def test_text_output_of_a_halted_run(make_ssh_hosts, debs):
+    hosts = make_ssh_hosts(2)
+    share_key(hosts)
+    assert run_ship(hosts, debs["v1"]).exit_code == 0
+    hosts[1].stop()
+    r = run_ship(hosts, debs["v2"], "--batch", "1", "--max-fail", "1", "--connect-timeout", "2")
+    assert r.exit_code == 1, r.output + r.stderr  # a host failed (unreachable) and was not rolled back
+    assert "== halt     FAIL" in r.stderr and "halting the run: 1 host(s) failed (--max-fail 1)" in r.stderr
+    assert f"reverting 1 host(s) this run moved: {hosts[0].address}" in r.output
+    row = next(l for l in r.output.splitlines() if l.startswith(hosts[0].address) and "reverted" in l)
+    assert row.split()[1:4] == ["1.0.0", "1.0.0", "reverted"]  # before, after (its final version), outcome
+    assert r.output.rstrip().endswith("1 of 2 host(s) failed or skipped; the run halted and 1 host(s) it moved "
+                                      "went back")
