@@ -130,16 +130,31 @@ def _print_plan(spec, plan) -> None:
               help="Seconds for the units to become active and the health command to pass.")
 @click.option("--parallel", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Hosts shipped to at the same time.")
-@click.option("--batch", type=click.IntRange(0), default=0, show_default=True,
-              help="Ship in rolling batches of N hosts (0: all in one batch).")
-@click.option("--max-failures", type=click.IntRange(0), default=0, show_default=True,
-              help="Stop before the next batch once N hosts failed (0: never stop).")
+@click.option("--batch", default="0", show_default=True, metavar="N|LIST",
+              help="Ship in batches: N hosts at a time, or a list of counts and percentages of all the hosts "
+                   "such as 1,10%,100% (one canary host, then 10% of the hosts, then all the rest); the last "
+                   "step repeats until every host is done; 0: all in one batch.")
+@click.option("--max-fail", metavar="N|P%",
+              help="Failure budget: halt the run once N hosts failed over the whole run, or once P% of a "
+                   "batch or P% of all the hosts failed (a percentage is checked per batch, so a failed "
+                   "canary halts at once, and for the run, so thin failures over many batches add up). "
+                   "Hosts not started are skipped and, unless --no-rollback, the hosts this run moved go back "
+                   "to their versions.  [default: never halt]")
+@click.option("--soak", metavar="DURATION", default="0",
+              help="After each batch is installed and healthy, keep watching it this long (30s, 5m, 1h; "
+                   "a plain number is seconds) before the next batch: the units stay active, their restart "
+                   "counts do not climb, the health command keeps passing.  A host failing the soak counts "
+                   "as failed, is rolled back (unless --no-rollback), and halts the run (a batch that does not "
+                   "bake cleanly is not promoted: the hosts this run moved go back).  [default: 0, no soak]")
+@click.option("--max-failures", type=click.IntRange(0), default=None,
+              help="Same as --max-fail N (the older name).")
 @click.option("--force", is_flag=True, help="Reinstall when the host has this version with other contents.")
 @click.option("--dry-run", is_flag=True, help="Connect, wait for boot and show what would be done; change nothing.")
 @click.option("--reboot", is_flag=True, help="Reboot after installing and check the services come back.")
 @click.option("--no-rollback", is_flag=True,
               help="When install or verify fails, leave the host as it is instead of going back to "
-                   "its previous version.")
+                   "its previous version; and when a run halts (--max-fail, --soak, Ctrl-C, SIGTERM), leave "
+                   "the hosts it moved on the new version.")
 @click.option("--allow-removals", is_flag=True,
               help="Let the install remove other packages when apt's simulation says it must (Conflicts:).")
 @click.option("--rollback", "mode", flag_value="rollback",
@@ -161,9 +176,9 @@ def _print_plan(spec, plan) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors(table=SHIP_ERRORS)
 def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
-         connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_failures, force, dry_run, reboot,
-         no_rollback, allow_removals, mode, to_version, package, via_repo, repo_key, suite, component, trust_key,
-         as_json) -> None:
+         connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_fail, soak, max_failures,
+         force, dry_run, reboot, no_rollback, allow_removals, mode, to_version, package, via_repo, repo_key, suite,
+         component, trust_key, as_json) -> None:
     """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
 
     With --via-repo the hosts install it from a signed apt repository instead
@@ -176,6 +191,7 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
     """
     # Imported here: paramiko takes longer to import than build-deb takes to build a small package.
     from .ship import fleet
+    from .ship import rollout as rollout_lib
     from .ship.sshconfig import ConnectOptions
 
     mode = "rollback" if to_version else (mode or "ship")
@@ -199,13 +215,18 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
                              progress=view.upload if view else None, allow_removals=allow_removals,
                              trust_key=trusted)
     render = _json_event if as_json else (view.event if view else _text_event)
-    rollout = {"parallel": parallel, "batch": batch, "max_failures": max_failures}
+    if max_fail is not None and max_failures is not None:
+        raise UsageError("--max-fail and --max-failures are the same option; give one of them")
+    rollout = {"parallel": parallel, "batch": batch,
+               "max_fail": max_fail if max_fail is not None else str(max_failures or 0)}
+    rollout_lib.parse_batches(batch), rollout_lib.parse_max_fail(rollout["max_fail"])  # bad input: before any host
+    soak_seconds = rollout_lib.parse_duration(soak, "--soak")
     if view is not None:
         rollout["on_done"] = view.done
     if mode == "ship":
         if not as_json:
             click.echo(f"shipping {pkg.name} {pkg.version} ({pkg.size} bytes) to {len(specs)} host(s)")
-        results = fleet.ship(pkg, specs, opts, render, **rollout)
+        results = fleet.ship(pkg, specs, opts, render, soak=soak_seconds, **rollout)
     elif mode == "list":
         results = fleet.list_kept(pkg.name, specs, opts, render, **rollout)
     elif to_version:
@@ -229,11 +250,14 @@ _MARKS = {"start": "..", "ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "sk
 
 
 def _text_event(e) -> None:
-    if e.status == "start":
+    if e.status == "start" and e.host:
         return
     detail = f"  {e.detail}" if e.detail else ""
-    click.echo(f"[{e.host}] {e.step:<8} {_MARKS[e.status]:<4} {e.elapsed:7.1f}s{detail}",
+    click.echo(f"{'[' + e.host + ']' if e.host else '=='} {e.step:<8} {_MARKS[e.status]:<4} {e.elapsed:7.1f}s{detail}",
                err=e.status == "fail")
+    if e.status == "fail" and e.data and "journal" in e.data:  # what the host says of the failing unit
+        for line in [*e.data.get("status", [])[:3], *e.data["journal"]]:
+            click.echo(f"    | {line}", err=True)
 
 
 def _json_event(e) -> None:
@@ -253,6 +277,7 @@ def _text_summary(results, pkg) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[5])
     ok = sum(r.ok for r in results)
     rolled = sum(r.outcome == "rolled-back" for r in results)
+    reverted = sum(r.outcome == "reverted" for r in results)
     if ok == len(results):
         afters = {r.after for r in results}
         common = afters.pop() if len(afters) == 1 else None
@@ -260,8 +285,9 @@ def _text_summary(results, pkg) -> None:
         click.echo(f"{ok}/{len(results)} host(s) at {name} {common}" if common
                    else f"{ok}/{len(results)} host(s) fine")
     else:
-        click.echo(f"{len(results) - ok} of {len(results)} host(s) failed or skipped"
-                   + (f" ({rolled} rolled back)" if rolled else ""))
+        click.echo(f"{len(results) - ok - reverted} of {len(results)} host(s) failed or skipped"
+                   + (f" ({rolled} rolled back)" if rolled else "")
+                   + (f"; the run halted and {reverted} host(s) it moved went back" if reverted else ""))
 
 
 def _json_summary(results, pkg) -> None:

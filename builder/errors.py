@@ -63,3 +63,12 @@ class RepoError(DebshipError):
     """Publishing to, or describing, a signed apt repository failed."""
 
     exit_code = 7
+
+
+class UnitFailed(ShipError):
+    """A unit of the package failed on a host (not active, restarting, failing its soak);
+    ``diagnosis`` holds what the host said of it: the journal's last lines, ``systemctl status``."""
+
+    def __init__(self, message: str, diagnosis: dict | None = None):
+        super().__init__(message)
+        self.diagnosis = diagnosis or {}

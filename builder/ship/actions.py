@@ -324,7 +324,12 @@ def _unmet(sim: deps.Simulation) -> str:
 def install(run: Context, s: Step) -> Done:
     """apt-get install a stored file path or ``name=version`` from the host's repository."""
     checked = check_repo_signature(run, s.version) if run.opts.via_repo is not None else ""
-    argv = commands.apt_install(s.target, run.opts.lock_timeout, s.downgrade, s.reinstall, run.layout.install_log)
+    intent = None
+    if s.since:  # a ship's install: note it in the history first (store.unfinished reads it)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        intent = (run.layout.history, store.history_line(stamp, "begin", s.version, s.since))
+    argv = commands.apt_install(s.target, run.opts.lock_timeout, s.downgrade, s.reinstall, run.layout.install_log,
+                                intent)
     r = run.sh(argv, sudo=True, timeout=run.opts.lock_timeout + 900)
     if not r.ok:
         raise ShipError(_install_failure(run, r.stdout + r.stderr))
@@ -370,6 +375,12 @@ def health(run: Context, s: Step) -> Done:
     systemd = run.facts.systemd if run.facts else None
     return Done(*verify.health(run.sh, installed_manifest(run), run.pkg.name, version, run.opts.start_timeout,
                                systemd))
+
+def soak(run: Context, duration: float, stop: Callable[[], bool]) -> Done:
+    """Watch the installed units and the health command for ``duration`` s (``verify.soak``)."""
+    systemd = run.facts.systemd if run.facts else None
+    return Done(*verify.soak(run.sh, installed_manifest(run), run.pkg.name, run.pkg.version, duration,
+                             systemd=systemd, stop=stop))
 
 def record(run: Context, s: Step) -> Done:
     """Append to the deploy log (for people) and the ship history (for --rollback)."""

@@ -5,6 +5,8 @@ Facts (what is on the host) are in ``facts``; the store's index in ``store``.
 """
 from __future__ import annotations
 
+import shlex
+
 from .. import hostguard, pkgsig
 
 NONINTERACTIVE = ["env", "DEBIAN_FRONTEND=noninteractive"]
@@ -17,11 +19,13 @@ def _lock(lock_timeout: int) -> list[str]:
 
 
 def apt_install(target: str, lock_timeout: int, downgrade: bool = False, reinstall: bool = False,
-                log: str | None = None) -> list[str]:
+                log: str | None = None, intent: tuple[str, str] | None = None) -> list[str]:
     """Install a stored .deb path or ``name=version`` from a configured source: never prompts,
     keeps an admin's edited conffiles (the new default lands as .dpkg-dist).  With ``log``,
     apt's output goes to that file first and is shown after: a connection that drops
-    mid-install then does not kill apt with SIGPIPE, and dpkg finishes on its own."""
+    mid-install then does not kill apt with SIGPIPE, and dpkg finishes on its own.  ``intent``
+    ``(file, line)``: append that line to that file first (the ship history's ``begin``), in
+    the same command, so a run killed from here on leaves a note the next run finds."""
     argv = [*NONINTERACTIVE, "apt-get", "install", "-y", "-q", "--no-install-recommends", *_lock(lock_timeout),
             *KEEP_ADMIN_CONFFILES]
     argv += ["--allow-downgrades"] if downgrade else []
@@ -29,7 +33,12 @@ def apt_install(target: str, lock_timeout: int, downgrade: bool = False, reinsta
     argv = [*argv, target]
     if log is None:
         return argv
-    return ["sh", "-c", 'log=$1; shift; install -d -m 0755 "${log%/*}"; rm -f -- "$log"; '
+    note = ""
+    if intent is not None:
+        path = shlex.quote(intent[0])
+        note = (f'install -d -m 0755 "$(dirname {path})" && printf %s {shlex.quote(intent[1])} >> {path} '
+                '|| exit 1; ')
+    return ["sh", "-c", note + 'log=$1; shift; install -d -m 0755 "${log%/*}"; rm -f -- "$log"; '
             '(umask 027; "$@" > "$log" 2>&1 < /dev/null); rc=$?; chgrp adm -- "$log" 2>/dev/null; '
             'cat "$log"; exit $rc', "sh", log, *argv]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ..debinfo import PackageInfo
@@ -19,7 +19,7 @@ from ..layout import Layout
 from . import actions, facts, store
 from .connection import Connection, Held
 from .options import ShipOptions
-from .plan import HostPlan, Step, plan_recovery, plan_rollback, plan_ship, verify_steps
+from .plan import HostPlan, Step, plan_recovery, plan_revert, plan_rollback, plan_ship, verify_steps
 from .sshconfig import ConnectOptions, HostSpec
 
 Connector = Callable[[HostSpec, ConnectOptions], Connection]
@@ -85,7 +85,8 @@ class HostRun:
         try:
             status, detail = func()
         except DebshipError as e:
-            self.emit(name, "fail", str(e))
+            diagnosis = getattr(e, "diagnosis", None)
+            self.emit(name, "fail", str(e), {"message": str(e), **diagnosis} if diagnosis else None)
             raise
         self.emit(name, status, detail)
         return status, detail
@@ -184,6 +185,7 @@ def ship_host(run: HostRun) -> HostResult:
             run.act("trust", actions.trust_key)
     via = o.via_repo is not None
     plan = run.decide(lambda now: plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot, via))
+    run.before = plan.before  # a version a cut-off ship installed counts from the one before it
     if plan.preview is not None:
         run.emit("plan", "ok", plan.preview.summary(), plan.preview.as_dict())
     steps = plan.steps
@@ -230,6 +232,35 @@ def rollback_host(run: HostRun, target: str | None) -> HostResult:
     plan = run.decide(lambda now: plan_rollback(run.pkg.name, now, target, run.opts.dry_run, via))
     run.execute(plan.steps)
     return run.result(plan.outcome, after=plan.to, detail=plan.detail)
+
+
+def revert_host(run: HostRun, to: str | None) -> HostResult:
+    """A halted rollout: back to ``to``, the version this host had before the run (None: remove)."""
+    run.step("connect", run.connect)
+    run.act("boot", actions.wait_for_boot)
+    run.act("lock", actions.take_lock)
+    via = run.opts.via_repo is not None
+    plan = run.decide(lambda now: plan_revert(run.pkg.name, now, to, via))
+    run.execute(plan.steps)
+    return run.result(plan.outcome, after=plan.to, detail=plan.detail)
+
+
+def soak_host(run: HostRun, shipped: HostResult, duration: float, stop: Callable[[], bool]) -> HostResult:
+    """After its batch: watch a host that took the package for ``duration`` s; one that fails the
+    soak is rolled back (when this run moved it) like a failed verify."""
+    run.before = shipped.before
+    run.step("connect", run.connect)
+    run.act("lock", actions.take_lock)
+    run.read_facts()
+    try:
+        run.act("soak", actions.soak, duration, stop)
+    except DebshipError as e:
+        moved = shipped.outcome == "installed" and shipped.before != shipped.after
+        if not moved or not run.opts.rollback_on_failure:
+            return run.result("failed", after=run.installed_version(), detail=str(e))
+        run.failed = Step("soak", recover=True)
+        return recover(run, HostPlan("install", shipped.before, shipped.after, ""), e)
+    return replace(shipped, elapsed=round(shipped.elapsed + time.monotonic() - run.t0, 3))
 
 
 def list_host(run: HostRun) -> HostResult:

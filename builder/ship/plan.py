@@ -56,6 +56,7 @@ class Step:
     reinstall: bool = False
     after_boot: bool = False       # verify: every enabled unit (the boot started them)
     recover: bool = False
+    since: str = ""                # install by ship: the version the host had ("-": none), noted as "begin"
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,13 @@ def plan_ship(pkg: PackageInfo, facts: HostFacts, force: bool = False, dry_run: 
     if short and d.action == "install":
         return HostPlan("refuse", before, None, short)
     reboot_steps = (Step("reboot"), *verify_steps(pkg.version, after_boot=True)) if reboot else ()
+    cut = store.unfinished(facts.history)
+    if d.action == "noop" and cut and cut[0] == pkg.version and not dry_run:
+        why = (f"finish {pkg.version}: an earlier ship installed it (from {cut[1] or 'nothing'}) and was cut off "
+               "before verifying it")
+        steps = (*verify_steps(pkg.version, recover=True), Step("record", "ship", pkg.version, why),
+                 *pin_steps(facts), *reboot_steps)
+        return HostPlan("install", cut[1], pkg.version, why, steps, "installed", why)
     if d.action == "noop":
         steps = (*pin_steps(facts), *reboot_steps) if not dry_run else ()
         return HostPlan("noop", before, before, d.reason, steps, "unchanged", d.reason)
@@ -152,7 +160,8 @@ def plan_ship(pkg: PackageInfo, facts: HostFacts, force: bool = False, dry_run: 
     if dry_run:
         return HostPlan("dry-run", before, before, d.reason, (simulate,), "dry-run", f"would {d.reason}",
                         preview=preview)
-    install = Step("install", target, pkg.version, d.reason, d.downgrade, d.reinstall, recover=True)
+    install = Step("install", target, pkg.version, d.reason, d.downgrade, d.reinstall, recover=True,
+                   since=before or "-")
     fetch = (Step("source"),) if via_repo else (Step("upload"), Step("store"))
     steps = (*fetch, simulate, install, *verify_steps(pkg.version, recover=True),
              Step("record", "ship", pkg.version, d.reason), *reboot_steps)
@@ -224,6 +233,17 @@ def plan_rollback(name: str, facts: HostFacts, target: str | None, dry_run: bool
              Step("install", f"{name}={target}", target, f"{before} -> {target}", downgrade=True),
              *verify_steps(target), Step("record", "rollback", target, f"rollback {before} -> {target}"))
     return HostPlan("rollback", before, target, target, steps, "installed", f"rolled back {before} -> {target}")
+
+
+def plan_revert(name: str, facts: HostFacts, to: str | None, via_repo: bool = False) -> HostPlan:
+    """A halted rollout puts a host it moved back to ``to``, the version it had (None: it had
+    none, so the package is removed again)."""
+    if to is not None:
+        return plan_rollback(name, facts, to, via_repo=via_repo)
+    if facts.installed is None:
+        return HostPlan("noop", None, None, "not installed", (), "unchanged", "not installed", decide_status="skip")
+    return HostPlan("remove", facts.before, None, f"remove {facts.before} (the host had no earlier version)",
+                    (Step("remove"),), "installed", f"removed {facts.before}")
 
 
 def plan_recovery(name: str, plan: HostPlan, now: HostFacts, reason: str, via_repo: bool = False) -> Recovery:

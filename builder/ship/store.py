@@ -113,6 +113,19 @@ def parse_history(history: str) -> list[Shipped]:
     return entries
 
 
+def unfinished(history: str) -> tuple[str, str | None] | None:
+    """``(version, the version before it or None)`` when the history ends in a ``begin`` line
+    (``<time> begin <version> from <before>``, written just before a ship's install; an older
+    form has the bare ``<before>``): a ship installed (or began to install) ``version`` and was
+    cut off before verifying it."""
+    lines = [l.split() for l in history.splitlines() if len(l.split()) >= 3]
+    if not lines or lines[-1][1] != "begin":
+        return None
+    rest = lines[-1][3:]
+    before = rest[1] if rest[:1] == ["from"] and len(rest) > 1 else (rest[0] if rest else "-")
+    return lines[-1][2], None if before in ("-", "nothing") else before
+
+
 def version_stack(history: str) -> list[str]:
     """The versions a host went through, oldest first, with rolled-back ones popped:
     ship 1, ship 2, ship 3, rollback 2 gives [1, 2]."""
@@ -122,6 +135,8 @@ def version_stack(history: str) -> list[str]:
         if len(parts) < 3:
             continue
         action, version = parts[1], parts[2]
+        if action == "begin":  # an intent; the ship's own line follows once it is verified
+            continue
         if action == "rollback" and version in stack:
             del stack[stack.index(version) + 1:]
         elif not stack or stack[-1] != version:

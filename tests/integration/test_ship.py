@@ -142,8 +142,8 @@ def test_batches_stop_at_max_failures(make_ssh_hosts, debs):
     assert r.exit_code == 1
     summary = {e["host"]: e for e in map(json.loads, r.output.splitlines()) if e["step"] == "summary"}
     outcomes = [summary[f"ops@127.0.0.1:{h.port}"]["outcome"] for h in hosts]
-    assert outcomes == ["failed", "installed", "skipped", "skipped"]
-    assert [installed(h) for h in hosts] == ["", "ii 1.0.0", "", ""]
+    assert outcomes == ["failed", "reverted", "skipped", "skipped"]  # the halted run takes back its install
+    assert [installed(h) for h in hosts] == ["", "rc 1.0.0", "", ""]  # removed, its conffiles kept
 
 
 def test_json_events_cover_every_step(ssh_host, debs):

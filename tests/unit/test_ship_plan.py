@@ -189,3 +189,21 @@ def test_decide_same_version_other_bytes_is_refused_unless_forced():
 def test_decide_half_configured_same_version_is_finished():
     d = decide(pkg(sha=SHA_A), facts.Installed("iF", "1.1.0"), "a" * 64, False)
     assert (d.action, d.reinstall) == ("install", True)
+
+
+CUT_OFF = ("2026-12-01T10:00:00Z ship 1.0.0\n"
+           "2026-12-01T11:00:00Z begin 1.1.0 from 1.0.0\n")
+
+
+def test_a_rerun_verifies_a_version_a_cut_off_ship_installed():
+    """Same bytes installed, but the history says the ship that installed them never verified
+    them: verify, health and record again, and roll back to the version noted if they fail."""
+    after = captured("v2-after-upgrade", pinned="1.1.0")
+    done = hostplan.plan_ship(pkg(), after)
+    assert done.action == "noop" and done.outcome == "unchanged"  # the recorded ship: nothing to do
+    cut = hostplan.plan_ship(pkg(), dataclasses.replace(after, history=after.history + CUT_OFF))
+    assert cut.action == "install" and cut.before == "1.0.0" and cut.to == "1.1.0"
+    assert [(s.op, s.recover) for s in cut.steps] == [("verify", True), ("health", True), ("record", False)]
+    assert "cut off before verifying it" in cut.reason
+    first = hostplan.plan_ship(pkg(), captured("v1-edited-conffile"))
+    assert next(s for s in first.steps if s.op == "install").since == "1.0.0"  # noted before apt runs
