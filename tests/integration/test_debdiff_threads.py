@@ -1,7 +1,7 @@
 """`debship diff` reads both packages at once and decodes a multi-block data.tar.xz on
 several threads; the result must be exactly the single-threaded one.  Packages from our
 writer (8 MiB xz blocks) and from the real dpkg-deb: one block (-z6: liblzma's 24 MiB
-blocks hold the whole ~12 MB archive) and several (-z1 with --threads-max=4: 3 MiB blocks)."""
+blocks hold the whole ~10 MB archive) and several (-z1 with --threads-max=4: 3 MiB blocks)."""
 from __future__ import annotations
 
 import json
@@ -21,13 +21,13 @@ WORDS = b"deploy service unit config restart health agent fleet host package ver
 
 
 def _tree(root: Path, version: str) -> None:
-    """~12 MB in 120 files (text and random bytes); 2.0 changes, removes, adds and re-modes some."""
+    """~10 MB in 120 files (text and random bytes); 2.0 changes, removes, adds and re-modes some."""
     rng = random.Random(7)
     base = root / "usr/lib/bulk"
     for i in range(120):
         path = base / f"d{i % 6}" / f"f{i:03d}"
         path.parent.mkdir(parents=True, exist_ok=True)
-        size = rng.randrange(30_000, 170_000)
+        size = rng.randrange(20_000, 150_000)
         if i % 3:
             data = b" ".join(rng.choice(WORDS) for _ in range(size // 7))[:size]
         else:
@@ -87,8 +87,14 @@ def _same_both_ways(old: Path, new: Path) -> None:
     assert "/usr/lib/bulk/d0/f030" in one.removed and "/usr/lib/bulk/new-file" in one.added
 
 
-def test_threaded_diff_equals_single_threaded_on_debship_packages(trees, tmp_path):
-    old, new = (_ours(trees[v], v, tmp_path / v) for v in ("1.0", "2.0"))
+@pytest.fixture(scope="module")
+def ours(trees, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ours")
+    return tuple(_ours(trees[v], v, out / v) for v in ("1.0", "2.0"))
+
+
+def test_threaded_diff_equals_single_threaded_on_debship_packages(ours):
+    old, new = ours
     assert len(debdiff._xz_blocks(old)[1]) > 1  # the threaded path is the one taken
     _same_both_ways(old, new)
 
@@ -104,11 +110,12 @@ def test_threaded_diff_equals_single_threaded_on_dpkg_deb_packages(trees, tmp_pa
         _same_both_ways(old, single)
 
 
-def test_a_damaged_block_is_a_one_line_package_error(trees, tmp_path):
-    old, new = (_ours(trees[v], v, tmp_path / v) for v in ("1.0", "2.0"))
-    flags, blocks = debdiff._xz_blocks(new)
+def test_a_damaged_block_is_a_one_line_package_error(ours, tmp_path):
+    old, good = ours
+    flags, blocks = debdiff._xz_blocks(good)
     start, padded, _, _ = blocks[1]
-    data = bytearray(new.read_bytes())
+    data = bytearray(good.read_bytes())
+    new = tmp_path / good.name
     data[start + padded // 2] ^= 0xFF
     new.write_bytes(bytes(data))
     with pytest.raises(debdiff.PackageError, match=r"not a readable Debian package"):
