@@ -15,6 +15,7 @@ maintainer scripts' comments and log lines.
 from __future__ import annotations
 
 import collections
+import contextlib
 import difflib
 import hashlib
 import io
@@ -336,16 +337,25 @@ def _manifest(texts: dict, name: str) -> dict:
 def compare(old_path: Path, new_path: Path, workers: int | None = None) -> Diff:
     """What differs from the .deb at ``old_path`` to the one at ``new_path``.
 
-    The two packages are read at the same time, and a data.tar.xz of several blocks
-    (debship's writer, ``xz -T``) is decoded on ``workers`` threads (default: one per
-    CPU); ``workers=1`` reads one package after the other on one thread.  The result is
-    the same either way."""
+    ``workers`` threads (default: one per CPU) share the work: with two, the packages
+    are read at the same time, each decoded as a stream (liblzma releases the GIL);
+    beyond two, the threads left over decode the blocks of a data.tar.xz that has
+    several (debship's writer, ``xz -T``) ahead of the two readers, one block per side
+    for every two threads (each block in flight holds its decoded bytes: 8 MiB for
+    debship's).  ``workers=1`` reads one package after the other.  The result is the
+    same either way."""
     workers = workers or os.cpu_count() or 1
     if workers == 1:
         return _compare(*_read_both(Path(old_path), Path(new_path), None, None, 1))
-    with ThreadPoolExecutor(workers, thread_name_prefix="debdiff-xz") as pool, \
-            ThreadPoolExecutor(2, thread_name_prefix="debdiff-side") as sides:
-        return _compare(*_read_both(Path(old_path), Path(new_path), pool, sides, max(1, workers // 2)))
+    extra = workers - 2
+    with ThreadPoolExecutor(2, thread_name_prefix="debdiff-side") as sides, \
+            (ThreadPoolExecutor(extra, thread_name_prefix="debdiff-xz") if extra > 0 else _nothing()) as pool:
+        return _compare(*_read_both(Path(old_path), Path(new_path), pool, sides, max(1, extra // 2)))
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield None
 
 
 def _read_both(old_path: Path, new_path: Path, pool, sides, ahead: int) -> tuple[_Side, _Side]:

@@ -1,5 +1,5 @@
 """`debship diff` reads both packages at once and decodes a multi-block data.tar.xz on
-several threads; the result must be exactly the single-threaded one.  Packages from our
+more threads; the result must be exactly the single-threaded one.  Packages from our
 writer (8 MiB xz blocks) and from the real dpkg-deb: one block (-z6: liblzma's 24 MiB
 blocks hold the whole ~10 MB archive) and several (-z1 with --threads-max=4: 3 MiB blocks)."""
 from __future__ import annotations
@@ -78,7 +78,8 @@ def _dpkg_deb(root: Path, version: str, out: Path, threads: int) -> Path:
 
 def _same_both_ways(old: Path, new: Path) -> None:
     one = compare(old, new, workers=1)
-    many = compare(old, new, workers=4)
+    assert compare(old, new, workers=2) == one  # the two packages at once, each as one stream
+    many = compare(old, new, workers=4)         # and the blocks of each on two more threads
     assert many == one
     assert json.dumps(many.as_dict(), sort_keys=True) == json.dumps(one.as_dict(), sort_keys=True)
     paths = {f.path for f in one.changed}
