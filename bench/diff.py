@@ -99,16 +99,16 @@ def commands(old: Path, new: Path) -> dict[str, list[str]]:
     }
 
 
-def timed(argv: list[str], tmp: Path) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS in MiB, first output line) of one run."""
+def timed(argv: list[str], tmp: Path) -> tuple[float, int, float]:
+    """(wall seconds, peak RSS in MiB, CPU seconds user + sys) of one run."""
     out = tmp / "time.txt"
-    r = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", str(out), *argv], cwd=REPO, stdin=subprocess.DEVNULL,
+    r = subprocess.run(["/usr/bin/time", "-f", "%e %M %U %S", "-o", str(out), *argv], cwd=REPO, stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ,
                        "PYTHONPATH": str(REPO)})
     if r.returncode not in (0, 1):  # 1: the packages differ (debdiff, diffoscope, debship diff)
         raise SystemExit(f"{argv[0]} failed (exit {r.returncode}):\n{r.stdout[-2000:]}")
-    seconds, kib = out.read_text().split()[-2:]
-    return float(seconds), int(kib) // 1024, r.stdout
+    seconds, kib, user, system = out.read_text().split()[-4:]
+    return float(seconds), int(kib) // 1024, float(user) + float(system)
 
 
 def main() -> None:
@@ -126,21 +126,23 @@ def main() -> None:
                              "or leave it out of --tools")
     old, new = packages(args.mb, args.files, args.builder)
     argv = commands(old, new)
-    runs: dict[str, list[tuple[float, int]]] = {n: [] for n in names}
+    runs: dict[str, list[tuple[float, int, float]]] = {n: [] for n in names}
     with tempfile.TemporaryDirectory(prefix="bench-diff-") as tmp:
         for rnd in range(args.repeat):
             order = names[rnd % len(names):] + names[:rnd % len(names)]
             for name in order:
-                seconds, mib, _ = timed(argv[name], Path(tmp))
-                runs[name].append((seconds, mib))
+                runs[name].append(timed(argv[name], Path(tmp)))
     print(f"two {args.mb} MB packages of {args.files} files (built by {args.builder}; "
           f"{old.stat().st_size >> 20} and {new.stat().st_size >> 20} MiB), 21 changes; "
           f"median of {args.repeat}, tools alternated\n")
-    print("| tool | wall | peak RSS |")
-    print("|---|---|---|")
+    print("| tool | wall | CPU (user + sys) | peak RSS |")
+    print("|---|---|---|---|")
     for name in names:
-        print(f"| {name} | {statistics.median(s for s, _ in runs[name]):.2f} s | "
-              f"{statistics.median(m for _, m in runs[name])} MiB |")
+        print(f"| {name} | {statistics.median(s for s, _, _ in runs[name]):.2f} s | "
+              f"{statistics.median(c for _, _, c in runs[name]):.2f} s | "
+              f"{statistics.median(m for _, m, _ in runs[name])} MiB |")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\n(`{' '.join(sys.argv)}`: {os.cpu_count()} CPUs, load average {load} at the end)")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -137,11 +138,15 @@ def run(argv: list[str]) -> None:
         raise SystemExit(f"{' '.join(argv[:3])} ... failed (exit {r.returncode}):\n{r.stdout[-2000:]}")
 
 
-def timed(commands: list[list[str]]) -> float:
+def timed(commands: list[list[str]]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + sys of the commands and what they reaped)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     for argv in commands:
         run(argv)
-    return time.perf_counter() - t0
+    took = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return took, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -157,7 +162,7 @@ def main() -> None:
         if name != "debship" and not shutil.which(name):
             raise SystemExit(f"{name} is not installed; apt-get install {name}, or leave it out of --tools")
     debs = [make_deb(i, args.mb) for i in range(max(sizes) + args.repeat)]
-    results: dict[tuple[int, str], list[float]] = {}
+    results: dict[tuple[int, str], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
         home = Path(tmp) / "gnupg"
         home.mkdir(mode=0o700)
@@ -177,11 +182,15 @@ def main() -> None:
             print(f"# N = {n} done", file=sys.stderr, flush=True)
         subprocess.run(["gpgconf", "--kill", "gpg-agent"], check=False, capture_output=True)
     print(f"one new version ({args.mb} MiB) into a repository of N versions; median of {args.repeat}, "
-          "tools alternated\n")
+          "tools alternated; wall seconds (CPU seconds: user + sys, gpg-agent's signing not included)\n")
     print("| N | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for n in sizes:
-        print(f"| {n} | " + " | ".join(f"{statistics.median(results[(n, name)]):.2f} s" for name in names) + " |")
+        print(f"| {n} | " + " | ".join(f"{statistics.median(w for w, _ in results[(n, name)]):.2f} s "
+                                       f"({statistics.median(c for _, c in results[(n, name)]):.2f} s)"
+                                       for name in names) + " |")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\n(`{' '.join(sys.argv)}`: {os.cpu_count()} CPUs, load average {load} at the end)")
 
 
 if __name__ == "__main__":
