@@ -346,7 +346,7 @@ def _write_cache(repo: Path, before: bytes, cache: dict, members: dict[str, list
         files[p.filename] = {"size": size, "mtime_ns": mtime_ns, "sha256": p.sha256, "md5": p.md5,
                                  "name": p.name, "version": p.version, "architecture": p.architecture,
                                  "control": p.control, "stanza": p.stanza or paragraph(p)}
-    text = json.dumps({"format": _CACHE_FORMAT, "files": dict(sorted(files.items()))}, indent=0).encode()
+    text = json.dumps({"format": _CACHE_FORMAT, "files": dict(sorted(files.items()))}, separators=(",", ":")).encode()
     if text != before:
         _write_atomic(repo / CACHE, text)
 
