@@ -2,6 +2,7 @@
 debship vs aptly vs reprepro, same packages, same gpg key, side by side.
 
     python3 bench/publish.py [--sizes 10,100,500] [--repeat 3] [--mb 1] [--tools debship,aptly,reprepro]
+                             [--baseline DIR]     (DIR: an older debship checkout, timed as debship-baseline)
 
 Each tool gets its own repository, filled once with N versions of one Architecture: all package
 (~MB MiB each, random bytes, built with dpkg-deb -Znone and cached under
@@ -94,6 +95,21 @@ class Debship(Tool):
         return [[*debship_exe(), "publish", str(deb), "--repo", str(self.dir / "repo"), "--sign-key", self.key]]
 
 
+class Baseline(Debship):
+    """debship from another checkout (--baseline DIR, e.g. `git archive REV | tar -x -C DIR`)."""
+    name = "debship-baseline"
+    where = ""
+
+    def exe(self) -> list[str]:
+        return [sys.executable, "-c", f"import sys; sys.path.insert(0, {self.where!r}); from builder.cli import main; main()"]
+
+    def fill(self, debs):
+        run([*self.exe(), "publish", *map(str, debs), "--repo", str(self.dir / "repo"), "--sign-key", self.key])
+
+    def add(self, deb):
+        return [[*self.exe(), "publish", str(deb), "--repo", str(self.dir / "repo"), "--sign-key", self.key]]
+
+
 class Aptly(Tool):
     name = "aptly"
 
@@ -129,7 +145,7 @@ class Reprepro(Tool):
         return [["reprepro", "-b", str(self.dir / "repo"), "includedeb", "stable", str(deb)]]
 
 
-TOOLS = {t.name: t for t in (Debship, Aptly, Reprepro)}
+TOOLS = {t.name: t for t in (Debship, Baseline, Aptly, Reprepro)}
 
 
 def run(argv: list[str]) -> None:
@@ -155,11 +171,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--mb", type=int, default=1)
     ap.add_argument("--tools", default="debship,aptly,reprepro")
+    ap.add_argument("--baseline", metavar="DIR", help="also time debship from this checkout (tool debship-baseline)")
     args = ap.parse_args()
+    if args.baseline:
+        Baseline.where = str(Path(args.baseline).resolve())
+        args.tools += ",debship-baseline"
     sizes = [int(n) for n in args.sizes.split(",")]
     names = args.tools.split(",")
     for name in names:
-        if name != "debship" and not shutil.which(name):
+        if not name.startswith("debship") and not shutil.which(name):
             raise SystemExit(f"{name} is not installed; apt-get install {name}, or leave it out of --tools")
     debs = [make_deb(i, args.mb) for i in range(max(sizes) + args.repeat)]
     results: dict[tuple[int, str], list[tuple[float, float]]] = {}
