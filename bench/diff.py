@@ -106,8 +106,8 @@ def timed(argv: list[str], tmp: Path) -> tuple[float, int, float]:
     """(wall seconds, peak RSS in MiB, CPU seconds user + sys) of one run."""
     out = tmp / "time.txt"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run(["/usr/bin/time", "-f", "%e %M %U %S", "-o", str(out), *argv], cwd=REPO, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    r = subprocess.run(["/usr/bin/time", "-f", "%e %M %U %S", "-o", str(out), *argv], cwd=REPO,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     if r.returncode not in (0, 1):  # 1: the packages differ (debdiff, diffoscope, debship diff)
         raise SystemExit(f"{argv[0]} failed (exit {r.returncode}):\n{r.stdout[-2000:]}")
     seconds, kib, user, system = out.read_text().split()[-4:]
