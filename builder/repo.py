@@ -218,9 +218,8 @@ def held(repo: Path, dist: Path, release: deb822.Release | None, cache: dict, ve
     """(members, damaged, read): the pool files each component of the suite lists now, and those
     whose bytes no longer are the ones the signed index lists (pool path -> (published
     sha256, what is wrong)), and how many pool files were read.  A pool file is read only
-    when ``verify`` or when the cache has
-    no entry for it with its current size and mtime and the index's sha256; a file gone
-    from the pool drops out."""
+    when ``verify`` or when the cache has no entry for it with its current size and mtime
+    and the index's sha256; a file gone from the pool drops out."""
     members: dict[str, list[PoolPackage]] = {}
     damaged: dict[str, tuple[str, str]] = {}
     read = 0
