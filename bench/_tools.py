@@ -6,9 +6,9 @@ The settings are the ones docs/performance.md lists; change them there too.
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,21 +24,56 @@ REMOTE_DEB = "/var/tmp/bench.deb"
 class Run:
     seconds: float
     output: str
-    cpu: float = 0.0               # controller CPU seconds (user + system) of the tool and its children
+    cpu: float = 0.0      # user + sys seconds of the tool's process and every process it waited for
+    peak_rss: int = 0     # KiB: the highest sum of RSS over the tool's process tree (sampled every 0.1 s)
 
 
 def run_timed(argv: list[str], env: dict, cwd: Path, who: str) -> Run:
     """Run one tool to the end; a non-zero exit stops the bench with the tool's last lines."""
-    t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run(argv, env={**os.environ, **env}, cwd=cwd, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    took, c1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
-    (cwd / "output.txt").write_text(r.stdout)
-    if r.returncode != 0:
-        tail = "\n".join(r.stdout.splitlines()[-25:])
-        raise SystemExit(f"{who} failed (exit {r.returncode}); its last lines:\n{tail}")
-    return Run(took, r.stdout, cpu)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    peak = [0]
+    done = threading.Event()
+    sampler = threading.Thread(target=_sample_rss, args=(proc.pid, peak, done), daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)  # the rusage of the tool and the children it reaped
+    took = time.perf_counter() - t0
+    done.set()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    reader.join()
+    sampler.join()
+    output = out[0] if out else ""
+    (cwd / "output.txt").write_text(output)
+    if proc.returncode != 0:
+        tail = "\n".join(output.splitlines()[-25:])
+        raise SystemExit(f"{who} failed (exit {proc.returncode}); its last lines:\n{tail}")
+    return Run(took, output, usage.ru_utime + usage.ru_stime, peak[0])
+
+
+def _sample_rss(pid: int, peak: list, done: threading.Event) -> None:
+    """Keep in peak[0] the largest sum of VmRSS (KiB) over ``pid`` and its descendants."""
+    while not done.wait(0.1):
+        parents, rss = {}, {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields.get("PPid", "0"))
+            rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0])
+        tree, grown = {pid}, True
+        while grown:
+            more = {p for p, parent in parents.items() if parent in tree} - tree
+            tree |= more
+            grown = bool(more)
+        peak[0] = max(peak[0], sum(rss.get(p, 0) for p in tree))
 
 
 def debship_command(deb: Path, hosts: list[SSHHost], run_dir: Path) -> tuple[list[str], dict]:

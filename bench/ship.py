@@ -12,6 +12,7 @@ debship's runs go through bench/_counted.py, which records its SSH round trips p
 Prints markdown tables of medians; nothing is asserted (see DESIGN.md, Test tiers).
 Goals (issue 12): overhead <= 1.0 s per host beyond apt-get install; 16 hosts <= 2.5x one
 host; faster than Ansible and pyinfra at 1, 8 and 16 hosts.  `--only sftp`: upload vs OpenSSH.
+`--only cost --counts 8,16,32`: the controller's CPU seconds and peak memory per host (issue 24).
 """
 from __future__ import annotations
 
@@ -88,6 +89,34 @@ def install_once(tool: str, deb: Path, pkg: PackageInfo, lower: Path, n: int, wo
         check_installed(hosts, pkg.name, pkg.version, f"{tool} on {n} host(s)")
     CPU[tool, n].append(run.cpu / n)
     return run.seconds, host_stats(run_dir, run.output) if tool.startswith("debship") else []
+
+
+def bench_cost(pkg: PackageInfo, lower: Path, counts: list[int], tools: list[str], repeat: int, work: Path) -> None:
+    """What the controller spends: CPU seconds (user + sys of the tool and the processes it
+    reaped: Ansible's forks and ssh clients) and the peak of its process tree's summed RSS."""
+    runs = {(t, n): [] for t in tools for n in counts}
+    for i in range(repeat):
+        for n in counts:
+            for tool in (tools[i % len(tools):] + tools[:i % len(tools)]):
+                with contextlib.ExitStack() as stack:
+                    hosts = make_hosts(stack, lower, n, work)
+                    run_dir = Path(tempfile.mkdtemp(prefix=f"{tool}-", dir=work))
+                    argv, env = TOOLS[tool][1](pkg.path, hosts, run_dir)
+                    run = _tools.run_timed(argv, env, run_dir, f"{tool} on {n} host(s)")
+                    check_installed(hosts, pkg.name, pkg.version, f"{tool} on {n} host(s)")
+                runs[tool, n].append(run)
+                print(f"  round {i + 1}/{repeat}: {tool} on {n} host(s) {run.seconds:.2f} s, "
+                      f"{run.cpu:.2f} CPU s, {run.peak_rss >> 10} MiB", file=sys.stderr)
+    print(f"\n### Controller cost: install {pkg.filename} on fresh hosts, all in parallel; median of {repeat}\n")
+    print("CPU s = user + sys of the controller (and the processes it reaped); RSS = peak of its process "
+          "tree's summed RSS; per host = divided by the host count.\n")
+    print("| hosts | tool | wall s | CPU s | CPU s per host | peak RSS MiB | RSS MiB per host |\n|---:|---|" + "---:|" * 5)
+    for n in counts:
+        for tool in tools:
+            cpu = statistics.median(r.cpu for r in runs[tool, n])
+            rss = statistics.median(r.peak_rss for r in runs[tool, n]) / 1024
+            wall = statistics.median(r.seconds for r in runs[tool, n])
+            print(f"| {n} | {TOOLS[tool][0]} | {wall:.2f} | {cpu:.2f} | {cpu / n:.3f} | {rss:.0f} | {rss / n:.1f} |")
 
 
 def bench_compare(pkg: PackageInfo, lower: Path, counts: list[int], tools: list[str], repeat: int,
@@ -176,7 +205,8 @@ def main() -> None:
     ap.add_argument("--counts", default="1,8,16", help="host counts, comma-separated (default 1,8,16)")
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
     ap.add_argument("--mb", type=int, default=50, help="size of the sftp upload in MB (default 50)")
-    ap.add_argument("--only", choices=("compare", "trips", "sftp"), help="run one part (default: all three)")
+    ap.add_argument("--only", choices=("compare", "trips", "sftp", "cost"),
+                    help="run one part (default: compare, trips, sftp; cost only when asked)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/ship.py needs root (overlay mounts, chroot, unshare), as the tests do")
@@ -205,6 +235,8 @@ def run_parts(args, tools: list[str], lower: Path, work: Path) -> None:
         bench_lifecycle(pkgs, lower, args.repeat, work)
     if args.only in (None, "sftp"):
         bench_sftp(lower, args.mb, args.repeat, work)
+    if args.only == "cost":
+        bench_cost(pkgs[0], lower, [int(c) for c in args.counts.split(",")], tools, args.repeat, work)
 
 
 if __name__ == "__main__":

@@ -326,7 +326,7 @@ def diff(old: str, new: str, project: Path, as_json: bool) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("debs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("debs", nargs=-1, metavar="DEBS...", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the apt repository (created if missing); serve it as static files.")
 @click.option("--suite", default="stable", show_default=True, help="Suite (and codename) to publish into.")
@@ -336,8 +336,11 @@ def diff(old: str, new: str, project: Path, as_json: bool) -> None:
 @click.option("--publish-secrets", is_flag=True,
               help="Publish packages carrying admitted secrets (allow-secrets) anyway: everyone who reaches "
                    "the repository can then read them.")
+@click.option("--verify", is_flag=True,
+              help="Read and hash every pool file of the suite, not only the new .debs (DEBS may then be "
+                   "omitted); a .deb given with the published bytes of a damaged pool file restores it.")
 @reports_errors
-def publish(debs, repo_dir, suite, component, sign_key, publish_secrets) -> None:
+def publish(debs, repo_dir, suite, component, sign_key, publish_secrets, verify) -> None:
     """Add .debs to a signed apt repository in a folder, keeping every version.
 
     Writes pool/, dists/<suite>/ (Packages, by-hash, Release, InRelease,
@@ -345,16 +348,28 @@ def publish(debs, repo_dir, suite, component, sign_key, publish_secrets) -> None
     A .deb already published byte for byte is a no-op; another .deb with the
     same name, version and architecture is refused (exit 7), and so is a .deb
     carrying admitted secrets unless --publish-secrets.
+
+    Only the new .debs are read: the pool files already published are known
+    from the last publish (DIR/.debship-pool.json) while their size and mtime
+    are unchanged.  A pool file whose bytes differ from the signed index is
+    refused (exit 7); --verify checks every pool file (docs/publish.md).
     """
+    if not debs and not verify:
+        ctx = click.get_current_context()
+        raise click.MissingParameter(ctx=ctx, param=next(p for p in ctx.command.params if p.name == "debs"))
     from .repo import publish as publish_lib
     result = publish_lib(list(debs), repo_dir, suite, component, sign_key=sign_key,
                          warn=lambda m: click.echo(f"publish: warning: {m}", err=True),
-                         publish_secrets=publish_secrets)
+                         publish_secrets=publish_secrets, verify=verify)
+    for path in result.repaired:
+        click.echo(f"repaired {path} (restored the published bytes)")
     for path in result.added:
         click.echo(f"added {path}")
     for path in result.unchanged:
         click.echo(f"unchanged {path} (already published)")
-    state = "signed" if result.changed else "unchanged, nothing written"
+    state = "signed" if result.changed or result.repaired else "unchanged, nothing written"
+    if verify:
+        state += "; every pool file verified"
     click.echo(f"{suite}/{component}: {result.packages} package(s), {state}; keyring {result.keyring}")
 
 

@@ -250,3 +250,57 @@ def _read_vli(b: bytes, pos: int) -> tuple[int, int]:
         pos, shift = pos + 1, shift + 7
         if not byte & 0x80:
             return value, pos
+
+
+# -- reading a multi-block .xz stream, block by block (debship diff) -------------------
+
+
+def xz_block_table(f, offset: int, size: int) -> tuple[bytes, list[tuple[int, int, int, int]]] | None:
+    """The blocks of the one .xz stream in ``f[offset:offset+size]``, from its index:
+    (stream flags, [(start, padded size, unpadded size, uncompressed size)]), or None when
+    the member is not exactly one stream with an index that accounts for every byte
+    (several streams, stream padding, a damaged file: read it the ordinary way)."""
+    if size < 32:
+        return None
+    f.seek(offset)
+    head = f.read(12)
+    f.seek(offset + size - 12)
+    foot = f.read(12)
+    if (len(head) < 12 or len(foot) < 12 or head[:6] != _XZ_MAGIC or foot[10:] != b"YZ"
+            or head[6:8] != foot[8:10] or _crc32(head[6:8]) != head[8:12]):
+        return None
+    index_size = _backward_size(foot)
+    if index_size > size - 24:
+        return None
+    f.seek(offset + size - 12 - index_size)
+    index = f.read(index_size)
+    try:
+        if index[0] != 0 or _crc32(index[:-4]) != index[-4:]:
+            return None
+        count, pos = _read_vli(index, 1)
+        blocks, start = [], offset + 12
+        for _ in range(count):
+            unpadded, pos = _read_vli(index, pos)
+            usize, pos = _read_vli(index, pos)
+            padded = unpadded + (-unpadded % 4)
+            blocks.append((start, padded, unpadded, usize))
+            start += padded
+    except IndexError:
+        return None
+    if start != offset + size - 12 - index_size:
+        return None
+    return head[6:8], blocks
+
+
+def xz_decode_block(flags: bytes, block: bytes, unpadded: int, usize: int) -> bytes:
+    """One block of a stream (its padded bytes, from the block header to the check) decoded
+    on its own: wrapped as a one-block stream, so liblzma checks sizes and the check too
+    (and releases the GIL while it decodes)."""
+    index = xz_index([(unpadded, usize)])
+    backward = (len(index) // 4 - 1).to_bytes(4, "little")
+    stream = (_XZ_MAGIC + flags + _crc32(flags) + block + index
+              + _crc32(backward + flags) + backward + flags + b"YZ")
+    data = lzma.decompress(stream, format=lzma.FORMAT_XZ)
+    if len(data) != usize:
+        raise lzma.LZMAError(f"an xz block decoded to {len(data)} bytes, its index says {usize}")
+    return data

@@ -14,13 +14,17 @@ maintainer scripts' comments and log lines.
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import difflib
 import hashlib
+import io
 import json
 import lzma
 import os
 import tarfile
 import zlib
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -29,6 +33,7 @@ from debian.debfile import DebFile
 
 from . import units as unitfiles
 from .debsecrets import is_secret
+from .compress import xz_block_table, xz_decode_block
 from .layout import Layout
 from .errors import PackageError, PlanError
 
@@ -165,16 +170,23 @@ class _Side:
     manifest: dict
 
 
-def read(path: Path) -> _Side:
-    """Everything ``compare`` looks at in the .deb at ``path``."""
-    sha, size = _digest(path)
+def read(path: Path, pool: Executor | None = None, ahead: int = 1, digest: tuple[str, int] | None = None) -> _Side:
+    """Everything ``compare`` looks at in the .deb at ``path``.  With ``pool``, a data.tar.xz
+    of several blocks is decoded on it, ``ahead`` blocks in front of the reader."""
+    sha, size = digest or _digest(path)
     try:
         with DebFile(str(path)) as deb:
             fields = dict(deb.debcontrol())
             control = _control_members(deb.control.tgz())
             conffiles = tuple(line.strip() for line in control.get("conffiles", b"").decode().splitlines()
                               if line.strip())
-            files, texts = _data(deb.data.tgz(), set(conffiles))
+            blocks = _xz_blocks(path) if pool is not None else None
+            if blocks is None:
+                files, texts = _data(deb.data.tgz(), set(conffiles))
+            else:
+                with _BlockReader(path, *blocks, pool, ahead) as raw, \
+                        tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|") as tar:
+                    files, texts = _data(tar, set(conffiles))
     except READ_ERRORS as e:
         raise PackageError(f"{path}: not a readable Debian package ({e}); {FIX}") from e
     missing = [k for k in ("Package", "Version") if k not in fields]
@@ -190,6 +202,76 @@ def _digest(path: Path) -> tuple[str, int]:
             return _hash(f, False)[0], os.fstat(f.fileno()).st_size
     except OSError as e:
         raise PackageError(f"{path}: cannot read the package ({e.strerror}); check the path and permissions") from e
+
+
+def _xz_blocks(path: Path):
+    """(stream flags, blocks) of the .deb's data.tar.xz when it has more than one block, else None."""
+    with open(path, "rb") as f:
+        if f.read(8) != b"!<arch>\n":
+            return None
+        pos = 8
+        while True:
+            f.seek(pos)
+            header = f.read(60)
+            if len(header) < 60:
+                return None
+            name, size = header[:16].decode("ascii", "replace").strip().rstrip("/"), int(header[48:58])
+            if name.startswith("data.tar"):
+                table = xz_block_table(f, pos + 60, size) if name == "data.tar.xz" else None
+                return table if table is not None and len(table[1]) > 1 else None
+            pos += 60 + size + size % 2
+
+
+class _BlockReader(io.RawIOBase):
+    """The decoded bytes of a multi-block .xz stream: the blocks are independent, so they are
+    decoded on a thread pool, in order, at most ``ahead`` of them beyond the one being read
+    (memory: that many decoded blocks, debship's are 8 MiB)."""
+
+    def __init__(self, path: Path, flags: bytes, blocks: list, pool: Executor, ahead: int):
+        self._file = open(path, "rb")
+        self._flags, self._todo, self._pool = flags, iter(blocks), pool
+        self._ahead = max(1, ahead)
+        self._pending: collections.deque = collections.deque()
+        self._current = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def _decode(self, block) -> bytes:
+        start, padded, unpadded, usize = block
+        data = os.pread(self._file.fileno(), padded, start)
+        if len(data) != padded:
+            raise EOFError("the data archive ends inside an xz block")
+        return xz_decode_block(self._flags, data, unpadded, usize)
+
+    def _fill(self) -> None:
+        while len(self._pending) < self._ahead:
+            block = next(self._todo, None)
+            if block is None:
+                return
+            self._pending.append(self._pool.submit(self._decode, block))
+
+    def readinto(self, out) -> int:
+        while not len(self._current):
+            self._fill()
+            if not self._pending:
+                return 0
+            self._current = memoryview(self._pending.popleft().result())
+            self._fill()  # the next block decodes while this one is read
+        n = min(len(out), len(self._current))
+        out[:n] = self._current[:n]
+        self._current = self._current[n:]
+        return n
+
+    def close(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        for future in self._pending:
+            if not future.cancelled():
+                future.exception()  # wait: the file is still being read
+        self._pending.clear()
+        self._file.close()
+        super().close()
 
 
 def _control_members(tar: tarfile.TarFile) -> dict:
@@ -256,13 +338,53 @@ def _manifest(texts: dict, name: str) -> dict:
 # -- comparing ----------------------------------------------------------------
 
 
-def compare(old_path: Path, new_path: Path) -> Diff:
-    """What differs from the .deb at ``old_path`` to the one at ``new_path``."""
-    old = read(Path(old_path))
-    if _digest(Path(new_path)) == (old.package.sha256, old.package.size):   # the same bytes: read once
-        new = replace(old, package=replace(old.package, path=str(new_path)))
-    else:
-        new = read(Path(new_path))
+def compare(old_path: Path, new_path: Path, workers: int | None = None) -> Diff:
+    """What differs from the .deb at ``old_path`` to the one at ``new_path``.
+
+    ``workers`` threads (default: one per CPU) share the work: with two, the packages
+    are read at the same time, each decoded as a stream (liblzma releases the GIL);
+    beyond two, the threads left over decode the blocks of a data.tar.xz that has
+    several (debship's writer, ``xz -T``) ahead of the two readers, one block per side
+    for every two threads (each block in flight holds its decoded bytes: 8 MiB for
+    debship's).  ``workers=1`` reads one package after the other.  The result is the
+    same either way."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        return _compare(*_read_both(Path(old_path), Path(new_path), None, None, 1))
+    extra = workers - 2
+    with ThreadPoolExecutor(2, thread_name_prefix="debdiff-side") as sides, \
+            (ThreadPoolExecutor(extra, thread_name_prefix="debdiff-xz") if extra > 0 else _nothing()) as pool:
+        return _compare(*_read_both(Path(old_path), Path(new_path), pool, sides, max(1, extra // 2)))
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield None
+
+
+def _read_both(old_path: Path, new_path: Path, pool, sides, ahead: int) -> tuple[_Side, _Side]:
+    if sides is None:
+        old = read(old_path)
+        new_digest = _digest(new_path)
+        if new_digest == (old.package.sha256, old.package.size):   # the same bytes: read once
+            return old, replace(old, package=replace(old.package, path=str(new_path)))
+        return old, read(new_path, digest=new_digest)
+    digests = [sides.submit(_digest, p) for p in (old_path, new_path)]
+    old_digest, new_digest = (d.result() for d in digests)
+    if new_digest == old_digest:
+        old = read(old_path, pool, ahead, old_digest)
+        return old, replace(old, package=replace(old.package, path=str(new_path)))
+    new = sides.submit(read, new_path, pool, ahead, new_digest)
+    try:
+        old = read(old_path, pool, ahead, old_digest)
+    except BaseException:
+        if not new.cancel():
+            new.exception()  # the old package's error is the one reported
+        raise
+    return old, new.result()
+
+
+def _compare(old: _Side, new: _Side) -> Diff:
     changed = _changed_files(old, new)
     conffiles = set(old.conffiles) | set(new.conffiles)
     return Diff(

@@ -9,9 +9,14 @@ Layout (the one Debian's archive uses, so any apt reads it)::
     dists/<suite>/<component>/binary-<arch>/by-hash/SHA256/<sha256>
     debship-archive-keyring.gpg, debship-archive-keyring.asc     the public key, for Signed-By
 
-Every published version stays in the pool and in the index.  The indexes are
-rebuilt from the pool files at each publish (the previous index only says
-which pool files belong to the suite).  A reader never sees an index naming a
+Every published version stays in the pool and in the index.  The signed index
+says which pool files belong to the suite and what their bytes are (size,
+sha256); ``DIR/.debship-pool.json`` keeps, per pool file, its control paragraph,
+its rendered Packages stanza and its (size, mtime_ns) when debship last read it,
+so a publish reads only the new .debs: a pool file whose size or mtime changed
+is read again, and one whose bytes no longer match the signed index is refused
+(``verify=True`` reads every pool file).  A missing or stale cache costs time,
+never different indexes.  See docs/publish.md.  A reader never sees an index naming a
 missing file nor a Release whose signature does not match: pool files first,
 indexes under new content-addressed names (by-hash), then ``InRelease`` (what
 apt fetches first), ``Release.gpg`` and ``Release`` each switched with
@@ -26,27 +31,33 @@ import functools
 import gzip
 import hashlib
 import io
+import json
 import lzma
 import os
 import re
+import stat
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from pathlib import Path
 
+import debian
 from debian import deb822
 from debian.debfile import DebFile
 
 from . import gpg
 from .errors import RepoError
-from .version import compare
+from .version import compare, keys_for
 
 # Hosts of every one of these find the Architecture: all packages (as Debian does,
 # each binary-<arch>/Packages lists them too); other architectures come from the packages.
 ARCHITECTURES = ("amd64", "arm64", "armel", "armhf", "i386", "mips64el", "ppc64el", "riscv64", "s390x")
 KEYRING = "debship-archive-keyring"
 LOCK = ".debship-publish.lock"
+CACHE = ".debship-pool.json"
+# The stanzas in the cache were rendered by python-debian: another version of it renders them again.
+_CACHE_FORMAT = f"debship-pool 1 python-debian {getattr(debian, '__version__', '')}"
 INDEX_NAMES = ("Packages", "Packages.gz", "Packages.xz")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]*$")
 
@@ -64,6 +75,9 @@ class PoolPackage:
     size: int
     control: str         # the control file's paragraph, as dpkg-deb -f prints it
     source: Path         # where its bytes are now
+    stanza: str = field(default="", compare=False, repr=False)  # its Packages stanza, once rendered
+    data: bytes | None = field(default=None, compare=False, repr=False)  # the bytes of a .deb read from outside
+    identity: tuple | None = field(default=None, compare=False, repr=False)  # (size, mtime_ns) of the pool file
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,7 @@ class PublishResult:
     packages: int                 # .debs in the suite's index after publishing
     architectures: tuple[str, ...]
     keyring: Path                 # the binary public key, for Signed-By
+    repaired: tuple[str, ...] = ()  # pool files whose damaged bytes a given .deb restored
 
     @property
     def changed(self) -> bool:
@@ -84,13 +99,15 @@ class PublishResult:
 
 def publish(debs: list[Path], repo_dir: Path, suite: str = "stable", component: str = "main", *,
             sign_key: str, origin: str = "debship", label: str = "debship", warn=None,
-            publish_secrets: bool = False) -> PublishResult:
+            publish_secrets: bool = False, verify: bool = False) -> PublishResult:
     """Add ``debs`` to ``component`` of ``suite`` in ``repo_dir`` and sign the new index.
 
     Publishing a .deb the index already has (same sha256) is a no-op; another .deb
     with a name, version and architecture already published is refused; so is a .deb that
     carries admitted secrets, unless ``publish_secrets``.  A signing key Debian 13's apt
-    rejects is refused before anything is written; ``warn`` hears of one it will retire soon."""
+    rejects is refused before anything is written; ``warn`` hears of one it will retire soon.
+    The pool files already published are taken from the cache when their size and mtime
+    are the ones it recorded; ``verify`` reads and hashes every one of them."""
     for what, value in (("suite", suite), ("component", component)):
         if not _NAME.match(value) or value in (".", ".."):
             raise RepoError(f"{what} {value!r} is not a plain name (letters, digits, . + _ -); choose another")
@@ -105,14 +122,23 @@ def publish(debs: list[Path], repo_dir: Path, suite: str = "stable", component: 
     with _locked(repo):
         dist = repo / "dists" / suite
         old = _read_release(dist)
-        members = current_members(repo, dist, old)
-        added, unchanged = merge(members.setdefault(component, []), incoming, repo)
+        cache_text, cache = _read_cache(repo)
+        members, damaged, read = held(repo, dist, old, cache, verify)
+        incoming, repaired = _repairs(members.setdefault(component, []), incoming, damaged)
+        if damaged:
+            raise RepoError(_damaged_message(damaged))
+        added, unchanged = merge(members[component], incoming, repo)
         keyring = repo / f"{KEYRING}.gpg"
-        if added or not (dist / "InRelease").exists():
-            _publish_locked(repo, dist, members, added, old, suite, sign_key, origin, label)
+        members = {c: [p if p.stanza else replace(p, stanza=paragraph(p)) for p in pkgs]
+                   for c, pkgs in members.items()}
+        if added or repaired or not (dist / "InRelease").exists():
+            _publish_locked(repo, dist, members, added + repaired, old, suite, sign_key, origin, label)
+        if added or repaired or read:
+            _write_cache(repo, cache_text, cache, members)
     archs = architectures(members)
     return PublishResult(repo, suite, component, tuple(p.filename for p in added),
-                         tuple(p.filename for p in unchanged), len(members[component]), archs, keyring)
+                         tuple(p.filename for p in unchanged), len(members[component]), archs, keyring,
+                         tuple(p.filename for p in repaired))
 
 
 def _publish_locked(repo, dist, members, added, old, suite, sign_key, origin, label) -> None:
@@ -121,27 +147,28 @@ def _publish_locked(repo, dist, members, added, old, suite, sign_key, origin, la
         _copy_into_pool(pkg, repo / pkg.filename)
         _copy_signature(pkg, repo / pkg.filename)
     indexes = build_indexes(members, architectures(members))
+    written: dict[str, Path] = {}  # the arch indexes are mostly the same bytes: one file, linked
     for rel, blob in indexes.items():
-        _write_by_hash(dist / rel, blob)
+        _write_by_hash(dist / rel, blob, written)
     release = release_text(indexes, suite, architectures(members), sorted(members), origin, label,
                            _release_date()).encode()
     inrelease, detached = gpg.clearsign(release, sign_key), gpg.detach_sign(release, sign_key)
-    _write_atomic(repo / f"{KEYRING}.gpg", public)
-    _write_atomic(repo / f"{KEYRING}.asc", gpg.armored_key(public, "the signing key").encode())
+    _write_if_changed(repo / f"{KEYRING}.gpg", public)
+    _write_if_changed(repo / f"{KEYRING}.asc", gpg.armored_key(public, "the signing key").encode())
     # The switch: apt fetches InRelease first; Release.gpg then Release, back to back (see README).
     _write_atomic(dist / "InRelease", inrelease)
     _write_atomic(dist / "Release.gpg", detached)
     _write_atomic(dist / "Release", release)
     for rel, blob in indexes.items():
-        _write_atomic(dist / rel, blob)
+        _write_atomic(dist / rel, blob, written.get(hashlib.sha256(blob).hexdigest()))
     _prune_by_hash(dist, set(_hashes(release)) | set(_hashes(old)))
 
 
 def read_deb(path: Path, component: str) -> PoolPackage:
     """A .deb's control paragraph and digests, and where it goes in ``component``'s pool."""
     try:
-        control = DebFile(str(path)).debcontrol()
-        data = path.read_bytes()
+        data = path.read_bytes()  # read once: hashed, parsed and copied into the pool from memory
+        control = DebFile(fileobj=io.BytesIO(data)).debcontrol()
     except OSError as e:
         raise RepoError(f"{path}: cannot read the package ({e.strerror or e}); check the path") from e
     except Exception as e:  # python-debian's ArError/DebError and tarfile errors for a broken file
@@ -153,7 +180,7 @@ def read_deb(path: Path, component: str) -> PoolPackage:
     name, version, arch = fields["Package"], fields["Version"], fields["Architecture"]
     return PoolPackage(pool_path(component, name, version, arch), name, version, arch,
                        hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest(), len(data),
-                       control.dump(), path)
+                       control.dump(), path, data=data)
 
 
 def refuse_secrets(pkgs: list[PoolPackage]) -> None:
@@ -200,20 +227,149 @@ def merge(members: list[PoolPackage], incoming: list[PoolPackage], repo: Path):
 
 
 def current_members(repo: Path, dist: Path, release: deb822.Release | None) -> dict[str, list[PoolPackage]]:
-    """The pool files each component of the suite lists now, read again from the pool
-    (control and digests come from the files; a file gone from the pool drops out)."""
+    """The pool files each component of the suite lists now, each read again from the pool
+    (a file gone from the pool drops out; one whose bytes changed is refused)."""
+    members, damaged, _ = held(repo, dist, release, {}, verify=True)
+    if damaged:
+        raise RepoError(_damaged_message(damaged))
+    return members
+
+
+def held(repo: Path, dist: Path, release: deb822.Release | None, cache: dict, verify: bool = False):
+    """(members, damaged, read): the pool files each component of the suite lists now, and those
+    whose bytes no longer are the ones the signed index lists (pool path -> (published
+    sha256, what is wrong)), and how many pool files were read.  A pool file is read only
+    when ``verify`` or when the cache has no entry for it with its current size and mtime
+    and the index's sha256; a file gone from the pool drops out."""
     members: dict[str, list[PoolPackage]] = {}
+    damaged: dict[str, tuple[str, str]] = {}
+    read = 0
     if release is None:
-        return members
+        return members, damaged, read
+    root = str(repo)
     for component in release.get("Components", "").split():
         seen: dict[str, PoolPackage] = {}
         for text in _component_indexes(dist, release, component):
-            for para in deb822.Packages.iter_paragraphs(text, fields=["Filename"], use_apt_pkg=False):
-                path = repo / para["Filename"]
-                if para["Filename"] not in seen and path.is_file():
-                    seen[para["Filename"]] = read_deb(path, component)
+            for filename, size, sha256 in _listed(text):
+                if filename in seen or filename in damaged:
+                    continue
+                try:
+                    st = os.stat(os.path.join(root, filename))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                path = repo / filename
+                pkg = None if verify else _cached(cache.get(filename), filename, st, size, sha256, path)
+                if pkg is None:
+                    read += 1
+                    try:
+                        pkg = read_deb(path, component)
+                    except RepoError as e:
+                        damaged[filename] = (sha256, f"now not a readable .deb: {e}")
+                        continue
+                    if pkg.sha256 != sha256:
+                        damaged[filename] = (sha256, f"its sha256 is now {pkg.sha256}")
+                        continue
+                    if pkg.filename != filename:
+                        damaged[filename] = (sha256, f"it now holds {pkg.filename}")
+                        continue
+                    pkg = replace(pkg, identity=(st.st_size, st.st_mtime_ns))
+                seen[filename] = pkg
         members[component] = list(seen.values())
-    return members
+    return members, damaged, read
+
+
+def _listed(text: str):
+    """(Filename, Size, SHA256) of each stanza of a Packages file (the fields debship writes)."""
+    for stanza in text.split("\n\n"):
+        got = {}
+        for line in stanza.splitlines():
+            key, sep, value = line.partition(": ")
+            if sep and key in ("Filename", "Size", "SHA256"):
+                got[key] = value.strip()
+        if "Filename" in got:
+            yield got["Filename"], int(got.get("Size") or -1), got.get("SHA256", "")
+
+
+def _cached(entry: dict | None, filename: str, st: os.stat_result, size: int, sha256: str,
+            path: Path) -> PoolPackage | None:
+    """The cache's record of a pool file, if the file still has the size and mtime it had
+    when debship read it and the record has the digest the signed index lists."""
+    if (entry is None or entry.get("size") != st.st_size or entry.get("mtime_ns") != st.st_mtime_ns
+            or entry.get("size") != size or entry.get("sha256") != sha256):
+        return None
+    try:
+        return PoolPackage(filename, entry["name"], entry["version"], entry["architecture"], sha256,
+                           entry["md5"], size, entry["control"], path, stanza=entry.get("stanza", ""),
+                           identity=(st.st_size, st.st_mtime_ns))
+    except (KeyError, TypeError):
+        return None
+
+
+def _repairs(members: list[PoolPackage], incoming: list[PoolPackage], damaged: dict):
+    """Take from ``incoming`` each .deb with the bytes a damaged pool file was published
+    with: it restores that file.  Returns (the rest of incoming, the restoring ones)."""
+    rest, repaired = [], []
+    for pkg in incoming:
+        published = damaged.get(pkg.filename)
+        if published is not None and published[0] == pkg.sha256:
+            del damaged[pkg.filename]
+            members.append(pkg)
+            repaired.append(pkg)
+        else:
+            rest.append(pkg)
+    return rest, repaired
+
+
+def _damaged_message(damaged: dict) -> str:
+    filename, (sha256, what) = sorted(damaged.items())[0]
+    more = f" (and {len(damaged) - 1} more pool file(s))" if len(damaged) > 1 else ""
+    return (f"{filename} is not the file the signed index lists (sha256 {sha256}; {what}){more}; "
+            "publish the original .deb again with --verify to restore it, or delete the pool file to drop "
+            "that version")
+
+
+def _read_cache(repo: Path) -> tuple[bytes, dict]:
+    """The cache's bytes as read, and its entries by pool path ({} when missing, damaged or
+    written by another format)."""
+    try:
+        text = (repo / CACHE).read_bytes()
+        data = json.loads(text)
+    except (OSError, ValueError):
+        return b"", {}
+    if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT or not isinstance(data.get("files"), dict):
+        return text, {}
+    return text, data["files"]
+
+
+def _write_cache(repo: Path, before: bytes, cache: dict, members: dict[str, list[PoolPackage]]) -> None:
+    """Record what every pool file of ``members`` held, keeping other suites' entries
+    whose file is still there; written only when it changed (a no-op writes nothing)."""
+    files, root = {}, str(repo)
+    mine = {p.filename: p for pkgs in members.values() for p in pkgs}
+    for filename, entry in cache.items():
+        try:
+            if (filename not in mine and isinstance(entry, dict)
+                    and os.stat(os.path.join(root, filename)).st_mtime_ns == entry.get("mtime_ns")):
+                files[filename] = entry
+        except OSError:
+            continue
+    for p in mine.values():
+        if p.identity is not None:
+            size, mtime_ns = p.identity
+        else:  # written by this publish
+            try:
+                st = os.stat(os.path.join(root, p.filename))
+            except OSError:
+                continue
+            size, mtime_ns = st.st_size, st.st_mtime_ns
+        files[p.filename] = {"size": size, "mtime_ns": mtime_ns, "sha256": p.sha256, "md5": p.md5,
+                                 "name": p.name, "version": p.version, "architecture": p.architecture,
+                                 "control": p.control, "stanza": p.stanza or paragraph(p)}
+    text = json.dumps({"format": _CACHE_FORMAT, "files": dict(sorted(files.items()))}, separators=(",", ":")).encode()
+    if text != before:
+        _write_atomic(repo / CACHE, text)
 
 
 def _component_indexes(dist: Path, release: deb822.Release, component: str) -> list[str]:
@@ -257,17 +413,22 @@ def packages_index(pkgs: list[PoolPackage], rendered: dict[str, str] | None = No
 
 def build_indexes(members: dict[str, list[PoolPackage]], archs: tuple[str, ...]) -> dict[str, bytes]:
     """Every index of the suite, by path under ``dists/<suite>``: binary-all (the
-    Architecture: all packages) and binary-<arch> (that arch's plus the all ones)."""
+    Architecture: all packages) and binary-<arch> (that arch's plus the all ones).
+    Each distinct list is rendered and compressed once (with only Architecture: all
+    packages, every binary-<arch> index is the same text)."""
     indexes = {}
     for component, pkgs in sorted(members.items()):
-        rendered = {p.filename: paragraph(p) for p in pkgs}
+        key = keys_for({p.version for p in pkgs})
+        ordered = sorted(pkgs, key=lambda p: (p.name, key(p.version), p.architecture))
+        rendered = {p.filename: p.stanza or paragraph(p) for p in ordered}
+        done: dict[tuple, tuple[bytes, bytes, bytes]] = {}
         for arch in ("all", *archs):
-            chosen = [p for p in pkgs if p.architecture in (arch, "all")]
-            text = packages_index(chosen, rendered).encode()
+            chosen = tuple(p.filename for p in ordered if p.architecture in (arch, "all"))
+            if chosen not in done:
+                text = "\n".join(rendered[f] for f in chosen).encode()
+                done[chosen] = (text, _gzip(text), lzma.compress(text, preset=6))
             base = f"{component}/binary-{arch}/Packages"
-            indexes[base] = text
-            indexes[base + ".gz"] = _gzip(text)
-            indexes[base + ".xz"] = lzma.compress(text, preset=6)
+            indexes[base], indexes[base + ".gz"], indexes[base + ".xz"] = done[chosen]
     return indexes
 
 
@@ -323,10 +484,22 @@ def _hashes(release) -> list[str]:
     return [entry["sha256"] for entry in release.get("SHA256", [])]
 
 
-def _write_by_hash(index: Path, blob: bytes) -> None:
-    target = index.parent / "by-hash" / "SHA256" / hashlib.sha256(blob).hexdigest()
+def _write_by_hash(index: Path, blob: bytes, written: dict[str, Path]) -> None:
+    """Write ``blob`` under its sha256 (``written``: the files of this publish by sha256, to link to)."""
+    digest = hashlib.sha256(blob).hexdigest()
+    target = index.parent / "by-hash" / "SHA256" / digest
     if not target.exists():
-        _write_atomic(target, blob)
+        _write_atomic(target, blob, written.get(digest))
+    written.setdefault(digest, target)
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    _write_atomic(path, data)
 
 
 def _prune_by_hash(dist: Path, keep: set[str]) -> None:
@@ -338,9 +511,11 @@ def _prune_by_hash(dist: Path, keep: set[str]) -> None:
 
 
 def _copy_into_pool(pkg: PoolPackage, target: Path) -> None:
-    if target.exists():  # same bytes (checked by merge): left by an interrupted publish
+    """Write the .deb into the pool, unless it is there with these bytes already (left by an
+    interrupted publish, checked by merge); a damaged pool file is replaced."""
+    if target.exists() and target.stat().st_size == pkg.size and _sha256(target) == pkg.sha256:
         return
-    _write_atomic(target, pkg.source.read_bytes())
+    _write_atomic(target, pkg.data if pkg.data is not None else pkg.source.read_bytes())
 
 
 def _copy_signature(pkg: PoolPackage, target: Path) -> None:
@@ -356,9 +531,26 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a hidden temp file next to ``path``, flush it to disk, rename it into place."""
+def _write_atomic(path: Path, data: bytes, same: Path | None = None) -> None:
+    """Write to a hidden temp file next to ``path``, flush it to disk, rename it into place.
+    ``same``: a file of this publish already on disk with these bytes, hard-linked instead."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if same is not None:
+        tmp = str(path.parent / f".{path.name}.{os.getpid()}.link.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        try:
+            os.link(same, tmp)
+        except OSError:  # another filesystem, or links not allowed: write the bytes
+            return _write_atomic(path, data)
+        try:
+            _later_than(path, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

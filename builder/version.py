@@ -136,6 +136,33 @@ def _sort_order(a: str, b: str) -> int:
 sort_key = functools.cmp_to_key(_sort_order)
 
 
+def keys_for(versions) -> "callable":
+    """A key function ordering ``versions`` (all well-formed) exactly as :func:`compare` does, for
+    sorting many at once without a comparison per pair (``sort_key`` above compares pairs, and
+    takes empty and malformed versions too) (equal versions, like ``1.0`` and ``1.00``, get
+    equal keys).  dpkg compares two parts run by run, the shorter padded with empty runs:
+    each part's runs are padded here to the longest among ``versions``."""
+    fix = "Debian versions look like [epoch:]upstream[-revision], e.g. 1:1.2.3-1"
+    split = {v: _split(_check(v, fix)) for v in versions}
+    runs = {v: (_runs(u), _runs(r)) for v, (_, u, r, _, _) in split.items()}
+    width_u = max((len(u) for u, _ in runs.values()), default=0)
+    width_r = max((len(r) for _, r in runs.values()), default=0)
+    pad = ((0,), 0)
+    keys = {v: (int(split[v][0] or 0), tuple(u) + (pad,) * (width_u - len(u)), tuple(r) + (pad,) * (width_r - len(r)))
+            for v, (u, r) in runs.items()}
+    return keys.__getitem__
+
+
+def _runs(part: str) -> list:
+    """``part`` as dpkg's verrevcmp() walks it: (non-digit run as _order values ending in 0, number)."""
+    out = []
+    while part:
+        nd, d = re.match(_RUN, part).groups()
+        out.append((tuple(_order(c) for c in nd) + (0,), int(d or 0)))
+        part = part[len(nd) + len(d):]
+    return out
+
+
 # --- conversion ---------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from builder.errors import ConfigError
-from builder.version import compare, from_git_describe, git_version, to_debian, validate
+from builder.version import compare, from_git_describe, git_version, keys_for, sort_key, to_debian, validate
 
 REQUIRE_ALL = os.environ.get("DEBSHIP_REQUIRE_ALL") == "1"
 
@@ -119,6 +119,16 @@ def test_compare_literal(a, b, expected):
 @pytest.mark.parametrize("a,b,expected", VALID_PAIRS)
 def test_compare_agrees_with_dpkg(a, b, expected):
     assert dpkg_cmp(a, b) == expected == compare(a, b)
+
+
+def test_sort_key_orders_every_pair_as_compare_does():
+    versions = sorted({v for a, b, _ in VALID_PAIRS for v in (a, b)} |
+                      {"0", "1.0", "1.00", "1.0-0", "0:1.0", "1.0~", "1.0a", "1.0.0", "1.0-0~", "1.0-", "0.1",
+                       "1.0-1~bpo1", "1.0-1", "1.0-1.1", "2:0", "1:9.9", "1.0+~", "1.0~~a"} - {"1.0-"})
+    key = keys_for(versions)
+    for a in versions:
+        for b in versions:
+            assert (key(a) > key(b)) - (key(a) < key(b)) == compare(a, b), (a, b)
 
 
 def test_compare_rejects_invalid_version_naming_it():
