@@ -13,7 +13,7 @@ import pytest
 
 from builder import debdiff, debfile
 from builder.debdiff import compare
-from tests.helpers import require_tool
+from tests.harness.helpers import require_tool
 
 CONTROL = ("Package: bulk\nVersion: {v}\nArchitecture: all\nMaintainer: T <t@example.com>\n"
            "Description: bulk payload\n for the threaded diff test\n")

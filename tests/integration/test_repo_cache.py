@@ -17,9 +17,9 @@ import pytest
 from builder.build import build_deb
 from builder.cli import main
 from builder.repo import CACHE, publish
-from tests.conftest import MINIMAL, write_project
+from tests.harness.project import MINIMAL, write_project
 from tests.harness.aptrepo import keys  # noqa: F401  (fixture)
-from tests.helpers import cli_runner
+from tests.harness.helpers import cli_runner
 
 VERSIONS = ("1.0.0", "2.0.0", "3.0.0")
 POOL = "pool/main/d/demo-svc/demo-svc_{}_all.deb"
