@@ -133,3 +133,14 @@ def test_recovery_goes_back_removes_or_explains():
         "fleet-agent", ship, gone, "x").detail
     via = hostplan.plan_recovery("fleet-agent", ship, broken, "x", via_repo=True)
     assert via.steps[0].op == "source" and via.outcome == "rolled-back"
+
+
+def test_preview_names_the_units_the_new_version_drops():
+    """The installed manifest (captured) lists both units; a version without the startup unit stops it."""
+    one_unit = dataclasses.replace(MANIFEST, units=(UnitState(AGENT, True, True, "restart"),))
+    new = dataclasses.replace(pkg(), manifest=one_unit)
+    p = hostplan.plan_ship(new, captured("v1-edited-conffile")).preview
+    assert p.drops == (STARTUP,) and p.as_dict()["drops"] == [STARTUP]
+    assert f"stops and disables (not in this version): {STARTUP}" in p.summary()
+    assert hostplan.plan_ship(pkg(), captured("v1-edited-conffile")).preview.drops == ()
+    assert hostplan.plan_ship(new, captured("fresh-host")).preview.drops == ()
