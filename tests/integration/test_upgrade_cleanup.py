@@ -115,6 +115,7 @@ def test_upgrade_drops_unit_and_unmodified_conffile_downgrade_brings_them_back(r
     assert not enabled(root, "old.service") and dsh_state(root, "old.service") == []
     assert enabled(root, "a.service")
     assert not legacy.exists() and not list(legacy.parent.glob("legacy.conf.*"))
+    assert not legacy.parent.exists()                           # conf.d/: v2 does not list it, nothing is in it
     assert not (root.path / "usr/lib/systemd/system/old.service").exists()
     assert not (root.path / "var/lib/debship").exists()        # the hand-over file is gone with its folders
     log = (root.path / "var/log/dropper/deploy.log").read_text()
