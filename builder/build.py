@@ -5,7 +5,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from . import config, debfile
+from . import config, debfile, layout
 from . import plan as planning
 from .errors import BuildError, ConfigError
 from .plan import Plan
@@ -36,7 +36,7 @@ def build_deb(project_dir: Path, out_dir: Path | None = None, version: str | Non
     return debfile.write(
         control_members(files), data_members(plan, files), out,
         name=spec.name, version=spec.version, architecture=spec.architecture,
-        compression=compression, mtime=mtime,
+        compression=compression, mtime=mtime, unlisted_dirs=layout.HOST_DIRS,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import version as versions
 from .errors import ConfigError
+from .layout import ADMIN_DIRS, UNIT_DIR
 from .manifest import KEEP_VERSIONS
 
 if sys.version_info >= (3, 11):
@@ -39,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "health": None,             # a shell command run on the host after install
     "keep-versions": KEEP_VERSIONS,
     "folders": {"units": "units", "scripts": "scripts", "configs": "configs"},
-    "install": {"units": "/lib/systemd/system", "scripts": "/usr/lib/{name}", "configs": "/etc/{name}"},
+    "install": {"units": UNIT_DIR, "scripts": "/usr/lib/{name}", "configs": "/etc/{name}"},
     "units": {},
     "allow-secrets": [],        # bundle files (like "configs/tls/server.key") shipped 0600 despite looking secret
     "host-accounts": [],        # users and groups the hosts have from elsewhere (a dependency, the image)
@@ -381,6 +382,10 @@ def _install_path(value: Any, kind: str, where: str) -> str:
     if "{" in value.replace("{name}", "") or "}" in value.replace("{name}", ""):
         raise ConfigError(f"{where}: install.{kind} = \"{value}\": the only placeholder is {{name}}; "
                           "fix the braces")
+    for reserved, instead in ADMIN_DIRS.items():
+        if value == reserved or value.startswith(reserved + "/"):
+            raise ConfigError(f"{where}: install.{kind} = \"{value}\": {reserved} belongs to the local admin, "
+                              f"no package may install there (Debian Policy 9.1.2); use {instead}")
     return value.rstrip("/")
 
 

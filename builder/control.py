@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from . import cache
 from .config import PackageSpec
 from .errors import BuildError
-from .layout import Layout
+from .layout import UNIT_DIR, Layout
 from .manifest import Manifest
 from .plan import Plan, Unit
 
@@ -49,7 +49,7 @@ def render(spec: PackageSpec, plan: Plan, md5: dict, sizes: dict, mtime: int) ->
     (read once by the caller, which owns the I/O).
     """
     templates = Templates(spec.project_dir)
-    docs = {**_docs(templates, spec, mtime), **manifest(spec, plan)}
+    docs = {**_docs(templates, spec, mtime), **manifest(spec, plan), **lintian_overrides(spec, plan)}
     doc_md5 = {p: hashlib.md5(b).hexdigest() for p, b in docs.items()}
     all_md5 = {**md5, **doc_md5}
     all_sizes = {**sizes, **{p: len(b) for p, b in docs.items()}}
@@ -67,14 +67,29 @@ def render(spec: PackageSpec, plan: Plan, md5: dict, sizes: dict, mtime: int) ->
 
 def script_context(spec: PackageSpec, plan: Plan) -> dict:
     """The variables every maintainer-script template gets."""
-    return scripts_context(spec.name, spec.version, plan.units, plan.startup)
+    return scripts_context(
+        spec.name, spec.version, plan.units, plan.startup, conffiles=plan.conffiles,
+        unit_files=any(e.kind == "unit" for e in plan.entries),
+        py_dirs=sorted({e.dest.rsplit("/", 1)[0] for e in plan.entries if e.dest.endswith(".py")}),
+        unit_dir=spec.install.get("units", UNIT_DIR))
 
 
-def scripts_context(name: str, version: str, units: Sequence[Unit], startup: str | None) -> dict:
+def scripts_context(name: str, version: str, units: Sequence[Unit], startup: str | None, *,
+                    conffiles: Sequence[str] = (), unit_files: bool | None = None, py_dirs: Sequence[str] = (),
+                    unit_dir: str = UNIT_DIR) -> dict:
     """The maintainer-script context: the host paths, and the unit names each systemd step acts
-    on, decided here so that the templates only loop (see the header of debian/postinst.j2)."""
+    on, decided here so that the templates only loop (see the header of debian/postinst.j2).
+
+    ``conffiles`` and ``units`` are also what an upgrade compares with the installed version's
+    (decided on the host: see debian/preinst.j2); ``unit_files``: the package installs anything
+    under the unit folder (drop-ins too), so systemd must reload; ``py_dirs``: folders of the
+    package's Python files, whose byte-code prerm removes."""
+    layout = Layout(name).script_context()
+    dirs = [unit_dir] + [d for d in layout.pop("unit_dirs") if d != unit_dir]
     return {"name": name, "version": version, "units": list(units), "startup": startup,
-            **Layout(name).script_context(), **unit_sets(units)}
+            "conffiles": sorted(conffiles), "unit_files": bool(units) if unit_files is None else unit_files,
+            "py_dirs": list(py_dirs), "unit_dirs": dirs, "shipped_units": sorted(u.name for u in units),
+            **layout, **unit_sets(units)}
 
 
 def render_scripts(context: dict, templates: Templates | None = None) -> dict:
@@ -180,6 +195,22 @@ def manifest(spec: PackageSpec, plan: Plan) -> dict:
     """What ``ship`` needs to know about a package, kept inside it: units, health, startup."""
     data = Manifest.of(spec.name, spec.version, plan.startup, spec.health, spec.keep_versions, plan.units)
     return {Layout(spec.name).manifest: data.to_json().encode()}
+
+
+def lintian_overrides(spec: PackageSpec, plan: Plan) -> dict:
+    """The one lintian override file debship writes, for files under /opt (FHS 3.0 3.13, "add-on
+    application software packages", where local packages go): dir-or-file-in-opt is a tag for the
+    Debian archive, whose own packages may not use /opt; missing-intermediate-directory because
+    the package does not own /opt (``layout.HOST_DIRS``)."""
+    if not any(e.dest.startswith("/opt/") for e in plan.entries):
+        return {}
+    text = ("# A local package, not one for the Debian archive: /opt is where FHS 3.0 puts add-on\n"
+            "# application packages, and the folder the admin chose for it.\n"
+            f"{spec.name}: dir-or-file-in-opt [opt/*]\n"
+            "# /opt exists on every Debian host and no package owns it: listing it would make dpkg\n"
+            "# remove it on purge (when empty), so the package installs into it without owning it.\n"
+            f"{spec.name}: missing-intermediate-directory [opt/]\n")
+    return {Layout(spec.name).lintian_overrides: text.encode()}
 
 
 def _license_text(license_name: str) -> list[str]:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Callable
+from typing import IO, TYPE_CHECKING, Callable, Collection
 
 from . import compress
 from .errors import BuildError
@@ -73,11 +73,14 @@ def write(
     compression: str = "xz",
     mtime: int,
     workers: int | None = None,
+    unlisted_dirs: Collection[str] = (),
 ) -> BuiltDeb:
     """Write ``out_dir/<deb_filename>`` atomically and return its path, sha256 and size.
 
     ``workers`` threads compress (default: one per core, see ``compress.default_workers``);
-    the bytes written are the same for any number.
+    the bytes written are the same for any number.  ``unlisted_dirs`` (like ``"opt"``): parent
+    folders left out of data.tar, so that the package does not own them (they must exist on the
+    host: dpkg unpacks into them but never removes them).
     """
     _check_compression(compression)
     _check_members(control, what="control", flat=True)
@@ -90,7 +93,7 @@ def write(
     final = Path(out_dir) / deb_filename(name, version, architecture)
 
     def fill(out: IO[bytes]) -> None:
-        _write_ar(out, _control_entries(control), _data_entries(data), _Format(compression, mtime, workers))
+        _write_ar(out, _control_entries(control), _data_entries(data, unlisted_dirs), _Format(compression, mtime, workers))
 
     sha256, size = _write_atomically(final, fill)
     return BuiltDeb(final, name, version, architecture, sha256, size)
@@ -190,9 +193,9 @@ def _control_entries(members: Sequence[Member]) -> list[_Entry]:
     return [("", None)] + sorted(((m.path, m) for m in members), key=lambda e: e[0])
 
 
-def _data_entries(members: Sequence[Member]) -> list[_Entry]:
-    """'./', every implied parent directory, then the files; sorted by path components."""
-    dirs = {p for m in members for p in _parents(m.path)}
+def _data_entries(members: Sequence[Member], unlisted_dirs: Collection[str] = ()) -> list[_Entry]:
+    """'./', every implied parent directory but ``unlisted_dirs``, then the files; sorted by path components."""
+    dirs = {p for m in members for p in _parents(m.path)}.difference(unlisted_dirs)
     entries: list[_Entry] = [(d, None) for d in dirs] + [(m.path, m) for m in members]
     return [("", None)] + sorted(entries, key=lambda e: e[0].split("/"))
 

@@ -11,6 +11,25 @@ from dataclasses import dataclass
 DEBSHIP_STATE = "/var/lib/debship"      # one store folder per package below it
 LOCK_DIR = "/run/debship"               # 0700 root: the ship locks (tmpfs: a reboot frees them)
 
+# Where units go: debhelper's folder from Debian 13 on (on a merged /usr, /lib is an alias of
+# /usr/lib, and Debian 13's lintian flags units under /lib as aliased-location).  Packages built
+# by debship before used UNIT_DIR_OLD; the maintainer scripts read both.
+UNIT_DIR = "/usr/lib/systemd/system"
+UNIT_DIR_OLD = "/lib/systemd/system"
+
+# Folders every Debian host has that no package lists (base-files' postinst makes them, FHS 3.0):
+# a package that listed one would own it, and dpkg would remove it on purge once empty.  The
+# data.tar of a debship package never lists them (dpkg unpacks into the existing folder).
+HOST_DIRS = frozenset({
+    "opt", "srv", "mnt", "media", "etc/opt", "var/opt", "var/mail",
+    "usr/local", *(f"usr/local/{d}" for d in ("bin", "etc", "games", "include", "lib", "sbin", "share",
+                                              "share/man", "src")),
+})
+
+# Trees reserved for the local administrator (Debian Policy 9.1.2, FHS 3.0): no package may install
+# there; each maps to the place a package's files of that kind fit instead.
+ADMIN_DIRS = {"/usr/local": '"/usr/lib/{name}" or "/opt/{name}"', "/srv": '"/var/lib/{name}" or "/opt/{name}"'}
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -82,6 +101,16 @@ class Layout:
         return f"/usr/share/debship/{self.name}.json"
 
     @property
+    def dropped(self) -> str:
+        """What the preinst of an upgrade found the old version shipped and the new one drops
+        (units, conffiles): read by postinst (clean up) and postrm abort-upgrade (restore)."""
+        return f"{self.store}/dropped"
+
+    @property
+    def lintian_overrides(self) -> str:
+        return f"/usr/share/lintian/overrides/{self.name}"
+
+    @property
     def doc_dir(self) -> str:
         return f"/usr/share/doc/{self.name}"
 
@@ -93,4 +122,5 @@ class Layout:
         """The paths the maintainer-script templates are given."""
         return {"state_dir": self.state_dir, "log_dir": self.log_dir, "deploy_log": self.deploy_log,
                 "store_dir": self.store, "apt_source": self.apt_source, "repo_source": self.repo_source,
-                "repo_keyring": self.repo_keyring, "apt_pin": self.apt_pin, "debship_state": DEBSHIP_STATE}
+                "repo_keyring": self.repo_keyring, "apt_pin": self.apt_pin, "debship_state": DEBSHIP_STATE,
+                "dropped_file": self.dropped, "unit_dirs": [UNIT_DIR, UNIT_DIR_OLD]}

@@ -15,6 +15,7 @@ from ..layout import Layout
 from ..version import compare
 from . import store
 from .facts import HostFacts, Installed
+from ..manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -72,20 +73,23 @@ class Preview:
     restarts: tuple[str, ...] = ()           # running units the install restarts
     starts: tuple[str, ...] = ()             # units it starts
     systemd: bool = True
+    drops: tuple[str, ...] = ()              # units of the installed version this one no longer ships:
+                                             # stopped, disabled and forgotten by its preinst/postinst
 
     def as_dict(self) -> dict:
         return {"action": self.action, "from": self.before, "to": self.to,
                 "edited_conffiles": list(self.edited_conffiles),
                 "dpkg_dist": [f"{p}.dpkg-dist" for p in self.new_defaults],
                 "left_alone": list(self.left_alone), "restarts": list(self.restarts),
-                "starts": list(self.starts), "systemd": self.systemd}
+                "starts": list(self.starts), "systemd": self.systemd, "drops": list(self.drops)}
 
     def summary(self) -> str:
         parts = [f"{self.action} {self.before + ' -> ' if self.before else ''}{self.to}"]
         for label, items in (("admin-edited conffiles kept", self.edited_conffiles),
                              ("new defaults as .dpkg-dist", self.new_defaults),
                              ("left alone (disabled/masked)", self.left_alone),
-                             ("restarts", self.restarts), ("starts", self.starts)):
+                             ("restarts", self.restarts), ("starts", self.starts),
+                             ("stops and disables (not in this version)", self.drops)):
             if items:
                 parts.append(f"{label}: {', '.join(items)}")
         if not self.systemd:
@@ -204,8 +208,10 @@ def preview_install(pkg: PackageInfo, facts: HostFacts, d: Decision) -> Preview:
     upgrading = before is not None
     restarts = [u.name for u in live if upgrading and u.name in running and u.on_upgrade in ("restart", "stop")]
     starts = [u.name for u in live if u.start and u.enable and u.name not in restarts]
+    shipped = {u.name for u in pkg.manifest.units}
+    drops = sorted({u.name for u in Manifest.from_json(facts.manifest).units} - shipped) if upgrading else []
     return Preview(action, before, pkg.version, tuple(c.path for c in edited), tuple(changed), tuple(left_alone),
-                   tuple(restarts), tuple(starts), facts.systemd)
+                   tuple(restarts), tuple(starts), facts.systemd, tuple(drops))
 
 
 def plan_rollback(name: str, facts: HostFacts, target: str | None, dry_run: bool = False,

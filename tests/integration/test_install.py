@@ -38,7 +38,7 @@ def test_install_puts_files_where_the_readme_says_and_purge_removes_them(root, t
     proc = install(root, deb)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     p = root.path
-    assert (p / "lib/systemd/system/fleet-agent.service").is_file()
+    assert (p / "usr/lib/systemd/system/fleet-agent.service").is_file()
     assert (p / "usr/lib/fleet-agent/agent.py").stat().st_mode & 0o777 == 0o755
     assert (p / "etc/fleet-agent/agent.conf").is_file()
     assert (p / "usr/share/doc/fleet-agent/copyright").is_file()

@@ -120,7 +120,7 @@ def test_install_upgrade_downgrade_remove_purge(root, tmp_path):
     assert "port = 9999" in conf.read_text()
     assert "New in 2.0.0" in (p / "etc/fleet-agent/agent.conf.dpkg-dist").read_text()
     assert not (p / "etc/fleet-agent/startup.conf.dpkg-dist").exists()
-    assert "RestartSec=3s" in (p / "lib/systemd/system/fleet-agent.service").read_text()
+    assert "RestartSec=3s" in (p / "usr/lib/systemd/system/fleet-agent.service").read_text()
     assert not (p / WANTS / "fleet-agent.service").exists()
     assert log_lines(root, r"2\.0\.0 postinst configure 1\.0\.0: enable fleet-agent\.service: "
                            r"disabled by the admin, left disabled$")
@@ -134,7 +134,7 @@ def test_install_upgrade_downgrade_remove_purge(root, tmp_path):
     assert status(root) == "install ok installed 1.0.0"
     assert log_lines(root, r"fleet-agent 1\.0\.0 postinst configure 2\.0\.0: startup: ok$")
     assert log_lines(root, r"fleet-agent 1\.0\.0 postinst configure 2\.0\.0: done$")
-    assert "RestartSec=2s" in (p / "lib/systemd/system/fleet-agent.service").read_text()
+    assert "RestartSec=2s" in (p / "usr/lib/systemd/system/fleet-agent.service").read_text()
     assert "port = 9999" in conf.read_text() and not (p / WANTS / "fleet-agent.service").exists()
 
     # 5. Remove: program files and units go, conffiles and state stay.
@@ -142,7 +142,7 @@ def test_install_upgrade_downgrade_remove_purge(root, tmp_path):
     assert status(root) == "deinstall ok config-files 1.0.0"
     assert "port = 9999" in conf.read_text()
     assert not (p / "usr/lib/fleet-agent").exists()
-    assert not (p / "lib/systemd/system/fleet-agent.service").exists()
+    assert not (p / "usr/lib/systemd/system/fleet-agent.service").exists()
     assert (p / LOG).exists()
 
     # 6. Purge: nothing of the package is left.  The admin's own mask is the

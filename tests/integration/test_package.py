@@ -16,8 +16,8 @@ from tests.harness.helpers import require_module, require_tool
 from tests.harness.project import REPO
 
 SAMPLE_FILES = {
-    "./lib/systemd/system/fleet-agent.service": 0o644,
-    "./lib/systemd/system/fleet-agent-startup.service": 0o644,
+    "./usr/lib/systemd/system/fleet-agent.service": 0o644,
+    "./usr/lib/systemd/system/fleet-agent-startup.service": 0o644,
     "./usr/lib/fleet-agent/agent.py": 0o755,
     "./usr/lib/fleet-agent/startup.py": 0o755,
     "./usr/lib/fleet-agent/healthcheck.py": 0o755,
@@ -144,8 +144,8 @@ def test_second_bundle_with_its_own_shape(tmp_path):
     assert built.path.name == "nightly-backup_2.1.0~rc1_all.deb"
     listing = dpkg_deb("--contents", built.path)
     for path in ("./opt/nightly-backup/bin/snapshot.py", "./etc/nightly-backup/filters.d/default.conf",
-                 "./lib/systemd/system/nightly-backup.timer",
-                 "./lib/systemd/system/nightly-backup-restore@.service"):
+                 "./usr/lib/systemd/system/nightly-backup.timer",
+                 "./usr/lib/systemd/system/nightly-backup-restore@.service"):
         assert path in listing
     assert "-rwxr-xr-x root/root" in next(l for l in listing.splitlines() if "snapshot.py" in l)
     conffiles = subprocess.run(["dpkg-deb", "--ctrl-tarfile", str(built.path)], check=True,

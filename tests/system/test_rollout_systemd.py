@@ -85,7 +85,7 @@ def test_a_service_that_dies_after_verify_fails_the_soak_and_the_rollout_stops(m
 
 
 def test_a_crash_looping_unit_fails_verify_with_its_journal_in_the_event(booted_host, rollout_debs, tmp_path):
-    from tests.system.test_ship_systemd import CRASHING_AGENT
+    from tests.harness.booted import CRASHING_AGENT
     project, _ = sample_project(tmp_path / "project")
     (project / "scripts" / "agent.py").write_text(CRASHING_AGENT)
     crash = build_deb(project, tmp_path / "crash", version="1.2.0").path

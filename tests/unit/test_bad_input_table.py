@@ -289,13 +289,19 @@ CASES = [
          ("units/a/x.service", "put units at the top of the units folder"), BUNDLE),
     Case("dropin-not-conf", write("units/demo-svc.service.d/override.txt", "[Service]\n"),
          ("override.txt", "drop-ins in <unit>.d/*.conf"), BUNDLE),
-    Case("unit-in-scripts-and-units", lambda p: (append('[install]\nscripts = "/lib/systemd/system"\n')(p),
+    Case("unit-in-scripts-and-units", lambda p: (append('[install]\nscripts = "/usr/lib/systemd/system"\n')(p),
                                                   write("scripts/demo-svc.service", "x\n")(p)),
-         ("both install to /lib/systemd/system/demo-svc.service",), BUNDLE),
+         ("both install to /usr/lib/systemd/system/demo-svc.service",), BUNDLE),
     Case("unit-user-nobody-creates", unit_line("User=demo-svc"),
          ("demo-svc.service", "User=demo-svc", "DynamicUser=yes", "host-accounts"), BUNDLE),
     Case("unit-user-another-listed", lambda p: (append('host-accounts = ["postgres"]\n')(p), unit_line("User=pg")(p)),
          ("User=pg", "host-accounts"), BUNDLE),
+    Case("install-in-usr-local", append('[install]\nscripts = "/usr/local/bin"\n'),
+         ('install.scripts = "/usr/local/bin"', "belongs to the local admin", '"/usr/lib/{name}" or "/opt/{name}"'),
+         CONFIG),
+    Case("install-in-srv", append('[install]\nconfigs = "/srv/{name}"\n'),
+         ('install.configs = "/srv/{name}"', "belongs to the local admin", '"/var/lib/{name}" or "/opt/{name}"'),
+         CONFIG),
     Case("host-accounts-is-a-string", append('host-accounts = "postgres"\n'),
          ("'host-accounts' must be a list", '["postgres"]'), CONFIG),
     Case("host-accounts-bad-name", append('host-accounts = ["Postgres DB"]\n'),
@@ -504,7 +510,7 @@ def test_unicode_names_and_symlinks_inside_the_bundle_build(project):
     names = DebFile(str(deb)).data.tgz().getnames()
     assert "./etc/demo-svc/café.conf" in names
     assert "./etc/demo-svc/absolute-link.conf" in names
-    assert "./lib/systemd/system/demo-svc.service.d/override.conf" in names
+    assert "./usr/lib/systemd/system/demo-svc.service.d/override.conf" in names
 
 
 # --- what the checks above must let through: read back with dpkg-deb ---

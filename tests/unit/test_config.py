@@ -13,7 +13,7 @@ from builder.errors import ConfigError
 def test_defaults_fill_every_optional_key(project):
     spec = config.load(project)
     assert spec.name == "demo-svc" and spec.version == "1.0.0"
-    assert spec.install == {"units": "/lib/systemd/system", "scripts": "/usr/lib/demo-svc",
+    assert spec.install == {"units": "/usr/lib/systemd/system", "scripts": "/usr/lib/demo-svc",
                             "configs": "/etc/demo-svc"}
     assert spec.folders["units"] == project / "units"
     assert spec.architecture == "all" and spec.keep_versions == 5 and spec.startup is None

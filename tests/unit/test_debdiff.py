@@ -24,7 +24,7 @@ from builder.diffview import render
 from tests.harness.helpers import cli_runner, require_tool
 
 CONF = "/etc/demo-svc/demo.conf"
-UNIT = "/lib/systemd/system/demo-svc.service"
+UNIT = "/usr/lib/systemd/system/demo-svc.service"
 MANIFEST = "/usr/share/debship/demo-svc.json"
 CHANGELOG = "/usr/share/doc/demo-svc/changelog.gz"
 JSON_LISTS = ("control", "added", "removed", "changed", "conffiles_changed", "units_changed", "scripts_changed")
@@ -59,7 +59,7 @@ def test_a_version_bump_alone_changes_version_changelog_and_version_strings(buil
     assert {c.name for f in d.changed for c in f.changes} <= {"content", "size"}
     assert d.changed[0].version_only
     # Every maintainer script names its version in a comment and the deploy log line; nothing else differs.
-    assert [s.name for s in d.scripts] == ["postinst", "prerm", "postrm"]
+    assert [s.name for s in d.scripts] == ["preinst", "postinst", "prerm", "postrm"]
     assert all(s.status == "changed" and s.version_only for s in d.scripts)
 
 
@@ -75,9 +75,9 @@ def test_the_three_changes_are_reported_and_nothing_else(builds):
                                   directives=(Directive("Service", "Restart", ("on-failure",), ("always",)),),
                                   options=(Change("on-upgrade", "restart", "stop"),)),)
     assert [(s.name, s.status, s.version_only) for s in d.scripts] == [
-        ("preinst", "added", False), ("postinst", "changed", False)]
+        ("preinst", "changed", False), ("postinst", "changed", False)]
     preinst, postinst = d.scripts
-    assert "+\tdeb-systemd-invoke stop 'demo-svc.service' >/dev/null || true" in preinst.diff.splitlines()
+    assert "+\t\tdeb-systemd-invoke stop 'demo-svc.service' >/dev/null || true" in preinst.diff.splitlines()
     changed = [line for line in postinst.diff.splitlines()[2:] if line[:1] in "+-"]
     assert "-\t\tinvoke restart 'demo-svc.service'" in changed
     assert "+\tinvoke start 'demo-svc.service'" in changed
@@ -95,7 +95,7 @@ def test_old_to_new_reports_both_and_the_cli_prints_them(builds):
     assert lines[0] == "demo-svc 1.0.0 -> 1.1.0"
     for expected in ("  Version: 1.0.0 -> 1.1.0", f"  ~ {CONF}  content  [conffile]",
                      "      [Service] Restart=on-failure -> always", "      on-upgrade: restart -> stop",
-                     "  + preinst added", "  ~ prerm changed (the version number only)"):
+                     "  ~ preinst changed", "  ~ prerm changed (the version number only)"):
         assert expected in lines
     assert lines.index("units (1):") < lines.index("maintainer scripts (4):")
 
@@ -154,7 +154,7 @@ def test_an_added_unit_is_reported_with_its_options(project, tmp_path):
     (project / "units/extra.service").write_text(
         "[Unit]\nDescription=x\n\n[Service]\nExecStart=/usr/lib/demo-svc/serve.py\n")
     d = compare(old, build_deb(project, tmp_path / "b").path)
-    assert d.added == ("/lib/systemd/system/extra.service",)
+    assert d.added == ("/usr/lib/systemd/system/extra.service",)
     assert d.units == (UnitChange("extra.service", "added", options=(
         Change("enable", None, False), Change("start", None, True), Change("on-upgrade", None, "restart"))),)
     assert "  + extra.service added  enable=no start=yes on-upgrade=restart" in render(d)

@@ -38,9 +38,12 @@ CONTEXTS = {
     "sample": control.scripts_context(
         "fleet-agent", "1.0.0",
         [Unit("fleet-agent.service"), Unit("fleet-agent-startup.service", start=False, on_upgrade="none")],
-        "/usr/lib/fleet-agent/startup.py"),
+        "/usr/lib/fleet-agent/startup.py",
+        conffiles=["/etc/fleet-agent/agent.conf", "/etc/fleet-agent/startup.conf"], py_dirs=["/usr/lib/fleet-agent"]),
     # Scripts and configs only.
     "bare": control.scripts_context("plain-files", "0.3~rc1-2", [], None),
+    # Drop-ins for units of other packages, and nothing else.
+    "dropins": control.scripts_context("tuning", "1.0", [], None, unit_files=True),
     # Every unit case: template, stop/none on upgrade, no-start, not enabled, no [Install].
     "mixed": control.scripts_context("jobs", "2:4.1-1", [
         Unit("worker.service", on_upgrade="stop"),
@@ -126,7 +129,8 @@ def test_dh_snippets_in_sample():
         in render("sample", "prerm")
     assert "deb-systemd-helper purge 'fleet-agent-startup.service' 'fleet-agent.service' >/dev/null || true" \
         in render("sample", "postrm")
-    assert render("sample", "preinst") == ""  # nothing is stopped before an upgrade
+    # before an upgrade only the units the new version drops are stopped (none is on-upgrade = stop)
+    assert "deb-systemd-invoke stop '" not in render("sample", "preinst")
 
 
 def test_postinst_order_enable_startup_start():
@@ -137,7 +141,9 @@ def test_postinst_order_enable_startup_start():
 def test_mixed_unit_handling():
     postinst, preinst = render("mixed", "postinst"), render("mixed", "preinst")
     prerm, postrm = render("mixed", "prerm"), render("mixed", "postrm")
-    assert "job@" not in postinst + preinst + prerm + postrm  # templates: no instance to act on
+    assert "job@" not in postinst + prerm + postrm  # templates: no instance to act on
+    assert "shipped_units=\" api.socket helper.service job@.service poller.service poller.timer worker.service \"" \
+        in preinst                                            # ... but an upgrade keeps them
     assert "keep_unit 'helper.service'" in postinst           # enable = false: admin's choice kept
     assert "enable_unit 'poller.service'" not in postinst     # no [Install]: nothing to enable
     assert "invoke try-restart 'poller.service'" in postinst  # start = false: only if running
@@ -165,7 +171,7 @@ CALLS = {
 def _dpkg_root(tmp_path: Path, context: str) -> Path:
     """A scratch root holding the context's unit files, as dpkg would have unpacked them."""
     root = tmp_path / "root"
-    system = root / "lib/systemd/system"
+    system = root / "usr/lib/systemd/system"
     system.mkdir(parents=True)
     for unit in CONTEXTS[context]["units"]:
         text = TIMER_TEXT if unit.name.endswith(".timer") else UNIT_TEXT

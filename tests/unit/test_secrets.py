@@ -115,7 +115,7 @@ def test_no_packaged_file_is_world_writable_or_setuid(project):
     members = data_members(builds(project))
     assert members["usr/lib/demo-svc/serve.py"].mode == 0o755
     assert members["etc/demo-svc/demo.conf"].mode == 0o644
-    assert members["lib/systemd/system/demo-svc.service"].mode == 0o644
+    assert members["usr/lib/systemd/system/demo-svc.service"].mode == 0o644
     for name, m in members.items():
         assert m.mode & 0o7022 == 0, f"{name} has mode {m.mode:o}"
         assert (m.uid, m.gid, m.uname, m.gname) == (0, 0, "root", "root"), name

@@ -207,3 +207,14 @@ def test_a_rerun_verifies_a_version_a_cut_off_ship_installed():
     assert "cut off before verifying it" in cut.reason
     first = hostplan.plan_ship(pkg(), captured("v1-edited-conffile"))
     assert next(s for s in first.steps if s.op == "install").since == "1.0.0"  # noted before apt runs
+
+
+def test_preview_names_the_units_the_new_version_drops():
+    """The installed manifest (captured) lists both units; a version without the startup unit stops it."""
+    one_unit = dataclasses.replace(MANIFEST, units=(UnitState(AGENT, True, True, "restart"),))
+    new = dataclasses.replace(pkg(), manifest=one_unit)
+    p = hostplan.plan_ship(new, captured("v1-edited-conffile")).preview
+    assert p.drops == (STARTUP,) and p.as_dict()["drops"] == [STARTUP]
+    assert f"stops and disables (not in this version): {STARTUP}" in p.summary()
+    assert hostplan.plan_ship(pkg(), captured("v1-edited-conffile")).preview.drops == ()
+    assert hostplan.plan_ship(new, captured("fresh-host")).preview.drops == ()

@@ -314,7 +314,7 @@ def _scenario(vm, debs):
                    sudo=True, timeout=600)
         assert r.ok, r.stdout + r.stderr
         assert installed(vm) == ""
-        left = sh(vm, f"find /lib/systemd/system /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled "
+        left = sh(vm, f"find /usr/lib/systemd/system /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled "
                       f"/var/lib/systemd/deb-systemd-helper-masked -name '{NAME}*' 2>/dev/null || true", sudo=True)
         assert left.strip() == "", f"units or enable links left:\n{left}"
         paths = [f"/var/lib/{NAME}", f"/var/log/{NAME}", f"/var/lib/debship/{NAME}", f"/etc/{NAME}",
