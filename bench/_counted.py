@@ -7,6 +7,7 @@ exit status; sha256() is one too) and .put (one SFTP upload: open, pipelined wri
 rename), then runs `debship` with the remaining arguments.  At exit, TRIPS.json holds one record
 per call: {"host", "kind": connect|run|put, "what", "seconds"}.  The library is not changed.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -37,10 +38,16 @@ def _counted(kind: str, func):
         try:
             return func(self, *args, **kw)
         finally:  # list.append is atomic: the fleet's threads may all record at once
-            RECORDS.append({"host": self.name, "kind": kind, "what": _what(kind, args),
-                            "seconds": round(time.perf_counter() - t0, 4)})
-    return wrapper
+            RECORDS.append(
+                {
+                    "host": self.name,
+                    "kind": kind,
+                    "what": _what(kind, args),
+                    "seconds": round(time.perf_counter() - t0, 4),
+                }
+            )
 
+    return wrapper
 
 
 def _dump(path: Path) -> None:

@@ -1,4 +1,5 @@
 """Loopback hosts for the ship benchmarks: fresh roots with their own sshd, and what dpkg says in each."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,15 +34,24 @@ def make_hosts(stack: contextlib.ExitStack, lower: Path, n: int, work: Path) -> 
 
 def installed(host: SSHHost, package: str) -> str | None:
     """The version dpkg has fully installed in the host's root, read from the controller's side."""
-    r = subprocess.run(["dpkg-query", f"--admindir={host.root.path}/var/lib/dpkg", "-W",
-                        "-f", "${db:Status-Status} ${Version}", package], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "dpkg-query",
+            f"--admindir={host.root.path}/var/lib/dpkg",
+            "-W",
+            "-f",
+            "${db:Status-Status} ${Version}",
+            package,
+        ],
+        capture_output=True,
+        text=True,
+    )
     status, _, version = r.stdout.partition(" ")
     return version if r.returncode == 0 and status == "installed" else None
 
 
 def check_installed(hosts: list[SSHHost], package: str, version: str, who: str) -> None:
-    bad = [f"{h.port}: {installed(h, package) or 'not installed'}" for h in hosts
-           if installed(h, package) != version]
+    bad = [f"{h.port}: {installed(h, package) or 'not installed'}" for h in hosts if installed(h, package) != version]
     if bad:
         raise SystemExit(f"{who}: {package} {version} is not installed on {len(bad)} host(s): {', '.join(bad)}")
 

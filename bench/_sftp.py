@@ -1,4 +1,5 @@
 """debship's SFTP upload vs OpenSSH's `sftp` to one loopback host (`bench/ship.py --only sftp`)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,7 @@ def bench_sftp(lower: Path, size_mb: int, repeat: int, work: Path) -> None:
     xfer: dict[str, list[float]] = {k: [] for k in e2e}
     shakes = []
     with contextlib.ExitStack() as stack:
-        host, = make_hosts(stack, lower, 1, work)
+        (host,) = make_hosts(stack, lower, 1, work)
         sftp_openssh(host, None)  # records the host key
         conn = stack.enter_context(host.connect())
         landed = host.root.path / remote.lstrip("/")
@@ -51,24 +52,53 @@ def bench_sftp(lower: Path, size_mb: int, repeat: int, work: Path) -> None:
             xfer[DEBSHIP].append(timed(lambda: conn.put(local, remote)))
             check(landed, digest)
     print(f"\n### SFTP upload of {size_mb} MB (random, seeded) to one loopback host, median of {repeat}\n")
-    print("| client | end to end s | MB/s | vs OpenSSH | transfer only s | MB/s | vs OpenSSH |\n"
-          "|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| client | end to end s | MB/s | vs OpenSSH | transfer only s | MB/s | vs OpenSSH |\n"
+        "|---|---:|---:|---:|---:|---:|---:|"
+    )
     base_e, base_x = statistics.median(e2e[OPENSSH]), statistics.median(xfer[OPENSSH])
     for name in e2e:
         me, mx = statistics.median(e2e[name]), statistics.median(xfer[name])
-        print(f"| {name} | {me:.3f} | {size_mb / me:.0f} | {base_e / me:.2f}x "
-              f"| {mx:.3f} | {size_mb / mx:.0f} | {base_x / mx:.2f}x |")
-    print(f"\nGoal (issue): debship >= 0.90x OpenSSH. Transfer only for OpenSSH = its run minus a `pwd`-only "
-          f"session in the same round (median {statistics.median(shakes):.3f} s).")
+        print(
+            f"| {name} | {me:.3f} | {size_mb / me:.0f} | {base_e / me:.2f}x "
+            f"| {mx:.3f} | {size_mb / mx:.0f} | {base_x / mx:.2f}x |"
+        )
+    print(
+        f"\nGoal (issue): debship >= 0.90x OpenSSH. Transfer only for OpenSSH = its run minus a `pwd`-only "
+        f"session in the same round (median {statistics.median(shakes):.3f} s)."
+    )
 
 
 def sftp_openssh(host: SSHHost, local: Path | None, remote: str = "", extra: tuple[str, ...] = ()) -> None:
     batch = host.dir / "batch"
     batch.write_text(f"put {local} {remote}\n" if local else "pwd\n")
-    subprocess.run(["sftp", "-q", "-b", str(batch), "-F", str(host.ssh_config), "-i", str(host.key_path),
-                    "-o", f"UserKnownHostsFile={host.known_hosts}", "-o", "StrictHostKeyChecking=accept-new",
-                    "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", *extra, "-P", str(host.port),
-                    f"{host.user}@127.0.0.1"], check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            "sftp",
+            "-q",
+            "-b",
+            str(batch),
+            "-F",
+            str(host.ssh_config),
+            "-i",
+            str(host.key_path),
+            "-o",
+            f"UserKnownHostsFile={host.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            *extra,
+            "-P",
+            str(host.port),
+            f"{host.user}@127.0.0.1",
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def _debship_fresh(host: SSHHost, local: Path, remote: str) -> None:

@@ -3,6 +3,7 @@
 Each ``*_command`` writes its inventory/playbook into ``run_dir`` and returns (argv, env).
 The settings are the ones docs/performance.md lists; change them there too.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,15 +25,22 @@ REMOTE_DEB = "/var/tmp/bench.deb"
 class Run:
     seconds: float
     output: str
-    cpu: float = 0.0      # user + sys seconds of the tool's process and every process it waited for
-    peak_rss: int = 0     # KiB: the highest sum of RSS over the tool's process tree (sampled every 0.1 s)
+    cpu: float = 0.0  # user + sys seconds of the tool's process and every process it waited for
+    peak_rss: int = 0  # KiB: the highest sum of RSS over the tool's process tree (sampled every 0.1 s)
 
 
 def run_timed(argv: list[str], env: dict, cwd: Path, who: str) -> Run:
     """Run one tool to the end; a non-zero exit stops the bench with the tool's last lines."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=cwd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        argv,
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out: list[str] = []
     reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
     reader.start()
@@ -79,9 +87,22 @@ def _sample_rss(pid: int, peak: list, done: threading.Event) -> None:
 def debship_command(deb: Path, hosts: list[SSHHost], run_dir: Path) -> tuple[list[str], dict]:
     """`debship ship` (through bench/_counted.py, which records the round trips in trips.json)."""
     first = hosts[0]
-    argv = [sys.executable, str(REPO / "bench" / "_counted.py"), str(run_dir / "trips.json"), "ship", str(deb),
-            "-i", str(first.key_path), "--known-hosts", str(run_dir / "known_hosts"),
-            "--ssh-config", str(first.ssh_config), "--parallel", str(len(hosts)), "--json"]
+    argv = [
+        sys.executable,
+        str(REPO / "bench" / "_counted.py"),
+        str(run_dir / "trips.json"),
+        "ship",
+        str(deb),
+        "-i",
+        str(first.key_path),
+        "--known-hosts",
+        str(run_dir / "known_hosts"),
+        "--ssh-config",
+        str(first.ssh_config),
+        "--parallel",
+        str(len(hosts)),
+        "--json",
+    ]
     for h in hosts:
         argv += ["--host", h.address]
     return argv, {}
@@ -90,8 +111,12 @@ def debship_command(deb: Path, hosts: list[SSHHost], run_dir: Path) -> tuple[lis
 def ansible_command(deb: Path, hosts: list[SSHHost], run_dir: Path, gather_facts: bool) -> tuple[list[str], dict]:
     """ansible-playbook: copy the .deb, then `apt: deb=` it; pipelining on, forks = hosts."""
     lines = ["[fleet]"] + [f"h{i} ansible_host=127.0.0.1 ansible_port={h.port}" for i, h in enumerate(hosts)]
-    lines += ["[fleet:vars]", "ansible_user=ops", f"ansible_ssh_private_key_file={hosts[0].key_path}",
-              f"ansible_ssh_common_args='-F {hosts[0].ssh_config} -o UserKnownHostsFile=/dev/null'"]
+    lines += [
+        "[fleet:vars]",
+        "ansible_user=ops",
+        f"ansible_ssh_private_key_file={hosts[0].key_path}",
+        f"ansible_ssh_common_args='-F {hosts[0].ssh_config} -o UserKnownHostsFile=/dev/null'",
+    ]
     (run_dir / "inventory.ini").write_text("\n".join(lines) + "\n")
     (run_dir / "play.yml").write_text(f"""\
 - hosts: fleet
@@ -103,9 +128,15 @@ def ansible_command(deb: Path, hosts: list[SSHHost], run_dir: Path, gather_facts
     - name: install it
       ansible.builtin.apt: {{deb: "{REMOTE_DEB}"}}
 """)
-    env = {"ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_PIPELINING": "True", "ANSIBLE_FORKS": str(len(hosts)),
-           "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3", "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_SSH_CONTROL_PATH_DIR": str(run_dir / "cp"), "ANSIBLE_LOCAL_TEMP": str(run_dir / "tmp")}
+    env = {
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_FORKS": str(len(hosts)),
+        "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(run_dir / "cp"),
+        "ANSIBLE_LOCAL_TEMP": str(run_dir / "tmp"),
+    }
     return [str(BENCH_VENV / "ansible-playbook"), "-i", "inventory.ini", "play.yml"], env
 
 
@@ -114,6 +145,7 @@ def ansible_debship_command(deb: Path, hosts: list[SSHHost], run_dir: Path) -> t
     `debship apply` it on each host (debship's checks, rollback, record, pin); debship is put
     into each host first, outside the timing (tests/integration/test_apply.py's install_debship)."""
     from tests.harness.applying import install_debship
+
     for h in hosts:
         install_debship(h)
     argv, env = ansible_command(deb, hosts, run_dir, False)
@@ -132,9 +164,14 @@ def ansible_debship_command(deb: Path, hosts: list[SSHHost], run_dir: Path) -> t
 
 def pyinfra_command(deb: Path, hosts: list[SSHHost], run_dir: Path) -> tuple[list[str], dict]:
     """pyinfra: `files.put` then `apt.deb`, --sudo, -y, --parallel = hosts."""
-    data = {"ssh_hostname": "127.0.0.1", "ssh_user": "ops", "ssh_key": str(hosts[0].key_path),
-            "ssh_config_file": str(hosts[0].ssh_config), "ssh_known_hosts_file": str(run_dir / "known_hosts"),
-            "ssh_strict_host_key_checking": "off"}
+    data = {
+        "ssh_hostname": "127.0.0.1",
+        "ssh_user": "ops",
+        "ssh_key": str(hosts[0].key_path),
+        "ssh_config_file": str(hosts[0].ssh_config),
+        "ssh_known_hosts_file": str(run_dir / "known_hosts"),
+        "ssh_strict_host_key_checking": "off",
+    }
     (run_dir / "known_hosts").touch()
     entries = [(f"h{i}", {**data, "ssh_port": h.port}) for i, h in enumerate(hosts)]
     (run_dir / "inventory.py").write_text(f"hosts = {entries!r}\n")

@@ -8,6 +8,7 @@ rollout adds), fresh for every run, removed afterwards (also on Ctrl-C).  Each c
 `debship ship` process (`--parallel` = hosts), timed until every host is done; dpkg must then
 have the package installed in every host's root.  Prints a markdown table; nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,18 +22,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+import _tools  # noqa: E402
+from _hosts import bench_root, check_installed, make_hosts  # noqa: E402
+
 from builder.build import build_deb  # noqa: E402
 from builder.debinfo import read_package  # noqa: E402
 from builder.ship.rollout import parse_batches, plan_batches  # noqa: E402
 
-import _tools  # noqa: E402
-from _hosts import bench_root, check_installed, make_hosts  # noqa: E402
-
 
 def cases(soak: float) -> dict[str, list[str]]:
-    return {"one batch": [],
-            "1,25%,100%, no soak": ["--batch", "1,25%,100%"],
-            f"1,25%,100%, --soak {soak:g}s": ["--batch", "1,25%,100%", "--soak", f"{soak:g}s"]}
+    return {
+        "one batch": [],
+        "1,25%,100%, no soak": ["--batch", "1,25%,100%"],
+        f"1,25%,100%, --soak {soak:g}s": ["--batch", "1,25%,100%", "--soak", f"{soak:g}s"],
+    }
 
 
 def one_run(deb: Path, lower: Path, n: int, extra: list[str], work: Path, who: str) -> float:
@@ -67,8 +70,10 @@ def main() -> None:
                 print(f"  round {i + 1}/{args.repeat}: {case}: {took:.2f} s", file=sys.stderr)
     sizes = plan_batches(args.hosts, parse_batches("1,25%,100%"))
     base = statistics.median(times["one batch"])
-    print(f"\n### First install on {args.hosts} loopback hosts, `--parallel {args.hosts}`: seconds until all "
-          f"are done, median of {args.repeat}\n")
+    print(
+        f"\n### First install on {args.hosts} loopback hosts, `--parallel {args.hosts}`: seconds until all "
+        f"are done, median of {args.repeat}\n"
+    )
     print("| rollout | batches | seconds | vs one batch |\n|---|---|---:|---:|")
     for case, runs in times.items():
         shown = "1" if case == "one batch" else "+".join(map(str, sizes))

@@ -14,6 +14,7 @@ Goals (issue 12): overhead <= 1.0 s per host beyond apt-get install; 16 hosts <=
 host; faster than Ansible and pyinfra at 1, 8 and 16 hosts.  `--only sftp`: upload vs OpenSSH.
 `--only cost --counts 8,16,32`: the controller's CPU seconds and peak memory per host (issue 24).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,10 +50,11 @@ TOOLS = {  # name -> (column title, command maker)
 @dataclass(frozen=True)
 class HostStats:
     """One host of one debship run: its round trips and where its time went."""
-    trips: dict[str, int]          # connect / run / put -> count
-    total: float                   # s from the host's first step to its result
-    apt: float                     # s in the `apt-get install` command itself
-    install_step: float            # s of the "install" step (apt-get + the facts read after it)
+
+    trips: dict[str, int]  # connect / run / put -> count
+    total: float  # s from the host's first step to its result
+    apt: float  # s in the `apt-get install` command itself
+    install_step: float  # s of the "install" step (apt-get + the facts read after it)
     outcome: str
 
     @property
@@ -97,7 +99,7 @@ def bench_cost(pkg: PackageInfo, lower: Path, counts: list[int], tools: list[str
     runs = {(t, n): [] for t in tools for n in counts}
     for i in range(repeat):
         for n in counts:
-            for tool in (tools[i % len(tools):] + tools[:i % len(tools)]):
+            for tool in tools[i % len(tools) :] + tools[: i % len(tools)]:
                 with contextlib.ExitStack() as stack:
                     hosts = make_hosts(stack, lower, n, work)
                     run_dir = Path(tempfile.mkdtemp(prefix=f"{tool}-", dir=work))
@@ -105,12 +107,19 @@ def bench_cost(pkg: PackageInfo, lower: Path, counts: list[int], tools: list[str
                     run = _tools.run_timed(argv, env, run_dir, f"{tool} on {n} host(s)")
                     check_installed(hosts, pkg.name, pkg.version, f"{tool} on {n} host(s)")
                 runs[tool, n].append(run)
-                print(f"  round {i + 1}/{repeat}: {tool} on {n} host(s) {run.seconds:.2f} s, "
-                      f"{run.cpu:.2f} CPU s, {run.peak_rss >> 10} MiB", file=sys.stderr)
+                print(
+                    f"  round {i + 1}/{repeat}: {tool} on {n} host(s) {run.seconds:.2f} s, "
+                    f"{run.cpu:.2f} CPU s, {run.peak_rss >> 10} MiB",
+                    file=sys.stderr,
+                )
     print(f"\n### Controller cost: install {pkg.filename} on fresh hosts, all in parallel; median of {repeat}\n")
-    print("CPU s = user + sys of the controller (and the processes it reaped); RSS = peak of its process "
-          "tree's summed RSS; per host = divided by the host count.\n")
-    print("| hosts | tool | wall s | CPU s | CPU s per host | peak RSS MiB | RSS MiB per host |\n|---:|---|" + "---:|" * 5)
+    print(
+        "CPU s = user + sys of the controller (and the processes it reaped); RSS = peak of its process "
+        "tree's summed RSS; per host = divided by the host count.\n"
+    )
+    print(
+        "| hosts | tool | wall s | CPU s | CPU s per host | peak RSS MiB | RSS MiB per host |\n|---:|---|" + "---:|" * 5
+    )
     for n in counts:
         for tool in tools:
             cpu = statistics.median(r.cpu for r in runs[tool, n])
@@ -119,8 +128,9 @@ def bench_cost(pkg: PackageInfo, lower: Path, counts: list[int], tools: list[str
             print(f"| {n} | {TOOLS[tool][0]} | {wall:.2f} | {cpu:.2f} | {cpu / n:.3f} | {rss:.0f} | {rss / n:.1f} |")
 
 
-def bench_compare(pkg: PackageInfo, lower: Path, counts: list[int], tools: list[str], repeat: int,
-                  work: Path) -> dict[int, list[HostStats]]:
+def bench_compare(
+    pkg: PackageInfo, lower: Path, counts: list[int], tools: list[str], repeat: int, work: Path
+) -> dict[int, list[HostStats]]:
     """Rounds interleaved (every tool and host count once per round), so drift hits all alike."""
     times = {(t, n): [] for t in tools for n in counts}
     stats: dict[int, list[HostStats]] = {n: [] for n in counts}
@@ -137,21 +147,33 @@ def bench_compare(pkg: PackageInfo, lower: Path, counts: list[int], tools: list[
 
 def print_compare(pkg: PackageInfo, counts: list[int], tools: list[str], times: dict, repeat: int) -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"\n### Install {pkg.filename} ({pkg.size} bytes) on fresh hosts, all in parallel: "
-          f"seconds until all are done, median of {repeat}\n")
+    print(
+        f"\n### Install {pkg.filename} ({pkg.size} bytes) on fresh hosts, all in parallel: "
+        f"seconds until all are done, median of {repeat}\n"
+    )
     print("| hosts | " + " | ".join(TOOLS[t][0] for t in tools) + " |\n|---:|" + "---:|" * len(tools))
     for n in counts:
-        cells = [f"{med[t, n]:.2f}" + (f" ({med[t, n] / med['debship', n]:.1f}x)" if t != "debship"
-                                       and "debship" in tools else "") for t in tools]
+        cells = [
+            f"{med[t, n]:.2f}"
+            + (f" ({med[t, n] / med['debship', n]:.1f}x)" if t != "debship" and "debship" in tools else "")
+            for t in tools
+        ]
         print(f"| {n} | " + " | ".join(cells) + " |")
-    print("| " + f"{counts[-1]} vs {counts[0]}" + " | " +
-          " | ".join(f"{med[t, counts[-1]] / med[t, counts[0]]:.2f}x" for t in tools) + " |")
+    print(
+        "| "
+        + f"{counts[-1]} vs {counts[0]}"
+        + " | "
+        + " | ".join(f"{med[t, counts[-1]] / med[t, counts[0]]:.2f}x" for t in tools)
+        + " |"
+    )
     print("\nController CPU seconds per host (user + system of the tool and its children), median:\n")
     print("| hosts | " + " | ".join(TOOLS[t][0] for t in tools) + " |\n|---:|" + "---:|" * len(tools))
     for n in counts:
         print(f"| {n} | " + " | ".join(f"{statistics.median(CPU[t, n]):.2f}" for t in tools) + " |")
-    print("\n(x) = that tool's time / debship's.  Runs (s): " + "; ".join(
-        f"{t} {n}: {', '.join(f'{s:.2f}' for s in times[t, n])}" for t in tools for n in counts))
+    print(
+        "\n(x) = that tool's time / debship's.  Runs (s): "
+        + "; ".join(f"{t} {n}: {', '.join(f'{s:.2f}' for s in times[t, n])}" for t in tools for n in counts)
+    )
     if "debship" in tools:
         print_goals(counts, tools, med)
 
@@ -163,25 +185,37 @@ def print_goals(counts: list[int], tools: list[str], med: dict) -> None:
         if rival.startswith("debship"):
             continue
         slower = [n for n in counts if med["debship", n] >= med[rival, n]]
-        print(f"Goal: faster than {TOOLS[rival][0]} at {', '.join(map(str, counts))} hosts: "
-              + (f"MISSED at {', '.join(map(str, slower))}" if slower else "met"))
+        print(
+            f"Goal: faster than {TOOLS[rival][0]} at {', '.join(map(str, counts))} hosts: "
+            + (f"MISSED at {', '.join(map(str, slower))}" if slower else "met")
+        )
 
 
 def print_overhead(title: str, stats: dict[str, list[HostStats]]) -> None:
     """Round trips and seconds per host, median over hosts and runs, one row per case."""
     print(f"\n### {title}\n")
-    print("| case | SSH connects | commands (run) | SFTP puts | round trips | apt-get install s "
-          "| install step s | host total s | overhead s (total - apt-get) |\n|---|" + "---:|" * 8)
+    print(
+        "| case | SSH connects | commands (run) | SFTP puts | round trips | apt-get install s "
+        "| install step s | host total s | overhead s (total - apt-get) |\n|---|" + "---:|" * 8
+    )
     for case, rows in stats.items():
         if not rows:
             continue
         med = lambda f, rows=rows: statistics.median(f(r) for r in rows)  # noqa: E731
         trips = [med(lambda r, k=k: r.trips[k]) for k in ("connect", "run", "put")]
-        print(f"| {case} | {trips[0]:g} | {trips[1]:g} | {trips[2]:g} | {sum(trips):g} | {med(lambda r: r.apt):.2f} "
-              f"| {med(lambda r: r.install_step):.2f} | {med(lambda r: r.total):.2f} | {med(lambda r: r.overhead):.2f} |")
-    print("\nGoal: overhead <= 1.0 s per host beyond apt-get install: " + ", ".join(
-        f"{case} {'met' if statistics.median(r.overhead for r in rows) <= 1.0 else 'MISSED'}"
-        for case, rows in stats.items() if rows) + ".")
+        print(
+            f"| {case} | {trips[0]:g} | {trips[1]:g} | {trips[2]:g} | {sum(trips):g} | {med(lambda r: r.apt):.2f} "
+            f"| {med(lambda r: r.install_step):.2f} | {med(lambda r: r.total):.2f} | {med(lambda r: r.overhead):.2f} |"
+        )
+    print(
+        "\nGoal: overhead <= 1.0 s per host beyond apt-get install: "
+        + ", ".join(
+            f"{case} {'met' if statistics.median(r.overhead for r in rows) <= 1.0 else 'MISSED'}"
+            for case, rows in stats.items()
+            if rows
+        )
+        + "."
+    )
 
 
 def bench_lifecycle(pkgs: tuple[PackageInfo, PackageInfo], lower: Path, repeat: int, work: Path) -> None:
@@ -205,8 +239,11 @@ def main() -> None:
     ap.add_argument("--counts", default="1,8,16", help="host counts, comma-separated (default 1,8,16)")
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
     ap.add_argument("--mb", type=int, default=50, help="size of the sftp upload in MB (default 50)")
-    ap.add_argument("--only", choices=("compare", "trips", "sftp", "cost"),
-                    help="run one part (default: compare, trips, sftp; cost only when asked)")
+    ap.add_argument(
+        "--only",
+        choices=("compare", "trips", "sftp", "cost"),
+        help="run one part (default: compare, trips, sftp; cost only when asked)",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/ship.py needs root (overlay mounts, chroot, unshare), as the tests do")
@@ -224,13 +261,17 @@ def main() -> None:
 
 
 def run_parts(args, tools: list[str], lower: Path, work: Path) -> None:
-    pkgs = (read_package(build_deb(REPO, work / "dist").path),
-            read_package(build_deb(REPO, work / "dist", version="1.0.1").path))
+    pkgs = (
+        read_package(build_deb(REPO, work / "dist").path),
+        read_package(build_deb(REPO, work / "dist", version="1.0.1").path),
+    )
     if args.only in (None, "compare"):
         counts = [int(c) for c in args.counts.split(",")]
         stats = bench_compare(pkgs[0], lower, counts, tools, args.repeat, work)
-        print_overhead("debship round trips and overhead per host, first install, median over hosts and runs",
-                       {f"{n} host(s) in parallel": stats[n] for n in counts})
+        print_overhead(
+            "debship round trips and overhead per host, first install, median over hosts and runs",
+            {f"{n} host(s) in parallel": stats[n] for n in counts},
+        )
     if args.only in (None, "trips"):
         bench_lifecycle(pkgs, lower, args.repeat, work)
     if args.only in (None, "sftp"):

@@ -10,6 +10,7 @@ click command pays).
 SOURCE_DATE_EPOCH is set; PYTHONDONTWRITEBYTECODE is removed (it would make Python compile
 debship's modules on every run, which no installed copy does).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,10 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|")
     for label, runs in results.items():
         walls, cpus = [w for w, _ in runs], [c for _, c in runs]
-        print(f"| {label} | {min(walls) * 1000:.0f} ms | {statistics.median(walls) * 1000:.0f} ms "
-              f"| {min(cpus) * 1000:.0f} ms | {statistics.median(cpus) * 1000:.0f} ms |")
+        print(
+            f"| {label} | {min(walls) * 1000:.0f} ms | {statistics.median(walls) * 1000:.0f} ms "
+            f"| {min(cpus) * 1000:.0f} ms | {statistics.median(cpus) * 1000:.0f} ms |"
+        )
     return 0
 
 

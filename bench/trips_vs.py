@@ -7,6 +7,7 @@ Each checkout ships the same .deb (this repository's sample, built once) through
 bench/_counted.py, which records every Connection.run/put.  Prints a markdown table; nothing is
 asserted (see DESIGN.md, Test tiers).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,14 +42,29 @@ def main() -> None:
             with Root(cached_root(), workdir=work) as root, SSHHost(root, workdir=work) as host:
                 trips = work / "trips.json"
                 t0 = time.perf_counter()
-                r = subprocess.run([sys.executable, f"{checkout}/bench/_counted.py", str(trips), "ship", str(deb),
-                                    "--host", host.address, *host.ship_args()], capture_output=True, text=True,
-                                   env={**os.environ, "SSH_AUTH_SOCK": ""}, cwd=checkout)
+                r = subprocess.run(
+                    [
+                        sys.executable,
+                        f"{checkout}/bench/_counted.py",
+                        str(trips),
+                        "ship",
+                        str(deb),
+                        "--host",
+                        host.address,
+                        *host.ship_args(),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "SSH_AUTH_SOCK": ""},
+                    cwd=checkout,
+                )
                 wall = time.perf_counter() - t0
                 if r.returncode != 0:
                     sys.exit(f"{checkout}: ship failed:\n{r.stdout}{r.stderr}")
                 recs = json.loads(trips.read_text())
-                rows[checkout].append((wall, sum(x["kind"] == "run" for x in recs), sum(x["kind"] == "put" for x in recs)))
+                rows[checkout].append(
+                    (wall, sum(x["kind"] == "run" for x in recs), sum(x["kind"] == "put" for x in recs))
+                )
     print(f"| checkout | wall s (median of {a.repeat}) | commands (run) | uploads (put) |")
     print("|---|---|---|---|")
     for checkout, rs in rows.items():

@@ -1,4 +1,5 @@
 """``build-deb`` as one library call: config → plan → control files → .deb."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,13 @@ if TYPE_CHECKING:
     from .debinfo import BuiltDeb
 
 
-def build_deb(project_dir: Path, out_dir: Path | None = None, version: str | None = None,
-              compression: str = "xz", warn: Callable[[str], None] | None = None) -> BuiltDeb:
+def build_deb(
+    project_dir: Path,
+    out_dir: Path | None = None,
+    version: str | None = None,
+    compression: str = "xz",
+    warn: Callable[[str], None] | None = None,
+) -> BuiltDeb:
     """Build the project's bundle into ``out_dir`` (default ``<project>/dist``); return what was written.
 
     ``warn`` is called with each warning (a setting systemd or lintian frowns on but
@@ -34,9 +40,15 @@ def build_deb(project_dir: Path, out_dir: Path | None = None, version: str | Non
     out = Path(out_dir) if out_dir is not None else spec.project_dir / "dist"
     _make_out(out)
     return debfile.write(
-        control_members(files), data_members(plan, files), out,
-        name=spec.name, version=spec.version, architecture=spec.architecture,
-        compression=compression, mtime=mtime, unlisted_dirs=layout.HOST_DIRS,
+        control_members(files),
+        data_members(plan, files),
+        out,
+        name=spec.name,
+        version=spec.version,
+        architecture=spec.architecture,
+        compression=compression,
+        mtime=mtime,
+        unlisted_dirs=layout.HOST_DIRS,
     )
 
 
@@ -44,8 +56,10 @@ def _make_out(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise BuildError(f"--out {out}: cannot create the output folder ({e.strerror or e}); "
-                         "pass --out with a folder you can write to") from e
+        raise BuildError(
+            f"--out {out}: cannot create the output folder ({e.strerror or e}); "
+            "pass --out with a folder you can write to"
+        ) from e
 
 
 def list_plan(project_dir: Path, version: str | None = None) -> tuple[config.PackageSpec, Plan]:
@@ -55,8 +69,10 @@ def list_plan(project_dir: Path, version: str | None = None) -> tuple[config.Pac
 
 
 def control_members(files: control.ControlFiles) -> list[debfile.Member]:
-    members = [debfile.Member("control", 0o644, data=files.control.encode()),
-               debfile.Member("md5sums", 0o644, data=files.md5sums.encode())]
+    members = [
+        debfile.Member("control", 0o644, data=files.control.encode()),
+        debfile.Member("md5sums", 0o644, data=files.md5sums.encode()),
+    ]
     if files.conffiles:
         members.append(debfile.Member("conffiles", 0o644, data=files.conffiles.encode()))
     members += [debfile.Member(name, 0o755, data=text.encode()) for name, text in files.scripts.items()]
@@ -90,8 +106,13 @@ def source_date_epoch(project_dir: Path, plan: Plan) -> int:
     import subprocess  # only without SOURCE_DATE_EPOCH: a build that has it starts faster
 
     try:
-        proc = subprocess.run(["git", "-C", str(project_dir), "log", "-1", "--format=%ct"],
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+        proc = subprocess.run(
+            ["git", "-C", str(project_dir), "log", "-1", "--format=%ct"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+        )
         if proc.returncode == 0 and proc.stdout.strip().isdigit():
             return int(proc.stdout.strip())
     except (OSError, subprocess.SubprocessError):

@@ -7,6 +7,7 @@ entry starts with the sha256 of the rest) means the work is done again; entries 
 written to a temp file and renamed; a cache that cannot be written is skipped.  It lives in ``$XDG_CACHE_HOME/debship`` (default
 ``~/.cache/debship``); ``DEBSHIP_CACHE=off`` turns it off.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -94,10 +95,23 @@ def _syntax(env) -> str:
     import jinja2
 
     settings = (
-        jinja2.__version__, env.block_start_string, env.block_end_string, env.variable_start_string,
-        env.variable_end_string, env.comment_start_string, env.comment_end_string, env.line_statement_prefix,
-        env.line_comment_prefix, env.trim_blocks, env.lstrip_blocks, env.newline_sequence,
-        env.keep_trailing_newline, sorted(env.extensions), env.optimized, env.autoescape, env.is_async,
+        jinja2.__version__,
+        env.block_start_string,
+        env.block_end_string,
+        env.variable_start_string,
+        env.variable_end_string,
+        env.comment_start_string,
+        env.comment_end_string,
+        env.line_statement_prefix,
+        env.line_comment_prefix,
+        env.trim_blocks,
+        env.lstrip_blocks,
+        env.newline_sequence,
+        env.keep_trailing_newline,
+        sorted(env.extensions),
+        env.optimized,
+        env.autoescape,
+        env.is_async,
         env.finalize is not None,
     )
     return key(repr(settings))

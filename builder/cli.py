@@ -1,5 +1,6 @@
 """Command-line entry points. Each command parses options and calls one library function;
 this is the only place a ``DebshipError`` becomes a message and an exit code."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,6 +24,7 @@ def reports_errors(func=None, *, table: dict | None = None):
 
     ``table`` maps error classes to the command's own exit codes (the first match wins;
     ``DebshipError`` is the default), so that no code of a command means two things."""
+
     def decorate(func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
@@ -34,7 +36,9 @@ def reports_errors(func=None, *, table: dict | None = None):
                 click.echo(f"{ctx.info_name}: error: {message}", err=True)
                 code = next((c for cls, c in (table or {}).items() if isinstance(e, cls)), e.exit_code)
                 ctx.exit(code)
+
         return wrapper
+
     return decorate(func) if func is not None else decorate
 
 
@@ -43,27 +47,58 @@ SHIP_ERRORS = {UsageError: 2, DebshipError: 6}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--project", "project", type=click.Path(file_okay=False, path_type=Path), default=".",
-              show_default=True, help="Project folder holding pyproject.toml (or debship.toml) and the bundle.")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder to write the .deb into  [default: <project>/dist]")
-@click.option("--version", "version", default=None,
-              help="Package version, overriding the config and git (PEP 440 and semver are converted).")
-@click.option("--compression", type=click.Choice(COMPRESSIONS), default="xz", show_default=True,
-              help="Compression of the control and data archives.")
+@click.option(
+    "--project",
+    "project",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Project folder holding pyproject.toml (or debship.toml) and the bundle.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to write the .deb into  [default: <project>/dist]",
+)
+@click.option(
+    "--version",
+    "version",
+    default=None,
+    help="Package version, overriding the config and git (PEP 440 and semver are converted).",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(COMPRESSIONS),
+    default="xz",
+    show_default=True,
+    help="Compression of the control and data archives.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the .deb.")
 @click.option("--list", "listing", is_flag=True, help="Show what would be installed where, without building.")
-@click.option("--sign-key", metavar="KEYID", default=None,
-              help="Also write a detached signature <file>.deb.sig with this GnuPG key (the .deb is unchanged).")
-@click.version_option(__version__, "-V", "--debship-version", prog_name="debship",
-                      message="%(prog)s %(version)s")
+@click.option(
+    "--sign-key",
+    metavar="KEYID",
+    default=None,
+    help="Also write a detached signature <file>.deb.sig with this GnuPG key (the .deb is unchanged).",
+)
+@click.version_option(__version__, "-V", "--debship-version", prog_name="debship", message="%(prog)s %(version)s")
 @reports_errors
-def build_deb(project: Path, out: Path | None, version: str | None, compression: str, sign_key: str | None,
-              as_json: bool, listing: bool) -> None:
+def build_deb(
+    project: Path,
+    out: Path | None,
+    version: str | None,
+    compression: str,
+    sign_key: str | None,
+    as_json: bool,
+    listing: bool,
+) -> None:
     """Bundle the project's units/, scripts/ and configs/ into one reproducible .deb.
 
     On success the last line printed is the path of the .deb.
     """
+
     def warn(message: str) -> None:
         click.echo(f"build-deb: warning: {' '.join(message.splitlines())}", err=True)
 
@@ -79,17 +114,19 @@ def build_deb(project: Path, out: Path | None, version: str | None, compression:
     signature = None
     if sign_key:
         from .pkgsig import sign
+
         signature = sign(built.path, sign_key)
     if as_json:
-        click.echo(json.dumps({**built.as_dict(), **({"signature": str(signature)} if signature else {})},
-                              sort_keys=True))
+        click.echo(
+            json.dumps({**built.as_dict(), **({"signature": str(signature)} if signature else {})}, sort_keys=True)
+        )
         return
-    click.echo(f"built {built.name} {built.version} ({built.architecture}), "
-               f"{built.size} bytes, sha256 {built.sha256}")
+    click.echo(f"built {built.name} {built.version} ({built.architecture}), {built.size} bytes, sha256 {built.sha256}")
     if signature:
         click.echo(f"signed with {sign_key}: {signature}")
-    click.echo(os.path.relpath(built.path) if not Path(os.path.relpath(built.path)).parts[0] == ".."
-               else str(built.path))
+    click.echo(
+        os.path.relpath(built.path) if not Path(os.path.relpath(built.path)).parts[0] == ".." else str(built.path)
+    )
 
 
 def _print_plan(spec, plan) -> None:
@@ -99,86 +136,190 @@ def _print_plan(spec, plan) -> None:
         src = os.path.relpath(e.src, spec.project_dir)
         click.echo(f"  {e.dest:<{width}}  {e.mode:04o}  {e.kind:<8}  {src}")
     for u in plan.units:
-        click.echo(f"  unit {u.name}: enable={'yes' if u.enable else 'no'} start={'yes' if u.start else 'no'} "
-                   f"on-upgrade={u.on_upgrade}")
+        click.echo(
+            f"  unit {u.name}: enable={'yes' if u.enable else 'no'} start={'yes' if u.start else 'no'} "
+            f"on-upgrade={u.on_upgrade}"
+        )
     click.echo(f"  startup: {plan.startup or 'off'}")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("deb", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--host", "hosts", multiple=True, metavar="[USER@]HOST[:PORT]",
-              help="A host to ship to; repeat for more.")
-@click.option("--hosts-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="A file with one host per line (# comments and blank lines ignored).")
-@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
-              help="Project whose dist/ holds the .deb when DEB is not given (the newest one is taken).")
-@click.option("--identity", "-i", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Private key to log in with (else ~/.ssh/config, the SSH agent and default keys).")
-@click.option("--ssh-config", type=click.Path(dir_okay=False, path_type=Path),
-              help="OpenSSH client config to read  [default: ~/.ssh/config]")
-@click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path),
-              help="known_hosts file to check and extend  [default: ~/.ssh/known_hosts]")
+@click.option(
+    "--host", "hosts", multiple=True, metavar="[USER@]HOST[:PORT]", help="A host to ship to; repeat for more."
+)
+@click.option(
+    "--hosts-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A file with one host per line (# comments and blank lines ignored).",
+)
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Project whose dist/ holds the .deb when DEB is not given (the newest one is taken).",
+)
+@click.option(
+    "--identity",
+    "-i",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Private key to log in with (else ~/.ssh/config, the SSH agent and default keys).",
+)
+@click.option(
+    "--ssh-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="OpenSSH client config to read  [default: ~/.ssh/config]",
+)
+@click.option(
+    "--known-hosts",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="known_hosts file to check and extend  [default: ~/.ssh/known_hosts]",
+)
 @click.option("--strict-host-keys", is_flag=True, help="Refuse hosts whose key is not in known_hosts yet.")
 @click.option("--host-key", help="Accept only this host key ('ssh-ed25519 AAAA…' or 'SHA256:…').")
-@click.option("--connect-timeout", type=float, default=300.0, show_default=True,
-              help="Seconds to keep retrying while a host boots and sshd is not up.")
-@click.option("--boot-timeout", type=float, default=600.0, show_default=True,
-              help="Seconds to wait for cloud-init (or systemd) to finish booting.")
-@click.option("--lock-timeout", type=int, default=300, show_default=True,
-              help="Seconds apt waits for a dpkg lock held by another process.")
-@click.option("--start-timeout", type=float, default=60.0, show_default=True,
-              help="Seconds for the units to become active and the health command to pass.")
-@click.option("--parallel", type=click.IntRange(1, 256), default=8, show_default=True,
-              help="Hosts shipped to at the same time.")
-@click.option("--batch", default="0", show_default=True, metavar="N|LIST",
-              help="Ship in batches: N hosts at a time, or a list of counts and percentages of all the hosts "
-                   "such as 1,10%,100% (one canary host, then 10% of the hosts, then all the rest); the last "
-                   "step repeats until every host is done; 0: all in one batch.")
-@click.option("--max-fail", metavar="N|P%",
-              help="Failure budget: halt the run once N hosts failed over the whole run, or once P% of a "
-                   "batch or P% of all the hosts failed (a percentage is checked per batch, so a failed "
-                   "canary halts at once, and for the run, so thin failures over many batches add up). "
-                   "Hosts not started are skipped and, unless --no-rollback, the hosts this run moved go back "
-                   "to their versions.  [default: never halt]")
-@click.option("--soak", metavar="DURATION", default="0",
-              help="After each batch is installed and healthy, keep watching it this long (30s, 5m, 1h; "
-                   "a plain number is seconds) before the next batch: the units stay active, their restart "
-                   "counts do not climb, the health command keeps passing.  A host failing the soak counts "
-                   "as failed, is rolled back (unless --no-rollback), and halts the run (a batch that does not "
-                   "bake cleanly is not promoted: the hosts this run moved go back).  [default: 0, no soak]")
-@click.option("--max-failures", type=click.IntRange(0), default=None,
-              help="Same as --max-fail N (the older name).")
+@click.option(
+    "--connect-timeout",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="Seconds to keep retrying while a host boots and sshd is not up.",
+)
+@click.option(
+    "--boot-timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for cloud-init (or systemd) to finish booting.",
+)
+@click.option(
+    "--lock-timeout",
+    type=int,
+    default=300,
+    show_default=True,
+    help="Seconds apt waits for a dpkg lock held by another process.",
+)
+@click.option(
+    "--start-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds for the units to become active and the health command to pass.",
+)
+@click.option(
+    "--parallel", type=click.IntRange(1, 256), default=8, show_default=True, help="Hosts shipped to at the same time."
+)
+@click.option(
+    "--batch",
+    default="0",
+    show_default=True,
+    metavar="N|LIST",
+    help="Ship in batches: N hosts at a time, or a list of counts and percentages of all the hosts "
+    "such as 1,10%,100% (one canary host, then 10% of the hosts, then all the rest); the last "
+    "step repeats until every host is done; 0: all in one batch.",
+)
+@click.option(
+    "--max-fail",
+    metavar="N|P%",
+    help="Failure budget: halt the run once N hosts failed over the whole run, or once P% of a "
+    "batch or P% of all the hosts failed (a percentage is checked per batch, so a failed "
+    "canary halts at once, and for the run, so thin failures over many batches add up). "
+    "Hosts not started are skipped and, unless --no-rollback, the hosts this run moved go back "
+    "to their versions.  [default: never halt]",
+)
+@click.option(
+    "--soak",
+    metavar="DURATION",
+    default="0",
+    help="After each batch is installed and healthy, keep watching it this long (30s, 5m, 1h; "
+    "a plain number is seconds) before the next batch: the units stay active, their restart "
+    "counts do not climb, the health command keeps passing.  A host failing the soak counts "
+    "as failed, is rolled back (unless --no-rollback), and halts the run (a batch that does not "
+    "bake cleanly is not promoted: the hosts this run moved go back).  [default: 0, no soak]",
+)
+@click.option("--max-failures", type=click.IntRange(0), default=None, help="Same as --max-fail N (the older name).")
 @click.option("--force", is_flag=True, help="Reinstall when the host has this version with other contents.")
 @click.option("--dry-run", is_flag=True, help="Connect, wait for boot and show what would be done; change nothing.")
 @click.option("--reboot", is_flag=True, help="Reboot after installing and check the services come back.")
-@click.option("--no-rollback", is_flag=True,
-              help="When install or verify fails, leave the host as it is instead of going back to "
-                   "its previous version; and when a run halts (--max-fail, --soak, Ctrl-C, SIGTERM), leave "
-                   "the hosts it moved on the new version.")
-@click.option("--allow-removals", is_flag=True,
-              help="Let the install remove other packages when apt's simulation says it must (Conflicts:).")
-@click.option("--rollback", "mode", flag_value="rollback",
-              help="Install the version each host had before the current one (from its local store).")
-@click.option("--to-version", metavar="VERSION",
-              help="Install this version from each host's local store (upgrade or downgrade).")
+@click.option(
+    "--no-rollback",
+    is_flag=True,
+    help="When install or verify fails, leave the host as it is instead of going back to "
+    "its previous version; and when a run halts (--max-fail, --soak, Ctrl-C, SIGTERM), leave "
+    "the hosts it moved on the new version.",
+)
+@click.option(
+    "--allow-removals",
+    is_flag=True,
+    help="Let the install remove other packages when apt's simulation says it must (Conflicts:).",
+)
+@click.option(
+    "--rollback",
+    "mode",
+    flag_value="rollback",
+    help="Install the version each host had before the current one (from its local store).",
+)
+@click.option(
+    "--to-version", metavar="VERSION", help="Install this version from each host's local store (upgrade or downgrade)."
+)
 @click.option("--list", "mode", flag_value="list", help="Show the installed and the kept versions on each host.")
-@click.option("--package", metavar="NAME",
-              help="Package name for --rollback/--to-version/--list when there is no .deb at hand.")
-@click.option("--via-repo", metavar="URL",
-              help="Install from this signed apt repository (see `debship publish`) instead of uploading the .deb.")
-@click.option("--repo-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="The repository's public key (debship-archive-keyring.asc or .gpg), for --via-repo.")
+@click.option(
+    "--package", metavar="NAME", help="Package name for --rollback/--to-version/--list when there is no .deb at hand."
+)
+@click.option(
+    "--via-repo",
+    metavar="URL",
+    help="Install from this signed apt repository (see `debship publish`) instead of uploading the .deb.",
+)
+@click.option(
+    "--repo-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The repository's public key (debship-archive-keyring.asc or .gpg), for --via-repo.",
+)
 @click.option("--suite", default="stable", show_default=True, help="Suite of the --via-repo repository.")
 @click.option("--component", default="main", show_default=True, help="Component of the --via-repo repository.")
-@click.option("--trust-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Install this public key in /etc/debship/keys/ on each host first: from then on the host "
-                   "installs only packages with a .deb.sig signature by a key it holds.")
+@click.option(
+    "--trust-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Install this public key in /etc/debship/keys/ on each host first: from then on the host "
+    "installs only packages with a .deb.sig signature by a key it holds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors(table=SHIP_ERRORS)
-def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, strict_host_keys, host_key,
-         connect_timeout, boot_timeout, lock_timeout, start_timeout, parallel, batch, max_fail, soak, max_failures,
-         force, dry_run, reboot, no_rollback, allow_removals, mode, to_version, package, via_repo, repo_key, suite,
-         component, trust_key, as_json) -> None:
+def ship(
+    deb,
+    hosts,
+    hosts_file,
+    project,
+    identity,
+    ssh_config,
+    known_hosts,
+    strict_host_keys,
+    host_key,
+    connect_timeout,
+    boot_timeout,
+    lock_timeout,
+    start_timeout,
+    parallel,
+    batch,
+    max_fail,
+    soak,
+    max_failures,
+    force,
+    dry_run,
+    reboot,
+    no_rollback,
+    allow_removals,
+    mode,
+    to_version,
+    package,
+    via_repo,
+    repo_key,
+    suite,
+    component,
+    trust_key,
+    as_json,
+) -> None:
     """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
 
     With --via-repo the hosts install it from a signed apt repository instead
@@ -196,29 +337,50 @@ def ship(deb, hosts, hosts_file, project, identity, ssh_config, known_hosts, str
 
     mode = "rollback" if to_version else (mode or "ship")
     if trust_key is not None and mode != "ship":
-        raise UsageError("--trust-key goes with shipping a package (it is installed before the package); "
-                         "drop --rollback/--to-version/--list, or ship without --trust-key")
+        raise UsageError(
+            "--trust-key goes with shipping a package (it is installed before the package); "
+            "drop --rollback/--to-version/--list, or ship without --trust-key"
+        )
     trusted = _trusted(trust_key)
     pkg = fleet.package_for(mode, deb, package, project)
     specs = fleet.parse_hosts(hosts, hosts_file)
     policy = "pin" if host_key else ("strict" if strict_host_keys else "accept-new")
-    connect = ConnectOptions(connect_timeout=connect_timeout, host_keys=policy, pinned_key=host_key,
-                             known_hosts=known_hosts, ssh_config=ssh_config, identity_file=identity)
+    connect = ConnectOptions(
+        connect_timeout=connect_timeout,
+        host_keys=policy,
+        pinned_key=host_key,
+        known_hosts=known_hosts,
+        ssh_config=ssh_config,
+        identity_file=identity,
+    )
     repo = fleet.via_repo(pkg.name, via_repo, repo_key, suite, component) if via_repo or repo_key else None
     view = None
     if not as_json and sys.stdout.isatty():  # a pipe or a file gets the plain lines
         from .terminal import TerminalView
+
         view = TerminalView(len(specs), _text_event)
-    opts = fleet.ShipOptions(connect=connect, boot_timeout=boot_timeout, lock_timeout=lock_timeout,
-                             start_timeout=start_timeout, force=force,
-                             dry_run=dry_run, reboot=reboot, rollback_on_failure=not no_rollback, via_repo=repo,
-                             progress=view.upload if view else None, allow_removals=allow_removals,
-                             trust_key=trusted)
+    opts = fleet.ShipOptions(
+        connect=connect,
+        boot_timeout=boot_timeout,
+        lock_timeout=lock_timeout,
+        start_timeout=start_timeout,
+        force=force,
+        dry_run=dry_run,
+        reboot=reboot,
+        rollback_on_failure=not no_rollback,
+        via_repo=repo,
+        progress=view.upload if view else None,
+        allow_removals=allow_removals,
+        trust_key=trusted,
+    )
     render = _json_event if as_json else (view.event if view else _text_event)
     if max_fail is not None and max_failures is not None:
         raise UsageError("--max-fail and --max-failures are the same option; give one of them")
-    rollout = {"parallel": parallel, "batch": batch,
-               "max_fail": max_fail if max_fail is not None else str(max_failures or 0)}
+    rollout = {
+        "parallel": parallel,
+        "batch": batch,
+        "max_fail": max_fail if max_fail is not None else str(max_failures or 0),
+    }
     rollout_lib.parse_batches(batch), rollout_lib.parse_max_fail(rollout["max_fail"])  # bad input: before any host
     soak_seconds = rollout_lib.parse_duration(soak, "--soak")
     if view is not None:
@@ -243,6 +405,7 @@ def _trusted(path: Path | None):
     if path is None:
         return None
     from .pkgsig import read_trust_key
+
     return read_trust_key(path)
 
 
@@ -253,8 +416,10 @@ def _text_event(e) -> None:
     if e.status == "start" and e.host:
         return
     detail = f"  {e.detail}" if e.detail else ""
-    click.echo(f"{'[' + e.host + ']' if e.host else '=='} {e.step:<8} {_MARKS[e.status]:<4} {e.elapsed:7.1f}s{detail}",
-               err=e.status == "fail")
+    click.echo(
+        f"{'[' + e.host + ']' if e.host else '=='} {e.step:<8} {_MARKS[e.status]:<4} {e.elapsed:7.1f}s{detail}",
+        err=e.status == "fail",
+    )
     if e.status == "fail" and e.data and "journal" in e.data:  # what the host says of the failing unit
         for line in [*e.data.get("status", [])[:3], *e.data["journal"]]:
             click.echo(f"    | {line}", err=True)
@@ -282,27 +447,46 @@ def _text_summary(results, pkg) -> None:
         afters = {r.after for r in results}
         common = afters.pop() if len(afters) == 1 else None
         name = pkg.name or next((r.package for r in results if r.package), "")
-        click.echo(f"{ok}/{len(results)} host(s) at {name} {common}" if common
-                   else f"{ok}/{len(results)} host(s) fine")
+        click.echo(f"{ok}/{len(results)} host(s) at {name} {common}" if common else f"{ok}/{len(results)} host(s) fine")
     else:
-        click.echo(f"{len(results) - ok - reverted} of {len(results)} host(s) failed or skipped"
-                   + (f" ({rolled} rolled back)" if rolled else "")
-                   + (f"; the run halted and {reverted} host(s) it moved went back" if reverted else ""))
+        click.echo(
+            f"{len(results) - ok - reverted} of {len(results)} host(s) failed or skipped"
+            + (f" ({rolled} rolled back)" if rolled else "")
+            + (f"; the run halted and {reverted} host(s) it moved went back" if reverted else "")
+        )
 
 
 def _json_summary(results, pkg) -> None:
     for r in results:
-        click.echo(json.dumps({"host": r.host, "step": "summary", "status": "ok" if r.ok else "fail",
-                               "elapsed": r.elapsed, "detail": r.detail, "outcome": r.outcome,
-                               "before": r.before, "after": r.after, "package": r.package or pkg.name,
-                               "version": pkg.version}, sort_keys=True))
+        click.echo(
+            json.dumps(
+                {
+                    "host": r.host,
+                    "step": "summary",
+                    "status": "ok" if r.ok else "fail",
+                    "elapsed": r.elapsed,
+                    "detail": r.detail,
+                    "outcome": r.outcome,
+                    "before": r.before,
+                    "after": r.after,
+                    "package": r.package or pkg.name,
+                    "version": pkg.version,
+                },
+                sort_keys=True,
+            )
+        )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("old", metavar="OLD")
 @click.argument("new", metavar="NEW")
-@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
-              help="Project whose dist/ is searched for an argument given as NAME=VERSION.")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Project whose dist/ is searched for an argument given as NAME=VERSION.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: lists of what changed, and details.")
 @reports_errors
 def diff(old: str, new: str, project: Path, as_json: bool) -> None:
@@ -327,18 +511,33 @@ def diff(old: str, new: str, project: Path, as_json: bool) -> None:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("debs", nargs=-1, metavar="DEBS...", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of the apt repository (created if missing); serve it as static files.")
+@click.option(
+    "--repo",
+    "repo_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of the apt repository (created if missing); serve it as static files.",
+)
 @click.option("--suite", default="stable", show_default=True, help="Suite (and codename) to publish into.")
 @click.option("--component", default="main", show_default=True, help="Component to publish into.")
-@click.option("--sign-key", required=True, metavar="KEYID",
-              help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) that signs the Release file.")
-@click.option("--publish-secrets", is_flag=True,
-              help="Publish packages carrying admitted secrets (allow-secrets) anyway: everyone who reaches "
-                   "the repository can then read them.")
-@click.option("--verify", is_flag=True,
-              help="Read and hash every pool file of the suite, not only the new .debs (DEBS may then be "
-                   "omitted); a .deb given with the published bytes of a damaged pool file restores it.")
+@click.option(
+    "--sign-key",
+    required=True,
+    metavar="KEYID",
+    help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) that signs the Release file.",
+)
+@click.option(
+    "--publish-secrets",
+    is_flag=True,
+    help="Publish packages carrying admitted secrets (allow-secrets) anyway: everyone who reaches "
+    "the repository can then read them.",
+)
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Read and hash every pool file of the suite, not only the new .debs (DEBS may then be "
+    "omitted); a .deb given with the published bytes of a damaged pool file restores it.",
+)
 @reports_errors
 def publish(debs, repo_dir, suite, component, sign_key, publish_secrets, verify) -> None:
     """Add .debs to a signed apt repository in a folder, keeping every version.
@@ -358,9 +557,17 @@ def publish(debs, repo_dir, suite, component, sign_key, publish_secrets, verify)
         ctx = click.get_current_context()
         raise click.MissingParameter(ctx=ctx, param=next(p for p in ctx.command.params if p.name == "debs"))
     from .repo import publish as publish_lib
-    result = publish_lib(list(debs), repo_dir, suite, component, sign_key=sign_key,
-                         warn=lambda m: click.echo(f"publish: warning: {m}", err=True),
-                         publish_secrets=publish_secrets, verify=verify)
+
+    result = publish_lib(
+        list(debs),
+        repo_dir,
+        suite,
+        component,
+        sign_key=sign_key,
+        warn=lambda m: click.echo(f"publish: warning: {m}", err=True),
+        publish_secrets=publish_secrets,
+        verify=verify,
+    )
     for path in result.repaired:
         click.echo(f"repaired {path} (restored the published bytes)")
     for path in result.added:
@@ -374,53 +581,115 @@ def publish(debs, repo_dir, suite, component, sign_key, publish_secrets, verify)
 
 
 @click.command("cloud-init", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--repo", "url", required=True, metavar="URL",
-              help="URL of the repository as the new instances reach it (http://, https://).")
-@click.option("--repo-key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The repository's public key: debship-archive-keyring.asc (armored) or .gpg (binary).")
-@click.option("--package", "packages", multiple=True, metavar="NAME[=VERSION]",
-              help="Package to install at first boot, optionally at one version; repeatable.")
+@click.option(
+    "--repo",
+    "url",
+    required=True,
+    metavar="URL",
+    help="URL of the repository as the new instances reach it (http://, https://).",
+)
+@click.option(
+    "--repo-key",
+    "key_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The repository's public key: debship-archive-keyring.asc (armored) or .gpg (binary).",
+)
+@click.option(
+    "--package",
+    "packages",
+    multiple=True,
+    metavar="NAME[=VERSION]",
+    help="Package to install at first boot, optionally at one version; repeatable.",
+)
 @click.option("--suite", default="stable", show_default=True, help="Suite of the repository.")
 @click.option("--component", default="main", show_default=True, help="Component of the repository.")
-@click.option("--name", "source_name", default="debship", show_default=True,
-              help="Name of the apt source (its .list file and keyring on the instance).")
-@click.option("--apply", "through_apply", is_flag=True,
-              help="Install each NAME=VERSION with `debship apply` (python3-debship from the repository): "
-                   "health-checked, rolled back, recorded and pinned; a failed check ends cloud-init in error.")
-@click.option("--trust-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Also write this package-signing public key to /etc/debship/keys/: later ships to the "
-                   "instance install only packages it signed.")
+@click.option(
+    "--name",
+    "source_name",
+    default="debship",
+    show_default=True,
+    help="Name of the apt source (its .list file and keyring on the instance).",
+)
+@click.option(
+    "--apply",
+    "through_apply",
+    is_flag=True,
+    help="Install each NAME=VERSION with `debship apply` (python3-debship from the repository): "
+    "health-checked, rolled back, recorded and pinned; a failed check ends cloud-init in error.",
+)
+@click.option(
+    "--trust-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Also write this package-signing public key to /etc/debship/keys/: later ships to the "
+    "instance install only packages it signed.",
+)
 @reports_errors
 def cloud_init(url, key_file, packages, suite, component, source_name, through_apply, trust_key) -> None:
     """Print cloud-init user-data that adds the repository and installs packages at first boot."""
     from .cloudinit import parse_package, user_data
     from .gpg import read_key
+
     wanted = [parse_package(p) for p in packages]
-    click.echo(user_data(url, read_key(key_file), wanted, suite, component, source_name, through_apply,
-                         _trusted(trust_key)), nl=False)
+    click.echo(
+        user_data(url, read_key(key_file), wanted, suite, component, source_name, through_apply, _trusted(trust_key)),
+        nl=False,
+    )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("target", metavar="DEB|NAME=VERSION")
-@click.option("--repo", "repo_url", metavar="URL",
-              help="Take NAME=VERSION from this signed apt repository (see `debship publish`) and install from it.")
-@click.option("--repo-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="The repository's public key, for --repo.")
+@click.option(
+    "--repo",
+    "repo_url",
+    metavar="URL",
+    help="Take NAME=VERSION from this signed apt repository (see `debship publish`) and install from it.",
+)
+@click.option(
+    "--repo-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The repository's public key, for --repo.",
+)
 @click.option("--suite", default="stable", show_default=True, help="Suite of the --repo repository.")
 @click.option("--component", default="main", show_default=True, help="Component of the --repo repository.")
-@click.option("--lock-timeout", type=int, default=300, show_default=True,
-              help="Seconds to wait for the host's ship lock and for a dpkg lock held by another process.")
-@click.option("--start-timeout", type=float, default=60.0, show_default=True,
-              help="Seconds for the units to become active and the health command to pass.")
+@click.option(
+    "--lock-timeout",
+    type=int,
+    default=300,
+    show_default=True,
+    help="Seconds to wait for the host's ship lock and for a dpkg lock held by another process.",
+)
+@click.option(
+    "--start-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds for the units to become active and the health command to pass.",
+)
 @click.option("--force", is_flag=True, help="Reinstall when the host has this version with other contents.")
 @click.option("--dry-run", is_flag=True, help="Show what would be done (apt's simulation included); change nothing.")
 @click.option("--no-rollback", is_flag=True, help="When install or verify fails, leave the host as dpkg left it.")
-@click.option("--allow-removals", is_flag=True,
-              help="Let the install remove other packages when apt's simulation says it must (Conflicts:).")
+@click.option(
+    "--allow-removals",
+    is_flag=True,
+    help="Let the install remove other packages when apt's simulation says it must (Conflicts:).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors(table=SHIP_ERRORS)
-def apply(target, repo_url, repo_key, suite, component, lock_timeout, start_timeout, force, dry_run, no_rollback,
-          allow_removals, as_json) -> None:
+def apply(
+    target,
+    repo_url,
+    repo_key,
+    suite,
+    component,
+    lock_timeout,
+    start_timeout,
+    force,
+    dry_run,
+    no_rollback,
+    allow_removals,
+    as_json,
+) -> None:
     """On the host itself (as root): install a .deb or NAME=VERSION the way `ship` does.
 
     The same lock, plan, apt simulation, install, verify, health check,
@@ -438,39 +707,82 @@ def apply(target, repo_url, repo_key, suite, component, lock_timeout, start_time
     if not name and target.endswith(".deb") and Path(target).is_file():
         name = fleet.read_package(Path(target)).name
     repo = fleet.via_repo(name, repo_url, repo_key, suite, component) if repo_url or repo_key else None
-    opts = ShipOptions(lock_timeout=lock_timeout, start_timeout=start_timeout, force=force, dry_run=dry_run,
-                       rollback_on_failure=not no_rollback, via_repo=repo, allow_removals=allow_removals,
-                       wait_for_boot=False)
+    opts = ShipOptions(
+        lock_timeout=lock_timeout,
+        start_timeout=start_timeout,
+        force=force,
+        dry_run=dry_run,
+        rollback_on_failure=not no_rollback,
+        via_repo=repo,
+        allow_removals=allow_removals,
+        wait_for_boot=False,
+    )
     pkg, result = apply_here(target, opts, _json_event if as_json else _text_event)
     (_json_summary if as_json else _text_summary)([result], pkg)
     click.get_current_context().exit(fleet.exit_code([result]))
 
 
 @click.command("status", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--host", "hosts", multiple=True, metavar="[USER@]HOST[:PORT]", help="A host to look at; repeat for more.")
-@click.option("--hosts-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="A file with one host per line (# comments and blank lines ignored).")
-@click.option("--package", metavar="NAME",
-              help="Package to report  [default: the newest .deb's in <project>/dist, else the one debship "
-                   "package on each host]")
-@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
-              help="Project whose dist/ names the package when --package is not given.")
+@click.option(
+    "--host", "hosts", multiple=True, metavar="[USER@]HOST[:PORT]", help="A host to look at; repeat for more."
+)
+@click.option(
+    "--hosts-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A file with one host per line (# comments and blank lines ignored).",
+)
+@click.option(
+    "--package",
+    metavar="NAME",
+    help="Package to report  [default: the newest .deb's in <project>/dist, else the one debship package on each host]",
+)
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Project whose dist/ names the package when --package is not given.",
+)
 @click.option("--expect", metavar="VERSION", help="Fail (exit 1) for every host not at this version.")
-@click.option("--identity", "-i", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Private key to log in with (else ~/.ssh/config, the SSH agent and default keys).")
-@click.option("--ssh-config", type=click.Path(dir_okay=False, path_type=Path),
-              help="OpenSSH client config to read  [default: ~/.ssh/config]")
-@click.option("--known-hosts", type=click.Path(dir_okay=False, path_type=Path),
-              help="known_hosts file to check and extend  [default: ~/.ssh/known_hosts]")
+@click.option(
+    "--identity",
+    "-i",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Private key to log in with (else ~/.ssh/config, the SSH agent and default keys).",
+)
+@click.option(
+    "--ssh-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="OpenSSH client config to read  [default: ~/.ssh/config]",
+)
+@click.option(
+    "--known-hosts",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="known_hosts file to check and extend  [default: ~/.ssh/known_hosts]",
+)
 @click.option("--strict-host-keys", is_flag=True, help="Refuse hosts whose key is not in known_hosts yet.")
-@click.option("--connect-timeout", type=float, default=30.0, show_default=True,
-              help="Seconds to keep retrying to reach a host.")
-@click.option("--parallel", type=click.IntRange(1, 256), default=8, show_default=True,
-              help="Hosts looked at the same time.")
+@click.option(
+    "--connect-timeout", type=float, default=30.0, show_default=True, help="Seconds to keep retrying to reach a host."
+)
+@click.option(
+    "--parallel", type=click.IntRange(1, 256), default=8, show_default=True, help="Hosts looked at the same time."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per host, one per line.")
 @reports_errors(table=SHIP_ERRORS)
-def status(hosts, hosts_file, package, project, expect, identity, ssh_config, known_hosts, strict_host_keys,
-           connect_timeout, parallel, as_json) -> None:
+def status(
+    hosts,
+    hosts_file,
+    package,
+    project,
+    expect,
+    identity,
+    ssh_config,
+    known_hosts,
+    strict_host_keys,
+    connect_timeout,
+    parallel,
+    as_json,
+) -> None:
     """Show what runs where: per host the installed version, whether apt holds it,
     its units, its health command run now, the last ship and the kept versions.
 
@@ -486,11 +798,17 @@ def status(hosts, hosts_file, package, project, expect, identity, ssh_config, kn
 
     if expect is not None:
         from .version import to_debian
+
         expect = to_debian(expect)
     pkg = fleet.package_for("list", None, package, project)
     specs = fleet.parse_hosts(hosts, hosts_file)
-    connect = ConnectOptions(connect_timeout=connect_timeout, host_keys="strict" if strict_host_keys else "accept-new",
-                             known_hosts=known_hosts, ssh_config=ssh_config, identity_file=identity)
+    connect = ConnectOptions(
+        connect_timeout=connect_timeout,
+        host_keys="strict" if strict_host_keys else "accept-new",
+        known_hosts=known_hosts,
+        ssh_config=ssh_config,
+        identity_file=identity,
+    )
     rows = status_lib(pkg, specs, ShipOptions(connect=connect), parallel)
     if as_json:
         for row in rows:
@@ -516,8 +834,18 @@ def _text_status(rows, expect) -> None:
             came = f" from {r.last.before}" if r.last.before else ""
             by = f" by {r.last.by}" if r.last.by else ""
             last = f"{r.last.when} {r.last.action} {r.last.version}{came}{by}"
-        table.append((r.host, r.package or "-", r.installed or "-", r.held or "-", units, r.health, last,
-                      ", ".join(r.kept) or "-"))
+        table.append(
+            (
+                r.host,
+                r.package or "-",
+                r.installed or "-",
+                r.held or "-",
+                units,
+                r.health,
+                last,
+                ", ".join(r.kept) or "-",
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
     for row in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
@@ -530,11 +858,19 @@ def _text_status(rows, expect) -> None:
 @click.command("init", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("project", metavar="[DIR]", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="Package name  [default: [project].name, else the folder's name]")
-@click.option("--maintainer", metavar="'NAME <EMAIL>'",
-              help="Maintainer  [default: [project].authors, DEBFULLNAME/DEBEMAIL, else git's user]")
+@click.option(
+    "--maintainer",
+    metavar="'NAME <EMAIL>'",
+    help="Maintainer  [default: [project].authors, DEBFULLNAME/DEBEMAIL, else git's user]",
+)
 @click.option("--startup", is_flag=True, help="Also write scripts/startup.py, run by postinst on every install.")
-@click.option("--ci", type=click.Choice(["github", "gitlab", "none"]), default="github", show_default=True,
-              help="Example CI workflow to write: .github/workflows/debship.yml or .gitlab-ci.yml.")
+@click.option(
+    "--ci",
+    type=click.Choice(["github", "gitlab", "none"]),
+    default="github",
+    show_default=True,
+    help="Example CI workflow to write: .github/workflows/debship.yml or .gitlab-ci.yml.",
+)
 @reports_errors
 def init(project: Path, name: str | None, maintainer: str | None, startup: bool, ci: str) -> None:
     """Write a working debship configuration for the project in DIR.
@@ -545,11 +881,14 @@ def init(project: Path, name: str | None, maintainer: str | None, startup: bool,
     `build-deb --project DIR` builds the package.
     """
     from .init import propose, write
-    proposal = propose(project, name=name, maintainer=maintainer, startup=startup,
-                       ci=None if ci == "none" else ci)
+
+    proposal = propose(project, name=name, maintainer=maintainer, startup=startup, ci=None if ci == "none" else ci)
     for path in write(project, proposal):
-        verb = "appended [tool.debship] to" if path.name == "pyproject.toml" and \
-            proposal.config_path == "pyproject.toml" else "wrote"
+        verb = (
+            "appended [tool.debship] to"
+            if path.name == "pyproject.toml" and proposal.config_path == "pyproject.toml"
+            else "wrote"
+        )
         click.echo(f"{verb} {os.path.relpath(path)}")
     for note in proposal.notes:
         click.echo(f"  note: {note}")
@@ -559,8 +898,13 @@ def init(project: Path, name: str | None, maintainer: str | None, startup: bool,
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("debs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--key", "key_id", required=True, metavar="KEYID",
-              help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) to sign with.")
+@click.option(
+    "--key",
+    "key_id",
+    required=True,
+    metavar="KEYID",
+    help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) to sign with.",
+)
 @reports_errors
 def sign(debs, key_id) -> None:
     """Write a detached signature <file>.deb.sig beside each .deb (for CI: sign after building).
@@ -570,6 +914,7 @@ def sign(debs, key_id) -> None:
     signature into the pool beside the package.
     """
     from .pkgsig import sign as sign_lib
+
     for deb in debs:
         click.echo(f"signed {deb} with {key_id}: {sign_lib(deb, key_id)}")
 

@@ -8,6 +8,7 @@ new source).  cloud-init turns the key into a keyring under
 ``/etc/apt/cloud-init.gpg.d/`` with ``gpg --dearmor``: the image needs gpg.
 Every scalar is written as a JSON string, which YAML reads as the same string.
 """
+
 from __future__ import annotations
 
 import base64
@@ -34,8 +35,16 @@ def parse_package(spec: str) -> tuple[str, str | None]:
 APPLY_KEY = "/etc/debship/{name}-archive.asc"
 
 
-def user_data(url: str, key: str, packages: list[tuple[str, str | None]], suite: str = "stable",
-              component: str = "main", name: str = "debship", apply: bool = False, trust_key=None) -> str:
+def user_data(
+    url: str,
+    key: str,
+    packages: list[tuple[str, str | None]],
+    suite: str = "stable",
+    component: str = "main",
+    name: str = "debship",
+    apply: bool = False,
+    trust_key=None,
+) -> str:
     """The ``#cloud-config`` text (``key`` is the armored public key).
 
     ``apply``: the packages are not installed by cloud-init's package module but by
@@ -44,39 +53,53 @@ def user_data(url: str, key: str, packages: list[tuple[str, str | None]], suite:
     rollback, record and pin at first boot, and a failed check ends cloud-init in error.
     ``trust_key`` (a ``pkgsig.TrustedKey``): the host installs only packages it signed."""
     if not REPO_URL_RE.match(url):
-        raise RepoError(f"--repo {url!r} is not an http(s):// or file:// URL without spaces; "
-                        "give the URL instances reach the repository at")
+        raise RepoError(
+            f"--repo {url!r} is not an http(s):// or file:// URL without spaces; "
+            "give the URL instances reach the repository at"
+        )
     if not _SOURCE_NAME.match(name):
         raise RepoError(f"source name {name!r} is not a plain name (letters, digits, . _ -); choose another")
     for what, value in (("suite", suite), ("component", component)):
         if not _SOURCE_NAME.match(value):
             raise RepoError(f"{what} {value!r} is not a plain name (letters, digits, . _ -); choose another")
     q = json.dumps
-    lines = ["#cloud-config",
-             f"# apt source {name}: {url} {suite} {component}, signed; written by debship cloud-init",
-             "package_update: true",
-             "apt:",
-             "  preserve_sources_list: true",
-             "  sources:",
-             f"    {q(name + '.list')}:",
-             f"      source: {q(f'deb [signed-by=$KEY_FILE] {url} {suite} {component}')}",
-             "      key: |",
-             *[f"        {line}".rstrip() for line in key.strip().splitlines()]]
+    lines = [
+        "#cloud-config",
+        f"# apt source {name}: {url} {suite} {component}, signed; written by debship cloud-init",
+        "package_update: true",
+        "apt:",
+        "  preserve_sources_list: true",
+        "  sources:",
+        f"    {q(name + '.list')}:",
+        f"      source: {q(f'deb [signed-by=$KEY_FILE] {url} {suite} {component}')}",
+        "      key: |",
+        *[f"        {line}".rstrip() for line in key.strip().splitlines()],
+    ]
     files = []
     if trust_key is not None:  # pkgsig.TrustedKey: later ships install only packages it signed
         from .pkgsig import KEYS_DIR
-        files += [f"  - path: {q(f'{KEYS_DIR}/{trust_key.filename}')}", "    encoding: b64",
-                  "    owner: root:root", '    permissions: "0644"',
-                  f"    content: {base64.b64encode(trust_key.data).decode()}"]
+
+        files += [
+            f"  - path: {q(f'{KEYS_DIR}/{trust_key.filename}')}",
+            "    encoding: b64",
+            "    owner: root:root",
+            '    permissions: "0644"',
+            f"    content: {base64.b64encode(trust_key.data).decode()}",
+        ]
     if apply:
         unversioned = [n for n, v in packages if not v]
         if unversioned or not packages:
             listed = ", ".join(unversioned) or "none given"
-            raise RepoError(f"--apply needs NAME=VERSION for each --package ({listed}): "
-                            "debship apply installs one exact version")
+            raise RepoError(
+                f"--apply needs NAME=VERSION for each --package ({listed}): debship apply installs one exact version"
+            )
         key_file = APPLY_KEY.format(name=name)
-        files += [f"  - path: {q(key_file)}", "    permissions: \"0644\"", "    content: |",
-                  *[f"      {line}".rstrip() for line in key.strip().splitlines()]]
+        files += [
+            f"  - path: {q(key_file)}",
+            '    permissions: "0644"',
+            "    content: |",
+            *[f"      {line}".rstrip() for line in key.strip().splitlines()],
+        ]
         lines += ["packages:", f"  - {q('python3-debship')}", "write_files:", *files, "runcmd:"]
         where = ["--repo", url, "--repo-key", key_file, "--suite", suite, "--component", component]
         lines += [f"  - {json.dumps(['debship', 'apply', f'{n}={v}', *where])}" for n, v in packages]

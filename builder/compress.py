@@ -14,6 +14,7 @@ block size is a constant and blocks are written in order, so the bytes never dep
 the number of workers.  zstd: libzstd's own workers; its output is the same for any
 worker count of 1 or more (tests/unit/test_compress.py checks both).
 """
+
 from __future__ import annotations
 
 import collections
@@ -135,8 +136,11 @@ class XzSink:
 
     def finish(self) -> None:
         if self._pool is None:  # it all fitted in one block: exactly what `xz -6` would write
-            self._out.write(lzma.compress(bytes(self._buf), format=lzma.FORMAT_XZ,
-                                          check=lzma.CHECK_CRC64, filters=_filters(self._size)))
+            self._out.write(
+                lzma.compress(
+                    bytes(self._buf), format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=_filters(self._size)
+                )
+            )
             return
         if self._buf:
             self._submit(bytes(self._buf))
@@ -266,8 +270,14 @@ def xz_block_table(f, offset: int, size: int) -> tuple[bytes, list[tuple[int, in
     head = f.read(12)
     f.seek(offset + size - 12)
     foot = f.read(12)
-    if (len(head) < 12 or len(foot) < 12 or head[:6] != _XZ_MAGIC or foot[10:] != b"YZ"
-            or head[6:8] != foot[8:10] or _crc32(head[6:8]) != head[8:12]):
+    if (
+        len(head) < 12
+        or len(foot) < 12
+        or head[:6] != _XZ_MAGIC
+        or foot[10:] != b"YZ"
+        or head[6:8] != foot[8:10]
+        or _crc32(head[6:8]) != head[8:12]
+    ):
         return None
     index_size = _backward_size(foot)
     if index_size > size - 24:
@@ -298,8 +308,7 @@ def xz_decode_block(flags: bytes, block: bytes, unpadded: int, usize: int) -> by
     (and releases the GIL while it decodes)."""
     index = xz_index([(unpadded, usize)])
     backward = (len(index) // 4 - 1).to_bytes(4, "little")
-    stream = (_XZ_MAGIC + flags + _crc32(flags) + block + index
-              + _crc32(backward + flags) + backward + flags + b"YZ")
+    stream = _XZ_MAGIC + flags + _crc32(flags) + block + index + _crc32(backward + flags) + backward + flags + b"YZ"
     data = lzma.decompress(stream, format=lzma.FORMAT_XZ)
     if len(data) != usize:
         raise lzma.LZMAError(f"an xz block decoded to {len(data)} bytes, its index says {usize}")

@@ -4,6 +4,7 @@ Defaults live in ``DEFAULTS`` and nowhere else; ``validate`` is separate from
 reading; every error names the key and the fix.  Unknown keys are errors (a
 typo must not silently change what gets installed), with a suggestion.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,16 +35,16 @@ DEFAULTS: dict[str, Any] = {
     "priority": "optional",
     "homepage": None,
     "license": "proprietary",
-    "copyright": None,          # default: "<year> <maintainer>"
+    "copyright": None,  # default: "<year> <maintainer>"
     "depends": [],
-    "startup": "startup.py",    # relative to the scripts folder; false turns it off
-    "health": None,             # a shell command run on the host after install
+    "startup": "startup.py",  # relative to the scripts folder; false turns it off
+    "health": None,  # a shell command run on the host after install
     "keep-versions": KEEP_VERSIONS,
     "folders": {"units": "units", "scripts": "scripts", "configs": "configs"},
     "install": {"units": UNIT_DIR, "scripts": "/usr/lib/{name}", "configs": "/etc/{name}"},
     "units": {},
-    "allow-secrets": [],        # bundle files (like "configs/tls/server.key") shipped 0600 despite looking secret
-    "host-accounts": [],        # users and groups the hosts have from elsewhere (a dependency, the image)
+    "allow-secrets": [],  # bundle files (like "configs/tls/server.key") shipped 0600 despite looking secret
+    "host-accounts": [],  # users and groups the hosts have from elsewhere (a dependency, the image)
 }
 REQUIRED = ("name", "maintainer", "description")
 UNIT_DEFAULTS: dict[str, Any] = {"enable": None, "start": True, "on-upgrade": "restart"}
@@ -51,17 +52,21 @@ UNIT_DEFAULTS: dict[str, Any] = {"enable": None, "start": True, "on-upgrade": "r
 # Debian Policy 2.5 (``extra`` is deprecated: lintian asks for ``optional``) and the archive's
 # sections of Policy 2.4, optionally behind an area (``contrib/net``).
 PRIORITIES = ("required", "important", "standard", "optional")
-SECTIONS = frozenset("""admin cli-mono comm database debian-installer debug devel doc editors education
+SECTIONS = frozenset(
+    """admin cli-mono comm database debian-installer debug devel doc editors education
     electronics embedded fonts games gnome gnu-r gnustep graphics hamradio haskell httpd interpreters
     introspection java javascript kde kernel libdevel libs lisp localization mail math metapackages misc net
     news ocaml oldlibs otherosfs perl php python ruby rust science shells sound tasks tex text utils vcs video
-    web x11 xfce zope""".split())
+    web x11 xfce zope""".split()
+)
 AREAS = ("", "main", "contrib", "non-free", "non-free-firmware")
 # Essential: yes in Debian 12 (dpkg-query -W -f '${Package} ${Essential}'): always installed, so lintian
 # (depends-on-essential-package-without-using-version) wants a version on a dependency on one of them.
-ESSENTIAL = frozenset("""base-files base-passwd bash bsdutils coreutils dash debianutils diffutils dpkg findutils
+ESSENTIAL = frozenset(
+    """base-files base-passwd bash bsdutils coreutils dash debianutils diffutils dpkg findutils
     grep gzip hostname init-system-helpers libc-bin login ncurses-base ncurses-bin perl-base sed sysvinit-utils
-    tar util-linux""".split())
+    tar util-linux""".split()
+)
 # Where systemd looks for the units of packages (dh_installsystemd installs to one of them).
 UNIT_FOLDERS = ("/lib/systemd/system", "/usr/lib/systemd/system")
 
@@ -101,16 +106,16 @@ class PackageSpec:
     startup: str | None
     health: str | None
     keep_versions: int
-    folders: Mapping[str, Path | None] = field(default_factory=dict)   # kind -> absolute source folder
-    install: Mapping[str, str] = field(default_factory=dict)           # kind -> absolute host folder
+    folders: Mapping[str, Path | None] = field(default_factory=dict)  # kind -> absolute source folder
+    install: Mapping[str, str] = field(default_factory=dict)  # kind -> absolute host folder
     units: Mapping[str, UnitOptions] = field(default_factory=dict)
-    allow_secrets: tuple[str, ...] = ()                                # project-relative paths
-    host_accounts: frozenset[str] = frozenset()                        # units may run as these
-    source: Path | None = None                                        # the file the config came from
-    warnings: tuple[str, ...] = ()                                    # values made right, said once
+    allow_secrets: tuple[str, ...] = ()  # project-relative paths
+    host_accounts: frozenset[str] = frozenset()  # units may run as these
+    source: Path | None = None  # the file the config came from
+    warnings: tuple[str, ...] = ()  # values made right, said once
     # Bundle folders and startup the config names itself. A default folder (units, scripts,
     # configs) that does not exist is "none of this kind"; a named one must exist.
-    named: frozenset[str] = frozenset()                                # "folders.<kind>", "startup"
+    named: frozenset[str] = frozenset()  # "folders.<kind>", "startup"
 
     @property
     def native(self) -> bool:
@@ -210,25 +215,28 @@ def _resolve_version(raw: dict, data: dict, project_dir: Path, override: str | N
     candidates = (
         (override, "--version"),
         (raw.get("version"), f"{where} version"),
-        (data.get("project", {}).get("version") if isinstance(data.get("project"), dict) else None,
-         "[project].version"),
+        (
+            data.get("project", {}).get("version") if isinstance(data.get("project"), dict) else None,
+            "[project].version",
+        ),
     )
     for value, origin in candidates:
         if value is None:
             continue
         if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{origin}: version must be a non-empty string like \"1.2.3\"")
+            raise ConfigError(f'{origin}: version must be a non-empty string like "1.2.3"')
         return versions.to_debian(value.strip())
     from_git = versions.git_version(project_dir)
     if from_git is None:
         raise ConfigError(
-            f"{where}: no version; set version = \"1.2.3\", set [project].version, or tag the git repository"
+            f'{where}: no version; set version = "1.2.3", set [project].version, or tag the git repository'
         )
     return from_git
 
 
-def _to_spec(raw: dict, project_dir: Path, source: Path, where: str,
-             named: frozenset[str] = frozenset()) -> PackageSpec:
+def _to_spec(
+    raw: dict, project_dir: Path, source: Path, where: str, named: frozenset[str] = frozenset()
+) -> PackageSpec:
     name = raw["name"].strip()
     validate_name(name, where)
     spec = PackageSpec(
@@ -275,26 +283,35 @@ def validate(spec: PackageSpec, where: str) -> None:
     if not MAINTAINER_RE.match(spec.maintainer):
         raise ConfigError(f"{where}: maintainer '{spec.maintainer}' must look like 'Full Name <user@example.com>'")
     if "\n" in spec.description or len(spec.description) > 80:
-        raise ConfigError(f"{where}: description must be one line of at most 80 characters; "
-                          "put the rest in long-description")
+        raise ConfigError(
+            f"{where}: description must be one line of at most 80 characters; put the rest in long-description"
+        )
     if spec.priority not in PRIORITIES:
-        raise ConfigError(f"{where}: priority '{spec.priority}' is not a Debian priority; "
-                          f"use optional (or {', '.join(PRIORITIES[:-1])})")
+        raise ConfigError(
+            f"{where}: priority '{spec.priority}' is not a Debian priority; "
+            f"use optional (or {', '.join(PRIORITIES[:-1])})"
+        )
     area, _, section = spec.section.rpartition("/")
     if area not in AREAS or section not in SECTIONS:
-        raise ConfigError(f"{where}: section '{spec.section}' is not a Debian archive section; "
-                          "use admin, utils, net, misc … (Debian Policy 2.4), optionally as contrib/<section>")
+        raise ConfigError(
+            f"{where}: section '{spec.section}' is not a Debian archive section; "
+            "use admin, utils, net, misc … (Debian Policy 2.4), optionally as contrib/<section>"
+        )
     if not ARCH_RE.match(spec.architecture):
         raise ConfigError(f"{where}: architecture '{spec.architecture}' is invalid; use 'all' or e.g. 'amd64'")
     if spec.architecture in ("any", "source") or "any" in spec.architecture.split("-"):
-        raise ConfigError(f"{where}: architecture '{spec.architecture}' is a wildcard, which only a source "
-                          "package may have (dpkg refuses to install it); use 'all' or one like 'amd64'")
+        raise ConfigError(
+            f"{where}: architecture '{spec.architecture}' is a wildcard, which only a source "
+            "package may have (dpkg refuses to install it); use 'all' or one like 'amd64'"
+        )
     _check_description(spec, where)
     _check_depends(spec, where)
     _check_install(spec, where)
     if spec.homepage is not None and not re.match(r"^https?://[^\s/]+", spec.homepage):
-        raise ConfigError(f"{where}: homepage '{spec.homepage}' is not a web address; write it with its scheme, "
-                          "like \"https://example.com/project\"")
+        raise ConfigError(
+            f"{where}: homepage '{spec.homepage}' is not a web address; write it with its scheme, "
+            'like "https://example.com/project"'
+        )
     if spec.startup is not None and spec.folders.get("scripts") is None and "startup" in spec.named:
         raise ConfigError(f"{where}: startup = '{spec.startup}' needs a scripts folder; set startup = false")
 
@@ -303,8 +320,10 @@ def _check_description(spec: PackageSpec, where: str) -> None:
     """lintian: description-starts-with-package-name, description-synopsis-is-duplicated."""
     first = spec.description.split()[0].lower() if spec.description.split() else ""
     if first.rstrip(":,") == spec.name.lower():
-        raise ConfigError(f"{where}: description starts with the package name '{spec.name}'; say what it "
-                          "does instead, like description = \"deploys the fleet agent and its timers\"")
+        raise ConfigError(
+            f"{where}: description starts with the package name '{spec.name}'; say what it "
+            'does instead, like description = "deploys the fleet agent and its timers"'
+        )
     if " ".join(spec.long_description.split()).lower() == " ".join(spec.description.split()).lower():
         raise ConfigError(f"{where}: long-description repeats description; say more in it, or remove it")
 
@@ -313,24 +332,32 @@ def _check_depends(spec: PackageSpec, where: str) -> None:
     """lintian: depends-on-essential-package-without-using-version (alternatives are left alone)."""
     for dep in spec.depends:
         if "|" not in dep and "(" not in dep and dep.split(":")[0] in ESSENTIAL:
-            raise ConfigError(f"{where}: depends entry '{dep}' is an essential package, on every Debian host; "
-                              f"remove it, or give the version you need like '{dep} (>= 1.0)'")
+            raise ConfigError(
+                f"{where}: depends entry '{dep}' is an essential package, on every Debian host; "
+                f"remove it, or give the version you need like '{dep} (>= 1.0)'"
+            )
 
 
 def _check_install(spec: PackageSpec, where: str) -> None:
     """Where each kind may go so that dpkg and lintian treat it right."""
     configs, scripts, units = (spec.install.get(k, "") for k in ("configs", "scripts", "units"))
     if spec.folders.get("configs") is not None and not (configs + "/").startswith("/etc/"):
-        raise ConfigError(f"{where}: install.configs = \"{configs}\": configs are conffiles, which Debian keeps "
-                          "under /etc (lintian: non-etc-file-marked-as-conffile); use \"/etc/{name}\", or move "
-                          "files that are not configuration to the scripts folder")
+        raise ConfigError(
+            f'{where}: install.configs = "{configs}": configs are conffiles, which Debian keeps '
+            'under /etc (lintian: non-etc-file-marked-as-conffile); use "/etc/{name}", or move '
+            "files that are not configuration to the scripts folder"
+        )
     if spec.folders.get("scripts") is not None and (scripts + "/").startswith("/etc/"):
-        raise ConfigError(f"{where}: install.scripts = \"{scripts}\" is under /etc, where every file must be a "
-                          "conffile (lintian: file-in-etc-not-marked-as-conffile); use \"/usr/lib/{name}\", or "
-                          "move the files the admin edits to the configs folder")
+        raise ConfigError(
+            f'{where}: install.scripts = "{scripts}" is under /etc, where every file must be a '
+            'conffile (lintian: file-in-etc-not-marked-as-conffile); use "/usr/lib/{name}", or '
+            "move the files the admin edits to the configs folder"
+        )
     if spec.folders.get("units") is not None and units not in UNIT_FOLDERS:
-        raise ConfigError(f"{where}: install.units = \"{units}\" is not where systemd loads packaged units; "
-                          f"use \"{UNIT_FOLDERS[1]}\" (or \"{UNIT_FOLDERS[0]}\")")
+        raise ConfigError(
+            f'{where}: install.units = "{units}" is not where systemd loads packaged units; '
+            f'use "{UNIT_FOLDERS[1]}" (or "{UNIT_FOLDERS[0]}")'
+        )
 
 
 def _str(raw: dict, key: str, where: str, required: bool = True) -> str | None:
@@ -344,7 +371,7 @@ def _str(raw: dict, key: str, where: str, required: bool = True) -> str | None:
 
 def _depends(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
-        raise ConfigError(f"{where}: 'depends' must be a list of strings like [\"python3\", \"curl (>= 7.0)\"]")
+        raise ConfigError(f'{where}: \'depends\' must be a list of strings like ["python3", "curl (>= 7.0)"]')
     for dep in value:
         for alt in dep.split("|"):
             if not DEP_RE.match(alt.strip()):
@@ -356,8 +383,7 @@ def _startup(value: Any, where: str) -> str | None:
     if value is False:
         return None
     if not isinstance(value, str) or not value or value.startswith("/") or ".." in Path(value).parts:
-        raise ConfigError(f"{where}: 'startup' must be a path inside the scripts folder (like \"startup.py\") "
-                          "or false")
+        raise ConfigError(f"{where}: 'startup' must be a path inside the scripts folder (like \"startup.py\") or false")
     return value
 
 
@@ -372,20 +398,21 @@ def _folder(project_dir: Path, value: Any, kind: str, where: str) -> Path | None
     if value is False:
         return None
     if not isinstance(value, str) or not value or Path(value).is_absolute() or ".." in Path(value).parts:
-        raise ConfigError(f"{where}: folders.{kind} must be a folder inside the project (like \"{kind}\") or false")
+        raise ConfigError(f'{where}: folders.{kind} must be a folder inside the project (like "{kind}") or false')
     return project_dir / value
 
 
 def _install_path(value: Any, kind: str, where: str) -> str:
     if not isinstance(value, str) or not value.startswith("/") or ".." in value.split("/") or value.rstrip("/") == "":
-        raise ConfigError(f"{where}: install.{kind} must be an absolute folder on the host like \"/usr/lib/{{name}}\"")
+        raise ConfigError(f'{where}: install.{kind} must be an absolute folder on the host like "/usr/lib/{{name}}"')
     if "{" in value.replace("{name}", "") or "}" in value.replace("{name}", ""):
-        raise ConfigError(f"{where}: install.{kind} = \"{value}\": the only placeholder is {{name}}; "
-                          "fix the braces")
+        raise ConfigError(f'{where}: install.{kind} = "{value}": the only placeholder is {{name}}; fix the braces')
     for reserved, instead in ADMIN_DIRS.items():
         if value == reserved or value.startswith(reserved + "/"):
-            raise ConfigError(f"{where}: install.{kind} = \"{value}\": {reserved} belongs to the local admin, "
-                              f"no package may install there (Debian Policy 9.1.2); use {instead}")
+            raise ConfigError(
+                f'{where}: install.{kind} = "{value}": {reserved} belongs to the local admin, '
+                f"no package may install there (Debian Policy 9.1.2); use {instead}"
+            )
     return value.rstrip("/")
 
 
@@ -395,8 +422,10 @@ def _allow_secrets(value: Any, where: str) -> tuple[str, ...]:
         raise ConfigError(f"{where}: 'allow-secrets' must be a list of bundle files like [\"configs/tls/server.key\"]")
     for p in value:
         if Path(p).is_absolute() or ".." in Path(p).parts:
-            raise ConfigError(f"{where}: allow-secrets entry '{p}' must be a path relative to the project, "
-                              "like \"configs/tls/server.key\"")
+            raise ConfigError(
+                f"{where}: allow-secrets entry '{p}' must be a path relative to the project, "
+                'like "configs/tls/server.key"'
+            )
     return tuple(Path(p).as_posix() for p in value)
 
 
@@ -406,13 +435,15 @@ def _host_accounts(value: Any, where: str) -> frozenset[str]:
         raise ConfigError(f"{where}: 'host-accounts' must be a list of user or group names like [\"postgres\"]")
     for n in value:
         if not ACCOUNT_RE.match(n):
-            raise ConfigError(f"{where}: host-accounts entry '{n}' is not a user or group name; use lower-case "
-                              "letters, digits, '_' and '-', starting with a letter or '_', at most 32")
+            raise ConfigError(
+                f"{where}: host-accounts entry '{n}' is not a user or group name; use lower-case "
+                "letters, digits, '_' and '-', starting with a letter or '_', at most 32"
+            )
     return frozenset(value)
 
 
 def _unit_options(unit: str, opts: Any, where: str) -> UnitOptions:
-    here = f"{where} units.\"{unit}\""
+    here = f'{where} units."{unit}"'
     if not UNIT_NAME_RE.match(unit):
         raise ConfigError(f"{here}: not a unit file name like 'agent.service' or 'job@.timer'")
     if not isinstance(opts, dict):
@@ -427,5 +458,6 @@ def _unit_options(unit: str, opts: Any, where: str) -> UnitOptions:
     return UnitOptions(enable=merged["enable"], start=merged["start"], on_upgrade=merged["on-upgrade"])
 
 
-DEFAULT_UNIT_OPTIONS = UnitOptions(enable=UNIT_DEFAULTS["enable"], start=UNIT_DEFAULTS["start"],
-                                   on_upgrade=UNIT_DEFAULTS["on-upgrade"])
+DEFAULT_UNIT_OPTIONS = UnitOptions(
+    enable=UNIT_DEFAULTS["enable"], start=UNIT_DEFAULTS["start"], on_upgrade=UNIT_DEFAULTS["on-upgrade"]
+)

@@ -6,6 +6,7 @@ its own ``debian/<name>.j2`` next to its config; the built-in ones (this
 repository's ``debian/``) are used otherwise.  Nothing here writes to the package or
 the project; rendered text and compiled templates go to the build cache (``cache``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,8 +39,8 @@ class ControlFiles:
     control: str
     md5sums: str
     conffiles: str
-    scripts: dict          # name -> text, only the non-empty ones
-    docs: dict             # host path -> bytes (copyright, changelog)
+    scripts: dict  # name -> text, only the non-empty ones
+    docs: dict  # host path -> bytes (copyright, changelog)
 
 
 def render(spec: PackageSpec, plan: Plan, md5: dict, sizes: dict, mtime: int) -> ControlFiles:
@@ -54,7 +55,9 @@ def render(spec: PackageSpec, plan: Plan, md5: dict, sizes: dict, mtime: int) ->
     all_md5 = {**md5, **doc_md5}
     all_sizes = {**sizes, **{p: len(b) for p, b in docs.items()}}
     context = script_context(spec, plan)
-    control = templates.render("control.j2", {**_control_context(spec, plan), "installed_size": installed_size(all_sizes)})
+    control = templates.render(
+        "control.j2", {**_control_context(spec, plan), "installed_size": installed_size(all_sizes)}
+    )
     check_control(control)
     return ControlFiles(
         control=control,
@@ -68,15 +71,28 @@ def render(spec: PackageSpec, plan: Plan, md5: dict, sizes: dict, mtime: int) ->
 def script_context(spec: PackageSpec, plan: Plan) -> dict:
     """The variables every maintainer-script template gets."""
     return scripts_context(
-        spec.name, spec.version, plan.units, plan.startup, conffiles=plan.conffiles,
+        spec.name,
+        spec.version,
+        plan.units,
+        plan.startup,
+        conffiles=plan.conffiles,
         unit_files=any(e.kind == "unit" for e in plan.entries),
         py_dirs=sorted({e.dest.rsplit("/", 1)[0] for e in plan.entries if e.dest.endswith(".py")}),
-        unit_dir=spec.install.get("units", UNIT_DIR))
+        unit_dir=spec.install.get("units", UNIT_DIR),
+    )
 
 
-def scripts_context(name: str, version: str, units: Sequence[Unit], startup: str | None, *,
-                    conffiles: Sequence[str] = (), unit_files: bool | None = None, py_dirs: Sequence[str] = (),
-                    unit_dir: str = UNIT_DIR) -> dict:
+def scripts_context(
+    name: str,
+    version: str,
+    units: Sequence[Unit],
+    startup: str | None,
+    *,
+    conffiles: Sequence[str] = (),
+    unit_files: bool | None = None,
+    py_dirs: Sequence[str] = (),
+    unit_dir: str = UNIT_DIR,
+) -> dict:
     """The maintainer-script context: the host paths, and the unit names each systemd step acts
     on, decided here so that the templates only loop (see the header of debian/postinst.j2).
 
@@ -86,10 +102,19 @@ def scripts_context(name: str, version: str, units: Sequence[Unit], startup: str
     package's Python files, whose byte-code prerm removes."""
     layout = Layout(name).script_context()
     dirs = [unit_dir] + [d for d in layout.pop("unit_dirs") if d != unit_dir]
-    return {"name": name, "version": version, "units": list(units), "startup": startup,
-            "conffiles": sorted(conffiles), "unit_files": bool(units) if unit_files is None else unit_files,
-            "py_dirs": list(py_dirs), "unit_dirs": dirs, "shipped_units": sorted(u.name for u in units),
-            **layout, **unit_sets(units)}
+    return {
+        "name": name,
+        "version": version,
+        "units": list(units),
+        "startup": startup,
+        "conffiles": sorted(conffiles),
+        "unit_files": bool(units) if unit_files is None else unit_files,
+        "py_dirs": list(py_dirs),
+        "unit_dirs": dirs,
+        "shipped_units": sorted(u.name for u in units),
+        **layout,
+        **unit_sets(units),
+    }
 
 
 def render_scripts(context: dict, templates: Templates | None = None) -> dict:
@@ -121,9 +146,15 @@ def _control_context(spec: PackageSpec, plan: Plan) -> dict:
     if plan.startup and not any(d.split()[0] == "python3" for d in depends):
         depends.append("python3")  # postinst runs startup.py with the system python3
     return {
-        "name": spec.name, "version": spec.version, "architecture": spec.architecture,
-        "maintainer": spec.maintainer, "depends": depends, "section": spec.section,
-        "priority": spec.priority, "homepage": spec.homepage, "description": spec.description,
+        "name": spec.name,
+        "version": spec.version,
+        "architecture": spec.architecture,
+        "maintainer": spec.maintainer,
+        "depends": depends,
+        "section": spec.section,
+        "priority": spec.priority,
+        "homepage": spec.homepage,
+        "description": spec.description,
         "long_description": _long_description(spec.long_description),
     }
 
@@ -168,15 +199,25 @@ def check_control(text: str) -> None:
 def _docs(templates: Templates, spec: PackageSpec, mtime: int) -> dict:
     doc = Layout(spec.name).doc_dir
     year = time.gmtime(mtime).tm_year
-    changelog = templates.render("changelog.j2", {
-        "name": spec.name, "version": spec.version, "maintainer": spec.maintainer,
-        "date": time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(mtime)),
-    })
-    copyright_text = templates.render("copyright.j2", {
-        "name": spec.name, "maintainer": spec.maintainer, "license": spec.license,
-        "copyright": spec.copyright or f"{year} {spec.maintainer}",
-        "license_text": _license_text(spec.license),
-    })
+    changelog = templates.render(
+        "changelog.j2",
+        {
+            "name": spec.name,
+            "version": spec.version,
+            "maintainer": spec.maintainer,
+            "date": time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(mtime)),
+        },
+    )
+    copyright_text = templates.render(
+        "copyright.j2",
+        {
+            "name": spec.name,
+            "maintainer": spec.maintainer,
+            "license": spec.license,
+            "copyright": spec.copyright or f"{year} {spec.maintainer}",
+            "license_text": _license_text(spec.license),
+        },
+    )
     changelog_name = "changelog.gz" if spec.native else "changelog.Debian.gz"
     return {
         f"{doc}/{changelog_name}": gzip_n(changelog.encode()),
@@ -204,20 +245,24 @@ def lintian_overrides(spec: PackageSpec, plan: Plan) -> dict:
     the package does not own /opt (``layout.HOST_DIRS``)."""
     if not any(e.dest.startswith("/opt/") for e in plan.entries):
         return {}
-    text = ("# A local package, not one for the Debian archive: /opt is where FHS 3.0 puts add-on\n"
-            "# application packages, and the folder the admin chose for it.\n"
-            f"{spec.name}: dir-or-file-in-opt [opt/*]\n"
-            "# /opt exists on every Debian host and no package owns it: listing it would make dpkg\n"
-            "# remove it on purge (when empty), so the package installs into it without owning it.\n"
-            f"{spec.name}: missing-intermediate-directory [opt/]\n")
+    text = (
+        "# A local package, not one for the Debian archive: /opt is where FHS 3.0 puts add-on\n"
+        "# application packages, and the folder the admin chose for it.\n"
+        f"{spec.name}: dir-or-file-in-opt [opt/*]\n"
+        "# /opt exists on every Debian host and no package owns it: listing it would make dpkg\n"
+        "# remove it on purge (when empty), so the package installs into it without owning it.\n"
+        f"{spec.name}: missing-intermediate-directory [opt/]\n"
+    )
     return {Layout(spec.name).lintian_overrides: text.encode()}
 
 
 def _license_text(license_name: str) -> list[str]:
     if license_name.lower() == "proprietary":
         return ["All rights reserved."]
-    return [f"Distributed under the terms of the {license_name} license;",
-            "the full text is kept in the project's repository."]
+    return [
+        f"Distributed under the terms of the {license_name} license;",
+        "the full text is kept in the project's repository.",
+    ]
 
 
 def template_dirs(project_dir: Path) -> list[Path]:
@@ -274,7 +319,10 @@ class Templates:
 
             self._env = jinja2.Environment(
                 loader=jinja2.FileSystemLoader([str(d) for d in self.dirs]),
-                undefined=jinja2.StrictUndefined, bytecode_cache=cache.templates(), **ENV_OPTIONS)
+                undefined=jinja2.StrictUndefined,
+                bytecode_cache=cache.templates(),
+                **ENV_OPTIONS,
+            )
         return self._env
 
     def _render(self, name: str, context: dict) -> str:
@@ -283,8 +331,9 @@ class Templates:
         try:
             return self._environment().get_template(name).render(**context)
         except jinja2.TemplateNotFound:
-            raise BuildError(f"template {name} not found in {', '.join(str(d) for d in self.dirs)}; "
-                             "restore it or reinstall debship") from None
+            raise BuildError(
+                f"template {name} not found in {', '.join(str(d) for d in self.dirs)}; restore it or reinstall debship"
+            ) from None
         except jinja2.TemplateError as e:
             where = getattr(e, "filename", None) or name
             line = getattr(e, "lineno", None)

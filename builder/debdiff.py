@@ -12,6 +12,7 @@ as such).  What the version bump changes for real is reported: ``Version``, the
 changelog under /usr/share/doc, the version inside debship's manifest and in the
 maintainer scripts' comments and log lines.
 """
+
 from __future__ import annotations
 
 import collections
@@ -32,21 +33,34 @@ from debian.arfile import ArError
 from debian.debfile import DebFile
 
 from . import units as unitfiles
-from .debsecrets import is_secret
 from .compress import xz_block_table, xz_decode_block
-from .layout import Layout
+from .debsecrets import is_secret
 from .errors import PackageError, PlanError
+from .layout import Layout
 
-UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/system",
-             "/lib/systemd/user", "/usr/lib/systemd/user")
+UNIT_DIRS = (
+    "/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/etc/systemd/system",
+    "/lib/systemd/user",
+    "/usr/lib/systemd/user",
+)
 SCRIPT_ORDER = ("preinst", "postinst", "prerm", "postrm", "conffiles")
-NOT_COMPARED = ("control", "md5sums")   # control: field by field; md5sums: implied by the files
+NOT_COMPARED = ("control", "md5sums")  # control: field by field; md5sums: implied by the files
 FIX = "pass a .deb file (as debship build or dpkg-deb write them)"
-SECRET = "(secret, not shown)"          # the old and new content of an admitted secret
-TEXT_LIMIT = 1 << 20                    # unit files, conffiles and manifests kept for diffs
-READ_ERRORS = (ArError, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError,
-                ValueError, KeyError, UnicodeDecodeError)
-
+SECRET = "(secret, not shown)"  # the old and new content of an admitted secret
+TEXT_LIMIT = 1 << 20  # unit files, conffiles and manifests kept for diffs
+READ_ERRORS = (
+    ArError,
+    tarfile.TarError,
+    EOFError,
+    lzma.LZMAError,
+    zlib.error,
+    OSError,
+    ValueError,
+    KeyError,
+    UnicodeDecodeError,
+)
 
 
 @dataclass(frozen=True)
@@ -72,11 +86,11 @@ class Change:
 @dataclass(frozen=True)
 class FileChange:
     path: str
-    kind: str                   # file, dir, symlink, hardlink, other (the new one)
-    changes: tuple              # Change: type, content (sha256), size, mode, owner, target
-    diff: str = ""              # unified diff of a changed conffile's text
+    kind: str  # file, dir, symlink, hardlink, other (the new one)
+    changes: tuple  # Change: type, content (sha256), size, mode, owner, target
+    diff: str = ""  # unified diff of a changed conffile's text
     version_only: bool = False  # the text differs only in the version number (the manifest)
-    secret: bool = False        # an admitted secret (not readable by others): contents never shown
+    secret: bool = False  # an admitted secret (not readable by others): contents never shown
 
 
 @dataclass(frozen=True)
@@ -92,16 +106,16 @@ class Directive:
 @dataclass(frozen=True)
 class UnitChange:
     name: str
-    status: str                 # added, removed, changed
-    directives: tuple = ()      # Directive
-    options: tuple = ()         # Change: enable, start, on-upgrade (debship's manifest)
-    diff: str = ""              # text diff when a side is not a unit our parser reads
+    status: str  # added, removed, changed
+    directives: tuple = ()  # Directive
+    options: tuple = ()  # Change: enable, start, on-upgrade (debship's manifest)
+    diff: str = ""  # text diff when a side is not a unit our parser reads
 
 
 @dataclass(frozen=True)
 class ScriptChange:
-    name: str                   # preinst … postrm, conffiles, or any other control member
-    status: str                 # added, removed, changed
+    name: str  # preinst … postrm, conffiles, or any other control member
+    status: str  # added, removed, changed
     diff: str
     version_only: bool = False  # differs only where the old version became the new one
 
@@ -110,37 +124,59 @@ class ScriptChange:
 class Diff:
     old: Package
     new: Package
-    control: tuple = ()         # Change per control field
-    added: tuple = ()           # paths; folders end in '/'
+    control: tuple = ()  # Change per control field
+    added: tuple = ()  # paths; folders end in '/'
     removed: tuple = ()
-    changed: tuple = ()         # FileChange
+    changed: tuple = ()  # FileChange
     conffiles_changed: tuple = ()
-    units: tuple = ()           # UnitChange
-    scripts: tuple = ()         # ScriptChange
-    manifest: tuple = ()        # Change of debship's manifest (health, keep_versions, startup)
+    units: tuple = ()  # UnitChange
+    scripts: tuple = ()  # ScriptChange
+    manifest: tuple = ()  # Change of debship's manifest (health, keep_versions, startup)
 
     @property
     def empty(self) -> bool:
-        return not (self.control or self.added or self.removed or self.changed or self.units
-                    or self.scripts or self.manifest)
+        return not (
+            self.control or self.added or self.removed or self.changed or self.units or self.scripts or self.manifest
+        )
 
     def as_dict(self) -> dict:
         """The --json object: lists of names first, details after."""
         pairs = lambda cs: {c.name: {"old": c.old, "new": c.new} for c in cs}  # noqa: E731
         return {
-            "old": asdict(self.old), "new": asdict(self.new), "identical": self.empty,
-            "control": [c.name for c in self.control], "added": list(self.added),
-            "removed": list(self.removed), "changed": [f.path for f in self.changed],
-            "conffiles_changed": list(self.conffiles_changed), "units_changed": [u.name for u in self.units],
+            "old": asdict(self.old),
+            "new": asdict(self.new),
+            "identical": self.empty,
+            "control": [c.name for c in self.control],
+            "added": list(self.added),
+            "removed": list(self.removed),
+            "changed": [f.path for f in self.changed],
+            "conffiles_changed": list(self.conffiles_changed),
+            "units_changed": [u.name for u in self.units],
             "scripts_changed": [s.name for s in self.scripts],
             "details": {
                 "control": pairs(self.control),
-                "files": {f.path: {"kind": f.kind, "changes": pairs(f.changes), "diff": f.diff,
-                                   "version_only": f.version_only, "secret": f.secret} for f in self.changed},
-                "units": {u.name: {"status": u.status, "options": pairs(u.options), "diff": u.diff,
-                                   "directives": [asdict(d) for d in u.directives]} for u in self.units},
-                "scripts": {s.name: {"status": s.status, "diff": s.diff, "version_only": s.version_only}
-                            for s in self.scripts},
+                "files": {
+                    f.path: {
+                        "kind": f.kind,
+                        "changes": pairs(f.changes),
+                        "diff": f.diff,
+                        "version_only": f.version_only,
+                        "secret": f.secret,
+                    }
+                    for f in self.changed
+                },
+                "units": {
+                    u.name: {
+                        "status": u.status,
+                        "options": pairs(u.options),
+                        "diff": u.diff,
+                        "directives": [asdict(d) for d in u.directives],
+                    }
+                    for u in self.units
+                },
+                "scripts": {
+                    s.name: {"status": s.status, "diff": s.diff, "version_only": s.version_only} for s in self.scripts
+                },
                 "manifest": pairs(self.manifest),
             },
         }
@@ -162,11 +198,11 @@ class _Entry:
 @dataclass(frozen=True)
 class _Side:
     package: Package
-    fields: dict                # control field -> value, in the file's order
-    control: dict               # other control members -> bytes
+    fields: dict  # control field -> value, in the file's order
+    control: dict  # other control members -> bytes
     conffiles: tuple
-    files: dict                 # host path -> _Entry
-    texts: dict                 # host path -> bytes (unit files, conffiles, the manifest)
+    files: dict  # host path -> _Entry
+    texts: dict  # host path -> bytes (unit files, conffiles, the manifest)
     manifest: dict
 
 
@@ -178,14 +214,17 @@ def read(path: Path, pool: Executor | None = None, ahead: int = 1, digest: tuple
         with DebFile(str(path)) as deb:
             fields = dict(deb.debcontrol())
             control = _control_members(deb.control.tgz())
-            conffiles = tuple(line.strip() for line in control.get("conffiles", b"").decode().splitlines()
-                              if line.strip())
+            conffiles = tuple(
+                line.strip() for line in control.get("conffiles", b"").decode().splitlines() if line.strip()
+            )
             blocks = _xz_blocks(path) if pool is not None else None
             if blocks is None:
                 files, texts = _data(deb.data.tgz(), set(conffiles))
             else:
-                with _BlockReader(path, *blocks, pool, ahead) as raw, \
-                        tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|") as tar:
+                with (
+                    _BlockReader(path, *blocks, pool, ahead) as raw,
+                    tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|") as tar,
+                ):
                     files, texts = _data(tar, set(conffiles))
     except READ_ERRORS as e:
         raise PackageError(f"{path}: not a readable Debian package ({e}); {FIX}") from e
@@ -287,12 +326,15 @@ def _data(tar: tarfile.TarFile, conffiles: set) -> tuple[dict, dict]:
     files, texts = {}, {}
     for m in tar:
         if not _norm(m.name):
-            continue                                   # the archive's root folder
+            continue  # the archive's root folder
         path = "/" + _norm(m.name)
         owner = f"{m.uname or m.uid}:{m.gname or m.gid}"
         if m.isfile():
-            keep = m.size <= TEXT_LIMIT and (path in conffiles or _maybe_unit(path) or _maybe_manifest(path)) \
-                and not is_secret(m.mode)                # an admitted secret's text is never kept
+            keep = (
+                m.size <= TEXT_LIMIT
+                and (path in conffiles or _maybe_unit(path) or _maybe_manifest(path))
+                and not is_secret(m.mode)
+            )  # an admitted secret's text is never kept
             sha, data = _hash(tar.extractfile(m), keep)
             files[path] = _Entry("file", m.mode, owner, sha256=sha, size=m.size)
             if keep:
@@ -331,7 +373,7 @@ def _manifest(texts: dict, name: str) -> dict:
     try:
         data = json.loads(texts.get(Layout(name).manifest, b"{}"))
     except ValueError:
-        return {}                                      # not debship's: no units options to compare
+        return {}  # not debship's: no units options to compare
     return data if isinstance(data, dict) else {}
 
 
@@ -352,8 +394,10 @@ def compare(old_path: Path, new_path: Path, workers: int | None = None) -> Diff:
     if workers == 1:
         return _compare(*_read_both(Path(old_path), Path(new_path), None, None, 1))
     extra = workers - 2
-    with ThreadPoolExecutor(2, thread_name_prefix="debdiff-side") as sides, \
-            (ThreadPoolExecutor(extra, thread_name_prefix="debdiff-xz") if extra > 0 else _nothing()) as pool:
+    with (
+        ThreadPoolExecutor(2, thread_name_prefix="debdiff-side") as sides,
+        ThreadPoolExecutor(extra, thread_name_prefix="debdiff-xz") if extra > 0 else _nothing() as pool,
+    ):
         return _compare(*_read_both(Path(old_path), Path(new_path), pool, sides, max(1, extra // 2)))
 
 
@@ -366,7 +410,7 @@ def _read_both(old_path: Path, new_path: Path, pool, sides, ahead: int) -> tuple
     if sides is None:
         old = read(old_path)
         new_digest = _digest(new_path)
-        if new_digest == (old.package.sha256, old.package.size):   # the same bytes: read once
+        if new_digest == (old.package.sha256, old.package.size):  # the same bytes: read once
             return old, replace(old, package=replace(old.package, path=str(new_path)))
         return old, read(new_path, digest=new_digest)
     digests = [sides.submit(_digest, p) for p in (old_path, new_path)]
@@ -388,7 +432,8 @@ def _compare(old: _Side, new: _Side) -> Diff:
     changed = _changed_files(old, new)
     conffiles = set(old.conffiles) | set(new.conffiles)
     return Diff(
-        old=old.package, new=new.package,
+        old=old.package,
+        new=new.package,
         control=_changes(old.fields, new.fields),
         added=tuple(_label(p, new.files[p]) for p in sorted(new.files.keys() - old.files.keys())),
         removed=tuple(_label(p, old.files[p]) for p in sorted(old.files.keys() - new.files.keys())),
@@ -396,8 +441,9 @@ def _compare(old: _Side, new: _Side) -> Diff:
         conffiles_changed=tuple(f.path for f in changed if f.path in conffiles),
         units=_unit_changes(old, new),
         scripts=_script_changes(old, new),
-        manifest=_changes(_without(old.manifest, "name", "version", "units"),
-                          _without(new.manifest, "name", "version", "units")),
+        manifest=_changes(
+            _without(old.manifest, "name", "version", "units"), _without(new.manifest, "name", "version", "units")
+        ),
     )
 
 
@@ -422,14 +468,21 @@ def _changed_files(old: _Side, new: _Side) -> tuple:
         changes = _changes(_facts(a), _facts(b))
         secret = any(e.kind == "file" and is_secret(e.mode) for e in (a, b))
         if changes and secret:  # that it changed, never how: no text, digest or size of a secret
-            hidden = tuple(Change(c.name, SECRET, SECRET) if c.name == "content" else c
-                           for c in changes if c.name != "size")
+            hidden = tuple(
+                Change(c.name, SECRET, SECRET) if c.name == "content" else c for c in changes if c.name != "size"
+            )
             out.append(FileChange(_label(path, b), b.kind, hidden, secret=True))
         elif changes:
-            diff = _text_diff(old.texts.get(path), new.texts.get(path), path, old, new) \
-                if path in new.conffiles else ""
-            out.append(FileChange(_label(path, b), b.kind, changes, diff,
-                                  _version_only(old.texts.get(path), new.texts.get(path), old, new)))
+            diff = _text_diff(old.texts.get(path), new.texts.get(path), path, old, new) if path in new.conffiles else ""
+            out.append(
+                FileChange(
+                    _label(path, b),
+                    b.kind,
+                    changes,
+                    diff,
+                    _version_only(old.texts.get(path), new.texts.get(path), old, new),
+                )
+            )
     return tuple(out)
 
 
@@ -449,14 +502,22 @@ def _text_diff(a: bytes | None, b: bytes | None, name: str, old: _Side, new: _Si
         b_lines = (b or b"").decode().splitlines()
     except UnicodeDecodeError:
         return ""
-    return "\n".join(difflib.unified_diff(
-        a_lines, b_lines, f"{name} ({old.package.version})" if a is not None else "/dev/null",
-        f"{name} ({new.package.version})" if b is not None else "/dev/null", lineterm=""))
+    return "\n".join(
+        difflib.unified_diff(
+            a_lines,
+            b_lines,
+            f"{name} ({old.package.version})" if a is not None else "/dev/null",
+            f"{name} ({new.package.version})" if b is not None else "/dev/null",
+            lineterm="",
+        )
+    )
 
 
 def _script_changes(old: _Side, new: _Side) -> tuple:
-    names = sorted(old.control.keys() | new.control.keys(),
-                   key=lambda n: (SCRIPT_ORDER.index(n) if n in SCRIPT_ORDER else len(SCRIPT_ORDER), n))
+    names = sorted(
+        old.control.keys() | new.control.keys(),
+        key=lambda n: (SCRIPT_ORDER.index(n) if n in SCRIPT_ORDER else len(SCRIPT_ORDER), n),
+    )
     out = []
     for name in names:
         a, b = old.control.get(name), new.control.get(name)
@@ -492,8 +553,11 @@ def _units(side: _Side) -> dict:
 
 def _options(side: _Side) -> dict:
     """Unit name -> {enable, start, on-upgrade} from debship's manifest."""
-    return {u["name"]: {"enable": u.get("enable"), "start": u.get("start"), "on-upgrade": u.get("on_upgrade")}
-            for u in side.manifest.get("units", []) if isinstance(u, dict) and "name" in u}
+    return {
+        u["name"]: {"enable": u.get("enable"), "start": u.get("start"), "on-upgrade": u.get("on_upgrade")}
+        for u in side.manifest.get("units", [])
+        if isinstance(u, dict) and "name" in u
+    }
 
 
 def _unit_changes(old: _Side, new: _Side) -> tuple:
@@ -508,7 +572,7 @@ def _unit_changes(old: _Side, new: _Side) -> tuple:
             out.append(UnitChange(name, _status(a, b), options=options))
             continue
         directives, diff = _directive_changes(name, a, b)
-        if directives or diff or options:              # comments or blank lines only: a changed file
+        if directives or diff or options:  # comments or blank lines only: a changed file
             out.append(UnitChange(name, "changed", directives, options, diff))
     return tuple(out)
 
@@ -520,12 +584,22 @@ def _directive_changes(name: str, a: bytes, b: bytes) -> tuple[tuple, str]:
     try:
         a_keys, b_keys = _directives(name, a), _directives(name, b)
     except (PlanError, UnicodeDecodeError):
-        text = "\n".join(difflib.unified_diff(a.decode(errors="replace").splitlines(),
-                                              b.decode(errors="replace").splitlines(), name, name, lineterm=""))
+        text = "\n".join(
+            difflib.unified_diff(
+                a.decode(errors="replace").splitlines(),
+                b.decode(errors="replace").splitlines(),
+                name,
+                name,
+                lineterm="",
+            )
+        )
         return (), text
     keys = list(b_keys) + [k for k in a_keys if k not in b_keys]
-    return tuple(Directive(s, k, tuple(a_keys.get((s, k), ())), tuple(b_keys.get((s, k), ())))
-                 for s, k in keys if a_keys.get((s, k)) != b_keys.get((s, k))), ""
+    return tuple(
+        Directive(s, k, tuple(a_keys.get((s, k), ())), tuple(b_keys.get((s, k), ())))
+        for s, k in keys
+        if a_keys.get((s, k)) != b_keys.get((s, k))
+    ), ""
 
 
 def _directives(name: str, text: bytes) -> dict:

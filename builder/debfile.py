@@ -15,10 +15,10 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Callable, Collection
+from typing import IO, TYPE_CHECKING, Callable
 
 from . import compress
 from .errors import BuildError
@@ -93,7 +93,9 @@ def write(
     final = Path(out_dir) / deb_filename(name, version, architecture)
 
     def fill(out: IO[bytes]) -> None:
-        _write_ar(out, _control_entries(control), _data_entries(data, unlisted_dirs), _Format(compression, mtime, workers))
+        _write_ar(
+            out, _control_entries(control), _data_entries(data, unlisted_dirs), _Format(compression, mtime, workers)
+        )
 
     sha256, size = _write_atomically(final, fill)
     return BuiltDeb(final, name, version, architecture, sha256, size)
@@ -257,8 +259,9 @@ def _copy(f: IO[bytes], sink, size: int, member: Member) -> None:
         except OSError as e:
             raise _read_error(member, e) from e
         if not chunk:
-            raise BuildError(f"cannot read {member.source} (for {member.path}): it ended before its size; "
-                             "did it change?")
+            raise BuildError(
+                f"cannot read {member.source} (for {member.path}): it ended before its size; did it change?"
+            )
         sink.write(chunk)
         left -= len(chunk)
     sink.write(bytes(-size % 512))
@@ -278,8 +281,21 @@ def _header(name: str, mode: int, size: int, mtime: int, kind: bytes) -> bytes:
         info.mode, info.size, info.mtime, info.type = mode, size, mtime, kind
         info.uname = info.gname = "root"
         return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
-    buf = b"".join((raw.ljust(100, b"\0"), b"%07o\0" % mode, b"0000000\0" * 2, b"%011o\0" % size,
-                    b"%011o\0" % mtime, b" " * 8, kind, bytes(100), b"ustar  \0", _ROOT, _ROOT)).ljust(512, b"\0")
+    buf = b"".join(
+        (
+            raw.ljust(100, b"\0"),
+            b"%07o\0" % mode,
+            b"0000000\0" * 2,
+            b"%011o\0" % size,
+            b"%011o\0" % mtime,
+            b" " * 8,
+            kind,
+            bytes(100),
+            b"ustar  \0",
+            _ROOT,
+            _ROOT,
+        )
+    ).ljust(512, b"\0")
     return buf[:148] + b"%06o\0" % sum(buf) + buf[155:]  # the checksum, summed with its field as spaces
 
 
@@ -327,4 +343,3 @@ def _sha256_and_size(f: IO[bytes]) -> tuple[str, int]:
         h.update(chunk)
         size += len(chunk)
     return h.hexdigest(), size
-

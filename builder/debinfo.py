@@ -6,6 +6,7 @@ version, which units to check, the health command) is read from the package
 itself, so any .deb built by debship ships the same way.  The writer (``debfile``)
 returns the same ``BuiltDeb`` record and names its output with ``deb_filename``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,14 @@ class BuiltDeb:
 
     def as_dict(self) -> dict:
         """The file's identity (``build-deb --json``)."""
-        return {"path": str(self.path), "name": self.name, "version": self.version,
-                "architecture": self.architecture, "sha256": self.sha256, "size": self.size}
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "version": self.version,
+            "architecture": self.architecture,
+            "sha256": self.sha256,
+            "size": self.size,
+        }
 
     @property
     def filename(self) -> str:
@@ -93,18 +100,29 @@ def read_package(path: Path) -> PackageInfo:
     except read_errors() as e:
         missing = e.__context__ if isinstance(e.__context__, FileNotFoundError) else None
         if missing is not None:  # python-debian reads zstd members with the unzstd command
-            raise ShipError(f"{path}: reading it needs {missing.filename or 'unzstd'}, which is not installed; "
-                            "install zstd (apt-get install zstd)") from e
-        raise ShipError(f"{path}: not a readable Debian package ({type(e).__name__}: {e}); the package is "
-                        "damaged, rebuild it") from e
+            raise ShipError(
+                f"{path}: reading it needs {missing.filename or 'unzstd'}, which is not installed; "
+                "install zstd (apt-get install zstd)"
+            ) from e
+        raise ShipError(
+            f"{path}: not a readable Debian package ({type(e).__name__}: {e}); the package is damaged, rebuild it"
+        ) from e
     for key in ("Package", "Version", "Architecture"):
         if key not in fields:
             raise ShipError(f"{path}: control file has no {key} field; rebuild the package")
     version = fields["Version"]
     # Not built by debship: no manifest, so no units to check and no health command.
     manifest = Manifest.from_json(manifest, name, version) if manifest is not None else Manifest.empty(name, version)
-    return PackageInfo(path=path, name=name, version=version, architecture=fields["Architecture"], sha256=digest,
-                       size=size, manifest=manifest, conffiles=conffiles)
+    return PackageInfo(
+        path=path,
+        name=name,
+        version=version,
+        architecture=fields["Architecture"],
+        sha256=digest,
+        size=size,
+        manifest=manifest,
+        conffiles=conffiles,
+    )
 
 
 def read_errors() -> tuple:
@@ -114,8 +132,17 @@ def read_errors() -> tuple:
 
     from debian.arfile import ArError
 
-    return (ArError, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError, ValueError, KeyError,
-            UnicodeDecodeError)
+    return (
+        ArError,
+        tarfile.TarError,
+        EOFError,
+        lzma.LZMAError,
+        zlib.error,
+        OSError,
+        ValueError,
+        KeyError,
+        UnicodeDecodeError,
+    )
 
 
 def _member(part, name: str) -> bytes | None:

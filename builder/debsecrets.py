@@ -6,6 +6,7 @@ admitted secret; this holds for any package, debship's or not, old or new.  ``pu
 such a package unless told it is meant (a repository is readable by everyone who reaches it),
 and ``debdiff`` never shows such a file's contents.
 """
+
 from __future__ import annotations
 
 import tarfile
@@ -20,6 +21,7 @@ def is_secret(mode: int) -> bool:
 def admitted_secrets(path: Path) -> tuple[str, ...]:
     """The host paths of the regular files in the .deb at ``path`` that others may not read."""
     from debian.debfile import DebFile
+
     with DebFile(str(path)) as deb:
         tar: tarfile.TarFile = deb.data.tgz()
         return tuple(sorted("/" + m.name.lstrip("./") for m in tar if m.isfile() and is_secret(m.mode)))

@@ -1,4 +1,5 @@
 """A ``Diff`` as text for a terminal: grouped, in a stable order, nothing computed here."""
+
 from __future__ import annotations
 
 import difflib
@@ -6,20 +7,34 @@ import json
 
 from .debdiff import Change, Diff, Directive
 
-CONFFILE_NOTE = ("a host where nobody edited one gets the new file; where an admin did, ship keeps the "
-                 "edit and dpkg leaves the new file beside it as <path>.dpkg-dist")
+CONFFILE_NOTE = (
+    "a host where nobody edited one gets the new file; where an admin did, ship keeps the "
+    "edit and dpkg leaves the new file beside it as <path>.dpkg-dist"
+)
 
 # Fields holding comma-separated relations: shown as the relations removed (-) and added (+).
-RELATIONS = ("depends", "pre-depends", "recommends", "suggests", "enhances", "breaks", "conflicts",
-             "provides", "replaces")
+RELATIONS = (
+    "depends",
+    "pre-depends",
+    "recommends",
+    "suggests",
+    "enhances",
+    "breaks",
+    "conflicts",
+    "provides",
+    "replaces",
+)
 
 
 def render(d: Diff) -> list[str]:
     """The lines ``debship diff`` prints."""
     lines = _header(d)
     if d.empty:
-        same = "the files are byte-identical" if d.old.sha256 == d.new.sha256 else \
-            "they differ only in what is not compared: mtimes, compression, member order"
+        same = (
+            "the files are byte-identical"
+            if d.old.sha256 == d.new.sha256
+            else "they differ only in what is not compared: mtimes, compression, member order"
+        )
         return lines + [f"no differences ({same})"]
     for title, count, body in _sections(d):
         if count:
@@ -29,9 +44,11 @@ def render(d: Diff) -> list[str]:
 
 def _header(d: Diff) -> list[str]:
     new = d.new.version if d.new.name == d.old.name else f"{d.new.name} {d.new.version}"
-    return [f"{d.old.name} {d.old.version} -> {new}",
-            f"  old  {d.old.path}  sha256 {d.old.sha256[:16]}",
-            f"  new  {d.new.path}  sha256 {d.new.sha256[:16]}"]
+    return [
+        f"{d.old.name} {d.old.version} -> {new}",
+        f"  old  {d.old.path}  sha256 {d.old.sha256[:16]}",
+        f"  new  {d.new.path}  sha256 {d.new.sha256[:16]}",
+    ]
 
 
 def _sections(d: Diff) -> list[tuple[str, int, list[str]]]:
@@ -42,13 +59,22 @@ def _sections(d: Diff) -> list[tuple[str, int, list[str]]]:
         ("files added", len(d.added), [f"  + {p}" for p in d.added]),
         ("files removed", len(d.removed), [f"  - {p}" for p in d.removed]),
         ("files changed", len(d.changed), [_file(f, f in conffiles) for f in d.changed]),
-        ("conffiles changed", len(conffiles),
-         [f"  {CONFFILE_NOTE}"] + [line for f in conffiles for line in [f"  {f.path}", *(["    an admitted secret changed: contents not shown"]
-                                                               if f.secret else _indent(f.diff, 4))]]),
+        (
+            "conffiles changed",
+            len(conffiles),
+            [f"  {CONFFILE_NOTE}"]
+            + [
+                line
+                for f in conffiles
+                for line in [
+                    f"  {f.path}",
+                    *(["    an admitted secret changed: contents not shown"] if f.secret else _indent(f.diff, 4)),
+                ]
+            ],
+        ),
         ("units", len(d.units), [line for u in d.units for line in _unit(u)]),
         ("maintainer scripts", len(d.scripts), [line for s in d.scripts for line in _script(s)]),
-        ("debship manifest", len(d.manifest),
-         [f"  {c.name}: {_value(c.old)} -> {_value(c.new)}" for c in d.manifest]),
+        ("debship manifest", len(d.manifest), [f"  {c.name}: {_value(c.old)} -> {_value(c.new)}" for c in d.manifest]),
     ]
 
 

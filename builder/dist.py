@@ -3,6 +3,7 @@
 File names drop the epoch (``demo_2.0_all.deb`` holds ``1:2.0``), so each .deb
 is matched by the Package and Version fields it holds, read with python-debian.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,27 +24,36 @@ def resolve(arg: str, project_dir: Path) -> Path:
         return path
     name, sep, wanted = arg.partition("=")
     if not (sep and name and wanted and "/" not in arg):
-        raise PackageNotFound(f"{arg}: no such file; pass the path of a .deb, "
-                              f"or NAME=VERSION to take it from {Path(project_dir) / 'dist'}")
+        raise PackageNotFound(
+            f"{arg}: no such file; pass the path of a .deb, "
+            f"or NAME=VERSION to take it from {Path(project_dir) / 'dist'}"
+        )
     return _find_in_dist(name, wanted, Path(project_dir) / "dist")
 
 
 def _find_in_dist(name: str, wanted: str, dist: Path) -> Path:
     if not dist.is_dir():
-        raise PackageNotFound(f"{name}={wanted}: no {dist} folder to look in; "
-                              "build there with `debship build` or pass the path of a .deb")
+        raise PackageNotFound(
+            f"{name}={wanted}: no {dist} folder to look in; build there with `debship build` or pass the path of a .deb"
+        )
     found = _dist_packages(dist)
     matches = [p for p, (n, v) in found.items() if n == name and _same_version(v, wanted)]
     if len(matches) > 1:
-        raise PackageNotFound(f"{name}={wanted}: {len(matches)} files in {dist} have it "
-                              f"({', '.join(p.name for p in matches)}); pass one of them as a path")
+        raise PackageNotFound(
+            f"{name}={wanted}: {len(matches)} files in {dist} have it "
+            f"({', '.join(p.name for p in matches)}); pass one of them as a path"
+        )
     if not matches:
         versions_found = sorted({v for n, v in found.values() if n == name}, key=versions.sort_key)
         names = sorted({n for n, _v in found.values()})
-        have = (f"found {name} {', '.join(versions_found)}" if versions_found
-                else f"no {name} package there; found {', '.join(names)}" if names else "no .deb there")
-        raise PackageNotFound(f"{name}={wanted}: not in {dist} ({have}); "
-                              "build that version or pass the path of a .deb")
+        have = (
+            f"found {name} {', '.join(versions_found)}"
+            if versions_found
+            else f"no {name} package there; found {', '.join(names)}"
+            if names
+            else "no .deb there"
+        )
+        raise PackageNotFound(f"{name}={wanted}: not in {dist} ({have}); build that version or pass the path of a .deb")
     return matches[0]
 
 

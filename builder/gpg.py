@@ -7,6 +7,7 @@ gpg-agent that already holds its passphrase.  Also here: OpenPGP ASCII armor
 (RFC 4880 section 6) in pure Python, so a binary key file can be embedded in
 cloud-init user-data without gpg.
 """
+
 from __future__ import annotations
 
 import base64
@@ -33,8 +34,7 @@ def _gpg(args: list[str], data: bytes | None = None, what: str = "gpg") -> bytes
         raise RepoError(f"{what}: gpg did not answer within 300 s (is gpg-agent waiting for a passphrase?)") from e
     if proc.returncode != 0:
         lines = [l for l in proc.stderr.decode(errors="replace").splitlines() if l.strip()]
-        raise RepoError(f"{what} failed: {lines[-1] if lines else f'gpg exit {proc.returncode}'} "
-                        f"(GNUPGHOME={_home()})")
+        raise RepoError(f"{what} failed: {lines[-1] if lines else f'gpg exit {proc.returncode}'} (GNUPGHOME={_home()})")
     return proc.stdout
 
 
@@ -48,8 +48,9 @@ def export_public(key_id: str, armor: bool = False) -> bytes:
         raise RepoError(f"signing key {key_id!r} is not a key id; pass --sign-key with a fingerprint or e-mail")
     data = _gpg([*(["--armor"] if armor else []), "--export", "--", key_id], what=f"exporting key {key_id}")
     if not data.strip():
-        raise RepoError(f"no public key {key_id!r} in GNUPGHOME={_home()}; list keys with gpg --list-keys "
-                        "or import the key")
+        raise RepoError(
+            f"no public key {key_id!r} in GNUPGHOME={_home()}; list keys with gpg --list-keys or import the key"
+        )
     return data
 
 
@@ -65,9 +66,9 @@ _ALGOS = {"1": "rsa", "2": "rsa", "3": "rsa", "17": "dsa", "19": "ecdsa", "22": 
 @dataclass(frozen=True)
 class SigningKey:
     fingerprint: str
-    algorithm: str      # rsa, dsa, ecdsa, eddsa or the algorithm number
+    algorithm: str  # rsa, dsa, ecdsa, eddsa or the algorithm number
     bits: int
-    curve: str          # ed25519, nistp256, brainpoolP256r1 ... ('' for rsa/dsa)
+    curve: str  # ed25519, nistp256, brainpoolP256r1 ... ('' for rsa/dsa)
 
 
 def signing_keys(key_id: str) -> list[SigningKey]:
@@ -75,13 +76,16 @@ def signing_keys(key_id: str) -> list[SigningKey]:
     if not key_id.strip() or key_id.startswith("-"):
         raise RepoError(f"signing key {key_id!r} is not a key id; pass --sign-key with a fingerprint or e-mail")
     try:
-        out = _gpg(["--with-colons", "--fixed-list-mode", "--with-fingerprint", "--list-keys", "--", key_id],
-                   what=f"listing key {key_id}").decode(errors="replace")
+        out = _gpg(
+            ["--with-colons", "--fixed-list-mode", "--with-fingerprint", "--list-keys", "--", key_id],
+            what=f"listing key {key_id}",
+        ).decode(errors="replace")
     except RepoError as e:
         if "No public key" not in str(e):
             raise
-        raise RepoError(f"no public key {key_id!r} in GNUPGHOME={_home()}; list keys with gpg --list-keys "
-                        "or import the key") from e
+        raise RepoError(
+            f"no public key {key_id!r} in GNUPGHOME={_home()}; list keys with gpg --list-keys or import the key"
+        ) from e
     found: list[SigningKey] = []
     pending: list[str] | None = None
     for line in out.splitlines():
@@ -90,8 +94,14 @@ def signing_keys(key_id: str) -> list[SigningKey]:
             usable = fields[1] not in ("r", "e", "i", "d") and (fields[0] == "pub" or "s" in fields[11])
             pending = fields if usable else None
         elif fields[0] == "fpr" and pending is not None:
-            found.append(SigningKey(fields[9], _ALGOS.get(pending[3], pending[3]), int(pending[2] or 0),
-                                    pending[16] if len(pending) > 16 else ""))
+            found.append(
+                SigningKey(
+                    fields[9],
+                    _ALGOS.get(pending[3], pending[3]),
+                    int(pending[2] or 0),
+                    pending[16] if len(pending) > 16 else "",
+                )
+            )
             pending = None
     return found
 
@@ -102,16 +112,21 @@ def check_key_policy(key_id: str, today: date | None = None) -> list[str]:
     today = today or date.today()
     warnings = []
     for key in signing_keys(key_id):
-        name = f"signing key {key_id} ({key.algorithm}{key.bits or ''}{' ' + key.curve if key.curve else ''}, " \
-               f"{key.fingerprint[-16:]})"
-        fix = "make a new one with gpg --quick-gen-key 'Archive <you@example.com>' ed25519 sign never " \
-              "(or rsa4096) and publish with it"
+        name = (
+            f"signing key {key_id} ({key.algorithm}{key.bits or ''}{' ' + key.curve if key.curve else ''}, "
+            f"{key.fingerprint[-16:]})"
+        )
+        fix = (
+            "make a new one with gpg --quick-gen-key 'Archive <you@example.com>' ed25519 sign never "
+            "(or rsa4096) and publish with it"
+        )
         if key.algorithm == "dsa":
-            raise RepoError(f"{name}: DSA keys are rejected by Debian 13's apt since "
-                            f"{APT_SQV_CUTOFFS['dsa']}; {fix}")
+            raise RepoError(f"{name}: DSA keys are rejected by Debian 13's apt since {APT_SQV_CUTOFFS['dsa']}; {fix}")
         if key.algorithm == "rsa" and key.bits < MIN_RSA_BITS:
-            raise RepoError(f"{name}: RSA keys under {MIN_RSA_BITS} bits are refused (Debian 13's apt rejects "
-                            f"1024 bits and retires 2048 on {APT_SQV_CUTOFFS['rsa2048']}); {fix}")
+            raise RepoError(
+                f"{name}: RSA keys under {MIN_RSA_BITS} bits are refused (Debian 13's apt rejects "
+                f"1024 bits and retires 2048 on {APT_SQV_CUTOFFS['rsa2048']}); {fix}"
+            )
         if key.curve.lower().startswith("brainpool"):
             cutoff = date.fromisoformat(APT_SQV_CUTOFFS["brainpool"])
             if cutoff <= today:
@@ -130,14 +145,20 @@ def _two_years_after(day: date) -> date:
 
 def clearsign(text: bytes, key_id: str) -> bytes:
     """``text`` signed inline, as apt reads an ``InRelease`` file."""
-    return _gpg(["--local-user", key_id, "--digest-algo", _DIGEST, "--clearsign", "--output", "-"],
-                text, what=f"signing with key {key_id}")
+    return _gpg(
+        ["--local-user", key_id, "--digest-algo", _DIGEST, "--clearsign", "--output", "-"],
+        text,
+        what=f"signing with key {key_id}",
+    )
 
 
 def detach_sign(text: bytes, key_id: str) -> bytes:
     """An armored detached signature of ``text``, as apt reads ``Release.gpg``."""
-    return _gpg(["--local-user", key_id, "--digest-algo", _DIGEST, "--armor", "--detach-sign", "--output", "-"],
-                text, what=f"signing with key {key_id}")
+    return _gpg(
+        ["--local-user", key_id, "--digest-algo", _DIGEST, "--armor", "--detach-sign", "--output", "-"],
+        text,
+        what=f"signing with key {key_id}",
+    )
 
 
 def _crc24(data: bytes) -> int:
@@ -158,12 +179,13 @@ def armored_key(data: bytes, what: str) -> str:
     if text.startswith(ARMOR_BEGIN):
         if ARMOR_END not in text:
             raise RepoError(f"{what}: the armored key has no {ARMOR_END!r} line; export it again")
-        return text[:text.index(ARMOR_END) + len(ARMOR_END)] + "\n"
+        return text[: text.index(ARMOR_END) + len(ARMOR_END)] + "\n"
     if not data or (data[0] & 0x80) == 0 or _packet_tag(data[0]) != 6:
-        raise RepoError(f"{what} is not an OpenPGP public key; export one with gpg --export KEYID "
-                        "(or --armor --export)")
+        raise RepoError(
+            f"{what} is not an OpenPGP public key; export one with gpg --export KEYID (or --armor --export)"
+        )
     body = base64.b64encode(data).decode()
-    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     crc = base64.b64encode(_crc24(data).to_bytes(3, "big")).decode()
     return "\n".join([ARMOR_BEGIN, "", *lines, "=" + crc, ARMOR_END]) + "\n"
 
@@ -178,6 +200,8 @@ def read_key(path: Path) -> str:
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise RepoError(f"--repo-key {path}: cannot read it ({e.strerror or e}); pass the repository's "
-                        f"debship-archive-keyring.asc or .gpg") from e
+        raise RepoError(
+            f"--repo-key {path}: cannot read it ({e.strerror or e}); pass the repository's "
+            f"debship-archive-keyring.asc or .gpg"
+        ) from e
     return armored_key(data, f"--repo-key {path}")

@@ -11,9 +11,10 @@ ship before anything is written, with a line naming the path, what it is and who
 and leftovers of earlier ships are removed only when the login user or root owns them.
 See docs/security.md.
 """
+
 from __future__ import annotations
 
-UNSAFE = 77            # exit status of a command that found an unsafe path
+UNSAFE = 77  # exit status of a command that found an unsafe path
 
 # unsafe PATH WHY: report and stop.  root_dir PATH MODE: PATH is (or is made) a root-owned
 # folder only root writes to, with MODE.  secure_store STORE LOGDIR: kept packages 0600,
@@ -55,7 +56,9 @@ def unsafe_message(output: str) -> str | None:
         if parts[0] == "UNSAFE" and len(parts) >= 5:
             path, kind, owner, why = parts[1:5]
             what = "" if kind == "missing" else f" (it is a {kind} owned by {owner})"
-            return (f"unsafe path on the host: {path} {why}{what}; ship writes "
-                    f"there as root and refuses to follow it: remove it (or give it to root, mode 0755) "
-                    f"and ship again")
+            return (
+                f"unsafe path on the host: {path} {why}{what}; ship writes "
+                f"there as root and refuses to follow it: remove it (or give it to root, mode 0755) "
+                f"and ship again"
+            )
     return None

@@ -8,6 +8,7 @@ touching the rest (or a new debship.toml), a ``scripts/startup.py`` when asked,
 and an example CI workflow.  It never overwrites a file: if any file it would
 write is there already, it writes nothing and names that file.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,16 @@ KINDS = ("units", "scripts", "configs")
 CI_FILES = {"github": ".github/workflows/debship.yml", "gitlab": ".gitlab-ci.yml"}
 # Commands a script or an Exec line may run, and the Debian package that provides each
 # (only those that are not Essential; lintian wants a python3 script to depend on python3).
-PROVIDERS = {"python3": "python3", "docker": "docker.io | docker-ce", "curl": "curl", "jq": "jq",
-             "rsync": "rsync", "node": "nodejs", "nodejs": "nodejs", "ruby": "ruby"}
+PROVIDERS = {
+    "python3": "python3",
+    "docker": "docker.io | docker-ce",
+    "curl": "curl",
+    "jq": "jq",
+    "rsync": "rsync",
+    "node": "nodejs",
+    "nodejs": "nodejs",
+    "ruby": "ruby",
+}
 
 
 @dataclass(frozen=True)
@@ -38,53 +47,67 @@ class Proposal:
     """What ``init`` would write: each file's project-relative path and text, plus notes for the user."""
 
     name: str
-    config_path: str             # "pyproject.toml" (appended to) or "debship.toml" (new)
-    config_text: str             # the text written (or appended)
-    files: tuple[tuple[str, str, int], ...]   # (relative path, text, mode) of new files
+    config_path: str  # "pyproject.toml" (appended to) or "debship.toml" (new)
+    config_text: str  # the text written (or appended)
+    files: tuple[tuple[str, str, int], ...]  # (relative path, text, mode) of new files
     notes: tuple[str, ...]
 
 
-def propose(project_dir: Path, *, name: str | None = None, maintainer: str | None = None,
-            startup: bool = False, ci: str | None = "github") -> Proposal:
+def propose(
+    project_dir: Path,
+    *,
+    name: str | None = None,
+    maintainer: str | None = None,
+    startup: bool = False,
+    ci: str | None = "github",
+) -> Proposal:
     """Decide the configuration for the project in ``project_dir``; nothing is written."""
     project_dir = project_dir.resolve()
     if not project_dir.is_dir():
         raise ConfigError(f"{project_dir}: no such folder; create it or pass an existing DIR")
     pyproject = _read_pyproject(project_dir / "pyproject.toml")
     if pyproject is not None and "debship" in pyproject.get("tool", {}):
-        raise ConfigError(f"{project_dir / 'pyproject.toml'}: already has [tool.debship]; nothing to do "
-                          "(edit it, or remove the table to start again)")
+        raise ConfigError(
+            f"{project_dir / 'pyproject.toml'}: already has [tool.debship]; nothing to do "
+            "(edit it, or remove the table to start again)"
+        )
     if (project_dir / "debship.toml").exists():
         raise ConfigError(f"{project_dir / 'debship.toml'}: already there; init never overwrites a file")
     project = pyproject.get("project", {}) if pyproject else {}
     name = name or _name_from(project.get("name") or project_dir.name)
     if not NAME_RE.match(name):
-        raise ConfigError(f"'{name}': not a Debian package name; pass --name with lower-case letters, "
-                          "digits, '+', '-' and '.'")
+        raise ConfigError(
+            f"'{name}': not a Debian package name; pass --name with lower-case letters, digits, '+', '-' and '.'"
+        )
     maintainer = maintainer or _maintainer(project_dir, project)
     if not MAINTAINER_RE.match(maintainer):
         raise ConfigError(f"--maintainer '{maintainer}' must look like 'Full Name <user@example.com>'")
     present = [k for k in KINDS if _has_files(project_dir / k)]
     has_startup = (project_dir / "scripts" / "startup.py").exists()
     if not present and not startup:
-        raise ConfigError(f"{project_dir}: nothing to package; add files to units/, scripts/ or configs/, "
-                          "or pass --startup to start with a scripts/startup.py")
+        raise ConfigError(
+            f"{project_dir}: nothing to package; add files to units/, scripts/ or configs/, "
+            "or pass --startup to start with a scripts/startup.py"
+        )
     files: list[tuple[str, str, int]] = []
     if startup:
         if has_startup:
-            raise ConfigError(f"{project_dir / 'scripts' / 'startup.py'}: already there; init never overwrites "
-                              "a file (drop --startup: the existing one is used)")
+            raise ConfigError(
+                f"{project_dir / 'scripts' / 'startup.py'}: already there; init never overwrites "
+                "a file (drop --startup: the existing one is used)"
+            )
         files.append(("scripts/startup.py", STARTUP_PY.replace("@NAME@", name), 0o755))
     if ci is not None:
         files.append((CI_FILES[ci], ci_workflow(ci, name), 0o644))
     table, notes = _table(project_dir, project, name, maintainer, present, startup or has_startup)
     for rel, _, _ in files:
         if (project_dir / rel).exists():
-            raise ConfigError(f"{project_dir / rel}: already there; init never overwrites a file "
-                              + ("(pass --ci none)" if rel in CI_FILES.values() else "(move it away first)"))
+            raise ConfigError(
+                f"{project_dir / rel}: already there; init never overwrites a file "
+                + ("(pass --ci none)" if rel in CI_FILES.values() else "(move it away first)")
+            )
     if pyproject is not None:
-        proposal = Proposal(name, "pyproject.toml", "\n" + _as_toml(table, "tool.debship"), tuple(files),
-                            tuple(notes))
+        proposal = Proposal(name, "pyproject.toml", "\n" + _as_toml(table, "tool.debship"), tuple(files), tuple(notes))
         tomllib.loads((project_dir / "pyproject.toml").read_text(encoding="utf-8") + proposal.config_text)
         return proposal
     return Proposal(name, "debship.toml", _as_toml(table, None), tuple(files), tuple(notes))
@@ -139,8 +162,9 @@ def _name_from(text: str) -> str:
 
 def _git(project_dir: Path, *args: str) -> str:
     try:
-        proc = subprocess.run(["git", *args], cwd=project_dir, capture_output=True, text=True, timeout=10,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            ["git", *args], cwd=project_dir, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     return proc.stdout.strip() if proc.returncode == 0 else ""
@@ -154,8 +178,10 @@ def _maintainer(project_dir: Path, project: dict) -> str:
     name = os.environ.get("DEBFULLNAME") or _git(project_dir, "config", "user.name")
     email = os.environ.get("DEBEMAIL") or _git(project_dir, "config", "user.email")
     if not (name and email):
-        raise ConfigError("no maintainer found ([project].authors, DEBFULLNAME/DEBEMAIL or git config user.name "
-                          "and user.email); pass --maintainer 'Full Name <user@example.com>'")
+        raise ConfigError(
+            "no maintainer found ([project].authors, DEBFULLNAME/DEBEMAIL or git config user.name "
+            "and user.email); pass --maintainer 'Full Name <user@example.com>'"
+        )
     return f"{name} <{email}>"
 
 
@@ -232,13 +258,14 @@ def _timer_services(units: Path) -> list[str]:
     return started
 
 
-def _table(project_dir: Path, project: dict, name: str, maintainer: str, present: list[str],
-           startup: bool) -> tuple[dict, list[str]]:
+def _table(
+    project_dir: Path, project: dict, name: str, maintainer: str, present: list[str], startup: bool
+) -> tuple[dict, list[str]]:
     table: dict = {"name": name}
     notes: list[str] = []
     if not project.get("version"):
         table["version"] = "0.1.0"
-        notes.append("version = \"0.1.0\": raise it for each release (or pass build-deb --version)")
+        notes.append('version = "0.1.0": raise it for each release (or pass build-deb --version)')
     table["maintainer"] = maintainer
     description = project.get("description")
     if not (isinstance(description, str) and 0 < len(description) <= 80 and "\n" not in description):
@@ -252,8 +279,10 @@ def _table(project_dir: Path, project: dict, name: str, maintainer: str, present
         table["depends"] = depends
     absent = [k for k in KINDS if k not in present]
     if absent:
-        notes.append(f"no {', '.join(k + '/' for k in absent)} here: the package has none of "
-                     f"{'that kind' if len(absent) == 1 else 'those kinds'}")
+        notes.append(
+            f"no {', '.join(k + '/' for k in absent)} here: the package has none of "
+            f"{'that kind' if len(absent) == 1 else 'those kinds'}"
+        )
     for rel in _executables_without_interpreter(project_dir):
         notes.append(f"{rel} is executable but has no #! line; lintian warns: chmod -x it or add one")
     units = {}
@@ -280,10 +309,10 @@ def _as_toml(table: dict, prefix: str | None) -> str:
     for key, value in table.items():
         if not isinstance(value, dict):
             lines.append(f"{key} = {_value(value)}")
-    lines.append("# health = \"curl -fsS http://127.0.0.1:8080/healthz\"   # run on the host after each ship")
+    lines.append('# health = "curl -fsS http://127.0.0.1:8080/healthz"   # run on the host after each ship')
     for unit, opts in table.get("units", {}).items():
         head = f"{prefix}.units" if prefix else "units"
-        lines += ["", f"[{head}.\"{unit}\"]", *(f"{k} = {_value(v)}" for k, v in opts.items())]
+        lines += ["", f'[{head}."{unit}"]', *(f"{k} = {_value(v)}" for k, v in opts.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -314,7 +343,7 @@ if __name__ == "__main__":
 # tests/integration/test_ci.py runs it in a clean Debian root).  DEBSHIP_INSTALL is what pip
 # installs: a release from an index, a git URL or a wheel; RELEASE is the tag (v1.2.0 builds 1.2.0).  The repository lives in repo/, kept
 # between runs by the CI's cache; the last release in it is what the new one is compared with.
-CI_SCRIPT = '''set -eu
+CI_SCRIPT = """set -eu
 [ -x .debship-venv/bin/pip ] || python3 -m venv .debship-venv
 .debship-venv/bin/pip install --quiet "${DEBSHIP_INSTALL:-debship}"
 export PATH="$PWD/.debship-venv/bin:$PATH"
@@ -326,7 +355,7 @@ previous=$(find repo/pool -name "${PACKAGE}_*.deb" 2>/dev/null | sort -V | tail 
 if [ -n "$previous" ]; then debship diff "$previous" "$new"; else echo "first release: nothing to diff"; fi
 printf '%s\\n' "$DEBSHIP_SIGNING_KEY" | gpg --batch --import
 debship publish "$new" --repo repo --sign-key "$DEBSHIP_SIGNING_KEY_ID"
-'''
+"""
 
 
 def ci_workflow(kind: str, name: str) -> str:
@@ -334,7 +363,7 @@ def ci_workflow(kind: str, name: str) -> str:
     script = CI_SCRIPT.rstrip("\n").splitlines()
     if kind == "github":
         body = "\n".join("          " + line for line in script)
-        return f'''# Builds {name}, shows what changed since the last release and publishes it to
+        return f"""# Builds {name}, shows what changed since the last release and publishes it to
 # the apt repository kept in the repo/ folder (written by `debship init`; see docs/ci.md).
 name: debship
 on:
@@ -365,9 +394,9 @@ jobs:
         with:
           name: apt-repository
           path: repo
-'''
+"""
     body = "\n".join("      " + line for line in script)
-    return f'''# Builds {name}, shows what changed since the last release and publishes it to
+    return f"""# Builds {name}, shows what changed since the last release and publishes it to
 # the apt repository kept in the repo/ folder (written by `debship init`; see docs/ci.md).
 debship:
   image: debian:12
@@ -387,4 +416,4 @@ debship:
 {body}
   artifacts:
     paths: [repo]
-'''
+"""

@@ -4,12 +4,13 @@
 manifest path, the reserved doc paths), by the store and by ``ship``; tests read
 it too.  See the table "What lands where on the host" in the README.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEBSHIP_STATE = "/var/lib/debship"      # one store folder per package below it
-LOCK_DIR = "/run/debship"               # 0700 root: the ship locks (tmpfs: a reboot frees them)
+DEBSHIP_STATE = "/var/lib/debship"  # one store folder per package below it
+LOCK_DIR = "/run/debship"  # 0700 root: the ship locks (tmpfs: a reboot frees them)
 
 # Where units go: debhelper's folder from Debian 13 on (on a merged /usr, /lib is an alias of
 # /usr/lib, and Debian 13's lintian flags units under /lib as aliased-location).  Packages built
@@ -20,11 +21,19 @@ UNIT_DIR_OLD = "/lib/systemd/system"
 # Folders every Debian host has that no package lists (base-files' postinst makes them, FHS 3.0):
 # a package that listed one would own it, and dpkg would remove it on purge once empty.  The
 # data.tar of a debship package never lists them (dpkg unpacks into the existing folder).
-HOST_DIRS = frozenset({
-    "opt", "srv", "mnt", "media", "etc/opt", "var/opt", "var/mail",
-    "usr/local", *(f"usr/local/{d}" for d in ("bin", "etc", "games", "include", "lib", "sbin", "share",
-                                              "share/man", "src")),
-})
+HOST_DIRS = frozenset(
+    {
+        "opt",
+        "srv",
+        "mnt",
+        "media",
+        "etc/opt",
+        "var/opt",
+        "var/mail",
+        "usr/local",
+        *(f"usr/local/{d}" for d in ("bin", "etc", "games", "include", "lib", "sbin", "share", "share/man", "src")),
+    }
+)
 
 # Trees reserved for the local administrator (Debian Policy 9.1.2, FHS 3.0): no package may install
 # there; each maps to the place a package's files of that kind fit instead.
@@ -120,7 +129,16 @@ class Layout:
 
     def script_context(self) -> dict:
         """The paths the maintainer-script templates are given."""
-        return {"state_dir": self.state_dir, "log_dir": self.log_dir, "deploy_log": self.deploy_log,
-                "store_dir": self.store, "apt_source": self.apt_source, "repo_source": self.repo_source,
-                "repo_keyring": self.repo_keyring, "apt_pin": self.apt_pin, "debship_state": DEBSHIP_STATE,
-                "dropped_file": self.dropped, "unit_dirs": [UNIT_DIR, UNIT_DIR_OLD]}
+        return {
+            "state_dir": self.state_dir,
+            "log_dir": self.log_dir,
+            "deploy_log": self.deploy_log,
+            "store_dir": self.store,
+            "apt_source": self.apt_source,
+            "repo_source": self.repo_source,
+            "repo_keyring": self.repo_keyring,
+            "apt_pin": self.apt_pin,
+            "debship_state": DEBSHIP_STATE,
+            "dropped_file": self.dropped,
+            "unit_dirs": [UNIT_DIR, UNIT_DIR_OLD],
+        }

@@ -5,6 +5,7 @@ Written by ``build-deb`` to ``Layout(name).manifest`` as JSON, read back by
 there may be another one, e.g. after a rollback).  A package not built by
 debship has no manifest: ``Manifest.empty`` (no units to check, no health).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,21 +37,34 @@ class Manifest:
     units: tuple[UnitState, ...] = ()
 
     @classmethod
-    def of(cls, name: str, version: str, startup: str | None, health: str | None, keep_versions: int,
-           units: Iterable) -> Manifest:
+    def of(
+        cls, name: str, version: str, startup: str | None, health: str | None, keep_versions: int, units: Iterable
+    ) -> Manifest:
         """From a package's spec and plan (``units``: anything with name/enable/start/on_upgrade)."""
-        return cls(name, version, startup, health, keep_versions,
-                   tuple(UnitState(u.name, u.enable, u.start, u.on_upgrade) for u in units))
+        return cls(
+            name,
+            version,
+            startup,
+            health,
+            keep_versions,
+            tuple(UnitState(u.name, u.enable, u.start, u.on_upgrade) for u in units),
+        )
 
     @classmethod
     def empty(cls, name: str = "", version: str = "") -> Manifest:
         return cls(name, version)
 
     def to_json(self) -> str:
-        data = {"name": self.name, "version": self.version, "startup": self.startup, "health": self.health,
-                "keep_versions": self.keep_versions,
-                "units": [{"name": u.name, "enable": u.enable, "start": u.start, "on_upgrade": u.on_upgrade}
-                          for u in self.units]}
+        data = {
+            "name": self.name,
+            "version": self.version,
+            "startup": self.startup,
+            "health": self.health,
+            "keep_versions": self.keep_versions,
+            "units": [
+                {"name": u.name, "enable": u.enable, "start": u.start, "on_upgrade": u.on_upgrade} for u in self.units
+            ],
+        }
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -58,10 +72,20 @@ class Manifest:
         """Parse a manifest; anything unreadable is treated as no manifest at all."""
         try:
             data = json.loads(text)
-            units = tuple(UnitState(str(u["name"]), bool(u.get("enable")), bool(u.get("start")),
-                                    str(u.get("on_upgrade", "restart"))) for u in data.get("units", []))
-            return cls(str(data.get("name", name)), str(data.get("version", version)), data.get("startup"),
-                       data.get("health"), int(data.get("keep_versions", KEEP_VERSIONS)), units)
+            units = tuple(
+                UnitState(
+                    str(u["name"]), bool(u.get("enable")), bool(u.get("start")), str(u.get("on_upgrade", "restart"))
+                )
+                for u in data.get("units", [])
+            )
+            return cls(
+                str(data.get("name", name)),
+                str(data.get("version", version)),
+                data.get("startup"),
+                data.get("health"),
+                int(data.get("keep_versions", KEEP_VERSIONS)),
+                units,
+            )
         except (ValueError, TypeError, KeyError, AttributeError):
             return cls.empty(name, version)
 

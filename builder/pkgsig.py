@@ -12,6 +12,7 @@ Why, and what it covers: docs/security.md.
 The check on the host is one command (``verify_command``, ``verify_repo_command``) and a pure
 parser (``verdict``): a local run on the host (``debship apply``) can run the same command.
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,8 +26,8 @@ from . import gpg, hostguard
 from .errors import RepoError, UsageError
 
 SIG_SUFFIX = ".sig"
-KEYS_DIR = "/etc/debship/keys"   # root's; one binary OpenPGP public key per *.gpg file
-REFUSED = 78                     # exit status of a verify command that refuses the package
+KEYS_DIR = "/etc/debship/keys"  # root's; one binary OpenPGP public key per *.gpg file
+REFUSED = 78  # exit status of a verify command that refuses the package
 
 
 def sig_path(deb: Path) -> Path:
@@ -42,8 +43,11 @@ def sign(deb: Path, key_id: str) -> Path:
         raise UsageError(f"{deb}: no such .deb to sign; build it first (debship build-deb)")
     if not key_id.strip() or key_id.startswith("-"):
         raise RepoError(f"signing key {key_id!r} is not a key id; pass --sign-key with a fingerprint or e-mail")
-    sig = gpg._gpg(["--local-user", key_id, "--digest-algo", "SHA512", "--detach-sign", "--output", "-"],
-                   deb.read_bytes(), what=f"signing {deb.name} with key {key_id}")
+    sig = gpg._gpg(
+        ["--local-user", key_id, "--digest-algo", "SHA512", "--detach-sign", "--output", "-"],
+        deb.read_bytes(),
+        what=f"signing {deb.name} with key {key_id}",
+    )
     target = sig_path(deb)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
@@ -94,17 +98,20 @@ def read_trust_key(path: Path) -> TrustedKey:
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        raise UsageError(f"--trust-key {path}: cannot read it ({e.strerror or e}); pass the public key the "
-                         "team signs packages with (gpg --export KEYID > team.gpg)") from e
+        raise UsageError(
+            f"--trust-key {path}: cannot read it ({e.strerror or e}); pass the public key the "
+            "team signs packages with (gpg --export KEYID > team.gpg)"
+        ) from e
     return TrustedKey(dearmor(data, f"--trust-key {path}"))
 
 
 def trust_command(key: TrustedKey) -> list[str]:
     """Install the key (stdin) as ``KEYS_DIR/<name>.gpg``, in root-owned folders only."""
     script = hostguard.script(
-        'keys=$1 name=$2\n'
+        "keys=$1 name=$2\n"
         'root_dir "${keys%/*}" 0755; root_dir "$keys" 0755\n'
-        'cat > "$keys/.$name.new" && chmod 0644 "$keys/.$name.new" && mv -f "$keys/.$name.new" "$keys/$name"\n')
+        'cat > "$keys/.$name.new" && chmod 0644 "$keys/.$name.new" && mv -f "$keys/.$name.new" "$keys/$name"\n'
+    )
     return ["sh", "-c", script, "sh", KEYS_DIR, key.filename]
 
 
@@ -130,11 +137,14 @@ gpgv_check() {  # gpgv_check SIG DEB: exit 0 when gpgv verifies it with one of t
 
 # $1 the .deb, $2 its signature, $3 the keys folder.  NOKEYS (exit 0): the host trusts no key;
 # UNSIGNED (exit 78): no signature; else gpgv's status lines.
-VERIFY_SCRIPT = GPGV_SH + r"""deb=$1 sig=$2 keys=$3
+VERIFY_SCRIPT = (
+    GPGV_SH
+    + r"""deb=$1 sig=$2 keys=$3
 if ! has_keys; then echo NOKEYS; exit 0; fi
 if [ ! -f "$sig" ] || [ -L "$sig" ]; then echo UNSIGNED; exit 78; fi
 gpgv_check "$sig" "$deb"
 """
+)
 
 
 def verify_command(deb: str, sig: str) -> list[str]:
@@ -145,7 +155,9 @@ def verify_command(deb: str, sig: str) -> list[str]:
 
 # $1 name=version, $2 the keys folder: download the package apt would install (checked against
 # the signed index) and the signature published beside it (the same URI plus .sig).
-VERIFY_REPO_SCRIPT = GPGV_SH + r"""want=$1 keys=$2
+VERIFY_REPO_SCRIPT = (
+    GPGV_SH
+    + r"""want=$1 keys=$2
 if ! has_keys; then echo NOKEYS; exit 0; fi
 dir=$(mktemp -d) || exit 1
 trap 'rm -rf -- "$dir"' EXIT
@@ -159,6 +171,7 @@ if ! /usr/lib/apt/apt-helper download-file "$uri.sig" "$dir/package.sig" >/dev/n
 fi
 (gpgv_check "$dir/package.sig" "$deb")
 """
+)
 
 
 def verify_repo_command(name: str, version: str) -> list[str]:
@@ -170,7 +183,7 @@ def verify_repo_command(name: str, version: str) -> list[str]:
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
-    detail: str            # "not checked (...)", "signed by <fpr>", or why refused
+    detail: str  # "not checked (...)", "signed by <fpr>", or why refused
 
 
 def verdict(exit_code: int, stdout: str, what: str) -> Verdict:
@@ -187,8 +200,11 @@ def verdict(exit_code: int, stdout: str, what: str) -> Verdict:
     if "NOTFOUND" in lines:
         return Verdict(False, f"refused {what}: the repository has no such package to check; publish it first")
     if "BADSIG" in status:
-        return Verdict(False, f"refused {what}: its signature does not match its bytes (altered after signing); "
-                              "rebuild and sign it again")
+        return Verdict(
+            False,
+            f"refused {what}: its signature does not match its bytes (altered after signing); "
+            "rebuild and sign it again",
+        )
     if "NO_PUBKEY" in status or "ERRSIG" in status:
         key = (status.get("NO_PUBKEY") or status.get("ERRSIG") or ["?"])[0]
         return Verdict(False, f"refused {what}: signed by key {key}, which this host does not trust; {fix}")

@@ -5,6 +5,7 @@ that escape their folder (``..``, symlinks pointing outside), names dpkg
 cannot carry, unreadable files, two files with one destination, malformed
 units and units whose Exec lines name a script the bundle does not have.
 """
+
 from __future__ import annotations
 
 import errno
@@ -24,15 +25,15 @@ KINDS = ("units", "scripts", "configs")
 # Never packaged: VCS and editor litter, Python caches.
 SKIP_NAMES = {".git", ".gitkeep", ".gitignore", "__pycache__", ".DS_Store"}
 SKIP_SUFFIXES = (".pyc", ".pyo", ".swp", "~", ".orig", ".rej")
-MAX_FILE_BYTES = 2 << 30   # one file over 2 GiB is data, not a script or a config
+MAX_FILE_BYTES = 2 << 30  # one file over 2 GiB is data, not a script or a config
 
 
 @dataclass(frozen=True)
 class Entry:
     src: Path
-    dest: str          # absolute path on the host
+    dest: str  # absolute path on the host
     mode: int
-    kind: str          # "file" | "conffile" | "unit"
+    kind: str  # "file" | "conffile" | "unit"
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ class Unit:
 class Plan:
     entries: tuple[Entry, ...]
     units: tuple[Unit, ...]
-    startup: str | None        # host path of the startup script
-    warnings: tuple[str, ...] = ()   # what builds but deserves a look (build-deb prints them)
+    startup: str | None  # host path of the startup script
+    warnings: tuple[str, ...] = ()  # what builds but deserves a look (build-deb prints them)
 
     @property
     def conffiles(self) -> list[str]:
@@ -68,16 +69,22 @@ def build(spec: PackageSpec) -> Plan:
         if folder is not None and (folder.is_dir() or f"folders.{kind}" in spec.named):
             entries += _walk(folder, spec.install[kind], kind, spec, allowed)
     if not entries:
-        raise PlanError(f"{spec.project_dir}: nothing to package; add files to units/, scripts/ or configs/ "
-                        "(or name other folders in [tool.debship.folders])")
+        raise PlanError(
+            f"{spec.project_dir}: nothing to package; add files to units/, scripts/ or configs/ "
+            "(or name other folders in [tool.debship.folders])"
+        )
     _check_allowed(spec, allowed)
     _check_collisions(entries, spec)
     warnings: list[str] = []
     entries = [_conffile_mode(e, spec, warnings) for e in entries]
     _check_interpreters(entries, spec)
     units = _units(entries, spec, warnings)
-    return Plan(entries=tuple(sorted(entries, key=lambda e: e.dest)), units=units,
-                startup=_startup(entries, spec), warnings=tuple(warnings))
+    return Plan(
+        entries=tuple(sorted(entries, key=lambda e: e.dest)),
+        units=units,
+        startup=_startup(entries, spec),
+        warnings=tuple(warnings),
+    )
 
 
 def _walk(folder: Path, dest_root: str, kind: str, spec: PackageSpec, allowed: set[str]) -> list[Entry]:
@@ -100,8 +107,9 @@ def _walk(folder: Path, dest_root: str, kind: str, spec: PackageSpec, allowed: s
     return entries
 
 
-def _entry(src: Path, folder: Path, real_root: Path, dest_root: str, kind: str, spec: PackageSpec,
-           allowed: set[str]) -> Entry:
+def _entry(
+    src: Path, folder: Path, real_root: Path, dest_root: str, kind: str, spec: PackageSpec, allowed: set[str]
+) -> Entry:
     """One bundle file, checked: name, symlinks, type, size, secrets."""
     rel = src.relative_to(folder)
     _check_name(src, rel)
@@ -141,8 +149,9 @@ def _check_inside(path: Path, real_root: Path, folder: Path) -> Path:
             os.stat(path)
         except OSError as e:
             if e.errno == errno.ELOOP:
-                raise PlanError(f"{path}: symlink loop ({os.readlink(path)}); point it at a real file "
-                                "in the bundle or remove it") from None
+                raise PlanError(
+                    f"{path}: symlink loop ({os.readlink(path)}); point it at a real file in the bundle or remove it"
+                ) from None
     real = Path(os.path.realpath(path))
     if real != real_root and real_root not in real.parents:
         raise PlanError(f"{path}: symlink points outside {folder} (to {real}); copy the file into the bundle")
@@ -155,11 +164,15 @@ def _check_readable(src: Path) -> None:
     try:
         st = src.stat()
         if not stat.S_ISREG(st.st_mode):
-            raise PlanError(f"{src}: not a regular file ({_file_type(st.st_mode)}); only files can be "
-                            "packaged, remove it from the bundle")
+            raise PlanError(
+                f"{src}: not a regular file ({_file_type(st.st_mode)}); only files can be "
+                "packaged, remove it from the bundle"
+            )
         if st.st_size > MAX_FILE_BYTES:
-            raise PlanError(f"{src}: {st.st_size} bytes is over the {MAX_FILE_BYTES >> 30} GiB limit for one "
-                            "file; keep large data out of the bundle (fetch it from startup.py)")
+            raise PlanError(
+                f"{src}: {st.st_size} bytes is over the {MAX_FILE_BYTES >> 30} GiB limit for one "
+                "file; keep large data out of the bundle (fetch it from startup.py)"
+            )
         os.close(os.open(src, os.O_RDONLY))
     except PermissionError:
         raise PlanError(f"{src}: cannot read the file (permission denied); fix its permissions") from None
@@ -168,8 +181,13 @@ def _check_readable(src: Path) -> None:
 
 
 def _file_type(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+    ):
         if test(mode):
             return name
     return "not a file"
@@ -180,17 +198,23 @@ def _check_unit_place(src: Path, rel: Path) -> None:
     parts = rel.parts
     if len(parts) == 1:
         if src.suffix not in unitfiles.UNIT_SUFFIXES:
-            raise PlanError(f"{src}: not a unit file name (suffix {src.suffix or 'missing'}); rename it to "
-                            f"one of {', '.join('*' + s for s in unitfiles.UNIT_SUFFIXES)} or move it to the "
-                            "scripts or configs folder")
+            raise PlanError(
+                f"{src}: not a unit file name (suffix {src.suffix or 'missing'}); rename it to "
+                f"one of {', '.join('*' + s for s in unitfiles.UNIT_SUFFIXES)} or move it to the "
+                "scripts or configs folder"
+            )
         if not UNIT_NAME_RE.match(src.name):
-            raise PlanError(f"{src}: '{src.name}' is not a valid unit name; use letters, digits, ':', '_', "
-                            "'.', '-' and one '@' for a template")
+            raise PlanError(
+                f"{src}: '{src.name}' is not a valid unit name; use letters, digits, ':', '_', "
+                "'.', '-' and one '@' for a template"
+            )
         return
     dropin = len(parts) == 2 and parts[0].endswith(tuple(s + ".d" for s in unitfiles.UNIT_SUFFIXES))
     if not (dropin and src.suffix == ".conf"):
-        raise PlanError(f"{src}: systemd would not load it from there; put units at the top of the units "
-                        "folder and drop-ins in <unit>.d/*.conf")
+        raise PlanError(
+            f"{src}: systemd would not load it from there; put units at the top of the units "
+            "folder and drop-ins in <unit>.d/*.conf"
+        )
 
 
 def _check_secret(src: Path, real: Path, origin: str) -> None:
@@ -199,15 +223,19 @@ def _check_secret(src: Path, real: Path, origin: str) -> None:
     except OSError as e:
         raise PlanError(f"{src}: cannot read the file ({e.strerror})") from e
     if found:
-        raise PlanError(f"{origin}: looks like {found.kind}; take it out of the bundle, or if it must ship "
-                        f"add allow-secrets = [\"{origin}\"] to the debship config (it is then installed 0600)")
+        raise PlanError(
+            f"{origin}: looks like {found.kind}; take it out of the bundle, or if it must ship "
+            f'add allow-secrets = ["{origin}"] to the debship config (it is then installed 0600)'
+        )
 
 
 def _check_allowed(spec: PackageSpec, allowed: set[str]) -> None:
     for origin in spec.allow_secrets:
         if origin not in allowed:
-            raise PlanError(f"allow-secrets entry '{origin}': no such file in the bundle folders; fix the path "
-                            "(relative to the project, like \"configs/tls/server.key\") or remove it")
+            raise PlanError(
+                f"allow-secrets entry '{origin}': no such file in the bundle folders; fix the path "
+                '(relative to the project, like "configs/tls/server.key") or remove it'
+            )
 
 
 def _mode(src: Path, kind: str) -> int:
@@ -220,8 +248,10 @@ def _conffile_mode(e: Entry, spec: PackageSpec, warnings: list[str]) -> Entry:
     """A conffile is data the admin edits, never run from where dpkg puts it: 0644."""
     if e.kind != "conffile" or not e.mode & 0o111:
         return e
-    warnings.append(f"{e.src}: executable in the bundle, installed 0644 as the conffile {e.dest}; "
-                    f"if it is meant to run, move it to {spec.folders.get('scripts') or 'the scripts folder'}")
+    warnings.append(
+        f"{e.src}: executable in the bundle, installed 0644 as the conffile {e.dest}; "
+        f"if it is meant to run, move it to {spec.folders.get('scripts') or 'the scripts folder'}"
+    )
     return Entry(src=e.src, dest=e.dest, mode=0o644, kind=e.kind)
 
 
@@ -231,8 +261,12 @@ _PYTHON3 = re.compile(rb"^#!\s*(/usr/bin/|/usr/bin/env\s+)python3(\.\d+)?(\s|$)"
 def _check_interpreters(entries: list[Entry], spec: PackageSpec) -> None:
     """lintian's python3-script-but-no-python3-dep: a #!python3 script needs python3 in depends
     (startup.py brings it: the postinst runs it with python3)."""
-    if spec.startup is not None or any(re.match(r"^python3(-minimal|\.\d+)?$", alt.split()[0].split(":")[0])
-                                       for d in spec.depends for alt in d.split("|") if alt.strip()):
+    if spec.startup is not None or any(
+        re.match(r"^python3(-minimal|\.\d+)?$", alt.split()[0].split(":")[0])
+        for d in spec.depends
+        for alt in d.split("|")
+        if alt.strip()
+    ):
         return
     for e in entries:
         if e.kind != "file":
@@ -240,8 +274,10 @@ def _check_interpreters(entries: list[Entry], spec: PackageSpec) -> None:
         with open(e.src, "rb") as f:
             first = f.readline(256)
         if _PYTHON3.match(first):
-            raise PlanError(f"{e.src}: a python3 script ({first.strip().decode(errors='replace')}) but depends "
-                            "has no python3; add \"python3\" to depends in the debship config")
+            raise PlanError(
+                f"{e.src}: a python3 script ({first.strip().decode(errors='replace')}) but depends "
+                'has no python3; add "python3" to depends in the debship config'
+            )
 
 
 def _kind(kind: str) -> str:
@@ -256,8 +292,9 @@ def _check_collisions(entries: list[Entry], spec: PackageSpec) -> None:
         if e.dest in reserved:
             raise PlanError(f"{e.src}: would install {e.dest}, which debship generates; rename or move it")
         if e.dest in seen:
-            raise PlanError(f"{e.src} and {seen[e.dest]} both install to {e.dest}; rename one "
-                            "or change [tool.debship.install]")
+            raise PlanError(
+                f"{e.src} and {seen[e.dest]} both install to {e.dest}; rename one or change [tool.debship.install]"
+            )
         seen[e.dest] = e.src
     dests = set(seen)
     for d in dests:  # a file where another entry needs a folder
@@ -273,8 +310,9 @@ def _units(entries: list[Entry], spec: PackageSpec, warnings: list[str]) -> tupl
     files = [e for e in entries if e.kind == "unit" and e.src.suffix in unitfiles.UNIT_SUFFIXES]
     for name in spec.units:
         if name not in {e.src.name for e in files}:
-            raise PlanError(f"[tool.debship.units.\"{name}\"]: no such unit in the units folder; "
-                            "fix the name or remove the table")
+            raise PlanError(
+                f'[tool.debship.units."{name}"]: no such unit in the units folder; fix the name or remove the table'
+            )
     parsed, known = [], set()
     names = {e.src.name for e in files}
     for e in files:
@@ -286,7 +324,7 @@ def _units(entries: list[Entry], spec: PackageSpec, warnings: list[str]) -> tupl
         _check_exec_paths(e.src, unit, spec, provided)
         parsed.append(_unit(unit, spec))
     for e in entries:
-        if e.kind == "unit" and e.src.suffix == ".conf":   # a drop-in: units/<unit>.d/<name>.conf
+        if e.kind == "unit" and e.src.suffix == ".conf":  # a drop-in: units/<unit>.d/<name>.conf
             unit_type = "." + e.dest.rsplit("/", 2)[-2][:-2].rsplit(".", 1)[-1]
             dropin = unitfiles.parse(e.src, _read_text(e.src), dropin_for=unit_type)
             warnings += dropin.warnings
@@ -308,18 +346,28 @@ def _check_exec_paths(src: Path, unit: unitfiles.UnitFile, spec: PackageSpec, pr
     ours = tuple(f"{spec.install[k]}/" for k in ("scripts", "configs") if spec.folders.get(k) is not None)
     for key, line, path in unitfiles.exec_paths(unit):
         if path.startswith(ours) and path not in provided:
-            raise PlanError(f"{src}:{line}: {key}= runs {path}, which is not in the bundle; add it to "
-                            f"{spec.folders.get('scripts') or 'the scripts folder'} or fix the path")
+            raise PlanError(
+                f"{src}:{line}: {key}= runs {path}, which is not in the bundle; add it to "
+                f"{spec.folders.get('scripts') or 'the scripts folder'} or fix the path"
+            )
 
 
 def _unit(unit: unitfiles.UnitFile, spec: PackageSpec) -> Unit:
     opts = spec.unit_options(unit.name)
     enable = opts.enable if opts.enable is not None else (unit.has_install and not unit.template)
     if enable and not unit.has_install:
-        raise PlanError(f"{unit.name}: enable = true but the unit has no [Install] section; add one "
-                        "(e.g. WantedBy=multi-user.target)")
-    return Unit(name=unit.name, enable=enable, start=opts.start and not unit.template,
-                on_upgrade=opts.on_upgrade, template=unit.template, has_install=unit.has_install)
+        raise PlanError(
+            f"{unit.name}: enable = true but the unit has no [Install] section; add one "
+            "(e.g. WantedBy=multi-user.target)"
+        )
+    return Unit(
+        name=unit.name,
+        enable=enable,
+        start=opts.start and not unit.template,
+        on_upgrade=opts.on_upgrade,
+        template=unit.template,
+        has_install=unit.has_install,
+    )
 
 
 def _startup(entries: list[Entry], spec: PackageSpec) -> str | None:
@@ -329,6 +377,7 @@ def _startup(entries: list[Entry], spec: PackageSpec) -> str | None:
     if dest not in {e.dest for e in entries} and "startup" not in spec.named:
         return None  # the default startup.py, and the project has none
     if dest not in {e.dest for e in entries}:
-        raise PlanError(f"startup = '{spec.startup}': no such file in {spec.folders.get('scripts')}; "
-                        "add it or set startup = false")
+        raise PlanError(
+            f"startup = '{spec.startup}': no such file in {spec.folders.get('scripts')}; add it or set startup = false"
+        )
     return dest

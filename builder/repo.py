@@ -23,6 +23,7 @@ apt fetches first), ``Release.gpg`` and ``Release`` each switched with
 ``os.replace``; the plain ``Packages`` names last.  ``DIR/.debship-publish.lock``
 (flock) keeps two publishers from interleaving.  Knows nothing about SSH.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,9 +43,10 @@ from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from pathlib import Path
 
+from debian.debfile import DebFile
+
 import debian
 from debian import deb822
-from debian.debfile import DebFile
 
 from . import gpg
 from .errors import RepoError
@@ -66,15 +68,15 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]*$")
 class PoolPackage:
     """One .deb: where it lives in the pool, its control paragraph and digests."""
 
-    filename: str        # pool path relative to the repository root (the Packages Filename field)
+    filename: str  # pool path relative to the repository root (the Packages Filename field)
     name: str
     version: str
     architecture: str
     sha256: str
     md5: str
     size: int
-    control: str         # the control file's paragraph, as dpkg-deb -f prints it
-    source: Path         # where its bytes are now
+    control: str  # the control file's paragraph, as dpkg-deb -f prints it
+    source: Path  # where its bytes are now
     stanza: str = field(default="", compare=False, repr=False)  # its Packages stanza, once rendered
     data: bytes | None = field(default=None, compare=False, repr=False)  # the bytes of a .deb read from outside
     identity: tuple | None = field(default=None, compare=False, repr=False)  # (size, mtime_ns) of the pool file
@@ -85,11 +87,11 @@ class PublishResult:
     repo_dir: Path
     suite: str
     component: str
-    added: tuple[str, ...]        # pool paths new in the index
-    unchanged: tuple[str, ...]    # given .debs the index already had, byte for byte
-    packages: int                 # .debs in the suite's index after publishing
+    added: tuple[str, ...]  # pool paths new in the index
+    unchanged: tuple[str, ...]  # given .debs the index already had, byte for byte
+    packages: int  # .debs in the suite's index after publishing
     architectures: tuple[str, ...]
-    keyring: Path                 # the binary public key, for Signed-By
+    keyring: Path  # the binary public key, for Signed-By
     repaired: tuple[str, ...] = ()  # pool files whose damaged bytes a given .deb restored
 
     @property
@@ -97,9 +99,19 @@ class PublishResult:
         return bool(self.added)
 
 
-def publish(debs: list[Path], repo_dir: Path, suite: str = "stable", component: str = "main", *,
-            sign_key: str, origin: str = "debship", label: str = "debship", warn=None,
-            publish_secrets: bool = False, verify: bool = False) -> PublishResult:
+def publish(
+    debs: list[Path],
+    repo_dir: Path,
+    suite: str = "stable",
+    component: str = "main",
+    *,
+    sign_key: str,
+    origin: str = "debship",
+    label: str = "debship",
+    warn=None,
+    publish_secrets: bool = False,
+    verify: bool = False,
+) -> PublishResult:
     """Add ``debs`` to ``component`` of ``suite`` in ``repo_dir`` and sign the new index.
 
     Publishing a .deb the index already has (same sha256) is a no-op; another .deb
@@ -129,16 +141,23 @@ def publish(debs: list[Path], repo_dir: Path, suite: str = "stable", component: 
             raise RepoError(_damaged_message(damaged))
         added, unchanged = merge(members[component], incoming, repo)
         keyring = repo / f"{KEYRING}.gpg"
-        members = {c: [p if p.stanza else replace(p, stanza=paragraph(p)) for p in pkgs]
-                   for c, pkgs in members.items()}
+        members = {c: [p if p.stanza else replace(p, stanza=paragraph(p)) for p in pkgs] for c, pkgs in members.items()}
         if added or repaired or not (dist / "InRelease").exists():
             _publish_locked(repo, dist, members, added + repaired, old, suite, sign_key, origin, label)
         if added or repaired or read:
             _write_cache(repo, cache_text, cache, members)
     archs = architectures(members)
-    return PublishResult(repo, suite, component, tuple(p.filename for p in added),
-                         tuple(p.filename for p in unchanged), len(members[component]), archs, keyring,
-                         tuple(p.filename for p in repaired))
+    return PublishResult(
+        repo,
+        suite,
+        component,
+        tuple(p.filename for p in added),
+        tuple(p.filename for p in unchanged),
+        len(members[component]),
+        archs,
+        keyring,
+        tuple(p.filename for p in repaired),
+    )
 
 
 def _publish_locked(repo, dist, members, added, old, suite, sign_key, origin, label) -> None:
@@ -150,8 +169,9 @@ def _publish_locked(repo, dist, members, added, old, suite, sign_key, origin, la
     written: dict[str, Path] = {}  # the arch indexes are mostly the same bytes: one file, linked
     for rel, blob in indexes.items():
         _write_by_hash(dist / rel, blob, written)
-    release = release_text(indexes, suite, architectures(members), sorted(members), origin, label,
-                           _release_date()).encode()
+    release = release_text(
+        indexes, suite, architectures(members), sorted(members), origin, label, _release_date()
+    ).encode()
     inrelease, detached = gpg.clearsign(release, sign_key), gpg.detach_sign(release, sign_key)
     _write_if_changed(repo / f"{KEYRING}.gpg", public)
     _write_if_changed(repo / f"{KEYRING}.asc", gpg.armored_key(public, "the signing key").encode())
@@ -178,21 +198,33 @@ def read_deb(path: Path, component: str) -> PoolPackage:
     if missing:
         raise RepoError(f"{path}: the control file has no {', '.join(missing)}; rebuild the package")
     name, version, arch = fields["Package"], fields["Version"], fields["Architecture"]
-    return PoolPackage(pool_path(component, name, version, arch), name, version, arch,
-                       hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest(), len(data),
-                       control.dump(), path, data=data)
+    return PoolPackage(
+        pool_path(component, name, version, arch),
+        name,
+        version,
+        arch,
+        hashlib.sha256(data).hexdigest(),
+        hashlib.md5(data).hexdigest(),
+        len(data),
+        control.dump(),
+        path,
+        data=data,
+    )
 
 
 def refuse_secrets(pkgs: list[PoolPackage]) -> None:
     """A repository is readable by every host and everyone else who reaches its URL: a package
     with an admitted secret (a file installed 0600) would hand the secret to all of them."""
     from .debsecrets import admitted_secrets
+
     for pkg in pkgs:
         found = admitted_secrets(pkg.source)
         if found:
-            raise RepoError(f"{pkg.source}: carries admitted secrets ({', '.join(found)}); anyone who can reach "
-                            "the repository can download the package and read them: ship it to the hosts "
-                            "directly, or pass --publish-secrets if publishing them is meant")
+            raise RepoError(
+                f"{pkg.source}: carries admitted secrets ({', '.join(found)}); anyone who can reach "
+                "the repository can download the package and read them: ship it to the hosts "
+                "directly, or pass --publish-secrets if publishing them is meant"
+            )
 
 
 def pool_path(component: str, name: str, version: str, arch: str) -> str:
@@ -212,14 +244,18 @@ def merge(members: list[PoolPackage], incoming: list[PoolPackage], repo: Path):
         known = by_key.get((pkg.name, pkg.version, pkg.architecture))
         if known is not None:
             if known.sha256 != pkg.sha256:
-                raise RepoError(f"{pkg.source}: {pkg.name} {pkg.version} ({pkg.architecture}) is already "
-                                f"published with other contents ({known.filename}); give the package a new version")
+                raise RepoError(
+                    f"{pkg.source}: {pkg.name} {pkg.version} ({pkg.architecture}) is already "
+                    f"published with other contents ({known.filename}); give the package a new version"
+                )
             unchanged.append(pkg)
             continue
         target = repo / pkg.filename
         if target.exists() and _sha256(target) != pkg.sha256:
-            raise RepoError(f"{pkg.source}: {pkg.filename} exists with other contents (left by an interrupted "
-                            "publish?); give the package a new version or remove that file")
+            raise RepoError(
+                f"{pkg.source}: {pkg.filename} exists with other contents (left by an interrupted "
+                "publish?); give the package a new version or remove that file"
+            )
         by_key[(pkg.name, pkg.version, pkg.architecture)] = pkg
         members.append(pkg)
         added.append(pkg)
@@ -292,17 +328,33 @@ def _listed(text: str):
             yield got["Filename"], int(got.get("Size") or -1), got.get("SHA256", "")
 
 
-def _cached(entry: dict | None, filename: str, st: os.stat_result, size: int, sha256: str,
-            path: Path) -> PoolPackage | None:
+def _cached(
+    entry: dict | None, filename: str, st: os.stat_result, size: int, sha256: str, path: Path
+) -> PoolPackage | None:
     """The cache's record of a pool file, if the file still has the size and mtime it had
     when debship read it and the record has the digest the signed index lists."""
-    if (entry is None or entry.get("size") != st.st_size or entry.get("mtime_ns") != st.st_mtime_ns
-            or entry.get("size") != size or entry.get("sha256") != sha256):
+    if (
+        entry is None
+        or entry.get("size") != st.st_size
+        or entry.get("mtime_ns") != st.st_mtime_ns
+        or entry.get("size") != size
+        or entry.get("sha256") != sha256
+    ):
         return None
     try:
-        return PoolPackage(filename, entry["name"], entry["version"], entry["architecture"], sha256,
-                           entry["md5"], size, entry["control"], path, stanza=entry.get("stanza", ""),
-                           identity=(st.st_size, st.st_mtime_ns))
+        return PoolPackage(
+            filename,
+            entry["name"],
+            entry["version"],
+            entry["architecture"],
+            sha256,
+            entry["md5"],
+            size,
+            entry["control"],
+            path,
+            stanza=entry.get("stanza", ""),
+            identity=(st.st_size, st.st_mtime_ns),
+        )
     except (KeyError, TypeError):
         return None
 
@@ -325,9 +377,11 @@ def _repairs(members: list[PoolPackage], incoming: list[PoolPackage], damaged: d
 def _damaged_message(damaged: dict) -> str:
     filename, (sha256, what) = sorted(damaged.items())[0]
     more = f" (and {len(damaged) - 1} more pool file(s))" if len(damaged) > 1 else ""
-    return (f"{filename} is not the file the signed index lists (sha256 {sha256}; {what}){more}; "
-            "publish the original .deb again with --verify to restore it, or delete the pool file to drop "
-            "that version")
+    return (
+        f"{filename} is not the file the signed index lists (sha256 {sha256}; {what}){more}; "
+        "publish the original .deb again with --verify to restore it, or delete the pool file to drop "
+        "that version"
+    )
 
 
 def _read_cache(repo: Path) -> tuple[bytes, dict]:
@@ -350,8 +404,11 @@ def _write_cache(repo: Path, before: bytes, cache: dict, members: dict[str, list
     mine = {p.filename: p for pkgs in members.values() for p in pkgs}
     for filename, entry in cache.items():
         try:
-            if (filename not in mine and isinstance(entry, dict)
-                    and os.stat(os.path.join(root, filename)).st_mtime_ns == entry.get("mtime_ns")):
+            if (
+                filename not in mine
+                and isinstance(entry, dict)
+                and os.stat(os.path.join(root, filename)).st_mtime_ns == entry.get("mtime_ns")
+            ):
                 files[filename] = entry
         except OSError:
             continue
@@ -364,9 +421,17 @@ def _write_cache(repo: Path, before: bytes, cache: dict, members: dict[str, list
             except OSError:
                 continue
             size, mtime_ns = st.st_size, st.st_mtime_ns
-        files[p.filename] = {"size": size, "mtime_ns": mtime_ns, "sha256": p.sha256, "md5": p.md5,
-                                 "name": p.name, "version": p.version, "architecture": p.architecture,
-                                 "control": p.control, "stanza": p.stanza or paragraph(p)}
+        files[p.filename] = {
+            "size": size,
+            "mtime_ns": mtime_ns,
+            "sha256": p.sha256,
+            "md5": p.md5,
+            "name": p.name,
+            "version": p.version,
+            "architecture": p.architecture,
+            "control": p.control,
+            "stanza": p.stanza or paragraph(p),
+        }
     text = json.dumps({"format": _CACHE_FORMAT, "files": dict(sorted(files.items()))}, separators=(",", ":")).encode()
     if text != before:
         _write_atomic(repo / CACHE, text)
@@ -392,8 +457,11 @@ def architectures(members: dict[str, list[PoolPackage]]) -> tuple[str, ...]:
 
 
 def _order(a: PoolPackage, b: PoolPackage) -> int:
-    return ((a.name > b.name) - (a.name < b.name) or compare(a.version, b.version)
-            or (a.architecture > b.architecture) - (a.architecture < b.architecture))
+    return (
+        (a.name > b.name) - (a.name < b.name)
+        or compare(a.version, b.version)
+        or (a.architecture > b.architecture) - (a.architecture < b.architecture)
+    )
 
 
 def paragraph(pkg: PoolPackage) -> str:
@@ -407,8 +475,7 @@ def paragraph(pkg: PoolPackage) -> str:
 def packages_index(pkgs: list[PoolPackage], rendered: dict[str, str] | None = None) -> str:
     """A Packages file of ``pkgs`` (``rendered``: stanzas already made, by pool path)."""
     rendered = rendered or {}
-    return "\n".join(rendered.get(p.filename) or paragraph(p)
-                     for p in sorted(pkgs, key=functools.cmp_to_key(_order)))
+    return "\n".join(rendered.get(p.filename) or paragraph(p) for p in sorted(pkgs, key=functools.cmp_to_key(_order)))
 
 
 def build_indexes(members: dict[str, list[PoolPackage]], archs: tuple[str, ...]) -> dict[str, bytes]:
@@ -439,8 +506,15 @@ def _gzip(data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def release_text(indexes: dict[str, bytes], suite: str, archs: tuple[str, ...], components: list[str],
-                 origin: str, label: str, date: str) -> str:
+def release_text(
+    indexes: dict[str, bytes],
+    suite: str,
+    archs: tuple[str, ...],
+    components: list[str],
+    origin: str,
+    label: str,
+    date: str,
+) -> str:
     """The Release file: what the suite is, and the size and digests of every index."""
     rel = deb822.Release()
     rel["Origin"], rel["Label"], rel["Suite"], rel["Codename"] = origin, label, suite, suite
@@ -451,9 +525,15 @@ def release_text(indexes: dict[str, bytes], suite: str, archs: tuple[str, ...], 
     rel["Acquire-By-Hash"] = "yes"
     # The binary-<arch> indexes list the Architecture: all packages too: apt need not fetch binary-all.
     rel["No-Support-for-Architecture-all"] = "Packages"
-    for field, algo in (("MD5Sum", "md5"), ("SHA256", "sha256")):
-        rel[field] = [{algo if algo == "sha256" else "md5sum": hashlib.new(algo, blob).hexdigest(),
-                       "size": str(len(blob)), "name": name} for name, blob in sorted(indexes.items())]
+    for key, algo in (("MD5Sum", "md5"), ("SHA256", "sha256")):
+        rel[key] = [
+            {
+                algo if algo == "sha256" else "md5sum": hashlib.new(algo, blob).hexdigest(),
+                "size": str(len(blob)),
+                "name": name,
+            }
+            for name, blob in sorted(indexes.items())
+        ]
     return rel.dump()
 
 
@@ -522,6 +602,7 @@ def _copy_signature(pkg: PoolPackage, target: Path) -> None:
     """The package's detached signature (``debship sign``), if it has one, beside it in the pool:
     hosts that trust the package key fetch ``<pool file>.sig`` and check it (docs/security.md)."""
     from .pkgsig import sig_path
+
     sig = sig_path(pkg.source)
     if sig.is_file():
         _write_atomic(sig_path(target), sig.read_bytes())

@@ -10,14 +10,15 @@ Names are checked first (``id_rsa``, ``.env``, ``*.p12`` …); the contents of
 text files are searched only in their first ``SCAN_BYTES``, and only after a
 cheap substring test, so that scanning costs little next to compressing.
 """
+
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-SCAN_BYTES = 1 << 20          # only the head of a file is searched
-_TEXT_PROBE = 8192            # a NUL byte in the first 8 KiB: binary, contents not searched
+SCAN_BYTES = 1 << 20  # only the head of a file is searched
+_TEXT_PROBE = 8192  # a NUL byte in the first 8 KiB: binary, contents not searched
 
 # File names that are secrets whatever they hold.
 _SSH_KEY_NAMES = re.compile(r"^id_(rsa|dsa|ecdsa|ed25519)(_sk)?$|^id_ecdsa_sk$|^id_ed25519_sk$")
@@ -29,14 +30,23 @@ _KEYSTORE_SUFFIXES = (".p12", ".pfx", ".jks", ".keystore")
 # The most specific first.  AWS's documented example ids (AKIA…EXAMPLE) are not secrets.
 # The patterns stay text: ``re`` compiles one (and keeps it) only when a file has a probe.
 _CONTENT_RULES: tuple[tuple[str, tuple[bytes, ...], bytes], ...] = (
-    ("a GCP service-account key", (b"service_account",),
-     rb"\"type\"\s*:\s*\"service_account\"(?s:.*)\"private_key\"|\"private_key\"(?s:.*)\"type\"\s*:\s*"
-     rb"\"service_account\""),
+    (
+        "a GCP service-account key",
+        (b"service_account",),
+        rb"\"type\"\s*:\s*\"service_account\"(?s:.*)\"private_key\"|\"private_key\"(?s:.*)\"type\"\s*:\s*"
+        rb"\"service_account\"",
+    ),
     ("a private key", (b"PRIVATE KEY",), rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"),
-    ("an AWS access key id", (b"AKIA", b"ASIA"),
-     rb"(?<![A-Z0-9])(?:AKIA|ASIA)(?![0-9A-Z]{9}EXAMPLE)[0-9A-Z]{16}(?![A-Z0-9])"),
-    ("an AWS secret access key", (b"ecret", b"ECRET"),
-     rb"(?i)aws_?secret_?access_?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{30,}={0,2}"),
+    (
+        "an AWS access key id",
+        (b"AKIA", b"ASIA"),
+        rb"(?<![A-Z0-9])(?:AKIA|ASIA)(?![0-9A-Z]{9}EXAMPLE)[0-9A-Z]{16}(?![A-Z0-9])",
+    ),
+    (
+        "an AWS secret access key",
+        (b"ecret", b"ECRET"),
+        rb"(?i)aws_?secret_?access_?key[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9/+]{30,}={0,2}",
+    ),
 )
 
 
@@ -45,7 +55,7 @@ class Finding:
     """Why one file looks like a secret."""
 
     path: Path
-    kind: str          # "a private key", "an AWS access key id" …
+    kind: str  # "a private key", "an AWS access key id" …
 
 
 def by_name(name: str) -> str | None:

@@ -7,7 +7,8 @@ keys it does not know, and a newer systemd may know it.
 """
 
 KEYS = {
-    "Unit": frozenset("""
+    "Unit": frozenset(
+        """
         Description Documentation SourcePath Requires Requisite Wants BindsTo BindTo Upholds Conflicts Before
         After OnSuccess OnFailure PropagatesReloadTo PropagateReloadTo ReloadPropagatedFrom
         PropagateReloadFrom PropagatesStopTo StopPropagatedFrom PartOf JoinsNamespaceOf RequiresOverridable
@@ -30,8 +31,10 @@ KEYS = {
         AssertCredential AssertSecurity AssertCapability AssertACPower AssertMemory AssertCPUFeature
         AssertCPUs AssertEnvironment AssertUser AssertGroup AssertControlGroupController AssertOSRelease
         AssertMemoryPressure AssertCPUPressure AssertIOPressure CollectMode
-    """.split()),
-    "Service": frozenset("""
+    """.split()
+    ),
+    "Service": frozenset(
+        """
         PIDFile ExecCondition ExecStartPre ExecStart ExecStartPost ExecReload ExecStop ExecStopPost RestartSec
         TimeoutSec TimeoutStartSec TimeoutStopSec TimeoutAbortSec TimeoutStartFailureMode
         TimeoutStopFailureMode RuntimeMaxSec RuntimeRandomizedExtraSec WatchdogSec StartLimitInterval
@@ -71,8 +74,10 @@ KEYS = {
         IPEgressFilterPath ManagedOOMSwap ManagedOOMMemoryPressure ManagedOOMMemoryPressureLimit
         ManagedOOMPreference BPFProgram SocketBindAllow SocketBindDeny RestrictNetworkInterfaces SendSIGKILL
         SendSIGHUP KillMode KillSignal RestartKillSignal FinalKillSignal WatchdogSignal
-    """.split()),
-    "Socket": frozenset("""
+    """.split()
+    ),
+    "Socket": frozenset(
+        """
         ListenStream ListenDatagram ListenSequentialPacket ListenFIFO ListenNetlink ListenSpecial
         ListenMessageQueue ListenUSBFunction SocketProtocol BindIPv6Only Backlog BindToDevice ExecStartPre
         ExecStartPost ExecStopPre ExecStopPost TimeoutSec SocketUser SocketGroup SocketMode DirectoryMode
@@ -114,8 +119,10 @@ KEYS = {
         IPEgressFilterPath ManagedOOMSwap ManagedOOMMemoryPressure ManagedOOMMemoryPressureLimit
         ManagedOOMPreference BPFProgram SocketBindAllow SocketBindDeny RestrictNetworkInterfaces SendSIGKILL
         SendSIGHUP KillMode KillSignal RestartKillSignal FinalKillSignal WatchdogSignal
-    """.split()),
-    "Mount": frozenset("""
+    """.split()
+    ),
+    "Mount": frozenset(
+        """
         What Where Options Type TimeoutSec DirectoryMode SloppyOptions LazyUnmount ForceUnmount ReadWriteOnly
         WorkingDirectory RootDirectory RootImage RootImageOptions RootHash RootHashSignature RootVerity
         ExtensionDirectories ExtensionImages MountImages User Group SupplementaryGroups Nice OOMScoreAdjust
@@ -150,11 +157,15 @@ KEYS = {
         ManagedOOMMemoryPressureLimit ManagedOOMPreference BPFProgram SocketBindAllow SocketBindDeny
         RestrictNetworkInterfaces SendSIGKILL SendSIGHUP KillMode KillSignal RestartKillSignal FinalKillSignal
         WatchdogSignal
-    """.split()),
-    "Automount": frozenset("""
+    """.split()
+    ),
+    "Automount": frozenset(
+        """
         Where ExtraOptions DirectoryMode TimeoutIdleSec
-    """.split()),
-    "Swap": frozenset("""
+    """.split()
+    ),
+    "Swap": frozenset(
+        """
         What Priority Options TimeoutSec WorkingDirectory RootDirectory RootImage RootImageOptions RootHash
         RootHashSignature RootVerity ExtensionDirectories ExtensionImages MountImages User Group
         SupplementaryGroups Nice OOMScoreAdjust CoredumpFilter IOSchedulingClass IOSchedulingPriority
@@ -188,17 +199,23 @@ KEYS = {
         ManagedOOMMemoryPressureLimit ManagedOOMPreference BPFProgram SocketBindAllow SocketBindDeny
         RestrictNetworkInterfaces SendSIGKILL SendSIGHUP KillMode KillSignal RestartKillSignal FinalKillSignal
         WatchdogSignal
-    """.split()),
-    "Timer": frozenset("""
+    """.split()
+    ),
+    "Timer": frozenset(
+        """
         OnCalendar OnActiveSec OnBootSec OnStartupSec OnUnitActiveSec OnUnitInactiveSec OnClockChange
         OnTimezoneChange Persistent WakeSystem RemainAfterElapse FixedRandomDelay AccuracySec
         RandomizedDelaySec Unit
-    """.split()),
-    "Path": frozenset("""
+    """.split()
+    ),
+    "Path": frozenset(
+        """
         PathExists PathExistsGlob PathChanged PathModified DirectoryNotEmpty Unit MakeDirectory DirectoryMode
         TriggerLimitIntervalSec TriggerLimitBurst
-    """.split()),
-    "Slice": frozenset("""
+    """.split()
+    ),
+    "Slice": frozenset(
+        """
         Slice AllowedCPUs StartupAllowedCPUs AllowedMemoryNodes StartupAllowedMemoryNodes CPUAccounting
         CPUWeight StartupCPUWeight CPUShares StartupCPUShares CPUQuota CPUQuotaPeriodSec MemoryAccounting
         MemoryMin DefaultMemoryMin DefaultMemoryLow MemoryLow MemoryHigh MemoryMax MemorySwapMax MemoryLimit
@@ -209,8 +226,10 @@ KEYS = {
         IPIngressFilterPath IPEgressFilterPath ManagedOOMSwap ManagedOOMMemoryPressure
         ManagedOOMMemoryPressureLimit ManagedOOMPreference BPFProgram SocketBindAllow SocketBindDeny
         RestrictNetworkInterfaces
-    """.split()),
-    "Scope": frozenset("""
+    """.split()
+    ),
+    "Scope": frozenset(
+        """
         Slice AllowedCPUs StartupAllowedCPUs AllowedMemoryNodes StartupAllowedMemoryNodes CPUAccounting
         CPUWeight StartupCPUWeight CPUShares StartupCPUShares CPUQuota CPUQuotaPeriodSec MemoryAccounting
         MemoryMin DefaultMemoryMin DefaultMemoryLow MemoryLow MemoryHigh MemoryMax MemorySwapMax MemoryLimit
@@ -222,8 +241,11 @@ KEYS = {
         ManagedOOMMemoryPressureLimit ManagedOOMPreference BPFProgram SocketBindAllow SocketBindDeny
         RestrictNetworkInterfaces SendSIGKILL SendSIGHUP KillMode KillSignal RestartKillSignal FinalKillSignal
         WatchdogSignal RuntimeMaxSec RuntimeRandomizedExtraSec TimeoutStopSec OOMPolicy
-    """.split()),
-    "Install": frozenset("""
+    """.split()
+    ),
+    "Install": frozenset(
+        """
         Alias WantedBy RequiredBy Also DefaultInstance
-    """.split()),
+    """.split()
+    ),
 }

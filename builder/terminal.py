@@ -13,6 +13,7 @@ live status line, so that line is drawn here with a carriage return.
 Events and upload callbacks arrive from the worker threads; one lock keeps the
 lines whole.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,14 @@ class TerminalView:
             return
         with self._lock:
             if self._bar is None:
-                self._bar = click.progressbar(length=max(total, 1), label=f"[{host}] upload  ", show_eta=False,
-                                              show_percent=True, item_show_func=lambda text: text, width=24)
+                self._bar = click.progressbar(
+                    length=max(total, 1),
+                    label=f"[{host}] upload  ",
+                    show_eta=False,
+                    show_percent=True,
+                    item_show_func=lambda text: text,
+                    width=24,
+                )
                 self._bar.__enter__()
                 self._bar_start, self._sent = time.monotonic(), 0
             elapsed = time.monotonic() - self._bar_start
@@ -89,8 +96,9 @@ class TerminalView:
 
     # --- drawing -----------------------------------------------------------------------------
     def _draw(self) -> None:
-        click.echo(f"\r\x1b[K{self._done}/{self.total} done, {len(self._running)} running, {self._failed} failed",
-                   nl=False)
+        click.echo(
+            f"\r\x1b[K{self._done}/{self.total} done, {len(self._running)} running, {self._failed} failed", nl=False
+        )
         self._drawn = True
 
     def _clear(self) -> None:

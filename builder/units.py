@@ -7,6 +7,7 @@ machine; ``systemd-analyze verify`` runs as a second opinion when installed
 (its refusals are errors, its complaints warnings).  Nothing here writes
 except the cache of systemd-analyze's answers.  docs/units.md has the list.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,14 +24,16 @@ UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".mount", ".target")
 # The section a unit of each type must have (targets need none).
 TYPE_SECTION = {".service": "Service", ".socket": "Socket", ".timer": "Timer", ".path": "Path", ".mount": "Mount"}
 KNOWN_SECTIONS = {"Unit", "Install", *TYPE_SECTION.values()}
-EXEC_KEYS = ("ExecStart", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload",
-             "ExecCondition")
+EXEC_KEYS = ("ExecStart", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload", "ExecCondition")
 # Users and groups every Debian host has (base-passwd's passwd.master and group.master).
-BASE_USERS = frozenset("root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc "
-                       "_apt".split())
-BASE_GROUPS = frozenset("root daemon bin sys adm tty disk lp mail news uucp man proxy kmem dialout fax voice "
-                        "cdrom floppy tape sudo audio dip www-data backup operator list irc src shadow utmp "
-                        "video sasl plugdev staff games users".split())
+BASE_USERS = frozenset(
+    "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc _apt".split()
+)
+BASE_GROUPS = frozenset(
+    "root daemon bin sys adm tty disk lp mail news uucp man proxy kmem dialout fax voice "
+    "cdrom floppy tape sudo audio dip www-data backup operator list irc src shadow utmp "
+    "video sasl plugdev staff games users".split()
+)
 _YES = ("1", "yes", "true", "on")
 _BOM = "\ufeff"
 # Settings systemd still loads but calls deprecated (systemd 252 .. 257): key -> the fix.
@@ -54,9 +57,18 @@ DEPRECATED_VALUES = {
     ("KillMode", "none"): "systemd calls it unsafe and will remove it; use KillMode=mixed or control-group",
 }
 # Keys of systemd releases after 252 (from their NEWS): known, so no "did you mean" for them.
-NEWER_KEYS = {"OpenFile": 253, "RestartSteps": 254, "RestartMaxDelaySec": 254, "ImportCredential": 254,
-              "DelegateSubgroup": 254, "MemoryKSM": 254, "RootEphemeral": 254, "SurviveFinalKillSignal": 255,
-              "SetLoginEnvironment": 255, "PrivatePIDs": 257}
+NEWER_KEYS = {
+    "OpenFile": 253,
+    "RestartSteps": 254,
+    "RestartMaxDelaySec": 254,
+    "ImportCredential": 254,
+    "DelegateSubgroup": 254,
+    "MemoryKSM": 254,
+    "RootEphemeral": 254,
+    "SurviveFinalKillSignal": 255,
+    "SetLoginEnvironment": 255,
+    "PrivatePIDs": 257,
+}
 # Interpreters whose first argument that is not an option is the script they run.
 _INTERPRETERS = re.compile(r"^(sh|bash|dash|zsh|ksh|perl|python[0-9.]*|ruby[0-9.]*|node|nodejs|php[0-9.]*)$")
 _NO_SCRIPT_OPTIONS = ("-c", "-m", "-e", "-E", "--command")  # the program text follows, not a file
@@ -75,10 +87,10 @@ class UnitFile:
     """What the package needs to know about one unit file."""
 
     name: str
-    sections: dict            # section -> list of (key, value)
+    sections: dict  # section -> list of (key, value)
     has_install: bool
     settings: tuple[Setting, ...] = ()
-    warnings: tuple[str, ...] = ()   # "<file>:<line>: <what systemd would say>; <the fix>"
+    warnings: tuple[str, ...] = ()  # "<file>:<line>: <what systemd would say>; <the fix>"
     warned_lines: frozenset[int] = frozenset()
 
     @property
@@ -107,14 +119,18 @@ def parse(path: Path, text: str, dropin_for: str | None = None) -> UnitFile:
         where = f"{path}:{lineno}"
         if line.startswith("["):
             if not line.endswith("]") or len(line) < 3:
-                raise PlanError(f"{where}: malformed section header '{line[:60]}' (systemd refuses the unit); "
-                                "write it like [Service]")
+                raise PlanError(
+                    f"{where}: malformed section header '{line[:60]}' (systemd refuses the unit); "
+                    "write it like [Service]"
+                )
             current = line[1:-1]
             ignored_section = current not in allowed and not current.startswith("X-")
             if ignored_section:
-                warnings.append(f"{where}: unknown section [{current}] in a {dropin_for or path.suffix} unit, "
-                                "systemd ignores "
-                                f"it{_did_you_mean(current, allowed, '[{}]')}")
+                warnings.append(
+                    f"{where}: unknown section [{current}] in a {dropin_for or path.suffix} unit, "
+                    "systemd ignores "
+                    f"it{_did_you_mean(current, allowed, '[{}]')}"
+                )
             else:
                 sections.setdefault(current, [])
             continue
@@ -124,8 +140,7 @@ def parse(path: Path, text: str, dropin_for: str | None = None) -> UnitFile:
             warnings.append(f"{where}: '{line[:60]}' has no '=', systemd ignores the line; write Key=value")
             continue
         if current is None:
-            warnings.append(f"{where}: '{key}=' comes before any [Section], systemd ignores it; "
-                            "add [Unit] above it")
+            warnings.append(f"{where}: '{key}=' comes before any [Section], systemd ignores it; add [Unit] above it")
             continue
         if ignored_section:
             continue
@@ -139,9 +154,14 @@ def parse(path: Path, text: str, dropin_for: str | None = None) -> UnitFile:
                 continue
         sections[current].append((key, value))
         settings.append(Setting(current, key, value, lineno))
-    unit = UnitFile(name=path.name, sections=sections, has_install=bool(sections.get("Install")),
-                    settings=tuple(settings), warnings=tuple(warnings),
-                    warned_lines=frozenset(int(w[len(str(path)) + 1:].split(":", 1)[0]) for w in warnings))
+    unit = UnitFile(
+        name=path.name,
+        sections=sections,
+        has_install=bool(sections.get("Install")),
+        settings=tuple(settings),
+        warnings=tuple(warnings),
+        warned_lines=frozenset(int(w[len(str(path)) + 1 :].split(":", 1)[0]) for w in warnings),
+    )
     if dropin_for is None:
         _check_type(path, unit)
     _check_exec_syntax(path, unit)
@@ -167,8 +187,10 @@ def _check_key(section: str, key: str, value: str, allowed: set[str]) -> str | N
     known = KEYS.get(section, frozenset())
     if key not in known:
         if key in NEWER_KEYS:
-            return (f"{key}= is new in systemd {NEWER_KEYS[key]}: Debian 12's systemd 252 ignores it "
-                    "(Debian 13 has 257); keep it only if every host is newer")
+            return (
+                f"{key}= is new in systemd {NEWER_KEYS[key]}: Debian 12's systemd 252 ignores it "
+                "(Debian 13 has 257); keep it only if every host is newer"
+            )
         elsewhere = sorted(s for s in allowed if key in KEYS.get(s, ()))
         hint = f"; it belongs in [{elsewhere[0]}]" if elsewhere else _did_you_mean(key, known)
         hint = hint or "; a newer systemd may know it, else remove it"
@@ -211,8 +233,10 @@ def _check_type(path: Path, unit: UnitFile) -> None:
         raise PlanError(f"{path}: a {path.suffix} unit needs a [{section}] section; add one")
     needs = _NEEDS_ONE_OF.get(path.suffix)
     if needs and not any(unit.values(needs[0], k) for k in needs[1]):
-        raise PlanError(f"{path}: a {path.suffix} unit needs one of {', '.join(k + '=' for k in needs[1][:4])} "
-                        f"… in [{needs[0]}] (systemd refuses it without); add one")
+        raise PlanError(
+            f"{path}: a {path.suffix} unit needs one of {', '.join(k + '=' for k in needs[1][:4])} "
+            f"… in [{needs[0]}] (systemd refuses it without); add one"
+        )
     if path.suffix != ".service":
         return
     types = unit.values("Service", "Type") or ["simple"]
@@ -220,24 +244,50 @@ def _check_type(path: Path, unit: UnitFile) -> None:
     oneshot = types[-1] == "oneshot"
     restart = (unit.values("Service", "Restart") or ["no"])[-1]
     if oneshot and restart in ("always", "on-success"):
-        raise PlanError(f"{path}: Restart={restart} with Type=oneshot (systemd refuses it); "
-                        "use Restart=on-failure, or Type=simple")
+        raise PlanError(
+            f"{path}: Restart={restart} with Type=oneshot (systemd refuses it); use Restart=on-failure, or Type=simple"
+        )
     if types[-1] == "dbus" and not unit.values("Service", "BusName"):
         raise PlanError(f"{path}: Type=dbus needs BusName= (systemd refuses it without); add BusName=<name>")
     if not starts and not (oneshot and (_effective(unit, "ExecStop") or unit.values("Unit", "SuccessAction"))):
-        raise PlanError(f"{path}: service has no ExecStart= (systemd refuses it); "
-                        "add ExecStart=/usr/lib/<name>/<script>")
+        raise PlanError(
+            f"{path}: service has no ExecStart= (systemd refuses it); add ExecStart=/usr/lib/<name>/<script>"
+        )
     if len(starts) > 1 and not oneshot:
-        raise PlanError(f"{path}: {len(starts)} ExecStart= lines, which systemd allows only for Type=oneshot; "
-                        "keep one or set Type=oneshot")
+        raise PlanError(
+            f"{path}: {len(starts)} ExecStart= lines, which systemd allows only for Type=oneshot; "
+            "keep one or set Type=oneshot"
+        )
 
 
 # What systemd refuses a unit of each type without: (section, keys).
 _NEEDS_ONE_OF = {
-    ".socket": ("Socket", ("ListenStream", "ListenDatagram", "ListenSequentialPacket", "ListenFIFO",
-                           "ListenSpecial", "ListenNetlink", "ListenMessageQueue", "ListenUSBFunction")),
-    ".timer": ("Timer", ("OnCalendar", "OnActiveSec", "OnBootSec", "OnStartupSec", "OnUnitActiveSec",
-                         "OnUnitInactiveSec", "OnClockChange", "OnTimezoneChange")),
+    ".socket": (
+        "Socket",
+        (
+            "ListenStream",
+            "ListenDatagram",
+            "ListenSequentialPacket",
+            "ListenFIFO",
+            "ListenSpecial",
+            "ListenNetlink",
+            "ListenMessageQueue",
+            "ListenUSBFunction",
+        ),
+    ),
+    ".timer": (
+        "Timer",
+        (
+            "OnCalendar",
+            "OnActiveSec",
+            "OnBootSec",
+            "OnStartupSec",
+            "OnUnitActiveSec",
+            "OnUnitInactiveSec",
+            "OnClockChange",
+            "OnTimezoneChange",
+        ),
+    ),
     ".path": ("Path", ("PathExists", "PathExistsGlob", "PathChanged", "PathModified", "DirectoryNotEmpty")),
 }
 
@@ -293,13 +343,26 @@ def _prefixes(argv: list[str]) -> tuple[str, list[str]]:
         step = 2 if first[:2] == "!!" else 1
         prefixes, first = prefixes + first[:step], first[step:]
     rest = argv[1:]
-    if "@" in prefixes and rest:   # '@' passes the second word as argv[0]
+    if "@" in prefixes and rest:  # '@' passes the second word as argv[0]
         rest = rest[1:]
     return prefixes, [first, *rest]
 
 
-_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "s": " ",
-            "\\": "\\", '"': '"', "'": "'", ";": ";", " ": " "}
+_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "s": " ",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+    ";": ";",
+    " ": " ",
+}
 
 
 def _words(value: str) -> list[tuple[str, bool]]:
@@ -319,11 +382,11 @@ def _words(value: str) -> list[tuple[str, bool]]:
                     end = value.find(c, end + 1)
                 if end == -1:
                     raise ValueError("unbalanced quoting")
-                word.append(_unescape(value[i + 1:end]))
+                word.append(_unescape(value[i + 1 : end]))
                 quoted, i = True, end + 1
             elif c == "\\" and i + 1 < n:
-                size = 4 if value[i + 1] == "x" and re.match(r"[0-9a-fA-F]{2}", value[i + 2:i + 4]) else 2
-                word.append(_unescape(value[i:i + size]))
+                size = 4 if value[i + 1] == "x" and re.match(r"[0-9a-fA-F]{2}", value[i + 2 : i + 4]) else 2
+                word.append(_unescape(value[i : i + size]))
                 quoted, i = True, i + size
             else:
                 word.append(c)
@@ -344,8 +407,8 @@ def _unescape(text: str) -> str:
     while i < len(text):
         if text[i] == "\\" and i + 1 < len(text):
             nxt = text[i + 1]
-            if nxt == "x" and re.match(r"[0-9a-fA-F]{2}", text[i + 2:i + 4]):
-                out.append(chr(int(text[i + 2:i + 4], 16)))
+            if nxt == "x" and re.match(r"[0-9a-fA-F]{2}", text[i + 2 : i + 4]):
+                out.append(chr(int(text[i + 2 : i + 4], 16)))
                 i += 4
                 continue
             out.append(_ESCAPES.get(nxt, "\\" + nxt))
@@ -375,16 +438,21 @@ def _check_exec_syntax(path: Path, unit: UnitFile) -> None:
         try:
             parsed = split_exec(s.value)
         except ValueError:
-            raise PlanError(f"{where}: {s.key}= has unbalanced quoting (systemd refuses the unit); "
-                            "close the quote or escape it with a backslash") from None
+            raise PlanError(
+                f"{where}: {s.key}= has unbalanced quoting (systemd refuses the unit); "
+                "close the quote or escape it with a backslash"
+            ) from None
         for _prefixes, argv in parsed:
             program = argv[0]
             if not program:
-                raise PlanError(f"{where}: {s.key}= has no program after its prefixes; "
-                                f"write {s.key}=/usr/bin/<program>")
+                raise PlanError(
+                    f"{where}: {s.key}= has no program after its prefixes; write {s.key}=/usr/bin/<program>"
+                )
             if not program.startswith("/") and "/" in program:
-                raise PlanError(f"{where}: {s.key}= runs '{program}', neither an absolute path nor a plain "
-                                "name systemd looks up in its PATH (systemd refuses the unit); write the full path")
+                raise PlanError(
+                    f"{where}: {s.key}= runs '{program}', neither an absolute path nor a plain "
+                    "name systemd looks up in its PATH (systemd refuses the unit); write the full path"
+                )
 
 
 def exec_paths(unit: UnitFile) -> list[tuple[str, int, str]]:
@@ -431,10 +499,14 @@ def check_triggers(path: Path, unit: UnitFile, bundle_units: set[str]) -> list[s
     if target in bundle_units or "%" in target:
         return []
     if suffix == ".socket" and not named:
-        raise PlanError(f"{path}: the socket activates {target}, which is not in the units folder "
-                        f"(systemd refuses to start it); add units/{target} or set Service= in [Socket]")
-    return [f"{path}: {key}={target} is not in the units folder; it must come from another package "
-            "(add it to depends) or the socket/timer cannot start"]
+        raise PlanError(
+            f"{path}: the socket activates {target}, which is not in the units folder "
+            f"(systemd refuses to start it); add units/{target} or set Service= in [Socket]"
+        )
+    return [
+        f"{path}: {key}={target} is not in the units folder; it must come from another package "
+        "(add it to depends) or the socket/timer cannot start"
+    ]
 
 
 def check_users(path: Path, unit: UnitFile, host_accounts: frozenset[str] = frozenset()) -> None:
@@ -449,18 +521,25 @@ def check_users(path: Path, unit: UnitFile, host_accounts: frozenset[str] = froz
     if any(v.lower() in _YES for v in unit.values("Service", "DynamicUser")):
         return
     users, groups = BASE_USERS | host_accounts, BASE_GROUPS | host_accounts
-    for key, known, what in (("User", users, "user"), ("Group", groups, "group"),
-                             ("SupplementaryGroups", groups, "group")):
+    for key, known, what in (
+        ("User", users, "user"),
+        ("Group", groups, "group"),
+        ("SupplementaryGroups", groups, "group"),
+    ):
         for value in unit.values("Service", key):
             for name in value.split():
                 if name in ("nobody", "nogroup"):
-                    raise PlanError(f"{path}: {key}={name} shares its account with every other such service "
-                                    "(systemd calls it unsafe); set DynamicUser=yes instead")
+                    raise PlanError(
+                        f"{path}: {key}={name} shares its account with every other such service "
+                        "(systemd calls it unsafe); set DynamicUser=yes instead"
+                    )
                 if name not in known and not name.isdigit() and "%" not in name:
-                    raise PlanError(f"{path}: {key}={name} names a {what} the package does not create; "
-                                    "set DynamicUser=yes (systemd makes the user), use one every Debian "
-                                    "host has (root, daemon, www-data …), or list it in host-accounts "
-                                    "when a dependency or the image makes it")
+                    raise PlanError(
+                        f"{path}: {key}={name} names a {what} the package does not create; "
+                        "set DynamicUser=yes (systemd makes the user), use one every Debian "
+                        "host has (root, daemon, www-data …), or list it in host-accounts "
+                        "when a dependency or the image makes it"
+                    )
 
 
 def systemd_verify(unit_files: list[Path], provided: set[str], known: set[str] = frozenset()) -> list[str]:
@@ -492,10 +571,8 @@ def systemd_verify(unit_files: list[Path], provided: set[str], known: set[str] =
         origin = by_name.get(name, unit_files[0])
         specific = [ln for ln in lines if not ln.startswith("Unit ")]
         if any(m in ln for ln in lines for m in _FATAL):
-            detail = next((ln for ln in specific if not any(m in ln for m in _FATAL)), None) or \
-                (specific or lines)[0]
-            raise PlanError(f"{_located(detail, origin)}: systemd-analyze verify refuses the unit: "
-                            f"{_message(detail)}")
+            detail = next((ln for ln in specific if not any(m in ln for m in _FATAL)), None) or (specific or lines)[0]
+            raise PlanError(f"{_located(detail, origin)}: systemd-analyze verify refuses the unit: {_message(detail)}")
         for ln in specific:
             if _location(ln) not in known:
                 warnings.append(f"{_located(ln, origin)}: systemd-analyze verify: {_message(ln)}")
@@ -533,8 +610,13 @@ def _verify_output(tool: str, units: list[tuple[str, bytes]]) -> str:
     """systemd-analyze's stderr for these units, with the temporary folder taken out of it
     ("a.service:5: ..."), from the cache when it has them."""
     st = os.stat(tool)
-    name = cache.key("v2", tool, f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}", *_VERIFY_ARGS,
-                     *(part for unit in units for part in unit))
+    name = cache.key(
+        "v2",
+        tool,
+        f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}",
+        *_VERIFY_ARGS,
+        *(part for unit in units for part in unit),
+    )
     cached = cache.read("systemd-verify", name)
     if cached is not None:
         return cached.decode("utf-8", "replace")
@@ -545,8 +627,13 @@ def _verify_output(tool: str, units: list[tuple[str, bytes]]) -> str:
         for unit_name, text in units:
             copies.append(Path(tmp) / unit_name)
             copies[-1].write_bytes(text)
-        proc = subprocess.run([tool, *_VERIFY_ARGS, *map(str, copies)],
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+        proc = subprocess.run(
+            [tool, *_VERIFY_ARGS, *map(str, copies)],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
         stderr = proc.stderr.replace(f"{tmp}/", "").replace(tmp, ".")
     if proc.returncode >= 0:  # not killed by a signal: what it says is its verdict
         cache.write("systemd-verify", name, stderr.encode())
@@ -554,16 +641,19 @@ def _verify_output(tool: str, units: list[tuple[str, bytes]]) -> str:
 
 
 _IGNORED = (
-    "not found",                 # units and paths only the host has
+    "not found",  # units and paths only the host has
     "No such file or directory",
     "is not executable",
     "Failed to prepare filename",
-    "Failed to create",          # namespaces and the like, on a build machine
+    "Failed to create",  # namespaces and the like, on a build machine
     "Unit is bound to inactive",
     "Failed to put bus name",
     "Cannot add dependency job",
     "Failed to load configuration",
-    "not loaded, socket cannot be started",   # check_triggers decides this, the same on every machine
-    "Unknown key", "Unknown section", "Missing '='", "Assignment outside of section",  # parse() warns
+    "not loaded, socket cannot be started",  # check_triggers decides this, the same on every machine
+    "Unknown key",
+    "Unknown section",
+    "Missing '='",
+    "Assignment outside of section",  # parse() warns
     "Unknown lvalue",
 )

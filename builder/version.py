@@ -101,13 +101,13 @@ def _cmp_part(a: str, b: str) -> int:
     while a or b:
         (na, da), (nb, db) = re.match(_RUN, a).groups(), re.match(_RUN, b).groups()
         for i in range(max(len(na), len(nb))):
-            diff = _order(na[i:i + 1]) - _order(nb[i:i + 1])
+            diff = _order(na[i : i + 1]) - _order(nb[i : i + 1])
             if diff:
                 return -1 if diff < 0 else 1
         ia, ib = int(da or 0), int(db or 0)
         if ia != ib:
             return -1 if ia < ib else 1
-        a, b = a[len(na) + len(da):], b[len(nb) + len(db):]
+        a, b = a[len(na) + len(da) :], b[len(nb) + len(db) :]
     return 0
 
 
@@ -136,7 +136,7 @@ def _sort_order(a: str, b: str) -> int:
 sort_key = functools.cmp_to_key(_sort_order)
 
 
-def keys_for(versions) -> "callable":
+def keys_for(versions) -> callable:
     """A key function ordering ``versions`` (all well-formed) exactly as :func:`compare` does, for
     sorting many at once without a comparison per pair (``sort_key`` above compares pairs, and
     takes empty and malformed versions too) (equal versions, like ``1.0`` and ``1.00``, get
@@ -148,8 +148,10 @@ def keys_for(versions) -> "callable":
     width_u = max((len(u) for u, _ in runs.values()), default=0)
     width_r = max((len(r) for _, r in runs.values()), default=0)
     pad = ((0,), 0)
-    keys = {v: (int(split[v][0] or 0), tuple(u) + (pad,) * (width_u - len(u)), tuple(r) + (pad,) * (width_r - len(r)))
-            for v, (u, r) in runs.items()}
+    keys = {
+        v: (int(split[v][0] or 0), tuple(u) + (pad,) * (width_u - len(u)), tuple(r) + (pad,) * (width_r - len(r)))
+        for v, (u, r) in runs.items()
+    }
     return keys.__getitem__
 
 
@@ -159,7 +161,7 @@ def _runs(part: str) -> list:
     while part:
         nd, d = re.match(_RUN, part).groups()
         out.append((tuple(_order(c) for c in nd) + (0,), int(d or 0)))
-        part = part[len(nd) + len(d):]
+        part = part[len(nd) + len(d) :]
     return out
 
 
@@ -255,8 +257,7 @@ def from_git_describe(desc: str) -> str:
         base = to_debian(m["tag"])
     except ConfigError as e:
         raise ConfigError(
-            f"git tag {m['tag']!r}: not a version number; tag releases like v1.2.3 "
-            "or set [tool.debship].version"
+            f"git tag {m['tag']!r}: not a version number; tag releases like v1.2.3 or set [tool.debship].version"
         ) from e
     if m["n"] == "0" and not m["dirty"]:
         return base
@@ -274,7 +275,10 @@ def git_version(project_dir: Path) -> str | None:
     try:
         out = subprocess.run(
             ["git", "describe", "--tags", "--long", "--always", "--dirty"],
-            cwd=project_dir, capture_output=True, text=True, timeout=30,
+            cwd=project_dir,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -12,6 +12,7 @@ Each holds the client side of its SSH login in ``client.ClientSide`` (key pair,
 known_hosts, empty ssh_config).  ``rootfs`` makes and caches the Debian roots.
 Not installed with debship: the repository's own tooling.
 """
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -30,13 +31,13 @@ class TestHost(Protocol):
     def spec(self) -> HostSpec: ...
 
     @property
-    def address(self) -> str: ...                  # what `ship --host` takes
+    def address(self) -> str: ...  # what `ship --host` takes
 
     def options(self, **overrides) -> ConnectOptions: ...
 
     def connect(self, **overrides) -> SSHConnection: ...
 
-    def ship_args(self) -> list[str]: ...           # -i KEY --known-hosts … --ssh-config …
+    def ship_args(self) -> list[str]: ...  # -i KEY --known-hosts … --ssh-config …
 
     def start(self) -> None: ...
 

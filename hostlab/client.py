@@ -1,6 +1,7 @@
 """The test's side of a test host (loopback chroot, nspawn container or qemu guest):
 its own key pair, known_hosts and an empty ssh_config, so tests never read
 ``~/.ssh``, and the ConnectOptions and HostSpec that reach the host."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,6 @@ class ClientSide:
     user = "ops"
     port: int
     connect_timeout = 30.0  # a booting VM guest needs longer
-
 
     def _open(self, start: bool) -> None:
         """Provision the host, then start it if asked; a failure closes whatever was made."""
@@ -39,8 +39,22 @@ class ClientSide:
         self.key_path = folder / "id_ed25519"
         self.known_hosts = folder / "known_hosts"
         self.ssh_config = folder / "ssh_config"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{self.user}@debship-test",
-                        "-f", str(self.key_path)], check=True, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"{self.user}@debship-test",
+                "-f",
+                str(self.key_path),
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
         self.known_hosts.touch()
         self.ssh_config.touch()
 
@@ -50,9 +64,15 @@ class ClientSide:
         u, p = self.user, root.path
         # "*": no password but not locked (sshd without PAM refuses locked accounts)
         password = f"echo '{u}:debship' | chpasswd" if sudo_password else f"usermod -p '*' {u}"
-        root.run(["sh", "-c", f"useradd -m -s /bin/bash {u} && {password} && "
-                  f"install -d -m 0700 -o {u} -g {u} /home/{u}/.ssh && "
-                  f"ssh-keygen -q -t ed25519 -N '' -f {host_key}"])
+        root.run(
+            [
+                "sh",
+                "-c",
+                f"useradd -m -s /bin/bash {u} && {password} && "
+                f"install -d -m 0700 -o {u} -g {u} /home/{u}/.ssh && "
+                f"ssh-keygen -q -t ed25519 -N '' -f {host_key}",
+            ]
+        )
         auth = p / "home" / u / ".ssh" / "authorized_keys"
         auth.write_text(self.public_key)
         auth.chmod(0o600)
@@ -73,8 +93,13 @@ class ClientSide:
 
     def options(self, **overrides) -> ConnectOptions:
         """ConnectOptions for this host: its key, its known_hosts, no agent, no ~/.ssh/config."""
-        base = ConnectOptions(connect_timeout=self.connect_timeout, known_hosts=self.known_hosts, ssh_config=self.ssh_config,
-                              identity_file=self.key_path, use_agent=False)
+        base = ConnectOptions(
+            connect_timeout=self.connect_timeout,
+            known_hosts=self.known_hosts,
+            ssh_config=self.ssh_config,
+            identity_file=self.key_path,
+            use_agent=False,
+        )
         return dataclasses.replace(base, **overrides)
 
     def connect(self, **overrides) -> SSHConnection:

@@ -35,6 +35,7 @@ ProtectControlGroups= gets a fresh /proc/sys without nspawn's fake boot id and
 reads the *host's* boot id, the same at every guest boot (systemd issues
 #28059, #40135); ``boot_id()`` is PID 1's view, which does change.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -78,10 +79,19 @@ _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/ro
 # Pointless or harmful in a container that shares the host's network: consoles,
 # network set-up, and timers that would start apt (network, dpkg lock) mid-test.
 MASKED = (
-    "console-getty.service", "getty@tty1.service", "serial-getty@.service",
-    "networking.service", "systemd-networkd-wait-online.service", "systemd-networkd.service",
-    "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "fstrim.timer",
-    "e2scrub_all.timer", "e2scrub_reap.service", "systemd-pstore.service",
+    "console-getty.service",
+    "getty@tty1.service",
+    "serial-getty@.service",
+    "networking.service",
+    "systemd-networkd-wait-online.service",
+    "systemd-networkd.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "fstrim.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "systemd-pstore.service",
 )
 
 _SSHD_DROPIN = """\
@@ -101,17 +111,23 @@ class Boot:
     """One run of systemd-nspawn: when it started, when sshd answered, how it ended."""
 
     pid: int
-    started: float                   # time.monotonic()
-    ssh_after: float | None = None   # s from start until sshd sent its banner
+    started: float  # time.monotonic()
+    ssh_after: float | None = None  # s from start until sshd sent its banner
     exit_code: int | None = None
 
 
 class NspawnHost(ClientSide):
     """A booted container of ``root``; sshd on 127.0.0.1:``port``, user ``ops`` logs in with ``key_path``."""
 
-
-    def __init__(self, root: Root, workdir: Path | None = None, *, boot_timeout: float = 60.0,
-                 start: bool = True, user_data: str | None = None):
+    def __init__(
+        self,
+        root: Root,
+        workdir: Path | None = None,
+        *,
+        boot_timeout: float = 60.0,
+        start: bool = True,
+        user_data: str | None = None,
+    ):
         self.root, self.boot_timeout, self.user_data = root, boot_timeout, user_data
         self.dir = Path(tempfile.mkdtemp(prefix="debship-nspawn-", dir=workdir))
         self.port = free_port()
@@ -126,13 +142,21 @@ class NspawnHost(ClientSide):
 
     # -- what tests use (the same surface as SSHHost) -----------------------------------
 
-    def run_root(self, argv: list[str], check: bool = True, timeout: float = 120.0,
-                 **kw) -> subprocess.CompletedProcess:
+    def run_root(
+        self, argv: list[str], check: bool = True, timeout: float = 120.0, **kw
+    ) -> subprocess.CompletedProcess:
         """Run ``argv`` inside the booted container as root (its namespaces, its root), without SSH."""
         leader = self.leader()
-        return subprocess.run(["nsenter", "--target", str(leader), "--all", "--root", "--wd", "--", *argv],
-                              check=check, env=_ENV, text=True, capture_output=True, stdin=subprocess.DEVNULL,
-                              timeout=timeout, **kw)
+        return subprocess.run(
+            ["nsenter", "--target", str(leader), "--all", "--root", "--wd", "--", *argv],
+            check=check,
+            env=_ENV,
+            text=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            **kw,
+        )
 
     def boot_id(self) -> str:
         """The guest's boot id as its PID 1 (and ship, over SSH) sees it: new at every boot."""
@@ -185,9 +209,11 @@ class NspawnHost(ClientSide):
             if (boot is not None and not self.running) or time.monotonic() > deadline:
                 tail = self.console()[-3000:]
                 self.stop()
-                raise RuntimeError(f"container {self.machine}: no sshd on 127.0.0.1:{self.port} "
-                                   f"after {time.monotonic() - (boot.started if boot else 0):.0f} s; "
-                                   f"its console:\n{tail}")
+                raise RuntimeError(
+                    f"container {self.machine}: no sshd on 127.0.0.1:{self.port} "
+                    f"after {time.monotonic() - (boot.started if boot else 0):.0f} s; "
+                    f"its console:\n{tail}"
+                )
             time.sleep(0.05)
 
     def _supervise(self) -> None:
@@ -213,13 +239,36 @@ class NspawnHost(ClientSide):
         # nspawn as PID 1 of a PID namespace of its own: when it dies (with the thread that
         # started it, or killed), the kernel kills the whole namespace, guest included
         # (the guest's systemd would survive a killed nspawn otherwise).
-        argv = ["unshare", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc",
-                "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--boot",
-                "--directory", str(self.root.path), "--machine", self.machine,
-                "--console=read-only", "--link-journal=no", "--resolv-conf=off", "--timezone=off"]
+        argv = [
+            "unshare",
+            "--pid",
+            "--mount",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "systemd-nspawn",
+            "--quiet",
+            "--register=no",
+            "--keep-unit",
+            "--boot",
+            "--directory",
+            str(self.root.path),
+            "--machine",
+            self.machine,
+            "--console=read-only",
+            "--link-journal=no",
+            "--resolv-conf=off",
+            "--timezone=off",
+        ]
         with open(self.console_path, "ab") as log:
-            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=_ENV, preexec_fn=_die_with_parent)
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_ENV,
+                preexec_fn=_die_with_parent,
+            )
 
     def stop(self, grace: float = 15.0) -> None:
         """Power the guest off (SIGTERM to nspawn), SIGKILL it after ``grace`` s; no process survives."""
@@ -267,7 +316,6 @@ class NspawnHost(ClientSide):
             link = units / unit
             link.unlink(missing_ok=True)
             link.symlink_to("/dev/null")
-
 
     def _seed(self, user_data: str) -> None:
         """A NoCloud seed (cloud-init runs it at first boot); apt has no source but the seed's."""

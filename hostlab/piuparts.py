@@ -9,6 +9,7 @@ piuparts' chroot.  A package piuparts' apt knows (its older version is in that r
 installed from there first and then upgraded to the .deb under test; one it does not know gets
 the install/purge test only.  Needs root, mmdebstrap, piuparts and dpkg-scanpackages.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +25,7 @@ from hostlab.rootfs import cache_dir
 SUITE = "bookworm"
 # minbase + what the corpus packages depend on (python3) and use (deb-systemd-helper).
 BASE_PACKAGES = ("python3", "init-system-helpers")
-_LAYOUT = "1"   # bump when the way the base is made changes
+_LAYOUT = "1"  # bump when the way the base is made changes
 PASS = "PASS: All tests."
 
 
@@ -38,13 +39,22 @@ def base_tarball(packages: tuple[str, ...] = BASE_PACKAGES, suite: str = SUITE) 
     os.close(fd)
     try:
         subprocess.run(
-            ["mmdebstrap", "--quiet", "--variant=minbase", "--include=" + ",".join(sorted(packages)),
-             # offline: no archive in sources.list, apt lists dropped; the local repository is unsigned
-             "--customize-hook=: > \"$1\"/etc/apt/sources.list; rm -rf \"$1\"/var/lib/apt/lists/*",
-             "--customize-hook=echo 'Acquire::AllowInsecureRepositories \"true\";' > "
-             "\"$1\"/etc/apt/apt.conf.d/99debship-local-repository",
-             suite, tmp],
-            check=True, stdin=subprocess.DEVNULL, capture_output=True)
+            [
+                "mmdebstrap",
+                "--quiet",
+                "--variant=minbase",
+                "--include=" + ",".join(sorted(packages)),
+                # offline: no archive in sources.list, apt lists dropped; the local repository is unsigned
+                '--customize-hook=: > "$1"/etc/apt/sources.list; rm -rf "$1"/var/lib/apt/lists/*',
+                "--customize-hook=echo 'Acquire::AllowInsecureRepositories \"true\";' > "
+                '"$1"/etc/apt/apt.conf.d/99debship-local-repository',
+                suite,
+                tmp,
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
         os.replace(tmp, final)
     finally:
         if os.path.exists(tmp):
@@ -59,13 +69,15 @@ def make_repo(folder: Path, debs: list[Path], suite: str = SUITE) -> Path:
     index.mkdir(parents=True)
     for deb in debs:
         shutil.copy(deb, pool / deb.name)
-    packages = subprocess.run(["dpkg-scanpackages", "pool", "/dev/null"], cwd=folder, check=True,
-                              capture_output=True).stdout
+    packages = subprocess.run(
+        ["dpkg-scanpackages", "pool", "/dev/null"], cwd=folder, check=True, capture_output=True
+    ).stdout
     (index / "Packages").write_bytes(packages)
     digest = hashlib.sha256(packages).hexdigest()
     (folder / "dists" / suite / "Release").write_text(
         f"Suite: {suite}\nCodename: {suite}\nComponents: main\nArchitectures: amd64\n"
-        f"SHA256:\n {digest} {len(packages)} main/binary-amd64/Packages\n")
+        f"SHA256:\n {digest} {len(packages)} main/binary-amd64/Packages\n"
+    )
     return folder
 
 
@@ -90,10 +102,29 @@ def run(deb: Path, work: Path, older: list[Path] = (), base: Path | None = None)
     repo = make_repo(work / "repo", list(older))
     log = work / "piuparts.log"
     proc = subprocess.run(
-        ["piuparts", "--basetgz", str(base or base_tarball()), "--distribution", SUITE,
-         "--mirror", f"file:{repo} main", "--do-not-verify-signatures", "--bindmount", str(repo),
-         "--no-eatmydata", "--skip-logrotatefiles-test", "--tmpdir", str(work), "--log-file", str(log),
-         str(deb)],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900)
+        [
+            "piuparts",
+            "--basetgz",
+            str(base or base_tarball()),
+            "--distribution",
+            SUITE,
+            "--mirror",
+            f"file:{repo} main",
+            "--do-not-verify-signatures",
+            "--bindmount",
+            str(repo),
+            "--no-eatmydata",
+            "--skip-logrotatefiles-test",
+            "--tmpdir",
+            str(work),
+            "--log-file",
+            str(log),
+            str(deb),
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     text = log.read_text() if log.exists() else proc.stdout + proc.stderr
     return Result(deb, proc.returncode, text)

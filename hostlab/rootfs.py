@@ -6,6 +6,7 @@ keyed by its package list, so a second run reuses it.  ``Root`` mounts an
 overlay of that cache on a temp folder: every test gets a fresh, writable root
 and the cache is never touched.  Needs root (mount, chroot), as on CI.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,11 +42,18 @@ def cached_root(packages: tuple[str, ...] = ROOT_PACKAGES, suite: str = SUITE) -
     work = Path(tempfile.mkdtemp(prefix=final.name + ".", dir=final.parent))
     try:
         subprocess.run(
-            ["mmdebstrap", "--quiet", "--variant=apt", "--include=" + ",".join(sorted(packages)),
-             # no daemons may start inside the build; apt lists are kept for offline apt use
-             "--customize-hook=rm -f \"$1\"/etc/ssh/ssh_host_*",
-             suite, str(work / "root")],
-            check=True, stdin=subprocess.DEVNULL,
+            [
+                "mmdebstrap",
+                "--quiet",
+                "--variant=apt",
+                "--include=" + ",".join(sorted(packages)),
+                # no daemons may start inside the build; apt lists are kept for offline apt use
+                '--customize-hook=rm -f "$1"/etc/ssh/ssh_host_*',
+                suite,
+                str(work / "root"),
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
         )
         os.replace(work / "root", final)
     finally:
@@ -65,18 +73,32 @@ class Root:
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(self.path)], check=True)
         self._mounted = True
 
-    def run(self, argv: list[str], check: bool = True, env: dict | None = None, offline: bool = False,
-            **kw) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: list[str], check: bool = True, env: dict | None = None, offline: bool = False, **kw
+    ) -> subprocess.CompletedProcess:
         """Run ``argv`` chrooted into the root, in its own mount namespace with /proc mounted
         (``offline``: also in a network namespace of its own, with no network at all)."""
-        script = ('mount -t proc proc "$0/proc" && mount --rbind /dev "$0/dev" && '
-                  'exec chroot "$0" "$@"')
+        script = 'mount -t proc proc "$0/proc" && mount --rbind /dev "$0/dev" && exec chroot "$0" "$@"'
         full_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
         full_env.update(env or {})
         return subprocess.run(
-            ["unshare", "--mount", *(["--net"] if offline else []), "--fork", "sh", "-c", script, str(self.path),
-             *argv],
-            check=check, env=full_env, text=True, capture_output=True, stdin=subprocess.DEVNULL, **kw,
+            [
+                "unshare",
+                "--mount",
+                *(["--net"] if offline else []),
+                "--fork",
+                "sh",
+                "-c",
+                script,
+                str(self.path),
+                *argv,
+            ],
+            check=check,
+            env=full_env,
+            text=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            **kw,
         )
 
     def files(self) -> set[str]:

@@ -19,6 +19,7 @@ killed pytest leaves no sshd behind.  Needs root, like ``Root``.
             conn.run(["id"])
         host.run_root(["cat", "/etc/hostname"])  # chrooted, as root, no SSH
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -96,9 +97,15 @@ def _die_with_parent() -> None:
 class SSHHost(ClientSide):
     """sshd on 127.0.0.1:``port`` serving ``root``; user ``ops`` logs in with ``key_path``."""
 
-
-    def __init__(self, root: Root, workdir: Path | None = None, *, start_delay: float = 0.0,
-                 sudo_password: bool = False, start: bool = True):
+    def __init__(
+        self,
+        root: Root,
+        workdir: Path | None = None,
+        *,
+        start_delay: float = 0.0,
+        sudo_password: bool = False,
+        start: bool = True,
+    ):
         self.root, self.start_delay, self.sudo_password = root, start_delay, sudo_password
         self.dir = Path(tempfile.mkdtemp(prefix="debship-ssh-", dir=workdir))
         self.port = free_port()
@@ -135,11 +142,29 @@ class SSHHost(ClientSide):
         if self.running:
             return
         delay = self.start_delay if delay is None else delay
-        argv = ["unshare", "--mount", "--pid", "--fork", "--kill-child", f"--mount-proc={self.root.path}/proc",
-                "sh", "-c", _START, str(self.root.path), str(delay), SSHD_CONFIG]
+        argv = [
+            "unshare",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            f"--mount-proc={self.root.path}/proc",
+            "sh",
+            "-c",
+            _START,
+            str(self.root.path),
+            str(delay),
+            SSHD_CONFIG,
+        ]
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                          env=_ENV, preexec_fn=_die_with_parent)
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_ENV,
+                preexec_fn=_die_with_parent,
+            )
         if wait if wait is not None else delay == 0:
             self.wait_listening()
 

@@ -32,6 +32,7 @@ inside; ``close()`` kills qemu and deletes the overlay, seed and key.  Needs roo
 image (mmdebstrap, files owned by root); booting needs qemu-system-x86,
 qemu-utils and cloud-image-utils.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -65,12 +66,26 @@ SUITE = "bookworm"
 # kernel, ifupdown + a DHCP client for cloud-init's fallback network config,
 # e2fsprogs for cloud-init's resizefs, curl for checks from inside the guest.
 GUEST_PACKAGES = (
-    "cloud-init", "curl", "dbus", "e2fsprogs", "ifupdown", "iproute2", "isc-dhcp-client",
-    "libpam-systemd", "linux-image-cloud-amd64", "netbase", "openssh-server", "procps",
-    "python3", "sudo", "systemd", "systemd-sysv", "udev",
+    "cloud-init",
+    "curl",
+    "dbus",
+    "e2fsprogs",
+    "ifupdown",
+    "iproute2",
+    "isc-dhcp-client",
+    "libpam-systemd",
+    "linux-image-cloud-amd64",
+    "netbase",
+    "openssh-server",
+    "procps",
+    "python3",
+    "sudo",
+    "systemd",
+    "systemd-sysv",
+    "udev",
 )
-_LAYOUT = "1"          # bump when the way images are made changes
-IMAGE_SIZE = "3G"      # the guest's root file system (sparse; the qcow2 holds only what is used)
+_LAYOUT = "1"  # bump when the way images are made changes
+IMAGE_SIZE = "3G"  # the guest's root file system (sparse; the qcow2 holds only what is used)
 ROOT_LABEL = "debship-root"
 KERNEL_APPEND = "root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 panic=-1"
 
@@ -155,30 +170,49 @@ def _build_image(final: Path, packages: tuple[str, ...], log: Callable[[str], No
         t0 = time.monotonic()
         root = work / "root"
         log(f"building the guest image {final.name} with mmdebstrap ({len(packages)} packages) …")
-        _run(["mmdebstrap", "--quiet", "--variant=apt", "--include=" + ",".join(packages),
-              "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
-              "--dpkgopt=path-include=/usr/share/doc/*/copyright", "--dpkgopt=path-exclude=/usr/share/locale/*",
-              "--customize-hook=" + _CUSTOMIZE % {"label": ROOT_LABEL}, SUITE, str(root)])
+        _run(
+            [
+                "mmdebstrap",
+                "--quiet",
+                "--variant=apt",
+                "--include=" + ",".join(packages),
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+                "--dpkgopt=path-exclude=/usr/share/locale/*",
+                "--customize-hook=" + _CUSTOMIZE % {"label": ROOT_LABEL},
+                SUITE,
+                str(root),
+            ]
+        )
         t_root = time.monotonic()
         for pattern, name in (("vmlinuz-*", "vmlinuz"), ("initrd.img-*", "initrd.img")):
             found = sorted((root / "boot").glob(pattern))
             if len(found) != 1:
                 raise RuntimeError(f"expected one /boot/{pattern} in the guest root, found {found}")
             shutil.copy2(found[0], work / name)
-        kernel_version = sorted((root / "boot").glob("vmlinuz-*"))[0].name[len("vmlinuz-"):]
+        kernel_version = sorted((root / "boot").glob("vmlinuz-*"))[0].name[len("vmlinuz-") :]
         raw = work / "root.raw"
-        _run(["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-E", "root_owner=0:0", "-d", str(root), str(raw),
-              IMAGE_SIZE])
+        _run(["mkfs.ext4", "-q", "-F", "-L", ROOT_LABEL, "-E", "root_owner=0:0", "-d", str(root), str(raw), IMAGE_SIZE])
         shutil.rmtree(root)
         _run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(work / "base.qcow2")])
         raw.unlink()
-        info = {"suite": SUITE, "packages": list(packages), "kernel": kernel_version, "size": IMAGE_SIZE,
-                "qcow2_bytes": (work / "base.qcow2").stat().st_size, "layout": _LAYOUT,
-                "root_seconds": round(t_root - t0, 1), "build_seconds": round(time.monotonic() - t0, 1)}
+        info = {
+            "suite": SUITE,
+            "packages": list(packages),
+            "kernel": kernel_version,
+            "size": IMAGE_SIZE,
+            "qcow2_bytes": (work / "base.qcow2").stat().st_size,
+            "layout": _LAYOUT,
+            "root_seconds": round(t_root - t0, 1),
+            "build_seconds": round(time.monotonic() - t0, 1),
+        }
         (work / "image.json").write_text(json.dumps(info, indent=1) + "\n")
         os.replace(work, final)
-        log(f"guest image built in {info['build_seconds']} s (root {info['root_seconds']} s), "
-            f"{info['qcow2_bytes'] / 1e6:.0f} MB qcow2, kernel {kernel_version}")
+        log(
+            f"guest image built in {info['build_seconds']} s (root {info['root_seconds']} s), "
+            f"{info['qcow2_bytes'] / 1e6:.0f} MB qcow2, kernel {kernel_version}"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -186,8 +220,9 @@ def _build_image(final: Path, packages: tuple[str, ...], log: Callable[[str], No
 def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, **kw)
     if proc.returncode != 0:
-        raise RuntimeError(f"`{' '.join(argv[:3])} …` failed (exit {proc.returncode}):\n"
-                           f"{(proc.stdout + proc.stderr)[-3000:]}")
+        raise RuntimeError(
+            f"`{' '.join(argv[:3])} …` failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}"
+        )
     return proc
 
 
@@ -233,13 +268,35 @@ def _probe_kvm(image: Image, timeout: float) -> tuple[tuple[str, ...], str]:
         return TCG, "tcg: /dev/kvm is missing or not accessible"
     with tempfile.TemporaryDirectory(prefix="debship-kvm-probe-") as tmp:
         console = Path(tmp) / "console.log"
-        argv = ["qemu-system-x86_64", *KVM, "-m", "512", "-smp", "1", "-nodefaults", "-no-user-config",
-                "-display", "none", "-no-reboot", "-serial", f"file:{console}",
-                "-kernel", str(image.kernel), "-initrd", str(image.initrd),
-                "-append", "console=ttyS0,115200 panic=-1 root=/dev/nonexistent"]
+        argv = [
+            "qemu-system-x86_64",
+            *KVM,
+            "-m",
+            "512",
+            "-smp",
+            "1",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            f"file:{console}",
+            "-kernel",
+            str(image.kernel),
+            "-initrd",
+            str(image.initrd),
+            "-append",
+            "console=ttyS0,115200 panic=-1 root=/dev/nonexistent",
+        ]
         t0 = time.monotonic()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
         try:
             while time.monotonic() - t0 < timeout:
                 text = console.read_text(errors="replace") if console.exists() else ""
@@ -251,8 +308,10 @@ def _probe_kvm(image: Image, timeout: float) -> tuple[tuple[str, ...], str]:
                     return TCG, f"tcg: under KVM qemu stopped before the kernel ran its initramfs ({why})"
                 time.sleep(0.2)
             text = console.read_text(errors="replace") if console.exists() else ""
-            return TCG, (f"tcg: under KVM the guest kernel did not reach its initramfs in {timeout:g} s "
-                         f"(last console line: {_last_line(text) or 'none'})")
+            return TCG, (
+                f"tcg: under KVM the guest kernel did not reach its initramfs in {timeout:g} s "
+                f"(last console line: {_last_line(text) or 'none'})"
+            )
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -271,8 +330,9 @@ class BootRecord:
     """One boot of the guest: when it began (qemu start, or the kernel's banner after a reboot)
     and how many seconds later sshd first answered."""
 
-    started: float                   # time.monotonic()
+    started: float  # time.monotonic()
     ssh_after: float | None = None
+
 
 def ssh_banner(port: int, timeout: float = 3.0) -> bool:
     """True when sshd answers on 127.0.0.1:``port``: qemu's user networking accepts the TCP
@@ -290,9 +350,17 @@ class VMGuest(ClientSide):
 
     connect_timeout = 600.0
 
-    def __init__(self, image: Image | None = None, workdir: Path | None = None, *, memory: int = 1024,
-                 cpus: int = 2, hostname: str = "debship-vm", start: bool = True,
-                 log: Callable[[str], None] = lambda s: None):
+    def __init__(
+        self,
+        image: Image | None = None,
+        workdir: Path | None = None,
+        *,
+        memory: int = 1024,
+        cpus: int = 2,
+        hostname: str = "debship-vm",
+        start: bool = True,
+        log: Callable[[str], None] = lambda s: None,
+    ):
         self.image = image or cached_image(log=log)
         self.memory, self.cpus, self.hostname, self._log = memory, cpus, hostname, log
         self.dir = Path(tempfile.mkdtemp(prefix="debship-vm-", dir=workdir))
@@ -302,15 +370,22 @@ class VMGuest(ClientSide):
         self.seed = self.dir / "seed.iso"
         self.accel: tuple[str, ...] = ()
         self.accel_reason = ""
-        self.boots: list[BootRecord] = []      # one per boot of the guest, the first from qemu's start
+        self.boots: list[BootRecord] = []  # one per boot of the guest, the first from qemu's start
         self._proc: subprocess.Popen | None = None
         self._conn: SSHConnection | None = None
         self._watcher: threading.Thread | None = None
         self._open(start)
 
     # -- what tests use (the same surface as SSHHost) ------------------------------------
-    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float = 120.0, check: bool = False,
-            stdin: bytes | None = None) -> Result:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        sudo: bool = False,
+        timeout: float = 120.0,
+        check: bool = False,
+        stdin: bytes | None = None,
+    ) -> Result:
         """Run ``argv`` in the guest over SSH as ``ops`` (``sudo``: as root), on one kept connection
         that is opened again when it dropped (after a reboot)."""
         for attempt in (1, 2):
@@ -326,8 +401,9 @@ class VMGuest(ClientSide):
                 if attempt == 2:
                     raise
         if check and not r.ok:
-            raise RuntimeError(f"in the guest, `{' '.join(argv)}` failed (exit {r.exit_code}): "
-                               f"{(r.stdout + r.stderr).strip()[-2000:]}")
+            raise RuntimeError(
+                f"in the guest, `{' '.join(argv)}` failed (exit {r.exit_code}): {(r.stdout + r.stderr).strip()[-2000:]}"
+            )
         return r
 
     def boot_id(self) -> str:
@@ -412,8 +488,7 @@ class VMGuest(ClientSide):
     def _provision(self) -> None:
         """The per-instance files: key pair, empty known_hosts and ssh_config, overlay, NoCloud seed."""
         self.client_files(self.dir)
-        _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.image.disk), "-F", "qcow2",
-              str(self.overlay)])
+        _run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(self.image.disk), "-F", "qcow2", str(self.overlay)])
         seed = self.dir / "seed"
         seed.mkdir()
         key = self.public_key.strip()
@@ -423,21 +498,50 @@ class VMGuest(ClientSide):
         _run(["cloud-localds", str(self.seed), str(seed / "user-data"), str(seed / "meta-data")])
 
     def _argv(self) -> list[str]:
-        return ["qemu-system-x86_64", "-name", f"debship-vm-{self.port}", *self.accel,
-                "-m", str(self.memory), "-smp", str(self.cpus),
-                "-nodefaults", "-no-user-config", "-display", "none",
-                "-serial", f"file:{self.console_path}",
-                "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd), "-append", KERNEL_APPEND,
-                "-drive", f"file={self.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-                "-drive", f"file={self.seed},if=virtio,format=raw,readonly=on",
-                "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
-                "-device", "virtio-net-pci,netdev=n0",
-                "-object", "rng-random,filename=/dev/urandom,id=rng0", "-device", "virtio-rng-pci,rng=rng0"]
+        return [
+            "qemu-system-x86_64",
+            "-name",
+            f"debship-vm-{self.port}",
+            *self.accel,
+            "-m",
+            str(self.memory),
+            "-smp",
+            str(self.cpus),
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-serial",
+            f"file:{self.console_path}",
+            "-kernel",
+            str(self.image.kernel),
+            "-initrd",
+            str(self.image.initrd),
+            "-append",
+            KERNEL_APPEND,
+            "-drive",
+            f"file={self.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+            "-drive",
+            f"file={self.seed},if=virtio,format=raw,readonly=on",
+            "-netdev",
+            f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+            "-object",
+            "rng-random,filename=/dev/urandom,id=rng0",
+            "-device",
+            "virtio-rng-pci,rng=rng0",
+        ]
 
     def _spawn(self) -> None:
         with open(self.dir / "qemu.log", "ab") as out:
-            self._proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            self._proc = subprocess.Popen(
+                self._argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
         self.boots = [BootRecord(started=time.monotonic())]
 
     def _qemu_log(self) -> str:
@@ -466,6 +570,8 @@ class VMGuest(ClientSide):
             boot = self.boots[-1]
             if boot.ssh_after is None and ssh_banner(self.port, timeout=2.0):
                 boot.ssh_after = round(time.monotonic() - boot.started, 1)
-                self._log(f"sshd answered {boot.ssh_after} s after " + ("qemu started" if len(self.boots) == 1
-                                                                          else "the guest's kernel started again"))
+                self._log(
+                    f"sshd answered {boot.ssh_after} s after "
+                    + ("qemu started" if len(self.boots) == 1 else "the guest's kernel started again")
+                )
             time.sleep(0.5)

@@ -13,6 +13,7 @@ FLEET_AGENT_CONFIG environment variable point elsewhere (tests).  A missing
 file means defaults.  Logs go to stderr, which systemd sends to the journal.
 Standard library only: the host has python3 and nothing else.
 """
+
 import argparse
 import configparser
 import json
@@ -37,8 +38,13 @@ def log(message):
 def installed_version(package=NAME):
     """The installed version as dpkg knows it, or "unknown" (not installed, no dpkg)."""
     try:
-        proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, timeout=30)
+        proc = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", package],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else "unknown"
@@ -80,11 +86,17 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(404, {"status": "not found", "path": self.path})
             return
         info = self.server.info
-        self._reply(200, {
-            "status": "ok", "name": NAME, "version": info["version"], "pid": os.getpid(),
-            "uptime_seconds": int(time.monotonic() - info["started"]),
-            "startup": read_startup_state(info["state_file"]),
-        })
+        self._reply(
+            200,
+            {
+                "status": "ok",
+                "name": NAME,
+                "version": info["version"],
+                "pid": os.getpid(),
+                "uptime_seconds": int(time.monotonic() - info["started"]),
+                "startup": read_startup_state(info["state_file"]),
+            },
+        )
 
     def _reply(self, code, body):
         data = (json.dumps(body, sort_keys=True) + "\n").encode()
@@ -101,8 +113,11 @@ class Handler(BaseHTTPRequestHandler):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fleet-agent health endpoint")
-    parser.add_argument("--config", default=os.environ.get("FLEET_AGENT_CONFIG", DEFAULT_CONFIG),
-                        help=f"INI settings file (default {DEFAULT_CONFIG})")
+    parser.add_argument(
+        "--config",
+        default=os.environ.get("FLEET_AGENT_CONFIG", DEFAULT_CONFIG),
+        help=f"INI settings file (default {DEFAULT_CONFIG})",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -112,8 +127,10 @@ def main(argv=None):
     try:
         server = ThreadingHTTPServer((ADDRESS, settings["port"]), Handler)
     except OSError as e:
-        log(f"error: cannot listen on {ADDRESS}:{settings['port']} ({e.strerror}); "
-            f"is another agent running? change port in {args.config}")
+        log(
+            f"error: cannot listen on {ADDRESS}:{settings['port']} ({e.strerror}); "
+            f"is another agent running? change port in {args.config}"
+        )
         return 1
     server.daemon_threads = True
     server.info = {**settings, "version": installed_version(), "started": time.monotonic()}

@@ -7,6 +7,7 @@ starting right after an install or a restart); 2 for a bad setting.  The port
 comes from --port, else agent.conf (--config, FLEET_AGENT_CONFIG, default
 /etc/fleet-agent/agent.conf), else 8787.  Standard library only.
 """
+
 import argparse
 import configparser
 import json
@@ -53,8 +54,9 @@ def main(argv=None):
     parser.add_argument("--config", default=os.environ.get("FLEET_AGENT_CONFIG", DEFAULT_CONFIG))
     parser.add_argument("--port", type=int, help="default: port in the config, else 8787")
     parser.add_argument("--expect-version", metavar="V", help="also require this installed version")
-    parser.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
-                        help="keep trying this long (default 10)")
+    parser.add_argument(
+        "--wait", type=float, default=10.0, metavar="SECONDS", help="keep trying this long (default 10)"
+    )
     args = parser.parse_args(argv)
     try:
         port = args.port if args.port is not None else configured_port(args.config)

@@ -17,6 +17,7 @@ Exit 0 and one summary line on stdout on success; exit 1 with a message on
 stderr that names the deploy log otherwise.  FLEET_AGENT_ROOT=/some/dir
 prefixes every path (tests).  Standard library only.
 """
+
 import configparser
 import json
 import os
@@ -42,8 +43,13 @@ class StartupError(Exception):
 def installed_version(package=NAME):
     """The installed version as dpkg knows it (the new one, during postinst), or "unknown"."""
     try:
-        proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, timeout=30)
+        proc = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", package],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else "unknown"

@@ -1,4 +1,5 @@
 """Fixtures shared by every tier (the helpers they use are in tests/harness)."""
+
 from __future__ import annotations
 
 import os

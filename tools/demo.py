@@ -17,6 +17,7 @@ Steps, each timed:
 Options: --keep leaves the guest running until you press Enter (and prints the
 ssh command to log in); --deb FILE ships that package instead of building.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,11 @@ def say(text: str) -> None:
 
 def build_sample() -> Path:
     say("building the sample bundle with build-deb")
-    proc = subprocess.run([str(VENV / "build-deb"), "--project", str(REPO), "--out", str(REPO / "dist"), "--json"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(VENV / "build-deb"), "--project", str(REPO), "--out", str(REPO / "dist"), "--json"],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         sys.exit(f"build-deb failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
     built = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -53,8 +57,17 @@ def build_sample() -> Path:
 
 
 def ship(vm: VMGuest, deb: Path) -> int:
-    argv = [str(VENV / "ship"), str(deb), "--host", vm.address, *vm.ship_args(),
-            "--connect-timeout", "600", "--boot-timeout", "600"]
+    argv = [
+        str(VENV / "ship"),
+        str(deb),
+        "--host",
+        vm.address,
+        *vm.ship_args(),
+        "--connect-timeout",
+        "600",
+        "--boot-timeout",
+        "600",
+    ]
     say("shipping right away; ship waits for SSH and cloud-init by itself:")
     print("  $ " + shlex.join(["ship", deb.name, "--host", vm.address, "-i", "<key>", "…"]), flush=True)
     env = {**os.environ, "SSH_AUTH_SOCK": ""}
@@ -72,15 +85,28 @@ def show_health(vm: VMGuest) -> None:
         print(json.dumps(json.loads(r.stdout), indent=2), flush=True)
     except ValueError:
         print(f"  (no JSON answer, exit {r.exit_code}) {r.stdout}{r.stderr}", flush=True)
-    r = vm.run(["systemctl", "show", "-p", "Id,ActiveState,SubState,UnitFileState", "--",
-                "fleet-agent.service", "fleet-agent-startup.service"])
+    r = vm.run(
+        [
+            "systemctl",
+            "show",
+            "-p",
+            "Id,ActiveState,SubState,UnitFileState",
+            "--",
+            "fleet-agent.service",
+            "fleet-agent-startup.service",
+        ]
+    )
     for block in r.stdout.strip().split("\n\n"):
         u = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
         if u.get("Id"):
-            note = "  (a oneshot run at every boot; the postinst already ran startup.py)" \
-                if u["Id"] == "fleet-agent-startup.service" and u.get("ActiveState") != "active" else ""
-            print(f"  {u['Id']}: {u.get('ActiveState')} ({u.get('SubState')}), {u.get('UnitFileState')}{note}",
-                  flush=True)
+            note = (
+                "  (a oneshot run at every boot; the postinst already ran startup.py)"
+                if u["Id"] == "fleet-agent-startup.service" and u.get("ActiveState") != "active"
+                else ""
+            )
+            print(
+                f"  {u['Id']}: {u.get('ActiveState')} ({u.get('SubState')}), {u.get('UnitFileState')}{note}", flush=True
+            )
 
 
 def main() -> int:
@@ -89,8 +115,10 @@ def main() -> int:
     parser.add_argument("--deb", type=Path, help="ship this .deb instead of building the sample")
     args = parser.parse_args()
     if os.geteuid() != 0:
-        sys.exit("the demo builds the guest image with mmdebstrap and mkfs.ext4 -d: run it as root "
-                 "(make demo does, through sudo)")
+        sys.exit(
+            "the demo builds the guest image with mmdebstrap and mkfs.ext4 -d: run it as root "
+            "(make demo does, through sudo)"
+        )
 
     deb = args.deb.resolve() if args.deb else build_sample()
     say("guest image: Debian 12 with systemd, sshd, cloud-init (built once, then cached)")
@@ -105,8 +133,11 @@ def main() -> int:
         if code in (0, 3):
             show_health(vm)
         if args.keep:
-            print(f"\nthe guest keeps running; log in with:\n  ssh -i {vm.key_path} -p {vm.port} "
-                  f"-o UserKnownHostsFile={vm.known_hosts} ops@127.0.0.1\npress Enter to shut it down", flush=True)
+            print(
+                f"\nthe guest keeps running; log in with:\n  ssh -i {vm.key_path} -p {vm.port} "
+                f"-o UserKnownHostsFile={vm.known_hosts} ops@127.0.0.1\npress Enter to shut it down",
+                flush=True,
+            )
             try:
                 input()
             except EOFError:
@@ -116,8 +147,10 @@ def main() -> int:
         say("guest powered off" if clean else "guest did not power off in time; killed")
     finally:
         vm.close()
-    say(f"done in {time.monotonic() - T0:.0f} s" + ("" if args.keep else
-        "; `make demo ARGS=--keep` leaves the guest running for you to log in"))
+    say(
+        f"done in {time.monotonic() - T0:.0f} s"
+        + ("" if args.keep else "; `make demo ARGS=--keep` leaves the guest running for you to log in")
+    )
     return code
 
 

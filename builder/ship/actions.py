@@ -7,6 +7,7 @@ and returns a ``Done``: the status and detail of its event plus what it learnt (
 held lock, the kept upload, the package's name) for the executor to keep; or it raises
 ``ShipError``.  Only the executor changes its own state.  What to run is ``commands``', what the host is ``facts``'.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import hostguard, pkgsig
 from ..debinfo import PackageInfo, name_only
 from ..errors import DebshipError, RemoteError, ShipError
 from ..layout import DEBSHIP_STATE, Layout
-from .. import hostguard, pkgsig
 from ..manifest import Manifest
 from . import commands, deps, facts, pin, plan, store, verify
 from .connection import Connection, Held, Result
@@ -47,8 +48,15 @@ class Context:
     def layout(self) -> Layout:
         return Layout(self.pkg.name)
 
-    def sh(self, argv: Sequence[str], *, sudo: bool = False, check: bool = False, timeout: float = 120.0,
-           stdin: bytes | None = None) -> Result:
+    def sh(
+        self,
+        argv: Sequence[str],
+        *,
+        sudo: bool = False,
+        check: bool = False,
+        timeout: float = 120.0,
+        stdin: bytes | None = None,
+    ) -> Result:
         r = self.conn.run(list(argv), sudo=sudo, timeout=timeout, stdin=stdin)
         if check and not r.ok:
             raise ShipError(f"`{shlex.join(argv)}` failed (exit {r.exit_code}): {r.stderr.strip() or r.stdout.strip()}")
@@ -104,6 +112,7 @@ def wait_for_boot(run: Context) -> Done:
         raise ShipError(boot.detail)
     return Done(boot.state, boot.detail)
 
+
 def find_package(run: Context) -> Done:
     """No package named: the host's debship state says which package it manages."""
     if run.pkg.name:
@@ -115,12 +124,15 @@ def find_package(run: Context) -> Done:
         raise ShipError(f"cannot tell which package: {listed} ({DEBSHIP_STATE}); pass --package NAME")
     return Done("ok", f"package {names[0]} (the one debship package on the host)", pkg=name_only(names[0]))
 
+
 def take_lock(run: Context) -> Done:
     """Take the host's ship lock for this package (held until the connection closes); a ship
     already holding it is waited for, up to --lock-timeout, and named."""
     lay, wait = run.layout, run.opts.lock_timeout
-    who = (f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()} since "
-           f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, shipping {run.pkg.name} {run.pkg.version}")
+    who = (
+        f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()} since "
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, shipping {run.pkg.name} {run.pkg.version}"
+    )
     busy: list[str] = []
 
     def waiting(line: str) -> None:
@@ -128,17 +140,26 @@ def take_lock(run: Context) -> Done:
             busy.append(line[5:])
             run.emit("lock", "warn", f"waiting up to {wait} s for the ship lock, held by {line[5:]}")
 
-    got = run.conn.hold(commands.host_lock(lay.lock, lay.lock_holder, who.strip(), wait, lay.store, lay.log_dir),
-                        sudo=True, until=commands.LOCKED, timeout=wait + 60, on_line=waiting)
+    got = run.conn.hold(
+        commands.host_lock(lay.lock, lay.lock_holder, who.strip(), wait, lay.store, lay.log_dir),
+        sudo=True,
+        until=commands.LOCKED,
+        timeout=wait + 60,
+        on_line=waiting,
+    )
     if isinstance(got, Result):
         if got.exit_code == hostguard.UNSAFE:
             raise ShipError(hostguard.unsafe_message(got.stdout) or f"unsafe path on the host: {got.stdout.strip()}")
         if got.exit_code == commands.LOCK_TIMED_OUT:
-            raise ShipError(f"another ship holds this host's lock ({busy[0] if busy else lay.lock}) for more "
-                            f"than {wait} s; wait for it to finish or raise --lock-timeout")
-        raise ShipError(f"cannot take the ship lock {lay.lock} (exit {got.exit_code}): "
-                        f"{(got.stderr or got.stdout).strip()[-200:]}")
+            raise ShipError(
+                f"another ship holds this host's lock ({busy[0] if busy else lay.lock}) for more "
+                f"than {wait} s; wait for it to finish or raise --lock-timeout"
+            )
+        raise ShipError(
+            f"cannot take the ship lock {lay.lock} (exit {got.exit_code}): {(got.stderr or got.stdout).strip()[-200:]}"
+        )
     return Done("ok", f"{lay.lock}" + (f" (waited for {busy[0]})" if busy else ""), held=got)
+
 
 def repair(run: Context, now: facts.HostFacts) -> facts.HostFacts:
     """dpkg was interrupted (a killed apt, a power cut): finish configuring what it left,
@@ -151,9 +172,13 @@ def repair(run: Context, now: facts.HostFacts) -> facts.HostFacts:
         run.emit("repair", "warn", f"dpkg --configure -a failed: {last_line(r.stdout + r.stderr)}")
     return after
 
+
 def last_line(output: str) -> str:
-    return next((l.strip() for l in reversed(output.splitlines()) if l.startswith(("E:", "dpkg:"))),
-                " ".join(output.split())[-200:] or "no output")
+    return next(
+        (l.strip() for l in reversed(output.splitlines()) if l.startswith(("E:", "dpkg:"))),
+        " ".join(output.split())[-200:] or "no output",
+    )
+
 
 def upload(run: Context, _step: Step) -> Done:
     stored = plan.stored_path(run.pkg)
@@ -167,23 +192,24 @@ def upload(run: Context, _step: Step) -> Done:
     remote_sig = f"{remote}{pkgsig.SIG_SUFFIX}" if signed else ""
     try:
         shown = run.opts.progress
-        run.conn.put(run.pkg.path, remote,
-                     progress=(lambda sent, total: shown(run.conn.name, sent, total)) if shown else None)
+        run.conn.put(
+            run.pkg.path, remote, progress=(lambda sent, total: shown(run.conn.name, sent, total)) if shown else None
+        )
         if signed:
             run.conn.put(sig, remote_sig)
     except DebshipError:
         with contextlib.suppress(DebshipError):  # a dropped connection: the next ship removes it
             run.sh(commands.remove_dir(staging))
         raise
-    r = run.sh(commands.check_and_keep(staging, remote, stored, run.pkg.sha256, run.conn.user, remote_sig),
-               sudo=True)
+    r = run.sh(commands.check_and_keep(staging, remote, stored, run.pkg.sha256, run.conn.user, remote_sig), sudo=True)
     if r.exit_code == hostguard.UNSAFE:
         raise ShipError(hostguard.unsafe_message(r.stdout) or f"unsafe path on the host: {r.stdout.strip()}")
     if r.exit_code == pkgsig.REFUSED:
         raise ShipError(pkgsig.verdict(r.exit_code, r.stdout, f"{run.pkg.name} {run.pkg.version}").detail)
     if r.exit_code == commands.DAMAGED:
-        raise ShipError(f"upload damaged: sha256 on the host is {r.stdout.strip()}, expected "
-                        f"{run.pkg.sha256}; ship again")
+        raise ShipError(
+            f"upload damaged: sha256 on the host is {r.stdout.strip()}, expected {run.pkg.sha256}; ship again"
+        )
     if not r.ok:
         raise ShipError(f"cannot keep the upload in {run.layout.store}: {(r.stderr or r.stdout).strip()[-200:]}")
     checked = _signature_note(pkgsig.verdict(r.exit_code, r.stdout, run.pkg.name))
@@ -234,10 +260,13 @@ def add_source(run: Context, _step: Step) -> Done:
     r = run.sh(commands.apt_update_source(lay.repo_source), sudo=True, timeout=run.opts.lock_timeout + 300)
     problems = [l.strip() for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "W:", "Err:"))]
     if not r.ok or any(l.startswith(("E:", "Err:")) for l in problems):
-        raise ShipError(f"apt-get update of {repo.url} failed ({' | '.join(problems[:3]) or f'exit {r.exit_code}'}); "
-                        "check the URL, that the host reaches it, and --repo-key")
+        raise ShipError(
+            f"apt-get update of {repo.url} failed ({' | '.join(problems[:3]) or f'exit {r.exit_code}'}); "
+            "check the URL, that the host reaches it, and --repo-key"
+        )
     now = read_facts(run)
     return Done("ok", f"{lay.repo_source}: {run.pkg.name} {', '.join(now.available) or 'not found'} available", now)
+
 
 def refresh_store(run: Context, _step: Step) -> Done:
     """Prune to the newest N plus the installed version, then rebuild the index from the files."""
@@ -252,6 +281,7 @@ def refresh_store(run: Context, _step: Step) -> Done:
     run.sh(store.index_command(run.layout), sudo=True, check=True, timeout=300)
     kept = [k.version for k in kept if k.filename not in pruned]
     return Done("ok", f"kept {', '.join(kept)}" + (f"; pruned {', '.join(pruned)}" if pruned else ""), now)
+
 
 def simulate(run: Context, s: Step) -> Done:
     """apt's own simulation of the install: what else it installs, upgrades and removes.  A
@@ -271,8 +301,12 @@ def simulate(run: Context, s: Step) -> Done:
         if stale and run.opts.dry_run:
             run.emit("simulate", "warn", f"the host's package lists are {_age(age)}: a ship refreshes them first")
         elif stale:
-            run.emit("simulate", "warn", f"apt cannot resolve {_unmet(sim) or 'the dependencies'} and the host's "
-                                         f"package lists are {_age(age)}: refreshing them (apt-get update) once")
+            run.emit(
+                "simulate",
+                "warn",
+                f"apt cannot resolve {_unmet(sim) or 'the dependencies'} and the host's "
+                f"package lists are {_age(age)}: refreshing them (apt-get update) once",
+            )
             r = run.sh(deps.UPDATE_ALL, sudo=True, timeout=run.opts.lock_timeout + 600)
             if not r.ok:
                 run.emit("simulate", "warn", f"apt-get update failed: {last_line(r.stdout + r.stderr)}")
@@ -283,8 +317,10 @@ def simulate(run: Context, s: Step) -> Done:
     other = sim.besides(name)
     if other.removes and not run.opts.allow_removals:
         gone = ", ".join(f"{n} {v}" for n, v in other.removes)
-        raise ShipError(f"installing {name} {version} would remove {gone} (apt's simulation; a Conflicts: or "
-                        "Breaks:); nothing installed: pass --allow-removals to let it")
+        raise ShipError(
+            f"installing {name} {version} would remove {gone} (apt's simulation; a Conflicts: or "
+            "Breaks:); nothing installed: pass --allow-removals to let it"
+        )
     return Done("warn" if other.removes else "ok", f"apt {other.summary()}")
 
 
@@ -328,8 +364,9 @@ def install(run: Context, s: Step) -> Done:
     if s.since:  # a ship's install: note it in the history first (store.unfinished reads it)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         intent = (run.layout.history, store.history_line(stamp, "begin", s.version, s.since))
-    argv = commands.apt_install(s.target, run.opts.lock_timeout, s.downgrade, s.reinstall, run.layout.install_log,
-                                intent)
+    argv = commands.apt_install(
+        s.target, run.opts.lock_timeout, s.downgrade, s.reinstall, run.layout.install_log, intent
+    )
     r = run.sh(argv, sudo=True, timeout=run.opts.lock_timeout + 900)
     if not r.ok:
         raise ShipError(_install_failure(run, r.stdout + r.stderr))
@@ -351,12 +388,16 @@ def pin_installed(run: Context, s: Step) -> Done:
     write_pin(run, s.version)
     return Done("ok", f"{run.layout.apt_pin}: {run.pkg.name} pinned at {s.version}")
 
+
 def _install_failure(run: Context, output: str) -> str:
     if "Could not get lock" in output or "Unable to acquire the dpkg frontend lock" in output:
-        return (f"dpkg is locked by another process for more than {run.opts.lock_timeout} s "
-                "(unattended-upgrades?); raise --lock-timeout or try again later")
+        return (
+            f"dpkg is locked by another process for more than {run.opts.lock_timeout} s "
+            "(unattended-upgrades?); raise --lock-timeout or try again later"
+        )
     last = next((l.strip() for l in reversed(output.splitlines()) if l.startswith(("E:", "dpkg:"))), "")
     return f"apt-get install failed ({last or 'see ' + run.layout.install_log})"
+
 
 def remove(run: Context, _step: Step) -> Done:
     r = run.sh(commands.apt_remove(run.pkg.name, run.opts.lock_timeout), sudo=True, timeout=900)
@@ -365,32 +406,46 @@ def remove(run: Context, _step: Step) -> Done:
     run.sh(commands.remove_file(run.layout.apt_pin), sudo=True)  # a pin on nothing installed holds nothing
     return Done("ok", f"removed {run.pkg.name}; its deploy log stays in {run.layout.log_dir}/")
 
+
 def verify_units(run: Context, s: Step) -> Done:
     o = run.opts
     systemd = run.facts.systemd if run.facts else None
     return Done(*verify.units(run.sh, installed_manifest(run), o.start_timeout, o.settle, s.after_boot, systemd))
 
+
 def health(run: Context, s: Step) -> Done:
     version = (installed_version(run) or s.version) if s.after_boot else s.version
     systemd = run.facts.systemd if run.facts else None
-    return Done(*verify.health(run.sh, installed_manifest(run), run.pkg.name, version, run.opts.start_timeout,
-                               systemd))
+    return Done(*verify.health(run.sh, installed_manifest(run), run.pkg.name, version, run.opts.start_timeout, systemd))
+
 
 def soak(run: Context, duration: float, stop: Callable[[], bool]) -> Done:
     """Watch the installed units and the health command for ``duration`` s (``verify.soak``)."""
     systemd = run.facts.systemd if run.facts else None
-    return Done(*verify.soak(run.sh, installed_manifest(run), run.pkg.name, run.pkg.version, duration,
-                             systemd=systemd, stop=stop))
+    return Done(
+        *verify.soak(
+            run.sh, installed_manifest(run), run.pkg.name, run.pkg.version, duration, systemd=systemd, stop=stop
+        )
+    )
+
 
 def record(run: Context, s: Step) -> Done:
     """Append to the deploy log (for people) and the ship history (for --rollback)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     installed = (run.facts.before if run.facts else None) or "nothing"
     line = f"{stamp} ship: {s.why}; now {installed}; by {run.conn.user} via debship\n"
-    run.sh(commands.append_lines(run.layout.deploy_log, line, run.layout.history,
-                                  store.history_line(stamp, s.target, installed, _shipped_from(run, s),
-                                                     f"{getpass.getuser()}@{socket.gethostname()}")),
-           sudo=True, check=True)
+    run.sh(
+        commands.append_lines(
+            run.layout.deploy_log,
+            line,
+            run.layout.history,
+            store.history_line(
+                stamp, s.target, installed, _shipped_from(run, s), f"{getpass.getuser()}@{socket.gethostname()}"
+            ),
+        ),
+        sudo=True,
+        check=True,
+    )
     return Done("ok", run.layout.deploy_log)
 
 
@@ -434,6 +489,16 @@ def log_tail(run: Context) -> str:
     return f"; deploy log: {' | '.join(lines)}" if lines else ""
 
 
-OPS = {"source": add_source, "upload": upload, "store": refresh_store, "install": install, "remove": remove,
-       "verify": verify_units, "health": health, "record": record, "reboot": reboot, "pin": pin_installed,
-       "simulate": simulate}
+OPS = {
+    "source": add_source,
+    "upload": upload,
+    "store": refresh_store,
+    "install": install,
+    "remove": remove,
+    "verify": verify_units,
+    "health": health,
+    "record": record,
+    "reboot": reboot,
+    "pin": pin_installed,
+    "simulate": simulate,
+}

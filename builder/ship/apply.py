@@ -8,14 +8,16 @@ version from the repository is first downloaded into a temporary folder with apt
 a temporary source and lists (no shared host state is touched before the lock is taken), so
 the plan can read its manifest and conffiles like ship reads an uploaded file.
 """
+
 from __future__ import annotations
 
 import contextlib
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from ..debinfo import PackageInfo, read_package
 from ..errors import ShipError, UsageError
@@ -30,6 +32,7 @@ _NAME_VERSION = re.compile(r"^([a-z0-9][a-z0-9+.-]+)=([0-9][A-Za-z0-9.+~:-]*)$")
 def apply(target: str, opts: ShipOptions, emit: Callable[[Event], None]) -> tuple[PackageInfo, HostResult]:
     """Ship ``target`` to this host, over the local connection; the package and the host's result."""
     from . import fleet, local
+
     with package_file(target, opts) as deb:
         pkg = read_package(deb)
         return pkg, fleet.run_fleet(pkg, [HostSpec("localhost")], opts, emit, ship_host, connector=local.connect)[0]
@@ -65,8 +68,10 @@ def from_store(name: str, version: str) -> Path:
             kept.append(found.stdout.strip())
             if found.stdout.strip() == version:
                 return deb
-    raise ShipError(f"{name} {version} is not kept in {store} (kept: {', '.join(kept) or 'none'}); "
-                    "give its .deb, or --repo URL --repo-key FILE")
+    raise ShipError(
+        f"{name} {version} is not kept in {store} (kept: {', '.join(kept) or 'none'}); "
+        "give its .deb, or --repo URL --repo-key FILE"
+    )
 
 
 def from_repo(name: str, version: str, opts: ShipOptions, tmp: Path) -> Path:
@@ -78,18 +83,32 @@ def from_repo(name: str, version: str, opts: ShipOptions, tmp: Path) -> Path:
     sources.write_text(re.sub(r"(?m)^Signed-By: .*$", f"Signed-By: {key}", repo.sources))
     (tmp / "lists" / "partial").mkdir(parents=True)
     (tmp / "archives" / "partial").mkdir(parents=True)
-    apt = ["-o", f"Dir::Etc::sourcelist={sources}", "-o", "Dir::Etc::sourceparts=-",
-           "-o", f"Dir::State::Lists={tmp / 'lists'}", "-o", f"Dir::Cache::Archives={tmp / 'archives'}",
-           "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=", "-o", "APT::Sandbox::User=root"]
+    apt = [
+        "-o",
+        f"Dir::Etc::sourcelist={sources}",
+        "-o",
+        "Dir::Etc::sourceparts=-",
+        "-o",
+        f"Dir::State::Lists={tmp / 'lists'}",
+        "-o",
+        f"Dir::Cache::Archives={tmp / 'archives'}",
+        "-o",
+        "Dir::Cache::pkgcache=",
+        "-o",
+        "Dir::Cache::srcpkgcache=",
+        "-o",
+        "APT::Sandbox::User=root",
+    ]
     for argv in (["apt-get", *apt, "update", "-qq"], ["apt-get", *apt, "download", "-qq", f"{name}={version}"]):
         r = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         problems = [l.strip() for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "Err:"))]
         if r.returncode != 0 or problems:
             why = " | ".join(problems[:2]) or f"exit {r.returncode}"
-            raise ShipError(f"cannot get {name} {version} from {repo.url} ({why}); "
-                            "check the URL, --repo-key and that the repository has this version")
+            raise ShipError(
+                f"cannot get {name} {version} from {repo.url} ({why}); "
+                "check the URL, --repo-key and that the repository has this version"
+            )
     debs = sorted(tmp.glob(f"{name}_*.deb"))
     if not debs:
         raise ShipError(f"apt downloaded no .deb of {name} {version} from {repo.url}")
     return debs[0]
-

@@ -3,6 +3,7 @@
 Pure functions returning argv lists; ``actions`` run them over the connection.
 Facts (what is on the host) are in ``facts``; the store's index in ``store``.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -18,16 +19,30 @@ def _lock(lock_timeout: int) -> list[str]:
     return ["-o", f"DPkg::Lock::Timeout={lock_timeout}"]
 
 
-def apt_install(target: str, lock_timeout: int, downgrade: bool = False, reinstall: bool = False,
-                log: str | None = None, intent: tuple[str, str] | None = None) -> list[str]:
+def apt_install(
+    target: str,
+    lock_timeout: int,
+    downgrade: bool = False,
+    reinstall: bool = False,
+    log: str | None = None,
+    intent: tuple[str, str] | None = None,
+) -> list[str]:
     """Install a stored .deb path or ``name=version`` from a configured source: never prompts,
     keeps an admin's edited conffiles (the new default lands as .dpkg-dist).  With ``log``,
     apt's output goes to that file first and is shown after: a connection that drops
     mid-install then does not kill apt with SIGPIPE, and dpkg finishes on its own.  ``intent``
     ``(file, line)``: append that line to that file first (the ship history's ``begin``), in
     the same command, so a run killed from here on leaves a note the next run finds."""
-    argv = [*NONINTERACTIVE, "apt-get", "install", "-y", "-q", "--no-install-recommends", *_lock(lock_timeout),
-            *KEEP_ADMIN_CONFFILES]
+    argv = [
+        *NONINTERACTIVE,
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        *_lock(lock_timeout),
+        *KEEP_ADMIN_CONFFILES,
+    ]
     argv += ["--allow-downgrades"] if downgrade else []
     argv += ["--reinstall"] if reinstall else []
     argv = [*argv, target]
@@ -36,11 +51,17 @@ def apt_install(target: str, lock_timeout: int, downgrade: bool = False, reinsta
     note = ""
     if intent is not None:
         path = shlex.quote(intent[0])
-        note = (f'install -d -m 0755 "$(dirname {path})" && printf %s {shlex.quote(intent[1])} >> {path} '
-                '|| exit 1; ')
-    return ["sh", "-c", note + 'log=$1; shift; install -d -m 0755 "${log%/*}"; rm -f -- "$log"; '
-            '(umask 027; "$@" > "$log" 2>&1 < /dev/null); rc=$?; chgrp adm -- "$log" 2>/dev/null; '
-            'cat "$log"; exit $rc', "sh", log, *argv]
+        note = f'install -d -m 0755 "$(dirname {path})" && printf %s {shlex.quote(intent[1])} >> {path} || exit 1; '
+    return [
+        "sh",
+        "-c",
+        note + 'log=$1; shift; install -d -m 0755 "${log%/*}"; rm -f -- "$log"; '
+        '(umask 027; "$@" > "$log" 2>&1 < /dev/null); rc=$?; chgrp adm -- "$log" 2>/dev/null; '
+        'cat "$log"; exit $rc',
+        "sh",
+        log,
+        *argv,
+    ]
 
 
 def apt_remove(name: str, lock_timeout: int) -> list[str]:
@@ -50,22 +71,43 @@ def apt_remove(name: str, lock_timeout: int) -> list[str]:
 
 def apt_update_source(source_file: str) -> list[str]:
     """Refresh one apt source only (the other sources' lists stay as they are)."""
-    return ["apt-get", "update", "-qq", "-o", f"Dir::Etc::sourcelist={source_file}",
-            "-o", "Dir::Etc::sourceparts=-", "-o", "APT::Get::List-Cleanup=0"]
+    return [
+        "apt-get",
+        "update",
+        "-qq",
+        "-o",
+        f"Dir::Etc::sourcelist={source_file}",
+        "-o",
+        "Dir::Etc::sourceparts=-",
+        "-o",
+        "APT::Get::List-Cleanup=0",
+    ]
 
 
 def configure_pending(lock_timeout: int) -> list[str]:
     """Finish what an interrupted dpkg left unconfigured, waiting for the lock like apt does."""
-    return [*NONINTERACTIVE, "sh", "-c",
-            'deadline=$(( $(date +%s) + $1 )); '
-            'until dpkg --force-confdef --force-confold --configure -a; do '
-            '  [ "$(date +%s)" -lt "$deadline" ] || exit 1; sleep 2; done', "sh", str(lock_timeout)]
+    return [
+        *NONINTERACTIVE,
+        "sh",
+        "-c",
+        "deadline=$(( $(date +%s) + $1 )); "
+        "until dpkg --force-confdef --force-confold --configure -a; do "
+        '  [ "$(date +%s)" -lt "$deadline" ] || exit 1; sleep 2; done',
+        "sh",
+        str(lock_timeout),
+    ]
 
 
 def write_file(path: str, mode: str = "0644") -> list[str]:
     """Write stdin to ``path`` atomically (temp file, then rename), creating its folder."""
-    return ["sh", "-c", 'install -d -m 0755 "${1%/*}" && cat > "$1.new" && chmod "$2" "$1.new" && mv "$1.new" "$1"',
-            "sh", path, mode]
+    return [
+        "sh",
+        "-c",
+        'install -d -m 0755 "${1%/*}" && cat > "$1.new" && chmod "$2" "$1.new" && mv "$1.new" "$1"',
+        "sh",
+        path,
+        mode,
+    ]
 
 
 def tail(path: str, lines: int = 5) -> list[str]:
@@ -112,16 +154,24 @@ def stage(name: str, user: str) -> list[str]:
     """A fresh staging folder (mode 0700) for ``user`` to upload into (run with sudo, under the
     host lock); staging folders of ``name`` a cut connection left behind are removed first, but
     only real folders ``user`` or root owns (/var/tmp is world-writable: others' are left alone)."""
-    return ["sh", "-c", 'find /var/tmp -mindepth 1 -maxdepth 1 -name "debship-$1.*" -type d \\( -user "$2" -o -user 0 \\) '
-            '-exec rm -rf -- {} + ; d=$(mktemp -d /var/tmp/debship-"$1".XXXXXXXX) && chmod 0700 "$d" && '
-            'chown "$2" "$d" && echo "$d"', "sh", name, user]
+    return [
+        "sh",
+        "-c",
+        'find /var/tmp -mindepth 1 -maxdepth 1 -name "debship-$1.*" -type d \\( -user "$2" -o -user 0 \\) '
+        '-exec rm -rf -- {} + ; d=$(mktemp -d /var/tmp/debship-"$1".XXXXXXXX) && chmod 0700 "$d" && '
+        'chown "$2" "$d" && echo "$d"',
+        "sh",
+        name,
+        user,
+    ]
 
 
 DAMAGED = 3
 
 
-def check_and_keep(staging: str, staged: str, stored: str, sha256: str, user: str = "",
-                   signature: str = "") -> list[str]:
+def check_and_keep(
+    staging: str, staged: str, stored: str, sha256: str, user: str = "", signature: str = ""
+) -> list[str]:
     """Copy the upload into the root-owned store (0600) first, then check its sha256 there, where
     the login user can no longer change it, and, on a host that trusts package keys, its detached
     ``signature`` (staged beside it; kept as ``<stored>.sig``) with gpgv; only then move it into
@@ -129,7 +179,9 @@ def check_and_keep(staging: str, staged: str, stored: str, sha256: str, user: st
     differ, UNSAFE when the staging folder or a file is not what ``stage`` made (a symlink,
     another owner), ``pkgsig.REFUSED`` (with gpgv's status lines, or UNSIGNED) when the
     signature does not verify: the package is then not kept at all."""
-    script = hostguard.script(pkgsig.GPGV_SH + r"""staging=$1 staged=$2 stored=$3 sha=$4 user=$5 sig=$6 keys=$7
+    script = hostguard.script(
+        pkgsig.GPGV_SH
+        + r"""staging=$1 staged=$2 stored=$3 sha=$4 user=$5 sig=$6 keys=$7
 if [ -L "$staging" ] || [ ! -d "$staging" ] || [ "$(stat -c %U -- "$staging")" != "$user" ]; then
     unsafe "$staging" "is not the staging folder made for $user"
 fi
@@ -154,12 +206,15 @@ fi
 rm -f -- "$stored.sig"
 mv -f -- "$tmp" "$stored"
 if [ -f "$tmp.sig" ]; then mv -f -- "$tmp.sig" "$stored.sig"; fi
-""")
+"""
+    )
     return ["sh", "-c", script, "sh", staging, staged, stored, sha256, user or "root", signature, pkgsig.KEYS_DIR]
 
 
 def append_lines(*pairs: str) -> list[str]:
     """Append each text to its file (path, text, path, text …), creating the folders."""
-    script = ('umask 027; while [ "$#" -ge 2 ]; do install -d -m 0755 "${1%/*}" && printf \'%s\' "$2" >> "$1" '
-              '|| exit 1; shift 2; done')
+    script = (
+        'umask 027; while [ "$#" -ge 2 ]; do install -d -m 0755 "${1%/*}" && printf \'%s\' "$2" >> "$1" '
+        "|| exit 1; shift 2; done"
+    )
     return ["sh", "-c", script, "sh", *pairs]

@@ -4,6 +4,7 @@ parsed here, and the age of the host's package lists.
 Pure commands and parsers (Convention 6), tested on captured real output
 (tests/unit/captured/apt-sim-*.txt); ``actions.simulate`` runs them before an install.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,7 +19,7 @@ class Unmet:
     ((dependency, apt's reason) pairs, e.g. ("no-such-tool", "it is not installable"))."""
 
     package: str
-    kind: str                                   # Depends | Pre-Depends | …
+    kind: str  # Depends | Pre-Depends | …
     alternatives: tuple[tuple[str, str], ...]
 
     @property
@@ -38,21 +39,25 @@ class Unmet:
 
 @dataclass(frozen=True)
 class Simulation:
-    installs: tuple[tuple[str, str], ...] = ()            # (name, version) new packages
-    upgrades: tuple[tuple[str, str, str], ...] = ()       # (name, from, to), downgrades included
-    removes: tuple[tuple[str, str], ...] = ()             # (name, version)
+    installs: tuple[tuple[str, str], ...] = ()  # (name, version) new packages
+    upgrades: tuple[tuple[str, str, str], ...] = ()  # (name, from, to), downgrades included
+    removes: tuple[tuple[str, str], ...] = ()  # (name, version)
     unmet: tuple[Unmet, ...] = ()
-    error: str = ""                                       # apt's E: line when it did not resolve
+    error: str = ""  # apt's E: line when it did not resolve
 
     @property
     def ok(self) -> bool:
         return not self.unmet and not self.error
 
-    def besides(self, name: str) -> "Simulation":
+    def besides(self, name: str) -> Simulation:
         """The changes to packages other than ``name``."""
-        return Simulation(tuple(i for i in self.installs if i[0] != name),
-                          tuple(u for u in self.upgrades if u[0] != name),
-                          tuple(r for r in self.removes if r[0] != name), self.unmet, self.error)
+        return Simulation(
+            tuple(i for i in self.installs if i[0] != name),
+            tuple(u for u in self.upgrades if u[0] != name),
+            tuple(r for r in self.removes if r[0] != name),
+            self.unmet,
+            self.error,
+        )
 
     def summary(self) -> str:
         parts = []
@@ -65,18 +70,34 @@ class Simulation:
         return "; ".join(parts) or "no other package changes"
 
     def as_dict(self) -> dict:
-        return {"install": [{"package": n, "version": v} for n, v in self.installs],
-                "upgrade": [{"package": n, "from": a, "to": b} for n, a, b in self.upgrades],
-                "remove": [{"package": n, "version": v} for n, v in self.removes],
-                "unmet": [u.explain() for u in self.unmet]}
+        return {
+            "install": [{"package": n, "version": v} for n, v in self.installs],
+            "upgrade": [{"package": n, "from": a, "to": b} for n, a, b in self.upgrades],
+            "remove": [{"package": n, "version": v} for n, v in self.removes],
+            "unmet": [u.explain() for u in self.unmet],
+        }
 
 
 def simulate_command(target: str, downgrade: bool = False, reinstall: bool = False) -> list[str]:
     """apt's own simulation of the install ``commands.apt_install`` would run (stdout and stderr together)."""
-    argv = [*commands.NONINTERACTIVE, "apt-get", "install", "-s", "-q", "--no-install-recommends",
-            # write no cache and no planner log (eipp.log.xz): a dry run changes nothing
-            "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=", "-o", "Dir::Log::Planner=/dev/null",
-            *(["--allow-downgrades"] if downgrade else []), *(["--reinstall"] if reinstall else []), target]
+    argv = [
+        *commands.NONINTERACTIVE,
+        "apt-get",
+        "install",
+        "-s",
+        "-q",
+        "--no-install-recommends",
+        # write no cache and no planner log (eipp.log.xz): a dry run changes nothing
+        "-o",
+        "Dir::Cache::pkgcache=",
+        "-o",
+        "Dir::Cache::srcpkgcache=",
+        "-o",
+        "Dir::Log::Planner=/dev/null",
+        *(["--allow-downgrades"] if downgrade else []),
+        *(["--reinstall"] if reinstall else []),
+        target,
+    ]
     return ["sh", "-c", '"$@" 2>&1', "sh", *argv]
 
 

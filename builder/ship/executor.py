@@ -6,6 +6,7 @@
 ``ship_host``, ``rollback_host`` and ``list_host`` are the three things ``ship`` does to a
 host, each a short table of contents.  Nothing here prints.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,16 +30,16 @@ Connector = Callable[[HostSpec, ConnectOptions], Connection]
 class Event:
     host: str
     step: str
-    status: str                    # start | ok | warn | fail | skip
+    status: str  # start | ok | warn | fail | skip
     elapsed: float
     detail: str = ""
-    data: dict | None = None       # structured detail (the plan); JSON output shows it as "detail"
+    data: dict | None = None  # structured detail (the plan); JSON output shows it as "detail"
 
 
 @dataclass(frozen=True)
 class HostResult:
     host: str
-    outcome: str                   # installed | unchanged | dry-run | listed | rolled-back | failed | skipped
+    outcome: str  # installed | unchanged | dry-run | listed | rolled-back | failed | skipped
     before: str | None = None
     after: str | None = None
     elapsed: float = 0.0
@@ -53,8 +54,9 @@ class HostResult:
 class HostRun:
     """The connection to one host and the steps run over it, each between two events."""
 
-    def __init__(self, pkg: PackageInfo, spec: HostSpec, opts: ShipOptions, emit: Callable[[Event], None],
-                 connector: Connector):
+    def __init__(
+        self, pkg: PackageInfo, spec: HostSpec, opts: ShipOptions, emit: Callable[[Event], None], connector: Connector
+    ):
         self.pkg, self.spec, self.opts, self._emit, self._connector = pkg, spec, opts, emit, connector
         self.host = str(spec)
         self.conn: Connection | None = None
@@ -76,8 +78,9 @@ class HostRun:
         self._emit(Event(self.host, step, status, round(time.monotonic() - self.t0, 3), detail, data))
 
     def result(self, outcome: str, after: str | None = None, detail: str = "") -> HostResult:
-        return HostResult(self.host, outcome, self.before, after, round(time.monotonic() - self.t0, 3), detail,
-                          self.pkg.name)
+        return HostResult(
+            self.host, outcome, self.before, after, round(time.monotonic() - self.t0, 3), detail, self.pkg.name
+        )
 
     def step(self, name: str, func: Callable[[], tuple]) -> tuple:
         """Run one step between a start event and an ok/warn/skip/fail event carrying its detail."""
@@ -98,8 +101,9 @@ class HostRun:
         except DebshipError as e:
             return self.result("failed", after=self.installed_version(), detail=str(e))
         except Exception as e:  # a bug must not take the other hosts down with a traceback
-            return self.result("failed", detail=f"internal error in debship ({type(e).__name__}: {e}); "
-                                                "please report it with this line")
+            return self.result(
+                "failed", detail=f"internal error in debship ({type(e).__name__}: {e}); please report it with this line"
+            )
         finally:
             if self.held is not None:
                 self.held.close()
@@ -113,8 +117,7 @@ class HostRun:
 
     def context(self) -> actions.Context:
         """What the next action sees: a frozen snapshot of this run."""
-        return actions.Context(self.conn, self.pkg, self.opts, self.emit, self.facts, self.first_facts,
-                               self.uploaded)
+        return actions.Context(self.conn, self.pkg, self.opts, self.emit, self.facts, self.first_facts, self.uploaded)
 
     def keep(self, done: actions.Done) -> tuple:
         """Keep what an action learnt; its status and detail go on its event."""
@@ -173,6 +176,7 @@ class HostRun:
 
 # --- what ship does to one host ------------------------------------------------------------
 
+
 def ship_host(run: HostRun) -> HostResult:
     """Connect, wait for boot, read facts, plan, then carry the plan out (recovering on failure)."""
     run.step("connect", run.connect)
@@ -199,7 +203,9 @@ def ship_host(run: HostRun) -> HostResult:
         return recover(run, plan, e)
     if plan.action == "dry-run":
         run.emit("install", "skip", f"dry run: {plan.detail}")
-    return run.result(plan.outcome, after=plan.to, detail=plan.detail + actions.new_dpkg_dist(run.first_facts, run.facts))
+    return run.result(
+        plan.outcome, after=plan.to, detail=plan.detail + actions.new_dpkg_dist(run.first_facts, run.facts)
+    )
 
 
 def recover(run: HostRun, plan: HostPlan, error: Exception) -> HostResult:
@@ -209,9 +215,12 @@ def recover(run: HostRun, plan: HostPlan, error: Exception) -> HostResult:
         tail = actions.log_tail(run.context())
         now = run.read_facts()
     except DebshipError:  # the connection dropped (did the host reboot?): nothing can be rolled back now
-        return run.result("failed", detail=f"{reason}; the connection dropped during {run.failed.op}, nothing was "
-                                           "rolled back; ship again: it first finishes an interrupted dpkg "
-                                           "(dpkg --configure -a)")
+        return run.result(
+            "failed",
+            detail=f"{reason}; the connection dropped during {run.failed.op}, nothing was "
+            "rolled back; ship again: it first finishes an interrupted dpkg "
+            "(dpkg --configure -a)",
+        )
     rec = plan_recovery(run.pkg.name, plan, now, reason, run.opts.via_repo is not None)
     try:
         run.execute(rec.steps)

@@ -1,6 +1,7 @@
 """Facts about a host: each is a command plus a pure parser of its output
 (Convention 6), so the parsers are tested on captured real output and
 ``ship`` decides from plain data."""
+
 from __future__ import annotations
 
 import shlex
@@ -16,7 +17,7 @@ TIMED_OUT = 124
 class Installed:
     """What dpkg says of the package: ``ii`` = installed; anything else is unfinished."""
 
-    status: str       # dpkg's abbreviation, e.g. "ii", "iF" (half-configured), "rc" (removed, config kept)
+    status: str  # dpkg's abbreviation, e.g. "ii", "iF" (half-configured), "rc" (removed, config kept)
     version: str
 
     @property
@@ -57,8 +58,10 @@ def boot_command(timeout: float) -> list[str]:
     """Wait for the boot to finish in one round trip: cloud-init's view when it is installed,
     else systemd's, each under ``timeout`` (``cloud-init status --wait`` has no timeout of its
     own).  The first line says which one answered."""
-    script = ('if command -v cloud-init >/dev/null 2>&1; then echo "$1"; exec timeout "$3" cloud-init status '
-              '--wait --long; fi; echo "$2"; exec timeout "$3" systemctl is-system-running --wait')
+    script = (
+        'if command -v cloud-init >/dev/null 2>&1; then echo "$1"; exec timeout "$3" cloud-init status '
+        '--wait --long; fi; echo "$2"; exec timeout "$3" systemctl is-system-running --wait'
+    )
     return ["sh", "-c", script, "sh", CLOUD_INIT, NO_CLOUD_INIT, str(int(timeout))]
 
 
@@ -129,13 +132,14 @@ BOOT_ID = ["cat", "/proc/sys/kernel/random/boot_id"]
 
 # --- Everything ship decides from, read in one round trip -----------------------------------
 
+
 @dataclass(frozen=True)
 class Conffile:
     """A conffile of the installed package: the md5 dpkg recorded and the one on disk now."""
 
     path: str
     recorded: str
-    current: str | None      # None: the file is gone (deleted by the admin)
+    current: str | None  # None: the file is gone (deleted by the admin)
     obsolete: bool = False
 
     @property
@@ -146,8 +150,8 @@ class Conffile:
 @dataclass(frozen=True)
 class UnitFacts:
     name: str
-    enabled: str             # `systemctl is-enabled`: enabled, disabled, masked, static, … or ""
-    active: str = ""         # ActiveState when systemd runs, else ""
+    enabled: str  # `systemctl is-enabled`: enabled, disabled, masked, static, … or ""
+    active: str = ""  # ActiveState when systemd runs, else ""
 
     @property
     def left_alone(self) -> bool:
@@ -158,18 +162,18 @@ class UnitFacts:
 @dataclass(frozen=True)
 class HostFacts:
     installed: Installed | None
-    stored_sha: str | None                # sha256 of the file the new package would be kept as
-    kept: tuple                           # store.Kept, oldest first
-    history: str                          # the ship history, for --rollback
-    manifest: str                         # the installed version's manifest (JSON text, may be "")
+    stored_sha: str | None  # sha256 of the file the new package would be kept as
+    kept: tuple  # store.Kept, oldest first
+    history: str  # the ship history, for --rollback
+    manifest: str  # the installed version's manifest (JSON text, may be "")
     conffiles: tuple[Conffile, ...] = ()
     units: tuple[UnitFacts, ...] = ()
-    systemd: bool = False                 # systemd runs (not a chroot or an image build)
-    audit: str = ""                       # `dpkg --audit`: packages dpkg left unfinished
-    dpkg_dist: tuple[str, ...] = ()       # <conffile>.dpkg-dist files present
-    available: tuple[str, ...] = ()       # versions apt can install (from the configured sources)
-    free_kib: tuple[tuple[str, int], ...] = ()   # (folder, KiB free on its filesystem): staging, store
-    pinned: str | None = None             # the version debship's apt pin holds the package at
+    systemd: bool = False  # systemd runs (not a chroot or an image build)
+    audit: str = ""  # `dpkg --audit`: packages dpkg left unfinished
+    dpkg_dist: tuple[str, ...] = ()  # <conffile>.dpkg-dist files present
+    available: tuple[str, ...] = ()  # versions apt can install (from the configured sources)
+    free_kib: tuple[tuple[str, int], ...] = ()  # (folder, KiB free on its filesystem): staging, store
+    pinned: str | None = None  # the version debship's apt pin holds the package at
 
     def free(self, folder: str) -> int | None:
         return dict(self.free_kib).get(folder)
@@ -177,8 +181,9 @@ class HostFacts:
     @property
     def needs_repair(self) -> bool:
         """dpkg was interrupted (``dpkg --audit`` names packages, or ours is not fully installed)."""
-        return bool(self.audit) or (self.installed is not None and not self.installed.ok
-                                    and self.installed.status[:2] != "rc")
+        return bool(self.audit) or (
+            self.installed is not None and not self.installed.ok and self.installed.status[:2] != "rc"
+        )
 
     @property
     def before(self) -> str | None:
@@ -250,6 +255,7 @@ exit 0
 def managed_command() -> list[str]:
     """The packages that have a debship store on the host."""
     from ..layout import DEBSHIP_STATE
+
     return ["sh", "-c", 'for d in "$1"/*/; do if [ -d "$d" ]; then basename "$d"; fi; done', "sh", DEBSHIP_STATE]
 
 
@@ -260,13 +266,25 @@ def parse_managed(stdout: str) -> list[str]:
 def host_facts_command(layout, stored: str, units: list[str]) -> list[str]:
     """One command printing every fact ship needs about ``layout.name`` (run it with sudo: it
     reads conffiles and the store)."""
-    return ["sh", "-c", HOST_FACTS_SCRIPT, "sh", layout.name, stored, layout.store, layout.history,
-            layout.manifest, layout.apt_pin, *units]
+    return [
+        "sh",
+        "-c",
+        HOST_FACTS_SCRIPT,
+        "sh",
+        layout.name,
+        stored,
+        layout.store,
+        layout.history,
+        layout.manifest,
+        layout.apt_pin,
+        *units,
+    ]
 
 
 def parse_host_facts(stdout: str) -> HostFacts:
     """The sections of ``HOST_FACTS_SCRIPT``'s output as one ``HostFacts``."""
     from . import store
+
     s = _sections(stdout)
     installed = parse_installed(0 if s["installed"] else 1, s["installed"])
     return HostFacts(
@@ -286,8 +304,21 @@ def parse_host_facts(stdout: str) -> HostFacts:
     )
 
 
-_SECTIONS = ("installed", "stored", "kept", "history", "manifest", "conffiles", "dpkg-dist", "systemd", "units",
-             "pin", "audit", "available", "space")
+_SECTIONS = (
+    "installed",
+    "stored",
+    "kept",
+    "history",
+    "manifest",
+    "conffiles",
+    "dpkg-dist",
+    "systemd",
+    "units",
+    "pin",
+    "audit",
+    "available",
+    "space",
+)
 
 
 def _sections(stdout: str) -> dict[str, str]:

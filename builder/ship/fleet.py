@@ -8,10 +8,10 @@ fleet — hosts on a thread pool, in rolling batches — and the entry points
 ``ship``, ``rollback``, ``to_version`` and ``list_kept``.  Nothing here prints:
 ``emit(Event)`` is the only output.
 """
+
 from __future__ import annotations
 
 import contextlib
-import re
 import signal
 import threading
 import time
@@ -24,22 +24,40 @@ from typing import Callable
 from ..debinfo import PackageInfo, name_only, read_package
 from ..errors import ShipError, UsageError
 from ..layout import Layout
-from .executor import (Connector, Event, HostResult, HostRun, list_host, revert_host, rollback_host, ship_host,
-                       soak_host)
 from . import rollout
+from .executor import Connector, Event, HostResult, HostRun, list_host, revert_host, rollback_host, ship_host, soak_host
 from .options import ShipOptions, ViaRepo
 from .sshconfig import HostSpec
 
-__all__ = ["Event", "HostResult", "ShipOptions", "exit_code", "list_kept", "newest_deb",
-           "package_for", "parse_hosts", "rollback", "ship", "to_version"]
+__all__ = [
+    "Event",
+    "HostResult",
+    "ShipOptions",
+    "exit_code",
+    "list_kept",
+    "newest_deb",
+    "package_for",
+    "parse_hosts",
+    "rollback",
+    "ship",
+    "to_version",
+]
 
 Emit = Callable[[Event], None]
 HostJob = Callable[[HostRun], HostResult]
 Done = Callable[[HostResult], None]
 
 
-def ship(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, parallel: int = 4,
-         batch: int | str = 0, max_failures: int = 0, **rollout_kw) -> list[HostResult]:
+def ship(
+    pkg: PackageInfo,
+    hosts: Sequence[HostSpec],
+    opts: ShipOptions,
+    emit: Emit,
+    parallel: int = 4,
+    batch: int | str = 0,
+    max_failures: int = 0,
+    **rollout_kw,
+) -> list[HostResult]:
     """Ship ``pkg`` to ``hosts``: ``parallel`` at a time, in batches (``batch``: ``N`` or a list such
     as ``1,10%,100%``; 0 = all at once), halting once the failure budget (``max_fail``, or
     ``max_failures`` hosts) is spent or on SIGINT/SIGTERM; then, unless --no-rollback, the hosts
@@ -53,8 +71,9 @@ def rollback(name: str, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit
     return run_fleet(name_only(name), hosts, opts, emit, lambda run: rollback_host(run, None), **fleet)
 
 
-def to_version(name: str, version: str, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit,
-               **fleet) -> list[HostResult]:
+def to_version(
+    name: str, version: str, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, **fleet
+) -> list[HostResult]:
     """Each host installs ``version`` from its store (an upgrade or a downgrade)."""
     return run_fleet(name_only(name), hosts, opts, emit, lambda run: rollback_host(run, version), **fleet)
 
@@ -88,10 +107,21 @@ def _signals_halt(received: list[str]):
             signal.signal(sig, handler)
 
 
-def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, emit: Emit, job: HostJob,
-              parallel: int = 4, batch: int | str = 0, max_failures: int = 0,
-              connector: Connector | None = None, max_fail: str | None = None,
-              revert: bool = False, soak: float = 0.0, on_done: Done | None = None) -> list[HostResult]:
+def run_fleet(
+    pkg: PackageInfo,
+    hosts: Sequence[HostSpec],
+    opts: ShipOptions,
+    emit: Emit,
+    job: HostJob,
+    parallel: int = 4,
+    batch: int | str = 0,
+    max_failures: int = 0,
+    connector: Connector | None = None,
+    max_fail: str | None = None,
+    revert: bool = False,
+    soak: float = 0.0,
+    on_done: Done | None = None,
+) -> list[HostResult]:
     """``job`` on every host, ``parallel`` at a time, batch after batch (``rollout.plan_batches``),
     each host reached through ``connector`` (default: SSH).  The run halts once the failure budget
     is spent (``rollout.over_budget``) or on SIGINT/SIGTERM: hosts not started are skipped, and
@@ -134,8 +164,11 @@ def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, em
 
     def look_at_signals() -> None:
         if signals:
-            halt(f"interrupted ({signals[0]})", {"signal": signals[0]},
-                 "; hosts under way finish, then the ones this run moved go back (interrupt again to give up)")
+            halt(
+                f"interrupted ({signals[0]})",
+                {"signal": signals[0]},
+                "; hosts under way finish, then the ones this run moved go back (interrupt again to give up)",
+            )
 
     def gather(futures: list) -> list[HostResult]:
         """Wait for ``futures``, halting the run when a signal came (hosts under way finish)."""
@@ -151,21 +184,30 @@ def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, em
         if not watch:
             return done
         hosts_ = [done[i].host for i in watch]
-        fleet_event("soak", "start", f"soaking {len(watch)} host(s) for {soak:g} s: {', '.join(hosts_)}",
-                    {**info, "hosts": hosts_, "seconds": soak})
+        fleet_event(
+            "soak",
+            "start",
+            f"soaking {len(watch)} host(s) for {soak:g} s: {', '.join(hosts_)}",
+            {**info, "hosts": hosts_, "seconds": soak},
+        )
         stop = lambda: bool(halted)  # noqa: E731
         with ThreadPoolExecutor(max_workers=min(64, len(watch))) as soak_pool:
-            futures = [soak_pool.submit(on_host, group[i], lambda run, r=done[i]: soak_host(run, r, soak, stop),
-                                        skip=False) for i in watch]
+            futures = [
+                soak_pool.submit(on_host, group[i], lambda run, r=done[i]: soak_host(run, r, soak, stop), skip=False)
+                for i in watch
+            ]
             soaked = gather(futures)
         out = list(done)
         for i, r in zip(watch, soaked):
             out[i] = r
         bad = [r.host for r in soaked if not r.ok]
         soak_failed.extend(bad)
-        fleet_event("soak", "fail" if bad else "ok",
-                    f"soak of {len(watch)} host(s): " + (f"failed: {', '.join(bad)}" if bad else "all stayed healthy"),
-                    {**info, "hosts": hosts_, "failed": bad})
+        fleet_event(
+            "soak",
+            "fail" if bad else "ok",
+            f"soak of {len(watch)} host(s): " + (f"failed: {', '.join(bad)}" if bad else "all stayed healthy"),
+            {**info, "hosts": hosts_, "failed": bad},
+        )
         return out
 
     soak_failed: list[str] = []
@@ -177,8 +219,9 @@ def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, em
         for number, group in enumerate(groups, 1):
             look_at_signals()
             if halted:
-                results += [HostResult(str(h), "skipped", detail=f"not shipped: {halted[0]}", package=pkg.name)
-                            for h in group]
+                results += [
+                    HostResult(str(h), "skipped", detail=f"not shipped: {halted[0]}", package=pkg.name) for h in group
+                ]
                 continue
             names = [str(h) for h in group]
             info = {"batch": number, "of": len(groups), "hosts": names}
@@ -192,9 +235,12 @@ def run_fleet(pkg: PackageInfo, hosts: Sequence[HostSpec], opts: ShipOptions, em
             bad = sum(not r.ok for r in done)
             failed += bad
             if len(groups) > 1:
-                fleet_event("batch", "fail" if bad else "ok",
-                            f"batch {number}/{len(groups)}: {len(done) - bad} ok, {bad} failed",
-                            {**info, "failed": bad})
+                fleet_event(
+                    "batch",
+                    "fail" if bad else "ok",
+                    f"batch {number}/{len(groups)}: {len(done) - bad} ok, {bad} failed",
+                    {**info, "failed": bad},
+                )
             reason = rollout.over_budget(budget, bad, len(group), failed, len(hosts))
             if soak_failed and not reason:  # a batch that does not bake cleanly is not promoted
                 reason = f"{len(soak_failed)} host(s) failed the {soak:g} s soak: {', '.join(soak_failed)}"
@@ -215,26 +261,39 @@ def _revert(results, moved, reason, pool, on_host, gather, fleet_event) -> list[
     within a batch the last host first (the batch's hosts in parallel)."""
     order = [list(reversed(b)) for b in reversed(moved) if b]
     hosts = [str(h) for b in order for h, _ in b]
-    fleet_event("revert", "start", f"reverting {len(hosts)} host(s) this run moved: {', '.join(hosts)}",
-                {"hosts": hosts, "reason": reason})
+    fleet_event(
+        "revert",
+        "start",
+        f"reverting {len(hosts)} host(s) this run moved: {', '.join(hosts)}",
+        {"hosts": hosts, "reason": reason},
+    )
     final: dict[str, HostResult] = {}
     for group in order:
-        futures = [pool.submit(on_host, h, lambda run, to=r.before: revert_host(run, to), skip=False)
-                   for h, r in group]
-        for (h, shipped), back in zip(group, gather(futures)):
+        futures = [pool.submit(on_host, h, lambda run, to=r.before: revert_host(run, to), skip=False) for h, r in group]
+        for (_h, shipped), back in zip(group, gather(futures)):
             if back.ok:
-                final[shipped.host] = replace(shipped, outcome="reverted", after=back.after,
-                                              detail=f"shipped {shipped.after}, then back to "
-                                                     f"{back.after or 'not installed'}: the run halted: {reason}")
+                final[shipped.host] = replace(
+                    shipped,
+                    outcome="reverted",
+                    after=back.after,
+                    detail=f"shipped {shipped.after}, then back to "
+                    f"{back.after or 'not installed'}: the run halted: {reason}",
+                )
             else:
-                final[shipped.host] = replace(shipped, outcome="failed", after=back.after,
-                                              detail=f"shipped {shipped.after}; going back to "
-                                                     f"{shipped.before or 'not installed'} failed: {back.detail}")
+                final[shipped.host] = replace(
+                    shipped,
+                    outcome="failed",
+                    after=back.after,
+                    detail=f"shipped {shipped.after}; going back to "
+                    f"{shipped.before or 'not installed'} failed: {back.detail}",
+                )
     bad = [h for h in hosts if final[h].outcome != "reverted"]
-    fleet_event("revert", "fail" if bad else "ok",
-                f"reverted {len(hosts) - len(bad)} of {len(hosts)} host(s)"
-                + (f"; failed: {', '.join(bad)}" if bad else ""),
-                {"hosts": hosts, "failed": bad})
+    fleet_event(
+        "revert",
+        "fail" if bad else "ok",
+        f"reverted {len(hosts) - len(bad)} of {len(hosts)} host(s)" + (f"; failed: {', '.join(bad)}" if bad else ""),
+        {"hosts": hosts, "failed": bad},
+    )
     return [final.get(r.host, r) for r in results]
 
 
@@ -266,6 +325,7 @@ def via_repo(name: str, url: str | None, key_file: Path | None, suite: str, comp
     from ..config import REPO_URL_RE
     from ..gpg import read_key
     from ..repo import sources_deb822
+
     if not url or key_file is None:
         raise UsageError("--via-repo and --repo-key go together: pass the repository's URL and its public key")
     if not REPO_URL_RE.match(url):

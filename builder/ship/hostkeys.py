@@ -2,6 +2,7 @@
 key), known_hosts, and logging in with keys (agent, ssh_config's IdentityFile, the default
 keys).  Used by the connector ``ssh`` (connecting, running, uploading); who and where to
 connect is ``sshconfig``'s, below both."""
+
 from __future__ import annotations
 
 import base64
@@ -59,8 +60,10 @@ def check_host_key(hop: Hop, key: paramiko.PKey, opts: ConnectOptions) -> None:
         pin = opts.pinned_key.strip()
         if pin.rstrip("=") == fingerprint(key) or pin.split()[:2] == [key.get_name(), key.get_base64()]:
             return
-        raise RemoteError(f"host {hop.label}: host key {offered} is not the pinned key {pin[:60]}; check that you "
-                          "pinned this host's key (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on it)")
+        raise RemoteError(
+            f"host {hop.label}: host key {offered} is not the pinned key {pin[:60]}; check that you "
+            "pinned this host's key (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on it)"
+        )
     path = opts.known_hosts or _DEFAULT_KNOWN_HOSTS.expanduser()
     with _KNOWN_HOSTS_LOCK:
         known = _read_known(path).lookup(name)
@@ -70,11 +73,15 @@ def check_host_key(hop: Hop, key: paramiko.PKey, opts: ConnectOptions) -> None:
                 return
             was = ", ".join(f"{k.get_name()} {fingerprint(k)}" for k in known.values())
             fix = f"ssh-keygen -R '{name}'" + ("" if opts.known_hosts is None else f" -f '{path}'")
-            raise RemoteError(f"host {hop.label}: host key CHANGED (now {offered}, {path} has {was}); "
-                              f"if the host was rebuilt, run: {fix} ; otherwise do not connect")
+            raise RemoteError(
+                f"host {hop.label}: host key CHANGED (now {offered}, {path} has {was}); "
+                f"if the host was rebuilt, run: {fix} ; otherwise do not connect"
+            )
         if opts.host_keys == "strict":
-            raise RemoteError(f"host {hop.label}: host key {offered} for {name} is not in {path} (strict); verify "
-                              f"it and add it, e.g. ssh-keyscan -p {hop.port} {hop.hostname} >> {path}")
+            raise RemoteError(
+                f"host {hop.label}: host key {offered} for {name} is not in {path} (strict); verify "
+                f"it and add it, e.g. ssh-keyscan -p {hop.port} {hop.hostname} >> {path}"
+            )
         _remember(path, name, key, hop.label)
 
 
@@ -117,8 +124,10 @@ def _load_key(path: Path, label: str, strict: bool) -> paramiko.PKey | None:
         except paramiko.PasswordRequiredException as e:
             if not strict:
                 return None
-            raise RemoteError(f"host {label}: identity file {path} is encrypted; load it into ssh-agent (ssh-add) "
-                              "and keep use_agent on") from e
+            raise RemoteError(
+                f"host {label}: identity file {path} is encrypted; load it into ssh-agent (ssh-add) "
+                "and keep use_agent on"
+            ) from e
         except (paramiko.SSHException, OSError, ValueError):
             continue
     if strict:
@@ -133,14 +142,18 @@ def authenticate(t: paramiko.Transport, hop: Hop, opts: ConnectOptions) -> None:
         try:
             more = t.auth_publickey(hop.user, key)
         except paramiko.BadAuthenticationType as e:
-            raise RemoteError(f"host {hop.label}: the server does not accept keys (only {e.allowed_types}); "
-                              "enable PubkeyAuthentication in its sshd_config") from e
+            raise RemoteError(
+                f"host {hop.label}: the server does not accept keys (only {e.allowed_types}); "
+                "enable PubkeyAuthentication in its sshd_config"
+            ) from e
         except paramiko.AuthenticationException:
             tried.append(desc)
             continue
         if more or not t.is_authenticated():
             raise RemoteError(f"host {hop.label}: the server wants more than a key ({more}); use a key-only account")
         return
-    raise RemoteError(f"host {hop.label}: authentication failed for user '{hop.user}' (tried: "
-                      f"{', '.join(tried) or 'no keys found'}); check the user name and that the key's .pub is in "
-                      f"~{hop.user}/.ssh/authorized_keys, or set identity_file")
+    raise RemoteError(
+        f"host {hop.label}: authentication failed for user '{hop.user}' (tried: "
+        f"{', '.join(tried) or 'no keys found'}); check the user name and that the key's .pub is in "
+        f"~{hop.user}/.ssh/authorized_keys, or set identity_file"
+    )

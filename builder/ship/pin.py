@@ -8,18 +8,21 @@ shows the pin.  An explicit ``apt-get install name=version`` (or a .deb path),
 which is how debship installs, is not held back by it; debship then rewrites the
 pin to the version it installed.  Pure text in and out; ``actions`` writes it.
 """
+
 from __future__ import annotations
 
 PRIORITY = 1001  # above 1000: apt keeps (or restores) this version even over a newer one
 
 
 def pin_text(name: str, version: str, path: str) -> str:
-    return (f"Explanation: written by debship: {name} stays at the version debship installed last, through\n"
-            f"Explanation: apt-get upgrade and unattended-upgrades; debship's next ship, rollback or apply moves it.\n"
-            f"Explanation: to release it by hand: rm {path}\n"
-            f"Package: {name}\n"
-            f"Pin: version {version}\n"
-            f"Pin-Priority: {PRIORITY}\n")
+    return (
+        f"Explanation: written by debship: {name} stays at the version debship installed last, through\n"
+        f"Explanation: apt-get upgrade and unattended-upgrades; debship's next ship, rollback or apply moves it.\n"
+        f"Explanation: to release it by hand: rm {path}\n"
+        f"Package: {name}\n"
+        f"Pin: version {version}\n"
+        f"Pin-Priority: {PRIORITY}\n"
+    )
 
 
 def parse_pin(text: str) -> str | None:

@@ -3,6 +3,7 @@ failure budget from ``--max-fail 2`` or ``--max-fail 10%``, and whether a run mu
 
 Nothing here touches a host; ``fleet`` runs the batches these functions plan.
 """
+
 from __future__ import annotations
 
 import re
@@ -74,7 +75,7 @@ def split(items: list, sizes: list[int]) -> list[list]:
     """``items`` cut into consecutive batches of ``sizes``."""
     out, start = [], 0
     for size in sizes:
-        out.append(items[start:start + size])
+        out.append(items[start : start + size])
         start += size
     return out
 
@@ -86,8 +87,9 @@ def parse_max_fail(text: str | int | None) -> Amount | None:
     return parse_amount(str(text), "--max-fail")
 
 
-def over_budget(budget: Amount | None, failed_in_batch: int, batch_size: int, failed_total: int,
-                total: int) -> str | None:
+def over_budget(
+    budget: Amount | None, failed_in_batch: int, batch_size: int, failed_total: int, total: int
+) -> str | None:
     """Why the run halts now, or None.  A count is a budget for the whole run: halt once that
     many hosts failed.  A percentage is checked per batch (so a one-host canary that fails
     halts the run) and for the run (so failures spread thinly over many batches still add up):

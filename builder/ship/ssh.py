@@ -7,6 +7,7 @@
 command running (a lock).  This module and ``hostkeys`` are the only ones that log in with paramiko.  What to
 run is decided elsewhere.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,12 +30,24 @@ from builder.ship.connection import Result
 from builder.ship.hostkeys import authenticate, check_host_key, prefer_key_types
 from builder.ship.sshconfig import ConnectOptions, Hop, HostSpec, check_options, resolve
 
-_RETRY_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
-                 errno.ENETUNREACH, errno.EHOSTDOWN, errno.ETIMEDOUT, errno.EPIPE}
+_RETRY_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.EHOSTDOWN,
+    errno.ETIMEDOUT,
+    errno.EPIPE,
+}
 _RETRY_SSH = re.compile(r"banner|session|EOF|reset|closed|timed? ?out", re.IGNORECASE)  # sshd still starting
 _SUDO_ERRORS = (  # (exit code, sudo's words, what to tell) for `sudo -n`
-    (1, ("a password is required", "a terminal is required"), "sudo wants a password for user {u}; give {u} "
-     "passwordless sudo (NOPASSWD): echo '{u} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{u}"),
+    (
+        1,
+        ("a password is required", "a terminal is required"),
+        "sudo wants a password for user {u}; give {u} "
+        "passwordless sudo (NOPASSWD): echo '{u} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{u}",
+    ),
     (1, ("not in the sudoers", "may not run sudo"), "user {u} may not use sudo; give it NOPASSWD sudo"),
     (127, ("sudo: command not found", "sudo: not found"), "sudo is not installed; install it"),
 )
@@ -85,13 +98,22 @@ class SSHConnection:
                 last = e.cause
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RemoteError(f"host {self.name}: no SSH after {self.opts.connect_timeout:g} s (last error: "
-                                  f"{_describe(last)}); check the address/port and that sshd runs") from last
+                raise RemoteError(
+                    f"host {self.name}: no SSH after {self.opts.connect_timeout:g} s (last error: "
+                    f"{_describe(last)}); check the address/port and that sshd runs"
+                ) from last
             time.sleep(min(delay, left))
             delay = min(delay * 1.5, 1.0)
 
-    def run(self, argv: Sequence[str], *, sudo: bool = False, timeout: float | None = None,
-            stdin: bytes | None = None, env: dict | None = None) -> Result:
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        sudo: bool = False,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+        env: dict | None = None,
+    ) -> Result:
         """Run ``argv`` (shlex-quoted); a non-zero exit is a Result, a lost connection or timeout a RemoteError."""
         argv = tuple(argv)
         full = [*(["env", *(f"{k}={v}" for k, v in env.items())] if env else []), *argv]
@@ -106,16 +128,26 @@ class SSHConnection:
             finally:
                 chan.close()
         except _Deadline as e:
-            raise RemoteError(f"host {self.name}: `{command}` still running after {timeout:g} s; "
-                              "raise the timeout or look at what it waits for") from e
+            raise RemoteError(
+                f"host {self.name}: `{command}` still running after {timeout:g} s; "
+                "raise the timeout or look at what it waits for"
+            ) from e
         except (paramiko.SSHException, OSError, EOFError) as e:
-            raise RemoteError(f"host {self.name}: connection lost while running `{command}` ({_describe(e)}); "
-                              "reconnect and retry") from e
+            raise RemoteError(
+                f"host {self.name}: connection lost while running `{command}` ({_describe(e)}); reconnect and retry"
+            ) from e
         result = Result(argv, code, out.decode(errors="replace"), err.decode(errors="replace"))
         return _check_sudo(result, self.name, self.user) if sudo else result
 
-    def hold(self, argv: Sequence[str], *, until: str, sudo: bool = False, timeout: float = 600.0,
-             on_line: Callable[[str], None] | None = None) -> Held | Result:
+    def hold(
+        self,
+        argv: Sequence[str],
+        *,
+        until: str,
+        sudo: bool = False,
+        timeout: float = 600.0,
+        on_line: Callable[[str], None] | None = None,
+    ) -> Held | Result:
         """Start ``argv`` and return once it prints the line ``until``, leaving it running (a lock
         holder) until ``Held.close()`` or the connection ends; lines before it go to ``on_line``.
         If the command exits first, its ``Result`` is returned instead."""
@@ -126,8 +158,9 @@ class SSHConnection:
             chan.exec_command(command)
             out = _read_until(chan, until, time.monotonic() + timeout, on_line)
         except (paramiko.SSHException, OSError, EOFError, _Deadline) as e:
-            raise RemoteError(f"host {self.name}: `{command}` did not answer ({_describe(e)}); "
-                              "reconnect and retry") from e
+            raise RemoteError(
+                f"host {self.name}: `{command}` did not answer ({_describe(e)}); reconnect and retry"
+            ) from e
         if out is None:
             return Held(chan)
         result = Result(tuple(argv), chan.recv_exit_status(), out, chan.recv_stderr(1 << 16).decode(errors="replace"))
@@ -145,8 +178,10 @@ class SSHConnection:
             _upload(self._sftp, local, f"{remote}.part", progress)
             self._sftp.posix_rename(f"{remote}.part", remote)
         except (OSError, paramiko.SSHException, EOFError) as e:
-            raise RemoteError(f"host {self.name}: upload of {local} to {remote} failed ({_describe(e)}); check that "
-                              f"{os.path.dirname(remote) or '.'} exists and {self.user} may write there") from e
+            raise RemoteError(
+                f"host {self.name}: upload of {local} to {remote} failed ({_describe(e)}); check that "
+                f"{os.path.dirname(remote) or '.'} exists and {self.user} may write there"
+            ) from e
 
     def sha256(self, remote: str, *, sudo: bool = False) -> str:
         """The sha256 of a remote file, by ``sha256sum`` on the host."""
@@ -192,7 +227,7 @@ class Held:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self._chan.shutdown_write()   # its stdin ends: a `cat` holding a lock exits
+            self._chan.shutdown_write()  # its stdin ends: a `cat` holding a lock exits
             self._chan.close()
 
 
@@ -224,7 +259,7 @@ def _pump(chan: paramiko.Channel, stdin: bytes, deadline: float | None) -> tuple
         chan.shutdown_write()
     while True:
         if pending and chan.send_ready() and not chan.exit_status_ready():
-            pending = pending[chan.send(pending[:_CHUNK]):]
+            pending = pending[chan.send(pending[:_CHUNK]) :]
             if not pending:
                 chan.shutdown_write()
         select.select([chan], [], [], 0.01 if pending else 0.2)
@@ -251,8 +286,9 @@ def _dial(target: Hop, opts: ConnectOptions, deadline: float) -> list[paramiko.T
             left = max(1.0, deadline - time.monotonic())
             try:
                 if transports:
-                    sock = transports[-1].open_channel("direct-tcpip", (hop.hostname, hop.port), ("127.0.0.1", 0),
-                                                       timeout=left)
+                    sock = transports[-1].open_channel(
+                        "direct-tcpip", (hop.hostname, hop.port), ("127.0.0.1", 0), timeout=left
+                    )
                 else:
                     sock = socket.create_connection((hop.hostname, hop.port), timeout=min(10.0, left))
                     # Without it Nagle and delayed ACKs add ~45 ms to every command (bench/ship.py).
@@ -326,11 +362,15 @@ def _explain(e: BaseException, hop: Hop, name: str) -> RemoteError:
         return e if hop.label == name else RemoteError(f"{e} [jump host for {name}]")
     where = name if hop.label == name else f"{name} (jump host {hop.label})"
     if isinstance(e, socket.gaierror):
-        return RemoteError(f"host {where}: cannot resolve {hop.hostname!r} ({e.strerror}); "
-                           "check the host name (or HostName in your ssh config)")
+        return RemoteError(
+            f"host {where}: cannot resolve {hop.hostname!r} ({e.strerror}); "
+            "check the host name (or HostName in your ssh config)"
+        )
     if isinstance(e, paramiko.ChannelException):
-        return RemoteError(f"host {name}: the jump host refuses to forward to {hop.hostname}:{hop.port} ({e.text}); "
-                           "set AllowTcpForwarding yes on it")
+        return RemoteError(
+            f"host {name}: the jump host refuses to forward to {hop.hostname}:{hop.port} ({e.text}); "
+            "set AllowTcpForwarding yes on it"
+        )
     return RemoteError(f"host {where}: SSH failed: {_describe(e)}")
 
 

@@ -9,12 +9,13 @@ command for apt's hold and pin and one for the health command; it takes no
 lock and changes nothing on the host.  The facts are read with sudo, as ship
 reads them (the store and conffiles may be readable by root only).
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..debinfo import PackageInfo
 from ..errors import DebshipError, ShipError
@@ -28,25 +29,25 @@ from .sshconfig import HostSpec
 @dataclass(frozen=True)
 class UnitState:
     name: str
-    enabled: str             # systemctl is-enabled (enabled, disabled, masked, static …)
-    active: str              # ActiveState, "" where systemd does not run
+    enabled: str  # systemctl is-enabled (enabled, disabled, masked, static …)
+    active: str  # ActiveState, "" where systemd does not run
 
 
 @dataclass(frozen=True)
 class HostStatus:
     host: str
     package: str = ""
-    installed: str | None = None         # the version dpkg has (None: not installed)
-    dpkg: str = ""                       # dpkg's status abbreviation ("ii" is fully installed)
-    held: str | None = None              # "hold" (apt-mark), "pin <version> (<priority>)"; None: nothing holds it
+    installed: str | None = None  # the version dpkg has (None: not installed)
+    dpkg: str = ""  # dpkg's status abbreviation ("ii" is fully installed)
+    held: str | None = None  # "hold" (apt-mark), "pin <version> (<priority>)"; None: nothing holds it
     units: tuple[UnitState, ...] = ()
-    checked: tuple[str, ...] = ()        # units the package enables and starts: these must be active
+    checked: tuple[str, ...] = ()  # units the package enables and starts: these must be active
     systemd: bool = False
-    health: str = "none"                 # ok | fail | skip | none (no health command)
+    health: str = "none"  # ok | fail | skip | none (no health command)
     health_detail: str = ""
     last: store.Shipped | None = None
     kept: tuple[str, ...] = ()
-    error: str = ""                      # the host could not be read (unreachable, no package …)
+    error: str = ""  # the host could not be read (unreachable, no package …)
 
     def problems(self, expect: str | None = None) -> list[str]:
         """Why this host is not fine: unreachable, not installed, unfinished, on another version
@@ -62,8 +63,11 @@ class HostStatus:
             found.append(f"at {self.installed or 'nothing'}, expected {expect}")
         if self.systemd:
             left_alone = ("disabled", "masked", "masked-runtime")  # the admin's choice, as ship keeps it
-            down = [u.name for u in self.units
-                    if u.name in self.checked and u.enabled not in left_alone and u.active != "active"]
+            down = [
+                u.name
+                for u in self.units
+                if u.name in self.checked and u.enabled not in left_alone and u.active != "active"
+            ]
             down += [u.name for u in self.units if u.active == "failed" and u.name not in down]
             if down:
                 found.append("not active: " + ", ".join(down))
@@ -72,13 +76,25 @@ class HostStatus:
         return found
 
     def as_dict(self, expect: str | None = None) -> dict:
-        return {"host": self.host, "package": self.package, "installed": self.installed, "dpkg": self.dpkg,
-                "held": self.held, "systemd": self.systemd,
-                "units": [{"name": u.name, "enabled": u.enabled, "active": u.active, "checked": u.name in self.checked}
-                          for u in self.units],
-                "health": self.health, "health_detail": self.health_detail,
-                "last_ship": self.last.as_dict() if self.last else None, "kept": list(self.kept),
-                "error": self.error or None, "ok": not self.problems(expect), "problems": self.problems(expect)}
+        return {
+            "host": self.host,
+            "package": self.package,
+            "installed": self.installed,
+            "dpkg": self.dpkg,
+            "held": self.held,
+            "systemd": self.systemd,
+            "units": [
+                {"name": u.name, "enabled": u.enabled, "active": u.active, "checked": u.name in self.checked}
+                for u in self.units
+            ],
+            "health": self.health,
+            "health_detail": self.health_detail,
+            "last_ship": self.last.as_dict() if self.last else None,
+            "kept": list(self.kept),
+            "error": self.error or None,
+            "ok": not self.problems(expect),
+            "problems": self.problems(expect),
+        }
 
 
 # $1 package: apt's hold (apt-mark showhold) and any pin on it (apt-cache policy's priorities).
@@ -93,7 +109,7 @@ def hold_command(name: str) -> list[str]:
 
 
 def parse_hold(name: str, stdout: str) -> str | None:
-    """"hold" when apt-mark holds the package; "pin V (P)" when a version has priority >= 1000
+    """ "hold" when apt-mark holds the package; "pin V (P)" when a version has priority >= 1000
     (apt installs it even as a downgrade); None when nothing holds it."""
     lines = stdout.splitlines()
     if f"hold {name}" in (line.strip() for line in lines):
@@ -105,8 +121,13 @@ def parse_hold(name: str, stdout: str) -> str | None:
     return None
 
 
-def host_status(spec: HostSpec, pkg: PackageInfo, opts: ShipOptions, health_timeout: float = 30.0,
-                connector: Connector | None = None) -> HostStatus:
+def host_status(
+    spec: HostSpec,
+    pkg: PackageInfo,
+    opts: ShipOptions,
+    health_timeout: float = 30.0,
+    connector: Connector | None = None,
+) -> HostStatus:
     """One host's status; a failure to reach or read it is the row's ``error``."""
     if connector is None:
         from .ssh import connect as connector
@@ -132,21 +153,34 @@ def _read(run: HostRun, health_timeout: float) -> HostStatus:
     manifest = Manifest.from_json(now.manifest, name) if now.manifest.strip() and installed else None
     health, detail = _health(run, manifest, installed, now.systemd, health_timeout)
     history = store.parse_history(now.history)
-    return HostStatus(run.host, name, installed, now.installed.status if now.installed else "", held, units,
-                      tuple(manifest.checked_units()) if manifest else (), now.systemd, health, detail,
-                      history[-1] if history else None,
-                      tuple(k.version or f"{k.filename} (unreadable)" for k in now.kept))
+    return HostStatus(
+        run.host,
+        name,
+        installed,
+        now.installed.status if now.installed else "",
+        held,
+        units,
+        tuple(manifest.checked_units()) if manifest else (),
+        now.systemd,
+        health,
+        detail,
+        history[-1] if history else None,
+        tuple(k.version or f"{k.filename} (unreadable)" for k in now.kept),
+    )
 
 
-def _health(run: HostRun, manifest: Manifest | None, installed: str | None, systemd: bool,
-            timeout: float) -> tuple[str, str]:
+def _health(
+    run: HostRun, manifest: Manifest | None, installed: str | None, systemd: bool, timeout: float
+) -> tuple[str, str]:
     """The installed version's health command, once (no retries: this is how it is now)."""
     if installed is None or manifest is None or not manifest.health:
         return ("none", "no health command" if installed else "")
     if not systemd:
         return ("skip", "systemd is not running on the host: services are not started")
-    r = run.conn.run(["env", f"DEBSHIP_VERSION={installed}", f"DEBSHIP_PACKAGE={run.pkg.name}", "sh", "-c",
-                manifest.health], timeout=timeout)
+    r = run.conn.run(
+        ["env", f"DEBSHIP_VERSION={installed}", f"DEBSHIP_PACKAGE={run.pkg.name}", "sh", "-c", manifest.health],
+        timeout=timeout,
+    )
     out = " ".join((r.stdout.strip() or r.stderr.strip()).split())[:300]
     return ("ok", out) if r.ok else ("fail", f"exit {r.exit_code}: {out}")
 

@@ -8,6 +8,7 @@ always rebuilt from the files, never trusted.  The list of kept files is one of
 the host facts (``facts.HOST_FACTS_SCRIPT``); here: pure parsers, decisions and
 the commands that change the store.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,8 +39,11 @@ def to_prune(kept: list[Kept], keep: int, installed: str | None) -> list[str]:
     unreadable files go too."""
     readable = [k for k in kept if k.version]
     newest = {k.filename for k in readable[-keep:]}
-    return [k.filename for k in kept
-            if k.filename not in newest and not (installed and k.version == installed and k.version)]
+    return [
+        k.filename
+        for k in kept
+        if k.filename not in newest and not (installed and k.version == installed and k.version)
+    ]
 
 
 # Rebuilds Packages and Release from the .debs present, atomically, registers
@@ -69,14 +73,28 @@ exec "$@"
 
 
 def index_command(layout: Layout) -> list[str]:
-    return ["sh", "-c", INDEX_SCRIPT, "sh", layout.store, layout.name, layout.apt_source,
-            *apt_update_source(layout.apt_source)]
+    return [
+        "sh",
+        "-c",
+        INDEX_SCRIPT,
+        "sh",
+        layout.store,
+        layout.name,
+        layout.apt_source,
+        *apt_update_source(layout.apt_source),
+    ]
 
 
 def prune_command(layout: Layout, filenames: list[str]) -> list[str]:
     """Delete the kept files and their detached signatures (``<file>.sig``)."""
-    return ["sh", "-c", 'cd "$1" && shift && for f in "$@"; do rm -f -- "$f" "$f.sig" || exit 1; done', "sh",
-            layout.store, *filenames]
+    return [
+        "sh",
+        "-c",
+        'cd "$1" && shift && for f in "$@"; do rm -f -- "$f" "$f.sig" || exit 1; done',
+        "sh",
+        layout.store,
+        *filenames,
+    ]
 
 
 def history_line(stamp: str, action: str, version: str, before: str | None = None, by: str | None = None) -> str:
@@ -91,14 +109,13 @@ class Shipped:
     """One line of the ship history, parsed."""
 
     when: str
-    action: str          # ship | rollback
+    action: str  # ship | rollback
     version: str
-    before: str | None = None    # "nothing" for a first install; None when the line does not say
+    before: str | None = None  # "nothing" for a first install; None when the line does not say
     by: str | None = None
 
     def as_dict(self) -> dict:
-        return {"when": self.when, "action": self.action, "version": self.version, "from": self.before,
-                "by": self.by}
+        return {"when": self.when, "action": self.action, "version": self.version, "from": self.before, "by": self.by}
 
 
 def parse_history(history: str) -> list[Shipped]:
@@ -138,7 +155,7 @@ def version_stack(history: str) -> list[str]:
         if action == "begin":  # an intent; the ship's own line follows once it is verified
             continue
         if action == "rollback" and version in stack:
-            del stack[stack.index(version) + 1:]
+            del stack[stack.index(version) + 1 :]
         elif not stack or stack[-1] != version:
             stack.append(version)
     return stack
@@ -150,7 +167,7 @@ def previous_version(history: str, current: str | None, kept: list[Kept]) -> str
     available = {k.version for k in kept if k.version}
     stack = version_stack(history)
     if current in stack:
-        del stack[stack.index(current):]
+        del stack[stack.index(current) :]
     for version in reversed(stack):
         if version in available and version != current:
             return version

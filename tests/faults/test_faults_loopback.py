@@ -3,6 +3,7 @@ fault is produced for real, then the host's final state is asserted: dpkg
 knows the version and nothing is left half-installed, no staging is left in
 /var/tmp, the store's index lists exactly its files, and a plain second ship
 converges.  docs/reliability.md lists each fault with the test here."""
+
 from __future__ import annotations
 
 import os
@@ -73,8 +74,11 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "") -> None:
 
 def postinst_running(host, version: str) -> bool:
     log = host.root.path / LOG
-    return log.exists() and f"{NAME} {version} postinst configure" in log.read_text() \
+    return (
+        log.exists()
+        and f"{NAME} {version} postinst configure" in log.read_text()
         and "startup /usr/lib/fleet-agent/startup.py: running" in log.read_text().rsplit("begin", 1)[-1]
+    )
 
 
 class Relay:
@@ -126,6 +130,7 @@ def test_connection_cut_mid_upload(ssh_host, debs):
         argv = [str(debs["v2"]), "--host", f"ops@127.0.0.1:{relay.port}", *ssh_host.ship_args()]
         from builder.cli import ship
         from tests.harness.helpers import cli_runner
+
         r = cli_runner().invoke(ship, [*argv, "--connect-timeout", "5"], env={"SSH_AUTH_SOCK": ""})
     finally:
         relay.close()
@@ -137,9 +142,13 @@ def test_connection_cut_mid_upload(ssh_host, debs):
 
 def ship_process(host, deb: Path, *args: str) -> subprocess.Popen:
     """`debship ship` as a process of its own (to kill, or to run beside another ship)."""
-    return subprocess.Popen([str(DEBSHIP), "ship", str(deb), "--host", host.address, *host.ship_args(), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "SSH_AUTH_SOCK": ""})
+    return subprocess.Popen(
+        [str(DEBSHIP), "ship", str(deb), "--host", host.address, *host.ship_args(), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "SSH_AUTH_SOCK": ""},
+    )
 
 
 def test_controller_killed_mid_install(ssh_host, debs):

@@ -8,6 +8,7 @@ services are running and /healthz reports it, nothing is left in staging, the
 store's index matches its files, and a plain second ``ship`` converges.
 The checks are in ``_state.py`` (shared with the loopback fault tests).
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,7 @@ def _project(base: Path, port: int) -> Path:
 def _unhealthy(project: Path) -> None:
     """A health command that fails whatever the services do."""
     py = project / "pyproject.toml"
-    text, n = re.subn(r'(?m)^health = .*$', 'health = "false"', py.read_text())
+    text, n = re.subn(r"(?m)^health = .*$", 'health = "false"', py.read_text())
     assert n == 1, "pyproject.toml's [tool.debship] has no health line any more"
     py.write_text(text)
 
@@ -61,8 +62,13 @@ def debs(tmp_path_factory):
     """Good 1.0.0 and 1.1.0, and three faulty versions between them, agent on a free port."""
     base, port = tmp_path_factory.mktemp("fault-debs"), free_port()
     made = {"port": port}
-    for key, version, change in (("v1", "1.0.0", None), ("v2", "1.1.0", None), ("unhealthy", "1.0.1", _unhealthy),
-                                 ("broken", "1.0.2", break_startup), ("slow", "1.0.3", _slow_startup)):
+    for key, version, change in (
+        ("v1", "1.0.0", None),
+        ("v2", "1.1.0", None),
+        ("unhealthy", "1.0.1", _unhealthy),
+        ("broken", "1.0.2", break_startup),
+        ("slow", "1.0.3", _slow_startup),
+    ):
         project = _project(base / key / "project", port)
         if change:
             change(project)
@@ -101,8 +107,9 @@ def test_health_failing_after_start_rolls_back_to_the_running_old_version(booted
     assert "rolled back to 1.0.0: health command failed" in deploy_log(host, NAME)
     # It stays put: the store lists 1.0.1, yet the admin's apt-get upgrade keeps 1.0.0 (debship's pin).
     for verb in ("upgrade", "dist-upgrade"):
-        up = host.run_root(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", verb, "-y", "-q"], check=False,
-                           timeout=300)
+        up = host.run_root(
+            ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", verb, "-y", "-q"], check=False, timeout=300
+        )
         assert up.returncode == 0, up.stdout + up.stderr
     assert_running(host, debs["port"], "1.0.0")
     assert "*** 1.0.0 1001" in host.run_root(["apt-cache", "policy", NAME]).stdout
@@ -128,10 +135,25 @@ def test_startup_failing_in_postinst_rolls_back(booted_host, debs):
 
 def _ship_in_background(host, deb: Path, out: Path) -> subprocess.Popen:
     """``ship DEB --host ... --json`` as its own process (its output in ``out``.stdout/.stderr)."""
-    argv = [sys.executable, "-c", "from builder.cli import ship; ship()", str(deb), "--host", host.address,
-            *host.ship_args(), "--connect-timeout", "30", "--json"]
-    return subprocess.Popen(argv, stdout=open(f"{out}.stdout", "w"), stderr=open(f"{out}.stderr", "w"),
-                            stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin", "SSH_AUTH_SOCK": ""})
+    argv = [
+        sys.executable,
+        "-c",
+        "from builder.cli import ship; ship()",
+        str(deb),
+        "--host",
+        host.address,
+        *host.ship_args(),
+        "--connect-timeout",
+        "30",
+        "--json",
+    ]
+    return subprocess.Popen(
+        argv,
+        stdout=open(f"{out}.stdout", "w"),
+        stderr=open(f"{out}.stderr", "w"),
+        stdin=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin", "SSH_AUTH_SOCK": ""},
+    )
 
 
 def _wait_for(what: str, check, timeout: float, every: float = 0.2):
@@ -158,8 +180,11 @@ def test_reboot_while_postinst_runs_leaves_a_state_a_second_ship_repairs(booted_
     t0 = time.monotonic()
     ship = _ship_in_background(host, debs["slow"], tmp_path / "ship")
     try:
-        _wait_for("1.0.3's postinst to run startup.py", lambda: _postinst_running(host) or ship.poll() is not None,
-                  timeout=120)
+        _wait_for(
+            "1.0.3's postinst to run startup.py",
+            lambda: _postinst_running(host) or ship.poll() is not None,
+            timeout=120,
+        )
         assert ship.poll() is None, "ship ended before its postinst ran: " + (tmp_path / "ship.stderr").read_text()
         host.run_root(["systemctl", "reboot"], check=False)
         code = ship.wait(timeout=300)
@@ -182,8 +207,10 @@ def test_reboot_while_postinst_runs_leaves_a_state_a_second_ship_repairs(booted_
 
     t1 = time.monotonic()
     r = converges(host, debs, "slow", "1.0.3")
-    print(f"second ship: {time.monotonic() - t1:.1f}s: " + "; ".join(f"{e['step']} {e['status']} {e['detail']}"[:120]
-                                                             for e in finished(r)))
+    print(
+        f"second ship: {time.monotonic() - t1:.1f}s: "
+        + "; ".join(f"{e['step']} {e['status']} {e['detail']}"[:120] for e in finished(r))
+    )
     repairs = [e for e in finished(r) if e["step"] == "repair"]
     if abbrev == "iF":
         assert repairs and "dpkg --configure -a" in repairs[0]["detail"], shown(r)

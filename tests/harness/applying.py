@@ -34,11 +34,13 @@ def install_debship(host) -> None:
     (same Debian 12 and Python 3.11 as the host)."""
     opt = host.root.path / "opt/debship"
     shutil.copytree(REPO / "builder", opt / "src/builder", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(sysconfig.get_paths()["purelib"], opt / "site",
-                    ignore=shutil.ignore_patterns("__pycache__", "pip*", "setuptools*", "_pytest", "pytest*",
-                                                  "ansible*", "__editable__*", "*.pth"))
+    shutil.copytree(
+        sysconfig.get_paths()["purelib"],
+        opt / "site",
+        ignore=shutil.ignore_patterns(
+            "__pycache__", "pip*", "setuptools*", "_pytest", "pytest*", "ansible*", "__editable__*", "*.pth"
+        ),
+    )
     launcher = host.root.path / "usr/bin/debship"
     launcher.write_text(LAUNCHER)
     launcher.chmod(0o755)
-
-

@@ -1,5 +1,6 @@
 """A signed apt repository for tests: throwaway GnuPG keys and the repository folder served
 over HTTP on 127.0.0.1 (fixtures ``keys`` and ``server``; import them into a test module)."""
+
 from __future__ import annotations
 
 import functools
@@ -22,10 +23,14 @@ class Keys:
 
 
 def gen_key(uid: str) -> str:
-    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"],
-                   check=True, capture_output=True)
-    out = subprocess.run(["gpg", "--batch", "--with-colons", "--list-keys", uid], check=True,
-                         capture_output=True, text=True).stdout
+    subprocess.run(
+        ["gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        ["gpg", "--batch", "--with-colons", "--list-keys", uid], check=True, capture_output=True, text=True
+    ).stdout
     return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
 
 
@@ -69,8 +74,6 @@ def server(tmp_path):
     yield httpd
     httpd.shutdown()
     httpd.server_close()
-
-
 
 
 def export_key(key: str, dest: Path) -> Path:

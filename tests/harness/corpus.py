@@ -1,5 +1,6 @@
 """The corpus of bundles shaped like users' (tests/fixtures/corpus/, plus this repository's sample and
 the nightly-backup fixture): built once per test session, read by the lintian and piuparts tiers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@ Wire them in with ``from tests.harness.fixtures import ssh_host, make_ssh_hosts`
 in a conftest.py (or a test module).  Both skip the test when not root or when
 mmdebstrap is missing, and fail instead when DEBSHIP_REQUIRE_ALL=1.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,6 +32,7 @@ def make_ssh_hosts(tmp_path):
 
     lower = cached_root()
     with contextlib.ExitStack() as stack:
+
         def make(n: int = 1, **kw) -> list[SSHHost]:
             hosts = []
             for _ in range(n):

@@ -6,6 +6,7 @@ to print each host's boot timings at the end of the run.  Both fixtures skip
 the test when not root or when a tool is missing, and fail instead when
 DEBSHIP_REQUIRE_ALL=1.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,6 +39,7 @@ def make_booted_hosts(request, tmp_path):
 
     made: list[tuple[NspawnHost, float]] = []
     with contextlib.ExitStack() as stack:
+
         def make(n: int = 1, cloud: bool = False, **kw) -> list[NspawnHost]:
             lower = cached_root(CLOUD_PACKAGES if cloud else BOOT_PACKAGES)
             hosts = []
@@ -53,9 +55,15 @@ def make_booted_hosts(request, tmp_path):
             yield make
         finally:
             for host, t0 in made:
-                TIMINGS.append({"test": request.node.nodeid, "machine": host.machine,
-                                "boot_to_ssh": [b.ssh_after for b in host.boots], "reboots": host.reboots,
-                                "alive": round(time.monotonic() - t0, 1)})
+                TIMINGS.append(
+                    {
+                        "test": request.node.nodeid,
+                        "machine": host.machine,
+                        "boot_to_ssh": [b.ssh_after for b in host.boots],
+                        "reboots": host.reboots,
+                        "alive": round(time.monotonic() - t0, 1),
+                    }
+                )
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ def _missing(what: str) -> None:
 def cli_runner():
     """A click CliRunner keeping stderr apart from stdout (click < 8.2 needs mix_stderr=False)."""
     from click.testing import CliRunner
+
     try:
         return CliRunner(mix_stderr=False)
     except TypeError:  # click >= 8.2 keeps them apart already

@@ -10,6 +10,7 @@ own code paths, so a test does not trust what it checks::
 
 Service checks (``assert_active``) need systemd: booted hosts only.
 """
+
 from __future__ import annotations
 
 from builder.layout import Layout
@@ -41,16 +42,19 @@ def staging_left(host, name: str) -> list[str]:
 
 
 def store_mismatch(host, name: str) -> str:
-    """"" when the store's Packages index lists exactly the .debs in the store folder, else what differs."""
+    """ "" when the store's Packages index lists exactly the .debs in the store folder, else what differs."""
     folder = Layout(name).store
-    _, ls = _out(host, ["sh", "-c", 'cd "$1" 2>/dev/null && for f in *.deb; do [ -f "$f" ] && echo "$f"; done; true',
-                        "sh", folder])
+    _, ls = _out(
+        host,
+        ["sh", "-c", 'cd "$1" 2>/dev/null && for f in *.deb; do [ -f "$f" ] && echo "$f"; done; true', "sh", folder],
+    )
     files = set(ls.split())
     rc, index = _out(host, ["cat", f"{folder}/Packages"])
     if rc != 0:
         return f"{folder}/Packages missing" if files else ""
-    listed = {line.split(":", 1)[1].strip().removeprefix("./")
-              for line in index.splitlines() if line.startswith("Filename:")}
+    listed = {
+        line.split(":", 1)[1].strip().removeprefix("./") for line in index.splitlines() if line.startswith("Filename:")
+    }
     if listed == files:
         return ""
     return f"{folder}: .debs {sorted(files)} but Packages lists {sorted(listed)}"

@@ -7,6 +7,7 @@ with ``dpkg-deb --fsys-tarfile`` and keeps only those, under
 ``~/.cache/debship``), keyed by the package list and the Debian release.  The
 .debs are deleted; a second run downloads nothing.  Nothing is committed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,12 +25,49 @@ from hostlab.rootfs import cache_dir
 # templates, timers, path units, oneshots, forking daemons, hardening, users of their own, deprecated
 # settings.  Left out for their size only: docker.io (36 MB) and containerd (26 MB).
 PACKAGES = (
-    "anacron", "apache2", "apt", "avahi-daemon", "bind9", "chrony", "cron", "cups-daemon", "dbus", "dnsmasq",
-    "dovecot-core", "e2fsprogs", "exim4-base", "fail2ban", "haproxy", "lighttpd", "logrotate", "lvm2", "man-db",
-    "mariadb-server", "mdadm", "memcached", "nfs-kernel-server", "nftables", "nginx-common", "ntpsec",
-    "openssh-server", "openvpn", "postfix", "postgresql-common", "prometheus-node-exporter", "redis-server",
-    "rsync", "rsyslog", "samba", "smartmontools", "squid", "sysstat", "tor", "unattended-upgrades", "unbound",
-    "util-linux", "wireguard-tools",
+    "anacron",
+    "apache2",
+    "apt",
+    "avahi-daemon",
+    "bind9",
+    "chrony",
+    "cron",
+    "cups-daemon",
+    "dbus",
+    "dnsmasq",
+    "dovecot-core",
+    "e2fsprogs",
+    "exim4-base",
+    "fail2ban",
+    "haproxy",
+    "lighttpd",
+    "logrotate",
+    "lvm2",
+    "man-db",
+    "mariadb-server",
+    "mdadm",
+    "memcached",
+    "nfs-kernel-server",
+    "nftables",
+    "nginx-common",
+    "ntpsec",
+    "openssh-server",
+    "openvpn",
+    "postfix",
+    "postgresql-common",
+    "prometheus-node-exporter",
+    "redis-server",
+    "rsync",
+    "rsyslog",
+    "samba",
+    "smartmontools",
+    "squid",
+    "sysstat",
+    "tor",
+    "unattended-upgrades",
+    "unbound",
+    "util-linux",
+    "wireguard-tools",
 )
 UNIT_DIRS = ("./lib/systemd/system/", "./usr/lib/systemd/system/")
 _LAYOUT = "1"
@@ -60,13 +98,14 @@ def cached_corpus(packages: tuple[str, ...] = PACKAGES) -> Path:
         units.mkdir()
         proc = _download(packages, debs)
         if proc.returncode != 0 and os.geteuid() == 0:  # lists missing or stale: refresh them once
-            subprocess.run(["apt-get", "update", "-qq"], check=False, stdin=subprocess.DEVNULL,
-                           capture_output=True)
+            subprocess.run(["apt-get", "update", "-qq"], check=False, stdin=subprocess.DEVNULL, capture_output=True)
             proc = _download(packages, debs)
         if proc.returncode != 0:
             errors = [line for line in proc.stderr.splitlines() if line.startswith("E:")]
-            raise RuntimeError(f"apt-get download failed ({'; '.join(errors[-3:])}); run apt-get update "
-                               "(the corpus comes from the build machine's Debian 12 sources)")
+            raise RuntimeError(
+                f"apt-get download failed ({'; '.join(errors[-3:])}); run apt-get update "
+                "(the corpus comes from the build machine's Debian 12 sources)"
+            )
         versions = {}
         for deb in sorted(debs.glob("*.deb")):
             package, version = deb.name.split("_")[:2]
@@ -80,8 +119,14 @@ def cached_corpus(packages: tuple[str, ...] = PACKAGES) -> Path:
 
 
 def _download(packages: tuple[str, ...], folder: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["apt-get", "download", "-q", *sorted(packages)], cwd=folder, text=True,
-                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.run(
+        ["apt-get", "download", "-q", *sorted(packages)],
+        cwd=folder,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _extract_units(deb: Path, dest: Path) -> None:
@@ -92,11 +137,11 @@ def _extract_units(deb: Path, dest: Path) -> None:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
             for member in tar:
                 folder = next((d for d in UNIT_DIRS if member.name.startswith(d)), None)
-                if folder is None or not member.isfile() or "/" in member.name[len(folder):]:
+                if folder is None or not member.isfile() or "/" in member.name[len(folder) :]:
                     continue
                 data = tar.extractfile(member)
                 if data is not None:
-                    (dest / member.name[len(folder):]).write_bytes(data.read())
+                    (dest / member.name[len(folder) :]).write_bytes(data.read())
     finally:
         proc.stdout.close()
         if proc.wait() != 0:
@@ -105,5 +150,6 @@ def _extract_units(deb: Path, dest: Path) -> None:
 
 def corpus_units(folder: Path) -> dict[str, dict[str, bytes]]:
     """package -> {unit name: bytes}."""
-    return {p.name: {u.name: u.read_bytes() for u in sorted(p.iterdir())}
-            for p in sorted(folder.iterdir()) if p.is_dir()}
+    return {
+        p.name: {u.name: u.read_bytes() for u in sorted(p.iterdir())} for p in sorted(folder.iterdir()) if p.is_dir()
+    }

@@ -3,6 +3,7 @@ over real SSH against 4 loopback hosts with debship installed in them (as in tes
 check mode changes nothing, the run installs, a second run reports changed=0, and a host whose
 new version fails is rolled back by debship and counted by the play's max_fail_percentage,
 which stops the rollout before the other hosts.  ``ansible-galaxy collection build`` works offline."""
+
 from __future__ import annotations
 
 import os
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.project import REPO
+from tests.harness.applying import install_debship
 from tests.harness.helpers import _missing
-from tests.harness.applying import apply_debs, install_debship  # noqa: F401  (apply_debs: a fixture)
+from tests.harness.project import REPO
 from tests.harness.shipping import installed, share_key
 
 pytestmark = pytest.mark.root
@@ -46,16 +47,33 @@ def run_playbook(tmp_path: Path, hosts, debs_by_host: dict, *args: str) -> subpr
     for i, h in enumerate(hosts):
         lines.append(f"h{i} ansible_host=127.0.0.1 ansible_port={h.port} deb=/var/tmp/{debs_by_host[i]}")
     key = hosts[0].ship_args()[1]
-    lines += ["[fleet:vars]", "ansible_user=ops", f"ansible_ssh_private_key_file={key}",
-              "ansible_python_interpreter=/usr/bin/python3"]
+    lines += [
+        "[fleet:vars]",
+        "ansible_user=ops",
+        f"ansible_ssh_private_key_file={key}",
+        "ansible_python_interpreter=/usr/bin/python3",
+    ]
     inventory.write_text("\n".join(lines) + "\n")
     playbook = tmp_path / "play.yml"
     playbook.write_text(PLAYBOOK)
-    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_HOST_KEY_CHECKING": "False",
-           "ANSIBLE_SSH_ARGS": "-o UserKnownHostsFile=/dev/null -o ControlMaster=no", "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"), "ANSIBLE_FORKS": "4", "SSH_AUTH_SOCK": ""}
-    return subprocess.run([ansible_tool("ansible-playbook"), "-i", str(inventory), str(playbook), *args],
-                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=900)
+    env = {
+        **os.environ,
+        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_SSH_ARGS": "-o UserKnownHostsFile=/dev/null -o ControlMaster=no",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+        "ANSIBLE_FORKS": "4",
+        "SSH_AUTH_SOCK": "",
+    }
+    return subprocess.run(
+        [ansible_tool("ansible-playbook"), "-i", str(inventory), str(playbook), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=900,
+    )
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
@@ -100,11 +118,25 @@ def test_the_module_on_four_hosts(make_ssh_hosts, apply_debs, tmp_path):
 
 
 def test_the_collection_builds_offline(tmp_path):
-    p = subprocess.run([ansible_tool("ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path),
-                        str(COLLECTIONS / "ansible_collections/debship/fleet")], capture_output=True, text=True,
-                       env={**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"})
+    p = subprocess.run(
+        [
+            ansible_tool("ansible-galaxy"),
+            "collection",
+            "build",
+            "--output-path",
+            str(tmp_path),
+            str(COLLECTIONS / "ansible_collections/debship/fleet"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"},
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert [f.name for f in tmp_path.glob("*.tar.gz")] == ["debship-fleet-0.1.0.tar.gz"]
-    doc = subprocess.run([ansible_tool("ansible-doc"), "debship.fleet.apply"], capture_output=True, text=True,
-                         env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_NOCOLOR": "1"})
+    doc = subprocess.run(
+        [ansible_tool("ansible-doc"), "debship.fleet.apply"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_NOCOLOR": "1"},
+    )
     assert doc.returncode == 0 and "check mode" in doc.stdout.lower(), doc.stdout + doc.stderr  # its docs parse

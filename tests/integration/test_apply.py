@@ -3,27 +3,27 @@ once through ``apply`` run inside a second, identical loopback host (chrooted, a
 debship installed into it from this checkout and the venv's libraries), then the two hosts'
 end states compared: install, upgrade, a failing version rolled back by itself, a version
 taken back from the store by NAME=VERSION, the pin, the history, the store."""
+
 from __future__ import annotations
 
 import json
 import re
 import shutil
 import sys
-import sysconfig
 
 import pytest
 
-from builder.build import build_deb
 from builder.layout import Layout
 from builder.repo import publish
-from tests.harness.project import REPO, break_startup, copy_sample
+from tests.harness.applying import install_debship
+from tests.harness.aptrepo import export_key
 from tests.harness.helpers import _missing
-from tests.harness.aptrepo import export_key, keys, server  # noqa: F401  (fixtures)
 from tests.harness.shipping import installed, run_ship
-from tests.harness.applying import apply_debs, install_debship  # noqa: F401  (apply_debs: a fixture)
 
 pytestmark = pytest.mark.root
 LAY = Layout("fleet-agent")
+
+
 def apply_in(host, *args: str, offline: bool = True):
     return host.run_root(["debship", "apply", *args], check=False, offline=offline)
 
@@ -32,8 +32,11 @@ def end_state(host) -> dict:
     """What ship or apply leaves on the host, less timestamps and the user who ran it."""
     root = host.root.path
     history = [line.split(None, 1)[1] for line in (root / LAY.history.lstrip("/")).read_text().splitlines()]
-    log = [re.sub(r"^\S+ |; by \S+ via debship$", "", l) for l in
-           (root / LAY.deploy_log.lstrip("/")).read_text().splitlines() if " ship: " in l]
+    log = [
+        re.sub(r"^\S+ |; by \S+ via debship$", "", l)
+        for l in (root / LAY.deploy_log.lstrip("/")).read_text().splitlines()
+        if " ship: " in l
+    ]
     return {
         "dpkg": installed(host),
         "pin": (root / LAY.apt_pin.lstrip("/")).read_text(),
@@ -51,7 +54,7 @@ def test_apply_on_the_host_ends_like_ship_over_ssh(make_ssh_hosts, apply_debs):
         _missing("a Python 3.11 venv (its compiled libraries are copied into the Debian 12 hosts)")
     shipped, applied = make_ssh_hosts(2)
     install_debship(applied)
-    for name, deb in apply_debs.items():
+    for deb in apply_debs.values():
         shutil.copy(deb, applied.root.path / "var/tmp" / deb.name)
 
     for v, code in (("1.0.0", 0), ("2.0.0", 0), ("3.0.0-bad", 3)):
@@ -77,7 +80,8 @@ def test_apply_on_the_host_ends_like_ship_over_ssh(make_ssh_hosts, apply_debs):
     p = apply_in(applied, "fleet-agent=9.9.9")
     assert p.returncode == 6 and p.stderr.strip().endswith(
         "fleet-agent 9.9.9 is not kept in /var/lib/debship/fleet-agent (kept: 1.0.0, 2.0.0, 3.0.0); "
-        "give its .deb, or --repo URL --repo-key FILE"), p.stderr
+        "give its .deb, or --repo URL --repo-key FILE"
+    ), p.stderr
     p = apply_in(applied, "/var/tmp/fleet-agent_2.0.0_all.deb", "--dry-run")
     assert p.returncode == 0 and "would upgrade 1.0.0 -> 2.0.0" in p.stdout and installed(applied) == "ii 1.0.0"
 

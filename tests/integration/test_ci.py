@@ -2,6 +2,7 @@
 `debship init` writes, both parse as YAML and run the same shell steps, and those steps run
 in a clean Debian root (chroot, no network): install debship, build, diff against the last
 release in the repository, publish; twice, as two tagged releases would."""
+
 from __future__ import annotations
 
 import base64
@@ -18,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from builder.init import CI_SCRIPT, ci_workflow
-from tests.harness.project import REPO, write_project
 from tests.harness.aptrepo import gen_key
 from tests.harness.helpers import require_tool
+from tests.harness.project import REPO, write_project
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,8 +33,16 @@ pytestmark = pytest.mark.root
 # A clean Debian 12 with what the CI jobs install (python3-venv, gnupg) and, because tests have
 # no network, Debian's builds of debship's libraries for pip to find instead of PyPI's;
 # python3-yaml reads the two workflow files.
-CI_ROOT_PACKAGES = ("python3", "python3-venv", "gnupg", "python3-click", "python3-jinja2", "python3-debian",
-                    "python3-paramiko", "python3-yaml")
+CI_ROOT_PACKAGES = (
+    "python3",
+    "python3-venv",
+    "gnupg",
+    "python3-click",
+    "python3-jinja2",
+    "python3-debian",
+    "python3-paramiko",
+    "python3-yaml",
+)
 
 PROJECT = {
     "units/my-service.service": """
@@ -72,8 +81,9 @@ def wheel(dest: Path) -> Path:
     files |= {f"builder/templates/{p.name}": p.read_bytes() for p in sorted((REPO / "debian").glob("*.j2"))}
     files[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: debship\nVersion: {version}\n".encode()
     files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    files[f"{info}/entry_points.txt"] = ("[console_scripts]\n" + "".join(
-        f"{k} = {v}\n" for k, v in meta["scripts"].items())).encode()
+    files[f"{info}/entry_points.txt"] = (
+        "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in meta["scripts"].items())
+    ).encode()
     record = io.StringIO()
     writer = csv.writer(record, lineterminator="\n")
     for name, data in files.items():
@@ -91,40 +101,55 @@ def wheel(dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def ci_root():
     from tests.harness.fixtures import require_root_host
+
     require_root_host()
     from hostlab.rootfs import cached_root
+
     return cached_root(CI_ROOT_PACKAGES)
 
 
 def test_the_ci_steps_build_diff_and_publish_in_a_clean_debian_root(ci_root, tmp_path, monkeypatch):
     require_tool("gpg")
     from hostlab.rootfs import Root
+
     gnupg = tmp_path / "gnupg"
     gnupg.mkdir(mode=0o700)
     monkeypatch.setenv("GNUPGHOME", str(gnupg))
     key_id = gen_key("CI signing <ci@example.com>")
-    secret = subprocess.run(["gpg", "--batch", "--armor", "--export-secret-keys", key_id], check=True,
-                            capture_output=True, text=True).stdout
+    secret = subprocess.run(
+        ["gpg", "--batch", "--armor", "--export-secret-keys", key_id], check=True, capture_output=True, text=True
+    ).stdout
     subprocess.run(["gpgconf", "--kill", "gpg-agent"], check=False, capture_output=True)
 
     with Root(ci_root, workdir=tmp_path) as root:
         work = root.path / "work"
         project = write_project(work / "my-service", PROJECT)
-        (project / "debship.toml").write_text('name = "my-service"\nversion = "0.0.0"\n'
-                                              'maintainer = "CI <ci@example.com>"\ndescription = "my service"\n'
-                                              'depends = ["python3"]\n')
+        (project / "debship.toml").write_text(
+            'name = "my-service"\nversion = "0.0.0"\n'
+            'maintainer = "CI <ci@example.com>"\ndescription = "my service"\n'
+            'depends = ["python3"]\n'
+        )
         whl = wheel(work)
         for kind in ("github", "gitlab"):
             (work / f"{kind}.yml").write_text(ci_workflow(kind, "my-service"))
-        read = ("import yaml; g = yaml.safe_load(open('/work/github.yml')); l = yaml.safe_load(open('/work/gitlab.yml'));"
-                "print(next(s['run'] for s in g['jobs']['package']['steps'] if 'run' in s) == l['debship']['script'][0])")
+        read = (
+            "import yaml; g = yaml.safe_load(open('/work/github.yml')); l = yaml.safe_load(open('/work/gitlab.yml'));"
+            "print(next(s['run'] for s in g['jobs']['package']['steps'] if 'run' in s) == l['debship']['script'][0])"
+        )
         assert root.run(["python3", "-c", read]).stdout.strip() == "True"
 
         # What the runner has before the job's own steps: a venv that sees Debian's libraries (no PyPI here).
         root.run(["python3", "-m", "venv", "--system-site-packages", "/work/my-service/.debship-venv"])
-        env = {"PACKAGE": "my-service", "DEBSHIP_INSTALL": f"/work/{whl.name}", "DEBSHIP_SIGNING_KEY": secret,
-               "DEBSHIP_SIGNING_KEY_ID": key_id, "GNUPGHOME": "/work/gnupg", "PIP_NO_INDEX": "1",
-               "PIP_NO_DEPS": "1", "SOURCE_DATE_EPOCH": "1767225600"}
+        env = {
+            "PACKAGE": "my-service",
+            "DEBSHIP_INSTALL": f"/work/{whl.name}",
+            "DEBSHIP_SIGNING_KEY": secret,
+            "DEBSHIP_SIGNING_KEY_ID": key_id,
+            "GNUPGHOME": "/work/gnupg",
+            "PIP_NO_INDEX": "1",
+            "PIP_NO_DEPS": "1",
+            "SOURCE_DATE_EPOCH": "1767225600",
+        }
         (work / "gnupg").mkdir(mode=0o700)
         job = ["sh", "-c", 'cd /work/my-service && exec bash -c "$0"', CI_SCRIPT]
 
@@ -137,14 +162,15 @@ def test_the_ci_steps_build_diff_and_publish_in_a_clean_debian_root(ci_root, tmp
         conf.write_text("port = 9090\n")
         second = root.run(job, env={**env, "RELEASE": "v0.2.0"}, offline=True, check=False)
         assert second.returncode == 0, second.stdout + second.stderr
-        assert "0.1.0" in second.stdout and "0.2.0" in second.stdout           # the diff's header
-        assert "/etc/my-service/my-service.conf" in second.stdout             # the changed conffile
+        assert "0.1.0" in second.stdout and "0.2.0" in second.stdout  # the diff's header
+        assert "/etc/my-service/my-service.conf" in second.stdout  # the changed conffile
         assert "stable/main: 2 package(s), signed" in second.stdout
 
         repo = project / "repo"
         pool = sorted(p.name for p in repo.glob("pool/main/m/my-service/*.deb"))
         assert pool == ["my-service_0.1.0_all.deb", "my-service_0.2.0_all.deb"]
-        verify = subprocess.run(["gpg", "--batch", "--verify", str(repo / "dists/stable/InRelease")],
-                                capture_output=True, text=True)
+        verify = subprocess.run(
+            ["gpg", "--batch", "--verify", str(repo / "dists/stable/InRelease")], capture_output=True, text=True
+        )
         assert verify.returncode == 0, verify.stderr
         assert json.loads((project / "build.json").read_text())["version"] == "0.2.0"

@@ -3,6 +3,7 @@ packages lintian passes with no error and no warning: the fixes build-deb makes
 (an executable config installed 0644) and the forms it accepts (a versioned
 essential dependency, a homepage with its scheme, the /usr/lib unit folder,
 deprecated unit settings that systemd still loads)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,10 +16,12 @@ def test_edge_values_build_lintian_clean_packages(project, tmp_path):
     require_tool("lintian")
     (project / "configs" / "demo.conf").chmod(0o755)
     with open(project / "debship.toml", "a") as f:
-        f.write('homepage = "https://example.com/demo"\n'
-                'long-description = "Serves the demo for the tests, with its configuration."\n'
-                'depends = ["python3", "bash (>= 5.0)"]\n'
-                '[install]\nunits = "/usr/lib/systemd/system"\n')
+        f.write(
+            'homepage = "https://example.com/demo"\n'
+            'long-description = "Serves the demo for the tests, with its configuration."\n'
+            'depends = ["python3", "bash (>= 5.0)"]\n'
+            '[install]\nunits = "/usr/lib/systemd/system"\n'
+        )
     text = (project / "debship.toml").read_text().replace('depends = ["python3"]\n', "", 1)
     (project / "debship.toml").write_text(text)
     unit = project / "units" / "demo-svc.service"

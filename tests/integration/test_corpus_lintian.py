@@ -6,6 +6,7 @@ The info and experimental tags that remain are listed, with why, in docs/packagi
 Needs lintian; the Debian 13 half needs root and mmdebstrap.  Skipped otherwise unless
 DEBSHIP_REQUIRE_ALL=1.
 """
+
 from __future__ import annotations
 
 import re
@@ -41,8 +42,9 @@ def _check(output: str, built: dict) -> None:
     undocumented = {t[2] for t in tags if t[0] in "IXP"} - DOCUMENTED
     assert undocumented == set(), f"document these tags in docs/packaging.md: {sorted(undocumented)}"
     overridden = {(t[1], t[2]) for t in tags if t[0] == "O"}
-    assert overridden <= {(b.name, tag) for b in built.values()
-                          for tag in ("dir-or-file-in-opt", "missing-intermediate-directory")}
+    assert overridden <= {
+        (b.name, tag) for b in built.values() for tag in ("dir-or-file-in-opt", "missing-intermediate-directory")
+    }
     # Every package was read (lintian prints nothing for a clean one, so ask it to list them).
     assert "corpus-opt-app" in {t[1] for t in tags if t[0] == "O"}
 
@@ -50,8 +52,19 @@ def _check(output: str, built: dict) -> None:
 def test_corpus_has_the_shapes_the_issue_names():
     names = set(bundles())
     assert len(names) >= 10
-    assert {"opt-app", "refused-usr-local", "refused-srv", "helper-module", "template-units", "timer", "socket",
-            "dropins-only", "drop-v1", "drop-v2", "sample"} <= names
+    assert {
+        "opt-app",
+        "refused-usr-local",
+        "refused-srv",
+        "helper-module",
+        "template-units",
+        "timer",
+        "socket",
+        "dropins-only",
+        "drop-v1",
+        "drop-v2",
+        "sample",
+    } <= names
 
 
 @pytest.mark.parametrize("bundle", sorted(REFUSED))
@@ -71,8 +84,7 @@ def test_lintian_debian_12(debs):
     lintian = require_tool("lintian")
     import subprocess
 
-    proc = subprocess.run([lintian, *FLAGS,
-                           *[str(b.deb) for b in debs.values()]], capture_output=True, text=True)
+    proc = subprocess.run([lintian, *FLAGS, *[str(b.deb) for b in debs.values()]], capture_output=True, text=True)
     assert proc.returncode in (0, 1, 2) and not proc.stderr.strip().startswith("Usage"), proc.stderr
     assert "Lintian v2.116" in subprocess.run([lintian, "--version"], capture_output=True, text=True).stdout
     _check(proc.stdout, debs)
@@ -89,7 +101,6 @@ def test_lintian_debian_13(debs):
             shutil.copy(b.deb, root.path / "debs" / b.deb.name)
         version = root.run(["lintian", "--version"]).stdout
         assert version.startswith("Lintian v2.122"), version
-        proc = root.run(["sh", "-c", "lintian " + " ".join(FLAGS) + " /debs/*.deb"],
-                        check=False)
+        proc = root.run(["sh", "-c", "lintian " + " ".join(FLAGS) + " /debs/*.deb"], check=False)
     assert proc.returncode in (0, 1, 2) and not proc.stderr.strip().startswith("Usage"), proc.stderr
     _check(proc.stdout, debs)

@@ -2,6 +2,7 @@
 more threads; the result must be exactly the single-threaded one.  Packages from our
 writer (8 MiB xz blocks) and from the real dpkg-deb: one block (-z6: liblzma's 24 MiB
 blocks hold the whole ~10 MB archive) and several (-z1 with --threads-max=4: 3 MiB blocks)."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,10 @@ from builder import debdiff, debfile
 from builder.debdiff import compare
 from tests.harness.helpers import require_tool
 
-CONTROL = ("Package: bulk\nVersion: {v}\nArchitecture: all\nMaintainer: T <t@example.com>\n"
-           "Description: bulk payload\n for the threaded diff test\n")
+CONTROL = (
+    "Package: bulk\nVersion: {v}\nArchitecture: all\nMaintainer: T <t@example.com>\n"
+    "Description: bulk payload\n for the threaded diff test\n"
+)
 WORDS = b"deploy service unit config restart health agent fleet host package version rollback ".split()
 
 
@@ -58,8 +61,10 @@ def trees(tmp_path_factory):
 def _ours(root: Path, version: str, out: Path) -> Path:
     files = sorted(p for p in root.rglob("*") if p.is_file() and "DEBIAN" not in p.parts)
     data = [debfile.Member(p.relative_to(root).as_posix(), p.stat().st_mode, source=p) for p in files]
-    control = [debfile.Member("control", 0o644, data=CONTROL.format(v=version).encode()),
-               debfile.Member("conffiles", 0o644, data=b"/etc/bulk/bulk.conf\n")]
+    control = [
+        debfile.Member("control", 0o644, data=CONTROL.format(v=version).encode()),
+        debfile.Member("conffiles", 0o644, data=b"/etc/bulk/bulk.conf\n"),
+    ]
     return debfile.write(control, data, out, name="bulk", version=version, compression="xz", mtime=1_700_000_000).path
 
 
@@ -70,21 +75,37 @@ def _dpkg_deb(root: Path, version: str, out: Path, threads: int) -> Path:
     (root / "DEBIAN/conffiles").write_text("/etc/bulk/bulk.conf\n")
     out.mkdir(parents=True, exist_ok=True)
     deb = out / f"bulk_{version}_all.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "-z6" if threads == 1 else "-z1",
-                    f"--threads-max={threads}", "--build",
-                    str(root), str(deb)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "dpkg-deb",
+            "--root-owner-group",
+            "-Zxz",
+            "-z6" if threads == 1 else "-z1",
+            f"--threads-max={threads}",
+            "--build",
+            str(root),
+            str(deb),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return deb
 
 
 def _same_both_ways(old: Path, new: Path) -> None:
     one = compare(old, new, workers=1)
     assert compare(old, new, workers=2) == one  # the two packages at once, each as one stream
-    many = compare(old, new, workers=4)         # and the blocks of each on two more threads
+    many = compare(old, new, workers=4)  # and the blocks of each on two more threads
     assert many == one
     assert json.dumps(many.as_dict(), sort_keys=True) == json.dumps(one.as_dict(), sort_keys=True)
     paths = {f.path for f in one.changed}
-    assert {"/usr/lib/bulk/d5/f005", "/usr/lib/bulk/d1/f061", "/usr/lib/bulk/d5/f119",
-            "/usr/lib/bulk/d2/f008", "/etc/bulk/bulk.conf"} <= paths
+    assert {
+        "/usr/lib/bulk/d5/f005",
+        "/usr/lib/bulk/d1/f061",
+        "/usr/lib/bulk/d5/f119",
+        "/usr/lib/bulk/d2/f008",
+        "/etc/bulk/bulk.conf",
+    } <= paths
     assert "/usr/lib/bulk/d0/f030" in one.removed and "/usr/lib/bulk/new-file" in one.added
 
 

@@ -3,6 +3,7 @@ apt's simulation runs before the install, a host with no package lists refreshes
 and gets the dependency from a signed archive served on 127.0.0.1, a dependency no source
 provides is named with nothing installed, and an install that would remove another
 installed package (its Conflicts:) stops before installing unless --allow-removals."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ import pytest
 
 from builder.build import build_deb
 from builder.repo import publish
+from tests.harness.aptrepo import export_key
 from tests.harness.project import copy_sample
-from tests.harness.aptrepo import export_key, keys, server  # noqa: F401  (fixtures)
 from tests.harness.shipping import installed, run_ship
 
 pytestmark = pytest.mark.root
@@ -25,8 +26,10 @@ def tiny_deb(dest: Path, name: str, version: str = "1.0", **fields: str) -> Path
     tree = dest / f"{name}-{version}"
     (tree / "DEBIAN").mkdir(parents=True)
     extra = "".join(f"{k}: {v}\n" for k, v in fields.items())
-    (tree / "DEBIAN" / "control").write_text(f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
-                                             f"Maintainer: Test <t@example.com>\nDescription: test package\n{extra}")
+    (tree / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+        f"Maintainer: Test <t@example.com>\nDescription: test package\n{extra}"
+    )
     out = dest / f"{name}_{version}_all.deb"
     subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(out)], check=True, capture_output=True)
     return out
@@ -48,7 +51,8 @@ def only_source(host, server, key: Path) -> None:
     (root / "etc/apt/sources.list").write_text("")
     (root / "etc/apt/sources.list.d/local-archive.sources").write_text(
         f"Types: deb\nURIs: {server.url}\nSuites: stable\nComponents: main\n"
-        "Signed-By: /etc/apt/keyrings/local-archive.gpg\n")
+        "Signed-By: /etc/apt/keyrings/local-archive.gpg\n"
+    )
     host.run_root(["sh", "-c", "rm -rf /var/lib/apt/lists/*_Packages* /var/lib/apt/lists/*Release"])
 
 
@@ -81,8 +85,10 @@ def test_a_dependency_no_source_provides_is_named_and_nothing_installed(ssh_host
     r = run_ship([ssh_host], agent_depending_on(tmp_path, "no-such-tool"))
     assert r.exit_code == 1
     assert r.output.count("refreshing them (apt-get update) once") == 1  # lists were missing: one refresh
-    assert "fleet-agent depends on no-such-tool, which no source on this host provides; nothing installed" \
+    assert (
+        "fleet-agent depends on no-such-tool, which no source on this host provides; nothing installed"
         in r.stderr + r.output
+    )
     assert installed(ssh_host) == ""
     assert "fleet-agent" not in ssh_host.run_root(["dpkg-query", "-W"]).stdout
 
@@ -95,8 +101,10 @@ def test_an_install_that_would_remove_another_package_stops_first(ssh_host, tmp_
 
     r = run_ship([ssh_host], deb)
     assert r.exit_code == 1
-    assert ("installing fleet-agent 1.0.0 would remove legacy-agent 1.0 (apt's simulation; a Conflicts: or "
-            "Breaks:); nothing installed: pass --allow-removals to let it") in r.stderr + r.output
+    assert (
+        "installing fleet-agent 1.0.0 would remove legacy-agent 1.0 (apt's simulation; a Conflicts: or "
+        "Breaks:); nothing installed: pass --allow-removals to let it"
+    ) in r.stderr + r.output
     assert installed(ssh_host) in ("", "un")  # "un": dpkg knows the name only from legacy-agent's Conflicts:
     assert ssh_host.run_root(["dpkg-query", "-W", "-f=${db:Status-Abbrev}", "legacy-agent"]).stdout.strip() == "ii"
 

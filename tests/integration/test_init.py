@@ -1,5 +1,6 @@
 """`debship init` on several project shapes: what it writes, what it refuses, and that the
 result builds with `build-deb` at once and passes lintian (real build, real lintian)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,9 +9,8 @@ import sys
 import pytest
 
 from builder.cli import build_deb, main
-
-from tests.harness.project import copy_sample, write_project
 from tests.harness.helpers import cli_runner, require_tool
+from tests.harness.project import copy_sample, write_project
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -110,8 +110,9 @@ def build_and_lint(project, out):
     assert result.exit_code == 0, result.stderr
     deb = result.stdout.strip().splitlines()[-1]
     require_tool("lintian")
-    proc = subprocess.run(["lintian", "--fail-on", "error,warning", "--display-info", deb],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["lintian", "--fail-on", "error,warning", "--display-info", deb], capture_output=True, text=True
+    )
     tags = [line for line in proc.stdout.splitlines() if line[:2] in ("E:", "W:")]
     assert proc.returncode == 0 and not tags, proc.stdout + proc.stderr
     return deb
@@ -135,8 +136,12 @@ def test_a_docker_service_with_a_timer_and_a_config(tmp_path):
     deb = build_and_lint(project, tmp_path / "out")
     assert dpkg_deb("--field", deb, "Depends") == "docker.io | docker-ce\n"
     listing = dpkg_deb("--contents", deb)
-    for path in ("./lib/systemd/system/web.service", "./lib/systemd/system/cleanup.timer",
-                 "./usr/lib/shop-web/cleanup.sh", "./etc/shop-web/web.env"):
+    for path in (
+        "./lib/systemd/system/web.service",
+        "./lib/systemd/system/cleanup.timer",
+        "./usr/lib/shop-web/cleanup.sh",
+        "./etc/shop-web/web.env",
+    ):
         assert path in listing
     postinst = subprocess.run(["dpkg-deb", "--ctrl-tarfile", deb], check=True, capture_output=True).stdout
     assert postinst  # the control archive is there; what the scripts do is golden-tested elsewhere
@@ -147,7 +152,7 @@ def test_scripts_only(tmp_path):
     result = run("init", str(project), *MAINTAINER, "--ci", "none")
     assert "no units/, configs/ here" in result.stdout
     config = tomllib.loads((project / "debship.toml").read_text())
-    assert config["depends"] == ["python3"]                  # from the #!/usr/bin/env python3 line
+    assert config["depends"] == ["python3"]  # from the #!/usr/bin/env python3 line
     assert not (project / ".github").exists()
     assert "scripts/lib/helpers.py is executable but has no #! line" in result.stdout
     (project / "scripts" / "lib" / "helpers.py").chmod(0o644)
@@ -159,7 +164,7 @@ def test_units_only(tmp_path):
     project = write_project(tmp_path / "tmp-clean", UNITS_ONLY)
     run("init", str(project), *MAINTAINER, "--ci", "gitlab")
     config = tomllib.loads((project / "debship.toml").read_text())
-    assert "depends" not in config                            # find is in findutils, Essential
+    assert "depends" not in config  # find is in findutils, Essential
     assert config["units"] == {"tmp-clean.service": {"start": False}}
     assert "debship:" in (project / ".gitlab-ci.yml").read_text()
     build_and_lint(project, tmp_path / "out")
@@ -169,12 +174,14 @@ def test_the_sample_appends_to_pyproject_and_leaves_the_rest(tmp_path):
     project = copy_sample(tmp_path / "fleet-agent")
     pyproject = project / "pyproject.toml"
     text = pyproject.read_text()
-    before = text[: text.index("# The sample bundle")]       # everything above the sample's table
+    before = text[: text.index("# The sample bundle")]  # everything above the sample's table
     pyproject.write_text(before)
     result = run("init", str(project), *MAINTAINER, "--startup", ok=False)
     assert result.exit_code == 2
-    assert result.stderr.strip() == (f"init: error: {project / 'scripts' / 'startup.py'}: already there; "
-                                      "init never overwrites a file (drop --startup: the existing one is used)")
+    assert result.stderr.strip() == (
+        f"init: error: {project / 'scripts' / 'startup.py'}: already there; "
+        "init never overwrites a file (drop --startup: the existing one is used)"
+    )
     assert pyproject.read_text() == before and not (project / ".github").exists()
     result = run("init", str(project), *MAINTAINER)
     assert "appended [tool.debship] to" in result.stdout
@@ -182,8 +189,8 @@ def test_the_sample_appends_to_pyproject_and_leaves_the_rest(tmp_path):
     assert after.startswith(before)
     data = tomllib.loads(after)
     table = data["tool"]["debship"]
-    assert table["name"] == "debship"                        # [project].name wins over the folder's
-    assert "version" not in table                            # [project].version is used
+    assert table["name"] == "debship"  # [project].name wins over the folder's
+    assert "version" not in table  # [project].version is used
     assert table["depends"] == ["python3"]
     build_and_lint(project, tmp_path / "out")
     again = run("init", str(project), *MAINTAINER, ok=False)
@@ -204,8 +211,12 @@ def test_startup_is_written_and_runs_from_postinst(tmp_path):
 def test_maintainer_and_homepage_come_from_git(tmp_path):
     require_tool("git")
     project = write_project(tmp_path / "gitproj", {"scripts/report.py": SCRIPTS_ONLY["scripts/report.py"]})
-    for args in (["init", "-q"], ["config", "user.name", "Git Person"], ["config", "user.email", "gp@example.org"],
-                 ["remote", "add", "origin", "git@github.com:acme/gitproj.git"]):
+    for args in (
+        ["init", "-q"],
+        ["config", "user.name", "Git Person"],
+        ["config", "user.email", "gp@example.org"],
+        ["remote", "add", "origin", "git@github.com:acme/gitproj.git"],
+    ):
         subprocess.run(["git", *args], cwd=project, check=True)
     run("init", str(project), "--ci", "none")
     config = tomllib.loads((project / "debship.toml").read_text())
@@ -221,8 +232,9 @@ def test_never_overwrites_a_file_and_writes_nothing_then(tmp_path, existing):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(project / existing) in lines[0] and "already there" in lines[0]
     assert (project / existing).read_text() == "mine\n"
-    assert sorted(p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file()) == \
-        sorted([*SCRIPTS_ONLY, existing])
+    assert sorted(p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file()) == sorted(
+        [*SCRIPTS_ONLY, existing]
+    )
 
 
 def test_an_empty_folder_has_nothing_to_package(tmp_path):

@@ -8,6 +8,7 @@ deb-systemd-helper's symlinks and every start is skipped, which is itself
 part of what is tested.  Needs root and mmdebstrap (a cached root, see
 hostlab/rootfs.py); skipped otherwise unless DEBSHIP_REQUIRE_ALL=1.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,15 @@ CONFOLD = ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--for
 WANTS = "etc/systemd/system/multi-user.target.wants"
 LOG = "var/log/fleet-agent/deploy.log"
 # apt's and dpkg's own bookkeeping changes with every operation; it is not the package's.
-BOOKKEEPING = ("var/cache/", "var/lib/apt/", "var/log/apt/", "var/lib/dpkg/", "var/log/dpkg.log",
-               "var/log/alternatives.log", "var/tmp/fleet-agent_")
+BOOKKEEPING = (
+    "var/cache/",
+    "var/lib/apt/",
+    "var/log/apt/",
+    "var/lib/dpkg/",
+    "var/log/dpkg.log",
+    "var/log/alternatives.log",
+    "var/tmp/fleet-agent_",
+)
 FAILING_STARTUP = """#!/usr/bin/python3
 import sys
 print("preparing /var/lib/fleet-agent")
@@ -41,6 +49,7 @@ def root():
     require_root()
     require_tool("mmdebstrap")
     from hostlab.rootfs import Root, cached_root
+
     with Root(cached_root()) as r:
         yield r
 
@@ -122,8 +131,11 @@ def test_install_upgrade_downgrade_remove_purge(root, tmp_path):
     assert not (p / "etc/fleet-agent/startup.conf.dpkg-dist").exists()
     assert "RestartSec=3s" in (p / "usr/lib/systemd/system/fleet-agent.service").read_text()
     assert not (p / WANTS / "fleet-agent.service").exists()
-    assert log_lines(root, r"2\.0\.0 postinst configure 1\.0\.0: enable fleet-agent\.service: "
-                           r"disabled by the admin, left disabled$")
+    assert log_lines(
+        root,
+        r"2\.0\.0 postinst configure 1\.0\.0: enable fleet-agent\.service: "
+        r"disabled by the admin, left disabled$",
+    )
     assert str(mask.readlink()) == "/dev/null"
     assert log_lines(root, r"fleet-agent 2\.0\.0 postinst configure 1\.0\.0: startup: ok$")
     assert len(log_lines(root, r"postinst configure.*: startup: ok$")) == 2
@@ -163,12 +175,17 @@ def test_failing_startup_leaves_half_configured_and_a_fix_installs_over_it(root,
     proc = install(root, bad)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert ("fleet-agent: startup script /usr/lib/fleet-agent/startup.py failed (exit 1); "
-            "see /var/log/fleet-agent/deploy.log") in output
+    assert (
+        "fleet-agent: startup script /usr/lib/fleet-agent/startup.py failed (exit 1); "
+        "see /var/log/fleet-agent/deploy.log"
+    ) in output
     assert "cannot reach the config service" in output  # the script's own words, on stderr
     assert status(root) == "install ok half-configured 2.0.0"
-    assert log_lines(root, r"2\.0\.0 postinst configure 1\.0\.0: startup: fleet-agent startup: error: "
-                           r"cannot reach the config service$")
+    assert log_lines(
+        root,
+        r"2\.0\.0 postinst configure 1\.0\.0: startup: fleet-agent startup: error: "
+        r"cannot reach the config service$",
+    )
     assert log_lines(root, r"2\.0\.0 postinst configure 1\.0\.0: startup: FAILED \(exit 1\)$")
     assert not log_lines(root, r"2\.0\.0 postinst .*: done$")
 

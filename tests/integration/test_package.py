@@ -1,5 +1,6 @@
 """The sample bundle and a second bundle, built by our writer and read back by
 other people's readers: dpkg-deb, python-debian and lintian."""
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,10 @@ def dpkg_deb(*args) -> str:
 
 def test_dpkg_deb_reads_the_control_fields(sample_deb):
     assert sample_deb.name == "fleet-agent_1.0.0_all.deb"
-    fields = {f: dpkg_deb("--field", sample_deb, f).strip()
-              for f in ("Package", "Version", "Architecture", "Maintainer", "Depends", "Installed-Size")}
+    fields = {
+        f: dpkg_deb("--field", sample_deb, f).strip()
+        for f in ("Package", "Version", "Architecture", "Maintainer", "Depends", "Installed-Size")
+    }
     assert fields["Package"] == "fleet-agent"
     assert fields["Version"] == "1.0.0"
     assert fields["Architecture"] == "all"
@@ -89,8 +92,9 @@ def test_python_debian_reads_conffiles_and_md5sums(sample_deb):
 
 
 def test_installed_size_matches_the_contents(sample_deb):
-    data = io.BytesIO(subprocess.run(["dpkg-deb", "--fsys-tarfile", str(sample_deb)], check=True,
-                                     capture_output=True).stdout)
+    data = io.BytesIO(
+        subprocess.run(["dpkg-deb", "--fsys-tarfile", str(sample_deb)], check=True, capture_output=True).stdout
+    )
     with tarfile.open(fileobj=data) as tar:
         members = [m for m in tar.getmembers() if m.name not in (".", "./")]
     expected = sum(-(-m.size // 1024) for m in members if m.isfile()) + sum(1 for m in members if m.isdir())
@@ -99,8 +103,9 @@ def test_installed_size_matches_the_contents(sample_deb):
 
 def test_lintian_is_clean(sample_deb):
     require_tool("lintian")
-    proc = subprocess.run(["lintian", "--fail-on", "error,warning", "--display-info", str(sample_deb)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["lintian", "--fail-on", "error,warning", "--display-info", str(sample_deb)], capture_output=True, text=True
+    )
     tags = [l for l in proc.stdout.splitlines() if l[:2] in ("E:", "W:")]
     assert proc.returncode == 0 and not tags, proc.stdout + proc.stderr
 
@@ -120,9 +125,15 @@ def test_rebuild_from_the_same_commit_without_env_is_identical(tmp_path, sample_
     """No SOURCE_DATE_EPOCH: the commit time is the mtime, so two builds match."""
     require_tool("git")
     monkeypatch.delenv("SOURCE_DATE_EPOCH")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-           "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z", "GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z",
+        "GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z",
+    }
     for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "v1"]):
         subprocess.run(["git", *args], cwd=sample_project, check=True, env=env)
     first = build_deb(sample_project, tmp_path / "a")
@@ -143,13 +154,15 @@ def test_second_bundle_with_its_own_shape(tmp_path):
     built = build_deb(REPO / "tests" / "fixtures" / "nightly-backup", tmp_path)
     assert built.path.name == "nightly-backup_2.1.0~rc1_all.deb"
     listing = dpkg_deb("--contents", built.path)
-    for path in ("./opt/nightly-backup/bin/snapshot.py", "./etc/nightly-backup/filters.d/default.conf",
-                 "./usr/lib/systemd/system/nightly-backup.timer",
-                 "./usr/lib/systemd/system/nightly-backup-restore@.service"):
+    for path in (
+        "./opt/nightly-backup/bin/snapshot.py",
+        "./etc/nightly-backup/filters.d/default.conf",
+        "./usr/lib/systemd/system/nightly-backup.timer",
+        "./usr/lib/systemd/system/nightly-backup-restore@.service",
+    ):
         assert path in listing
     assert "-rwxr-xr-x root/root" in next(l for l in listing.splitlines() if "snapshot.py" in l)
-    conffiles = subprocess.run(["dpkg-deb", "--ctrl-tarfile", str(built.path)], check=True,
-                               capture_output=True).stdout
+    conffiles = subprocess.run(["dpkg-deb", "--ctrl-tarfile", str(built.path)], check=True, capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(conffiles)) as tar:
         text = tar.extractfile("./conffiles").read().decode()
         assert text.split() == ["/etc/nightly-backup/backup.conf", "/etc/nightly-backup/filters.d/default.conf"]

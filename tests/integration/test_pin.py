@@ -3,6 +3,7 @@ rollback, the host's own ``apt-get upgrade`` and ``dist-upgrade`` (real apt, ins
 loopback host) keep it although the store or the repository lists newer versions;
 ``apt-cache policy`` says why (debship's pin at 1001); debship's next ship still moves it;
 purge leaves no pin behind."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,8 @@ import pytest
 from builder.build import build_deb
 from builder.layout import Layout
 from builder.repo import publish
+from tests.harness.aptrepo import export_key
 from tests.harness.project import break_startup, copy_sample
-from tests.harness.aptrepo import export_key, keys, server  # noqa: F401  (fixtures)
 from tests.harness.shipping import installed, run_ship
 
 pytestmark = pytest.mark.root
@@ -43,8 +44,11 @@ def policy(host) -> str:
 
 def pinned_at(host) -> str | None:
     pin = host.root.path / PIN
-    return next((l.split()[-1] for l in pin.read_text().splitlines() if l.startswith("Pin: version")), None) \
-        if pin.exists() else None
+    return (
+        next((l.split()[-1] for l in pin.read_text().splitlines() if l.startswith("Pin: version")), None)
+        if pin.exists()
+        else None
+    )
 
 
 def test_rollback_stays_put_through_upgrade_and_the_next_ship_moves_it(ssh_host, debs):

@@ -1,5 +1,6 @@
 """The README's quickstart, run as written (the lines between its quickstart markers)
 against a loopback SSH host, so that the first screen a newcomer reads cannot drift."""
+
 from __future__ import annotations
 
 import os
@@ -55,14 +56,20 @@ def run_as_user(script: str, cwd: Path, host, tmp_path: Path) -> subprocess.Comp
     (home / ".ssh").mkdir(parents=True, exist_ok=True)
     (home / ".ssh" / "config").write_text(f"Host 127.0.0.1\n    IdentityFile {host.key_path}\n")
     env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-    env.update(HOME=str(home), HOST=host.address, DEBFULLNAME="Quick Start", DEBEMAIL="qs@example.com",
-               PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    env.update(
+        HOME=str(home),
+        HOST=host.address,
+        DEBFULLNAME="Quick Start",
+        DEBEMAIL="qs@example.com",
+        PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
+    )
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_the_sample_ships_as_written(ssh_host, tmp_path):
-    checkout = copy_sample(tmp_path / "debship")         # what tools/setup.sh leaves: the sample in dist/
+    checkout = copy_sample(tmp_path / "debship")  # what tools/setup.sh leaves: the sample in dist/
     build_deb(checkout, checkout / "dist")
     proc = run_as_user(quickstart("quickstart:sample"), checkout, ssh_host, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -75,7 +82,7 @@ def test_the_quickstart_ships_and_rolls_back_as_written(ssh_host, tmp_path):
     proc = run_as_user(quickstart(), work, ssh_host, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "dist/my-service_0.1.0_all.deb" in proc.stdout
-    assert "1/1 host(s) fine" in proc.stdout                     # debship status
+    assert "1/1 host(s) fine" in proc.stdout  # debship status
     assert "rolled back 0.2.0 -> 0.1.0" in proc.stdout
     state = ssh_host.run_root(["dpkg-query", "-W", "-f=${db:Status-Abbrev}${Version}", "my-service"]).stdout
     assert state.strip() == "ii 0.1.0"

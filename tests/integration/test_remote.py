@@ -1,4 +1,5 @@
 """builder.ship.ssh against real sshd on 127.0.0.1 serving a throwaway Debian root (no mocks)."""
+
 from __future__ import annotations
 
 import base64
@@ -31,6 +32,7 @@ def _fingerprint(pub_line: str, tmp_path) -> str:
 
 # -- running commands ---------------------------------------------------------------------
 
+
 @root
 def test_run_returns_exit_code_stdout_stderr_and_quotes_arguments(ssh_host):
     with ssh_host.connect() as conn:
@@ -45,11 +47,13 @@ def test_run_returns_exit_code_stdout_stderr_and_quotes_arguments(ssh_host):
 
 @root
 def test_5_mib_of_stdout_and_5_mib_of_stderr_interleaved_do_not_deadlock(ssh_host):
-    script = ("import sys\n"
-              "o, e = sys.stdout.buffer, sys.stderr.buffer\n"
-              "for i in range(80):\n"
-              "    o.write(bytes([65 + i % 26]) * 65536); o.flush()\n"
-              "    e.write(bytes([97 + i % 26]) * 65536); e.flush()\n")
+    script = (
+        "import sys\n"
+        "o, e = sys.stdout.buffer, sys.stderr.buffer\n"
+        "for i in range(80):\n"
+        "    o.write(bytes([65 + i % 26]) * 65536); o.flush()\n"
+        "    e.write(bytes([97 + i % 26]) * 65536); e.flush()\n"
+    )
     with ssh_host.connect() as conn:
         r = conn.run(["python3", "-c", script], timeout=120)
     assert r.exit_code == 0
@@ -87,15 +91,19 @@ def test_sudo_runs_as_root(ssh_host):
 
 @root
 def test_sudo_wanting_a_password_is_a_clear_error(make_ssh_hosts):
-    host, = make_ssh_hosts(1, sudo_password=True)
+    (host,) = make_ssh_hosts(1, sudo_password=True)
     with host.connect() as conn:
         assert conn.run(["id", "-un"]).stdout == "ops\n"
-        with pytest.raises(RemoteError, match=r"host ops@127\.0\.0\.1:\d+: sudo wants a password for user ops; "
-                                              r"give ops passwordless sudo \(NOPASSWD\)"):
+        with pytest.raises(
+            RemoteError,
+            match=r"host ops@127\.0\.0\.1:\d+: sudo wants a password for user ops; "
+            r"give ops passwordless sudo \(NOPASSWD\)",
+        ):
             conn.run(["true"], sudo=True)
 
 
 # -- upload --------------------------------------------------------------------------------
+
 
 @root
 def test_put_20_mb_and_sha256_round_trip(ssh_host, tmp_path):
@@ -114,14 +122,18 @@ def test_put_20_mb_and_sha256_round_trip(ssh_host, tmp_path):
 def test_put_where_the_user_may_not_write_and_sha256_of_a_missing_file(ssh_host, tmp_path):
     (tmp_path / "f").write_text("x")
     with ssh_host.connect() as conn:
-        with pytest.raises(RemoteError, match=r"upload of .* to /root/f failed .*check that /root exists "
-                                              r"and ops may write"):
+        with pytest.raises(
+            RemoteError,
+            match=r"upload of .* to /root/f failed .*check that /root exists "
+            r"and ops may write",
+        ):
             conn.put(tmp_path / "f", "/root/f")
         with pytest.raises(RemoteError, match=r"cannot checksum /nope: .*No such file"):
             conn.sha256("/nope")
 
 
 # -- connecting ----------------------------------------------------------------------------
+
 
 @root
 def test_connect_retries_while_sshd_starts_late(ssh_host):
@@ -135,8 +147,11 @@ def test_connect_retries_while_sshd_starts_late(ssh_host):
 def test_unreachable_port_fails_within_the_timeout(tmp_path):
     port = free_port()
     opts = ConnectOptions(connect_timeout=3, known_hosts=tmp_path / "kh", ssh_config=tmp_path / "none", use_agent=False)
-    with pytest.raises(RemoteError, match=rf"host ops@127\.0\.0\.1:{port}: no SSH after 3 s \(last error: "
-                                          r"ConnectionRefusedError.*\); check the address/port and that sshd runs"):
+    with pytest.raises(
+        RemoteError,
+        match=rf"host ops@127\.0\.0\.1:{port}: no SSH after 3 s \(last error: "
+        r"ConnectionRefusedError.*\); check the address/port and that sshd runs",
+    ):
         connect(HostSpec.parse(f"ops@127.0.0.1:{port}"), opts)
 
 
@@ -159,14 +174,18 @@ def test_reconnect_after_a_restart_and_a_lost_connection_is_reported(ssh_host):
 def test_auth_failure_with_a_wrong_key_fails_fast_and_clearly(ssh_host, tmp_path):
     _keygen(tmp_path / "wrong")
     # Not retried: a retry would end after connect_timeout with "no SSH after 120 s" instead.
-    with pytest.raises(RemoteError, match=r"authentication failed for user 'ops' \(tried: .*wrong\); "
-                                          r"check the user name .* ~ops/\.ssh/authorized_keys"):
+    with pytest.raises(
+        RemoteError,
+        match=r"authentication failed for user 'ops' \(tried: .*wrong\); "
+        r"check the user name .* ~ops/\.ssh/authorized_keys",
+    ):
         ssh_host.connect(identity_file=tmp_path / "wrong", connect_timeout=120)
     with pytest.raises(RemoteError, match=r"authentication failed for user 'nobody'"):
         connect(HostSpec("127.0.0.1", "nobody", ssh_host.port), ssh_host.options())
 
 
 # -- host keys -----------------------------------------------------------------------------
+
 
 @root
 def test_accept_new_records_the_key_then_refuses_a_changed_one(ssh_host):
@@ -177,8 +196,11 @@ def test_accept_new_records_the_key_then_refuses_a_changed_one(ssh_host):
     with ssh_host.connect(host_keys="accept-new") as conn:  # known and unchanged: fine
         assert conn.run(["true"]).ok
     # ssh-keygen (OpenSSH) finds the entry we wrote
-    found = subprocess.run(["ssh-keygen", "-F", f"[127.0.0.1]:{ssh_host.port}", "-f", str(ssh_host.known_hosts)],
-                           capture_output=True, text=True)
+    found = subprocess.run(
+        ["ssh-keygen", "-F", f"[127.0.0.1]:{ssh_host.port}", "-f", str(ssh_host.known_hosts)],
+        capture_output=True,
+        text=True,
+    )
     assert found.returncode == 0 and ssh_host.host_key_line in found.stdout
 
     ssh_host.rotate_host_key()
@@ -194,8 +216,11 @@ def test_accept_new_records_the_key_then_refuses_a_changed_one(ssh_host):
 
 @root
 def test_strict_refuses_an_unknown_host_and_accepts_a_known_one(ssh_host):
-    with pytest.raises(RemoteError, match=r"host key ssh-ed25519 SHA256:\S+ for \[127\.0\.0\.1\]:\d+ "
-                                          r"is not in .* \(strict\); verify it and add it"):
+    with pytest.raises(
+        RemoteError,
+        match=r"host key ssh-ed25519 SHA256:\S+ for \[127\.0\.0\.1\]:\d+ "
+        r"is not in .* \(strict\); verify it and add it",
+    ):
         ssh_host.connect(host_keys="strict")
     assert ssh_host.known_hosts.read_text() == ""
     other = "# a comment\n@cert-authority *.example ssh-ed25519 AAAA\nnot a key line\n"
@@ -229,6 +254,7 @@ def test_pin_accepts_the_right_key_or_fingerprint_and_refuses_another(ssh_host, 
 
 
 # -- ~/.ssh/config and ProxyJump -------------------------------------------------------------
+
 
 @root
 def test_proxyjump_from_ssh_config_goes_through_the_jump_host(make_ssh_hosts, tmp_path):

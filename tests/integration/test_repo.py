@@ -3,6 +3,7 @@ real GnuPG keys, a real HTTP server on 127.0.0.1 serving the repository folder,
 and real apt inside a throwaway Debian root (it verifies InRelease with gpgv
 against the exported key, fetches indexes by hash and installs from the pool);
 cloud-init's own `cloud-init schema` validates the user-data."""
+
 from __future__ import annotations
 
 import gzip
@@ -25,8 +26,14 @@ from tests.harness.aptrepo import export_key
 from tests.harness.helpers import _missing, cli_runner, require_tool
 from tests.harness.project import MINIMAL, REPO, write_project
 
-APT_OPTS = ["-o", "Dir::Etc::sourcelist=/dev/null", "-o", "Dir::Etc::sourceparts=/etc/apt/debship-test.d",
-            "-o", "APT::Get::List-Cleanup=0"]
+APT_OPTS = [
+    "-o",
+    "Dir::Etc::sourcelist=/dev/null",
+    "-o",
+    "Dir::Etc::sourceparts=/etc/apt/debship-test.d",
+    "-o",
+    "APT::Get::List-Cleanup=0",
+]
 NONINTERACTIVE = {"DEBIAN_FRONTEND": "noninteractive"}
 
 
@@ -50,7 +57,8 @@ class Client:
         parts = root.path / "etc/apt/debship-test.d"
         parts.mkdir()
         (parts / "debship-test.sources").write_text(
-            sources_deb822(url, "stable", "main", "/etc/apt/keyrings/debship-test.gpg", "debship-test"))
+            sources_deb822(url, "stable", "main", "/etc/apt/keyrings/debship-test.gpg", "debship-test")
+        )
 
     def apt(self, *argv: str):
         proc = self.root.run([argv[0], *APT_OPTS, *argv[1:]], env=NONINTERACTIVE, check=False)
@@ -71,13 +79,17 @@ def client_root():
         _missing("root (the tests mount overlays and chroot)")
     require_tool("mmdebstrap")
     from hostlab.rootfs import Root, cached_root
+
     with Root(cached_root()) as root:
         yield root
 
 
 def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.root
@@ -151,8 +163,7 @@ def test_the_same_deb_again_is_a_noop_and_other_bytes_are_refused(keys, debs, tm
     assert not again.changed and again.unchanged == ("pool/main/d/demo-svc/demo-svc_1.0.0_all.deb",)
     assert _snapshot(repo) == before
 
-    r = cli_runner().invoke(main, ["publish", str(debs["1.0.0-other"]), "--repo", str(repo),
-                                   "--sign-key", keys.main])
+    r = cli_runner().invoke(main, ["publish", str(debs["1.0.0-other"]), "--repo", str(repo), "--sign-key", keys.main])
     assert r.exit_code == 7, r.output
     assert r.stderr.startswith("publish: error: ") and len(r.stderr.splitlines()) == 1
     assert "demo-svc 1.0.0 (all) is already published with other contents" in r.stderr
@@ -174,12 +185,15 @@ def test_the_public_key_next_to_the_repository_is_the_signing_key(keys, debs, tm
     result = publish([debs["1.0.0"]], tmp_path / "repo", sign_key=keys.main)
     binary = export_key(keys.main, tmp_path / "k.gpg").read_bytes()
     assert result.keyring.read_bytes() == binary
-    armored = subprocess.run(["gpg", "--batch", "--armor", "--export", keys.main], check=True,
-                             capture_output=True, text=True).stdout
+    armored = subprocess.run(
+        ["gpg", "--batch", "--armor", "--export", keys.main], check=True, capture_output=True, text=True
+    ).stdout
     assert (result.keyring.with_suffix(".asc")).read_text() == armored  # our armor is gpg's, byte for byte
     dist = tmp_path / "repo/dists/stable"
-    for argv in (["gpgv", "--keyring", str(result.keyring), str(dist / "InRelease")],
-                 ["gpgv", "--keyring", str(result.keyring), str(dist / "Release.gpg"), str(dist / "Release")]):
+    for argv in (
+        ["gpgv", "--keyring", str(result.keyring), str(dist / "InRelease")],
+        ["gpgv", "--keyring", str(result.keyring), str(dist / "Release.gpg"), str(dist / "Release")],
+    ):
         proc = subprocess.run(argv, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
 
@@ -191,15 +205,16 @@ def _children(pid: int) -> list[tuple[int, str]]:
             stat = (entry / "stat").read_text()
         except (OSError, ValueError):
             continue
-        comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
         if int(rest[1]) == pid:
             found.append((int(entry.name), comm))
     return found
 
 
 def _agent_pid() -> int:
-    out = subprocess.run(["gpg-connect-agent", "getinfo pid", "/bye"], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["gpg-connect-agent", "getinfo pid", "/bye"], check=True, capture_output=True, text=True
+    ).stdout
     return int(next(line.split()[1] for line in out.splitlines() if line.startswith("D ")))
 
 
@@ -208,9 +223,23 @@ def _by_hash_files(repo: Path) -> set[Path]:
 
 
 def _publisher(deb: Path, repo: Path, key: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "from builder.cli import main; main()", "publish",
-                             str(deb), "--repo", str(repo), "--sign-key", key],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from builder.cli import main; main()",
+            "publish",
+            str(deb),
+            "--repo",
+            str(repo),
+            "--sign-key",
+            key,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _kill_while_signing(deb: Path, repo: Path, key: str, indexes_before: set[Path]) -> None:
@@ -238,8 +267,7 @@ def _kill_while_signing(deb: Path, repo: Path, key: str, indexes_before: set[Pat
 
 
 @pytest.mark.root
-def test_a_publish_killed_before_the_switch_leaves_the_previous_repository_usable(keys, debs, server,
-                                                                                 client_root):
+def test_a_publish_killed_before_the_switch_leaves_the_previous_repository_usable(keys, debs, server, client_root):
     result = publish([debs["1.0.0"]], server.repo, sign_key=keys.main)
     indexes_before = _by_hash_files(server.repo)
     inrelease = (server.repo / "dists/stable/InRelease").read_bytes()
@@ -283,12 +311,16 @@ def test_a_publish_in_the_same_second_as_the_last_one_reaches_the_clients(keys, 
 
 def _waits_for_lock(pid: int) -> bool:
     """True once ``pid`` is queued on a flock (a "->" line of /proc/locks)."""
-    return any(line.split()[1] == "->" and line.split()[5] == str(pid)
-               for line in Path("/proc/locks").read_text().splitlines() if len(line.split()) > 5)
+    return any(
+        line.split()[1] == "->" and line.split()[5] == str(pid)
+        for line in Path("/proc/locks").read_text().splitlines()
+        if len(line.split()) > 5
+    )
 
 
 def test_a_second_publisher_waits_for_the_first(keys, debs, tmp_path):
     import fcntl
+
     repo = tmp_path / "repo"
     publish([debs["1.0.0"]], repo, sign_key=keys.main)
     before = _snapshot(repo)
@@ -315,6 +347,7 @@ def cloud_init_root():
         _missing("root (the tests mount overlays and chroot)")
     require_tool("mmdebstrap")
     from hostlab.rootfs import Root, cached_root
+
     with Root(cached_root(CLOUD_INIT_PACKAGES)) as root:
         yield root
 
@@ -322,22 +355,36 @@ def cloud_init_root():
 @pytest.mark.root
 def test_cloud_init_user_data_passes_cloud_inits_schema(keys, debs, tmp_path, cloud_init_root):
     result = publish([debs["1.0.0"]], tmp_path / "repo", sign_key=keys.main)
-    r = cli_runner().invoke(main, ["cloud-init", "--repo", "http://10.0.2.2:8080/fleet", "--repo-key",
-                                   str(result.keyring), "--package", "demo-svc=1.0.0", "--package", "curl"])
+    r = cli_runner().invoke(
+        main,
+        [
+            "cloud-init",
+            "--repo",
+            "http://10.0.2.2:8080/fleet",
+            "--repo-key",
+            str(result.keyring),
+            "--package",
+            "demo-svc=1.0.0",
+            "--package",
+            "curl",
+        ],
+    )
     assert r.exit_code == 0, r.stderr
     (cloud_init_root.path / "tmp/user-data").write_text(r.stdout)
     proc = cloud_init_root.run(["cloud-init", "schema", "--config-file", "/tmp/user-data"], check=False)
     assert proc.returncode == 0 and "Valid cloud-config" in proc.stdout, proc.stdout + proc.stderr
     # what cloud-init will read: the armored key (from the binary keyring), the source, the packages
-    read = cloud_init_root.run(["python3", "-c", "import yaml, json; print(json.dumps(yaml.safe_load("
-                                                 "open('/tmp/user-data'))))"])
+    read = cloud_init_root.run(
+        ["python3", "-c", "import yaml, json; print(json.dumps(yaml.safe_load(open('/tmp/user-data'))))"]
+    )
     data = json.loads(read.stdout)
     source = data["apt"]["sources"]["debship.list"]
     assert source["key"] == result.keyring.with_suffix(".asc").read_text()
     assert source["source"] == "deb [signed-by=$KEY_FILE] http://10.0.2.2:8080/fleet stable main"
     assert data["packages"] == [["demo-svc", "1.0.0"], "curl"] and data["package_update"] is True
 
-    (cloud_init_root.path / "tmp/broken").write_text(r.stdout.replace("package_update: true",
-                                                                      "package_update: sometimes"))
+    (cloud_init_root.path / "tmp/broken").write_text(
+        r.stdout.replace("package_update: true", "package_update: sometimes")
+    )
     proc = cloud_init_root.run(["cloud-init", "schema", "--config-file", "/tmp/broken"], check=False)
     assert proc.returncode != 0, proc.stdout  # the check can fail

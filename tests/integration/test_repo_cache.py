@@ -5,6 +5,7 @@ cache gives the same indexes, byte for byte, as a full read of the pool), and th
 changed behind debship's back is found (by the identity check, or by --verify when its size
 and mtime were kept) and restored by publishing the original .deb again.  Real .debs from our
 writer, real GnuPG keys (tests/harness/aptrepo.py), gpgv to check the signature."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,9 +18,8 @@ import pytest
 from builder.build import build_deb
 from builder.cli import main
 from builder.repo import CACHE, publish
-from tests.harness.project import MINIMAL, write_project
-from tests.harness.aptrepo import keys  # noqa: F401  (fixture)
 from tests.harness.helpers import cli_runner
+from tests.harness.project import MINIMAL, write_project
 
 VERSIONS = ("1.0.0", "2.0.0", "3.0.0")
 POOL = "pool/main/d/demo-svc/demo-svc_{}_all.deb"
@@ -42,8 +42,11 @@ def _indexes(repo: Path) -> dict[str, bytes]:
 
 
 def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _listed_sha256(repo: Path, version: str) -> str:
@@ -119,8 +122,9 @@ def test_a_pool_file_changed_behind_debships_back_is_found_and_restored(keys, de
     assert _snapshot(repo) == before
 
     # publishing the original .deb again restores the published bytes
-    r = cli_runner().invoke(main, ["publish", "--verify", str(debs["1.0.0"]), "--repo", str(repo),
-                                   "--sign-key", keys.main])
+    r = cli_runner().invoke(
+        main, ["publish", "--verify", str(debs["1.0.0"]), "--repo", str(repo), "--sign-key", keys.main]
+    )
     assert r.exit_code == 0, r.output
     assert f"repaired {POOL.format('1.0.0')}" in r.stdout and "every pool file verified" in r.stdout
     assert pool_file.read_bytes() == original

@@ -1,6 +1,7 @@
 """Rollback with apt, over real SSH to loopback hosts: the host's local apt
 repository of kept versions, `ship --rollback`, `--to-version`, `--list`, and
 the automatic rollback when a new version fails."""
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,12 @@ def test_by_hand_apt_install_of_a_kept_version_works_offline(ssh_host, debs):
     assert source == "deb [trusted=yes] file:/var/lib/debship/fleet-agent ./\n"
     listing = ssh_host.root.run(["apt", "list", "-a", "fleet-agent"], offline=True).stdout
     assert "1.0.0" in listing and "2.0.0" in listing
-    proc = ssh_host.root.run(["apt-get", "install", "-y", "--allow-downgrades", "fleet-agent=1.0.0"],
-                             env={"DEBIAN_FRONTEND": "noninteractive"}, offline=True, check=False)
+    proc = ssh_host.root.run(
+        ["apt-get", "install", "-y", "--allow-downgrades", "fleet-agent=1.0.0"],
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+        offline=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert installed(ssh_host) == "ii 1.0.0"
 

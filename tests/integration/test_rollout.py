@@ -1,5 +1,6 @@
 """Rollouts over real SSH to loopback hosts (see tests/integration/test_ship.py): batches by count
 and percentage, the failure budget that halts the run, and the revert of the hosts it moved."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import sys
 import pytest
 
 from tests.harness.project import REPO
-
 from tests.harness.shipping import installed, run_ship, share_key
 
 pytestmark = pytest.mark.root
@@ -64,8 +64,7 @@ def test_a_failure_in_the_second_batch_halts_and_reverts_every_moved_host(make_s
     r = run_ship(hosts, debs["v1"], "--parallel", "6")
     assert r.exit_code == 0, r.output + r.stderr
     hosts[2].stop()  # in the second batch (hosts 1-3): it cannot be reached
-    r = run_ship(hosts, debs["v2"], "--batch", "1,50%,100%", "--max-fail", "1", "--connect-timeout", "2",
-                 json_out=True)
+    r = run_ship(hosts, debs["v2"], "--batch", "1,50%,100%", "--max-fail", "1", "--connect-timeout", "2", json_out=True)
     assert r.exit_code == 1, r.output + r.stderr
     evs, ids = events(r), names(hosts)
     got = summary(r)
@@ -74,14 +73,21 @@ def test_a_failure_in_the_second_batch_halts_and_reverts_every_moved_host(make_s
     assert [got[h]["after"] for h in ids if got[h]["outcome"] == "reverted"] == ["1.0.0"] * 3
     assert [installed(h) for h in hosts] == ["ii 1.0.0"] * 6  # every host at the version it had
     fleet = [(e["step"], e["status"]) for e in evs if e["host"] == ""]
-    assert fleet == [("batch", "start"), ("batch", "ok"), ("batch", "start"), ("batch", "fail"), ("halt", "fail"),
-                     ("revert", "start"), ("revert", "ok")]
+    assert fleet == [
+        ("batch", "start"),
+        ("batch", "ok"),
+        ("batch", "start"),
+        ("batch", "fail"),
+        ("halt", "fail"),
+        ("revert", "start"),
+        ("revert", "ok"),
+    ]
     halt = next(e for e in evs if e["step"] == "halt")
     assert halt["detail"]["reason"] == "1 host(s) failed (--max-fail 1)" and halt["detail"]["batch"] == 2
     revert = next(e for e in evs if e["step"] == "revert")
     assert revert["detail"]["hosts"] == [ids[3], ids[1], ids[0]]  # the last moved first
     # the canary (batch 1) goes back only after the second batch's hosts are back
-    after_revert = evs[evs.index(revert):]
+    after_revert = evs[evs.index(revert) :]
     installs = [e["host"] for e in after_revert if e["step"] == "install" and e["status"] == "ok"]
     assert sorted(installs[:2]) == sorted([ids[1], ids[3]]) and installs[2] == ids[0]
     assert not any(e["host"] in ids[4:] and e["step"] not in ("summary",) for e in evs)  # batch 3 never started
@@ -96,8 +102,9 @@ def test_no_rollback_leaves_the_moved_hosts_on_the_new_version(make_ssh_hosts, d
     share_key(hosts)
     assert run_ship(hosts, debs["v1"]).exit_code == 0
     hosts[1].stop()
-    r = run_ship(hosts, debs["v2"], "--batch", "1", "--max-fail", "1", "--connect-timeout", "2", "--no-rollback",
-                 json_out=True)
+    r = run_ship(
+        hosts, debs["v2"], "--batch", "1", "--max-fail", "1", "--connect-timeout", "2", "--no-rollback", json_out=True
+    )
     assert r.exit_code == 1
     got = summary(r)
     assert [got[h]["outcome"] for h in names(hosts)] == ["installed", "failed", "skipped"]
@@ -114,8 +121,14 @@ def test_sigterm_halts_the_run_and_reverts_the_hosts_it_moved(make_ssh_hosts, de
     for h in hosts:
         argv += ["--host", h.address]
     argv += [*hosts[0].ship_args(), "--batch", "1", "--json"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env={**os.environ, "SSH_AUTH_SOCK": ""})
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "SSH_AUTH_SOCK": ""},
+    )
     lines = []
     try:
         for line in proc.stdout:
@@ -146,9 +159,16 @@ def test_soak_holds_each_batch_before_the_next(make_ssh_hosts, debs):
     assert r.exit_code == 0, r.output + r.stderr
     evs, ids = events(r), names(hosts)
     fleet = [(e["step"], e["status"], e["detail"].get("hosts")) for e in evs if e["host"] == ""]
-    assert fleet == [("batch", "start", ids[:1]), ("soak", "start", ids[:1]), ("soak", "ok", ids[:1]),
-                     ("batch", "ok", ids[:1]), ("batch", "start", ids[1:]), ("soak", "start", ids[1:]),
-                     ("soak", "ok", ids[1:]), ("batch", "ok", ids[1:])]
+    assert fleet == [
+        ("batch", "start", ids[:1]),
+        ("soak", "start", ids[:1]),
+        ("soak", "ok", ids[:1]),
+        ("batch", "ok", ids[:1]),
+        ("batch", "start", ids[1:]),
+        ("soak", "start", ids[1:]),
+        ("soak", "ok", ids[1:]),
+        ("batch", "ok", ids[1:]),
+    ]
     soaks = [e for e in evs if e["step"] == "soak" and e["host"] and e["status"] != "start"]
     assert [(e["host"], e["status"]) for e in soaks] == [(ids[0], "warn"), (ids[1], "warn")]
     assert "nothing to watch; waited 2 s" in soaks[0]["detail"]
@@ -159,10 +179,25 @@ def test_soak_holds_each_batch_before_the_next(make_ssh_hosts, debs):
 
 def ship_and_kill_after_install(host, deb) -> None:
     """debship as a real process, SIGKILLed as soon as it reports the install done."""
-    argv = [sys.executable, "-c", "from builder.cli import main; main()", "ship", str(deb), "--host", host.address,
-            *host.ship_args(), "--json"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
-                            env={**os.environ, "SSH_AUTH_SOCK": ""})
+    argv = [
+        sys.executable,
+        "-c",
+        "from builder.cli import main; main()",
+        "ship",
+        str(deb),
+        "--host",
+        host.address,
+        *host.ship_args(),
+        "--json",
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "SSH_AUTH_SOCK": ""},
+    )
     try:
         for line in proc.stdout:
             e = json.loads(line)
@@ -208,5 +243,6 @@ def test_text_output_of_a_halted_run(make_ssh_hosts, debs):
     assert f"reverting 1 host(s) this run moved: {hosts[0].address}" in r.output
     row = next(l for l in r.output.splitlines() if l.startswith(hosts[0].address) and "reverted" in l)
     assert row.split()[1:4] == ["1.0.0", "1.0.0", "reverted"]  # before, after (its final version), outcome
-    assert r.output.rstrip().endswith("1 of 2 host(s) failed or skipped; the run halted and 1 host(s) it moved "
-                                      "went back")
+    assert r.output.rstrip().endswith(
+        "1 of 2 host(s) failed or skipped; the run halted and 1 host(s) it moved went back"
+    )

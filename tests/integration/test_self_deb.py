@@ -1,6 +1,7 @@
 """debship itself as a Debian package: tools/deb-self.sh builds python3-debship with stdeb and Debian's
 python3 toolchain; apt installs it, offline, in a clean Debian 12 or 13 root (no pip, no debship), where
 its build-deb makes the same bytes as the venv's from the same sources."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,12 @@ APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 
 def _tree_state() -> list[str]:
     """What git sees beside the tracked files (untracked and ignored), less Python's byte-code caches."""
-    out = subprocess.run([require_tool("git"), "-C", str(REPO), "status", "--porcelain", "--ignored"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [require_tool("git"), "-C", str(REPO), "status", "--porcelain", "--ignored"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return sorted(line for line in out.splitlines() if "__pycache__" not in line)
 
 
@@ -45,8 +50,9 @@ def self_deb(tmp_path_factory) -> Path:
         _missing("Debian's python3-stdeb (for /usr/bin/python3)")
     before = _tree_state()
     out = tmp_path_factory.mktemp("self-deb")
-    proc = subprocess.run(["bash", str(REPO / "tools/deb-self.sh"), str(out)], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["bash", str(REPO / "tools/deb-self.sh"), str(out)], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _tree_state() == before, "tools/deb-self.sh left files in the repository"
     debs = sorted(out.iterdir())
@@ -55,8 +61,9 @@ def self_deb(tmp_path_factory) -> Path:
 
 
 def _field(deb: Path, name: str) -> str:
-    return subprocess.run([require_tool("dpkg-deb"), "--field", str(deb), name], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [require_tool("dpkg-deb"), "--field", str(deb), name], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_the_package_depends_on_debians_python3_libraries(self_deb):
@@ -68,8 +75,9 @@ def test_the_package_depends_on_debians_python3_libraries(self_deb):
 
 
 def test_the_package_holds_the_commands_the_templates_and_their_man_pages(self_deb):
-    listing = subprocess.run([require_tool("dpkg-deb"), "--contents", str(self_deb)], check=True,
-                             capture_output=True, text=True).stdout
+    listing = subprocess.run(
+        [require_tool("dpkg-deb"), "--contents", str(self_deb)], check=True, capture_output=True, text=True
+    ).stdout
     paths = {line.split()[-1] for line in listing.splitlines()}
     for cmd in ("debship", "build-deb", "ship"):
         assert f"./usr/bin/{cmd}" in paths
@@ -88,8 +96,8 @@ def test_lintian_finds_no_error_and_the_readme_explains_each_warning(self_deb):
     tags = re.findall(r"^([EW]): python3-debship: (\S+)", proc.stdout, re.M)
     assert [t for t in tags if t[0] == "E"] == [], proc.stdout
     readme = (REPO / "docs" / "install.md").read_text()
-    section = readme[readme.index("## debship as a Debian package"):]
-    section = section[:section.find("\n## ", 1)]
+    section = readme[readme.index("## debship as a Debian package") :]
+    section = section[: section.find("\n## ", 1)]
     for _, tag in tags:
         assert f"`{tag}`" in section, f"lintian warns {tag}; fix it or say why in docs/install.md"
 
@@ -101,6 +109,7 @@ def deps_root(request):
     require_root()
     require_tool("mmdebstrap")
     from hostlab.rootfs import cached_root
+
     return cached_root(("python3", *DEBIAN_DEPS), suite=request.param)
 
 
@@ -114,22 +123,33 @@ def _copy_sample(dest: Path) -> Path:
 
 def test_apt_installs_it_offline_and_its_build_deb_matches_the_venvs(deps_root, self_deb, tmp_path):
     from hostlab.rootfs import Root
+
     with Root(deps_root) as root:
-        absent = root.run(["sh", "-c", "command -v debship build-deb ship pip pip3; python3 -c 'import pip'"],
-                          check=False)
+        absent = root.run(
+            ["sh", "-c", "command -v debship build-deb ship pip pip3; python3 -c 'import pip'"], check=False
+        )
         assert absent.stdout == "" and "No module named 'pip'" in absent.stderr
         shutil.copy(self_deb, root.path / "var/tmp" / self_deb.name)
-        proc = root.run(["apt-get", "install", "-y", "-q", f"/var/tmp/{self_deb.name}"], env=APT_ENV,
-                        offline=True, check=False)
+        proc = root.run(
+            ["apt-get", "install", "-y", "-q", f"/var/tmp/{self_deb.name}"], env=APT_ENV, offline=True, check=False
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
         _copy_sample(root.path / "srv/sample")
-        proc = root.run(["build-deb", "--project", "/srv/sample", "--out", "/srv/out"],
-                        env={"SOURCE_DATE_EPOCH": EPOCH}, offline=True, check=False)
+        proc = root.run(
+            ["build-deb", "--project", "/srv/sample", "--out", "/srv/out"],
+            env={"SOURCE_DATE_EPOCH": EPOCH},
+            offline=True,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         venv_build_deb = Path(sys.executable).parent / "build-deb"
-        subprocess.run([str(venv_build_deb), "--project", str(root.path / "srv/sample"), "--out", str(tmp_path)],
-                       check=True, capture_output=True, env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH})
+        subprocess.run(
+            [str(venv_build_deb), "--project", str(root.path / "srv/sample"), "--out", str(tmp_path)],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
+        )
         built = root.path / "srv/out/fleet-agent_1.0.0_all.deb"
         assert built.read_bytes() == (tmp_path / built.name).read_bytes()
 

@@ -2,6 +2,7 @@
 sshd on 127.0.0.1, a user `ops` with a key and passwordless sudo (what
 cloud-init would have set up).  These roots have no running systemd, so verify
 checks enable links and says so."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,7 @@ def test_install_noop_upgrade_and_same_version_other_bytes(ssh_host, debs):
 
 
 def test_waits_for_sshd_that_starts_10s_late(make_ssh_hosts, debs):
-    host, = make_ssh_hosts(1, start=False)
+    (host,) = make_ssh_hosts(1, start=False)
     host.start(delay=10, wait=False)
     r = run_ship([host], debs["v1"])
     assert r.exit_code == 0, r.output + r.stderr
@@ -116,7 +117,7 @@ def test_cloud_init_recoverable_errors_warn_and_go_on(ssh_host, debs):
 
 
 def test_sudo_that_wants_a_password(make_ssh_hosts, debs):
-    host, = make_ssh_hosts(1, sudo_password=True)
+    (host,) = make_ssh_hosts(1, sudo_password=True)
     r = run_ship([host], debs["v1"])
     assert r.exit_code == 1
     assert "sudo wants a password for user ops" in r.stderr and "NOPASSWD" in r.stderr
@@ -137,8 +138,7 @@ def test_batches_stop_at_max_failures(make_ssh_hosts, debs):
     hosts = make_ssh_hosts(4)
     share_key(hosts)
     hosts[0].stop()
-    r = run_ship(hosts, debs["v1"], "--batch", "2", "--max-failures", "1", "--connect-timeout", "2",
-                 json_out=True)
+    r = run_ship(hosts, debs["v1"], "--batch", "2", "--max-failures", "1", "--connect-timeout", "2", json_out=True)
     assert r.exit_code == 1
     summary = {e["host"]: e for e in map(json.loads, r.output.splitlines()) if e["step"] == "summary"}
     outcomes = [summary[f"ops@127.0.0.1:{h.port}"]["outcome"] for h in hosts]
@@ -152,8 +152,21 @@ def test_json_events_cover_every_step(ssh_host, debs):
     events = [json.loads(l) for l in r.output.splitlines()]
     assert all(set(e) >= {"host", "step", "status", "elapsed", "detail"} for e in events)
     finished = [e["step"] for e in events if e["status"] != "start"]
-    assert finished == ["connect", "boot", "lock", "decide", "plan", "upload", "store", "simulate", "install", "verify",
-                        "health", "record", "summary"]
+    assert finished == [
+        "connect",
+        "boot",
+        "lock",
+        "decide",
+        "plan",
+        "upload",
+        "store",
+        "simulate",
+        "install",
+        "verify",
+        "health",
+        "record",
+        "summary",
+    ]
     assert events[-1]["outcome"] == "installed" and events[-1]["after"] == "1.0.0"
 
 
@@ -170,8 +183,11 @@ def test_dry_run_changes_nothing(ssh_host, debs):
 def test_bad_usage_is_one_line(tmp_path):
     runner = cli_runner()
     r = runner.invoke(ship, ["--project", str(tmp_path), "--host", "h"])
-    assert r.exit_code == 6 and r.stderr.strip() == f"ship: error: {tmp_path / 'dist'}: no .deb to ship; " \
-                                                    "run build-deb first or pass the .deb's path"
+    assert (
+        r.exit_code == 6
+        and r.stderr.strip()
+        == f"ship: error: {tmp_path / 'dist'}: no .deb to ship; run build-deb first or pass the .deb's path"
+    )
     (tmp_path / "x.deb").write_text("not a deb")
     r = runner.invoke(ship, [str(tmp_path / "x.deb"), "--host", "h"])
     assert r.exit_code == 6 and "not a Debian package" in r.stderr

@@ -2,6 +2,7 @@
 ``ship --dry-run`` (an admin-edited conffile and its coming .dpkg-dist), a dry
 run that changes nothing, the same plan before a real install, and
 ``--rollback``/``--list`` run from a folder with no .deb and no --package."""
+
 from __future__ import annotations
 
 import json
@@ -80,6 +81,7 @@ def test_a_host_with_two_packages_asks_which(ssh_host, debs, tmp_path):
         assert run_ship([ssh_host], deb).exit_code == 0
     r = run_ship([ssh_host], None, "--rollback", "--project", str(tmp_path))
     assert r.exit_code == 1
-    assert ("cannot tell which package: it manages demo-svc, fleet-agent (/var/lib/debship); "
-            "pass --package NAME") in r.stderr
+    assert (
+        "cannot tell which package: it manages demo-svc, fleet-agent (/var/lib/debship); pass --package NAME"
+    ) in r.stderr
     assert installed(ssh_host) == "ii 1.0.0"

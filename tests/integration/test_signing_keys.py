@@ -1,6 +1,7 @@
 """``debship publish`` refuses signing keys Debian 13's apt rejects or will soon (DSA, RSA
 under 3072 bits) and warns for keys its sqv policy retires within two years (brainpool,
 2028-02-01).  Real keys, made by gpg in a throwaway GNUPGHOME for this module."""
+
 from __future__ import annotations
 
 import subprocess
@@ -18,8 +19,9 @@ ALGOS = ("rsa1024", "rsa2048", "rsa3072", "ed25519", "dsa2048", "brainpoolP256r1
 
 
 def _fingerprint(uid: str) -> str:
-    out = subprocess.run(["gpg", "--batch", "--with-colons", "--list-keys", uid], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["gpg", "--batch", "--with-colons", "--list-keys", uid], check=True, capture_output=True, text=True
+    ).stdout
     return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
 
 
@@ -35,12 +37,27 @@ def made_keys(tmp_path_factory):
         made = {}
         for algo in (*ALGOS, "mixed"):
             uid = f"{algo} <{algo}@example.com>"
-            subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid,
-                            "ed25519" if algo == "mixed" else algo, "cert" if algo == "mixed" else "sign",
-                            "never"], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    "gpg",
+                    "--batch",
+                    "--passphrase",
+                    "",
+                    "--quick-gen-key",
+                    uid,
+                    "ed25519" if algo == "mixed" else algo,
+                    "cert" if algo == "mixed" else "sign",
+                    "never",
+                ],
+                check=True,
+                capture_output=True,
+            )
             made[algo] = _fingerprint(uid)
-        subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-add-key", made["mixed"], "rsa2048", "sign",
-                        "never"], check=True, capture_output=True)
+        subprocess.run(
+            ["gpg", "--batch", "--passphrase", "", "--quick-add-key", made["mixed"], "rsa2048", "sign", "never"],
+            check=True,
+            capture_output=True,
+        )
         yield made
         subprocess.run(["gpgconf", "--kill", "gpg-agent"], check=False, capture_output=True)
 
@@ -48,6 +65,7 @@ def made_keys(tmp_path_factory):
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory):
     from tests.harness.project import MINIMAL, write_project
+
     base = tmp_path_factory.mktemp("deb")
     return build_deb(write_project(base / "p", MINIMAL), base / "out").path
 
@@ -56,12 +74,15 @@ def _publish(deb, repo, key):
     return cli_runner().invoke(publish, [str(deb), "--repo", str(repo), "--sign-key", key])
 
 
-@pytest.mark.parametrize("algo, expect", [
-    ("rsa1024", "RSA keys under 3072 bits are refused"),
-    ("rsa2048", "retires 2048 on 2030-02-01"),
-    ("dsa2048", "DSA keys are rejected by Debian 13's apt since 2024-02-01"),
-    ("mixed", "(rsa2048, "),                       # the signing subkey counts, not only the primary
-])
+@pytest.mark.parametrize(
+    "algo, expect",
+    [
+        ("rsa1024", "RSA keys under 3072 bits are refused"),
+        ("rsa2048", "retires 2048 on 2030-02-01"),
+        ("dsa2048", "DSA keys are rejected by Debian 13's apt since 2024-02-01"),
+        ("mixed", "(rsa2048, "),  # the signing subkey counts, not only the primary
+    ],
+)
 def test_weak_keys_are_refused_before_anything_is_written(made_keys, deb, tmp_path, algo, expect):
     result = _publish(deb, tmp_path / "repo", made_keys[algo])
     assert result.exit_code == 7, result.output
@@ -81,7 +102,7 @@ def test_strong_keys_publish_without_a_word(made_keys, deb, tmp_path, algo):
 
 def test_a_key_apt_retires_within_two_years_is_a_warning_then_refused(made_keys):
     key = made_keys["brainpoolP256r1"]
-    assert gpg.check_key_policy(key, today=date(2025, 6, 1)) == []            # cut-off 2028-02-01: > 2 years
+    assert gpg.check_key_policy(key, today=date(2025, 6, 1)) == []  # cut-off 2028-02-01: > 2 years
     (warning,) = gpg.check_key_policy(key, today=date(2026, 12, 4))
     assert "rejects brainpool keys from 2028-02-01" in warning and "brainpoolP256r1" in warning
     with pytest.raises(RepoError, match="rejects brainpool keys since 2028-02-01"):

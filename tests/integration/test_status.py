@@ -2,6 +2,7 @@
 pin, the last ship from the host's history, the kept versions, --expect and --json, exit
 codes, and that it changes nothing on the host.  These roots have no running systemd, so
 health is reported as skipped there (tests/system/test_status_booted.py runs it for real)."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ import pytest
 
 from builder.build import build_deb
 from builder.cli import main
-from tests.harness.project import break_startup, copy_sample
 from tests.harness.helpers import cli_runner
+from tests.harness.project import break_startup, copy_sample
 from tests.harness.shipping import run_ship, share_key
 
 pytestmark = pytest.mark.root
@@ -39,8 +40,15 @@ def run_status(hosts, *args):
 def snapshot(host) -> dict:
     """Every file under the folders a ship or a lock would touch: path -> (size, mtime, mode)."""
     seen = {}
-    for top in ("var/lib/debship", "var/log/fleet-agent", "etc/apt", "run/lock", "var/lib/dpkg", "var/tmp",
-                "var/cache/apt"):
+    for top in (
+        "var/lib/debship",
+        "var/log/fleet-agent",
+        "etc/apt",
+        "run/lock",
+        "var/lib/dpkg",
+        "var/tmp",
+        "var/cache/apt",
+    ):
         base = host.root.path / top
         for dirpath, dirnames, filenames in os.walk(base):
             for name in dirnames + filenames:
@@ -92,7 +100,8 @@ def test_hold_and_pin_are_reported_as_apt_says(ssh_host, debs):
     ssh_host.run_root(["apt-mark", "unhold", "fleet-agent"])
     (ssh_host.root.path / "etc/apt/preferences.d").mkdir(exist_ok=True)
     (ssh_host.root.path / "etc/apt/preferences.d/fleet-agent").write_text(
-        "Package: fleet-agent\nPin: version 1.0.0\nPin-Priority: 1001\n")
+        "Package: fleet-agent\nPin: version 1.0.0\nPin-Priority: 1001\n"
+    )
     row = json.loads(run_status([ssh_host], "--package", "fleet-agent", "--json").output)
     assert row["held"] == "pin 1.0.0 (1001)"
 
@@ -114,11 +123,12 @@ def test_unfinished_install_unreachable_and_not_installed_fail(make_ssh_hosts, d
 
 def test_without_package_each_host_says_and_a_hosts_file(ssh_host, debs, tmp_path, monkeypatch):
     assert run_ship([ssh_host], debs["1.0.0"]).exit_code == 0
-    monkeypatch.chdir(tmp_path)                          # no dist/ here: the host names its package
+    monkeypatch.chdir(tmp_path)  # no dist/ here: the host names its package
     hosts_file = tmp_path / "hosts"
     hosts_file.write_text(f"# the fleet\n{ssh_host.address}\n\n")
-    r = cli_runner().invoke(main, ["status", "--hosts-file", str(hosts_file), *ssh_host.ship_args()],
-                            env={"SSH_AUTH_SOCK": ""})
+    r = cli_runner().invoke(
+        main, ["status", "--hosts-file", str(hosts_file), *ssh_host.ship_args()], env={"SSH_AUTH_SOCK": ""}
+    )
     assert r.exit_code == 0, r.output + r.stderr
     assert "fleet-agent" in r.output.splitlines()[1] and "1/1 host(s) fine" in r.output
 

@@ -1,6 +1,7 @@
 """`ship` on a real pseudo-terminal (os.openpty) to loopback hosts: an upload progress bar
 for one host, one live line of counts for many, and --json unchanged on a terminal too.
 (Plain output to a pipe or a file is what every other ship test reads, unchanged.)"""
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,7 @@ def on_pty(argv: list[str]) -> str:
     while True:
         try:
             data = os.read(master, 65536)
-        except OSError:          # EIO: the child closed the terminal
+        except OSError:  # EIO: the child closed the terminal
             break
         if not data:
             break
@@ -59,12 +60,13 @@ def ship_argv(hosts, deb, *extra) -> list[str]:
 
 def test_one_host_shows_the_upload_with_bytes_rate_and_time_left(ssh_host, big_deb):
     out = on_pty(ship_argv([ssh_host], big_deb))
-    bars = re.findall(r"\[[^\]]+\] upload +\[[#-]*\] +\d+% +([\d.]+)/([\d.]+) MiB, ([\d.]+) MiB/s, (\d+:\d\d:\d\d) left",
-                      out)
-    assert len(bars) >= 2, out                    # redrawn as the bytes go
+    bars = re.findall(
+        r"\[[^\]]+\] upload +\[[#-]*\] +\d+% +([\d.]+)/([\d.]+) MiB, ([\d.]+) MiB/s, (\d+:\d\d:\d\d) left", out
+    )
+    assert len(bars) >= 2, out  # redrawn as the bytes go
     assert bars[-1][0] == bars[-1][1] == f"{big_deb.stat().st_size / (1 << 20):.1f}"
     assert float(bars[0][0]) < float(bars[-1][0])
-    assert "100%" in out and f"[{ssh_host.address}] install" in out     # step lines as before
+    assert "100%" in out and f"[{ssh_host.address}] install" in out  # step lines as before
     assert "1/1 host(s) at fleet-agent 1.0.0" in out
 
 
@@ -74,10 +76,10 @@ def test_many_hosts_show_one_line_of_counts_then_the_summary(make_ssh_hosts, big
     out = on_pty(ship_argv(hosts, big_deb, "--parallel", "2"))
     counts = re.findall(r"\r\x1b\[K(\d+)/3 done, (\d+) running, (\d+) failed", out)
     assert counts and counts[-1] == ("3", "0", "0"), out
-    assert ("0", "2", "0") in counts or ("0", "1", "0") in counts       # seen while running, at most 2 at once
+    assert ("0", "2", "0") in counts or ("0", "1", "0") in counts  # seen while running, at most 2 at once
     assert all(int(running) <= 2 for _, running, _ in counts)
     assert "] connect" not in out and "] install" not in out and not re.search(r"upload +\[", out)  # no steps, no bar
-    summary = out[out.rindex("3/3 done, 0 running, 0 failed"):].splitlines()
+    summary = out[out.rindex("3/3 done, 0 running, 0 failed") :].splitlines()
     assert summary[2].split()[:4] == ["host", "before", "after", "outcome"]
     assert summary[-1] == "3/3 host(s) at fleet-agent 1.0.0"
 

@@ -4,6 +4,7 @@ by build-deb.  It builds, or it is refused for a reason docs/units.md documents,
 ``systemd-analyze verify`` is the referee: a unit systemd refuses is refused, and a unit systemd
 loads is refused only for what systemd cannot see on a build machine (an account the package does
 not create).  Run with -s to see the table of verdicts."""
+
 from __future__ import annotations
 
 import re
@@ -49,8 +50,9 @@ def _companions(unit: str, text: bytes, package_units: dict[str, bytes]) -> list
     return [target] if target in package_units and target != unit else []
 
 
-def _build(workdir: Path, unit: str, files: dict[str, bytes], accounts: tuple[str, ...] = ()
-           ) -> tuple[str, str, list[str]]:
+def _build(
+    workdir: Path, unit: str, files: dict[str, bytes], accounts: tuple[str, ...] = ()
+) -> tuple[str, str, list[str]]:
     """('built', '', warnings) or ('refused', reason, [message])."""
     project = workdir / (_bundle_name(unit) + ("-with-accounts" if accounts else ""))
     (project / "units").mkdir(parents=True)
@@ -59,8 +61,9 @@ def _build(workdir: Path, unit: str, files: dict[str, bytes], accounts: tuple[st
     (project / "debship.toml").write_text(
         f'name = "{_bundle_name(unit)}"\nversion = "1.0"\nmaintainer = "Corpus <corpus@example.com>"\n'
         f'description = "real-world unit {unit} from Debian"\nstartup = false\n'
-        f"host-accounts = {list(accounts)!r}\n".replace("'", '"') +
-        "[folders]\nscripts = false\nconfigs = false\n")
+        f"host-accounts = {list(accounts)!r}\n".replace("'", '"')
+        + "[folders]\nscripts = false\nconfigs = false\n"
+    )
     warnings: list[str] = []
     try:
         built = build_deb(project, workdir / "out", warn=warnings.append)
@@ -68,8 +71,9 @@ def _build(workdir: Path, unit: str, files: dict[str, bytes], accounts: tuple[st
         message = str(e)
         reason = next((r for r, pattern in REASONS.items() if re.search(pattern, message)), "UNDOCUMENTED")
         return "refused", reason, [message]
-    contents = subprocess.run(["dpkg-deb", "--contents", str(built.path)], capture_output=True, text=True,
-                              check=True).stdout
+    contents = subprocess.run(
+        ["dpkg-deb", "--contents", str(built.path)], capture_output=True, text=True, check=True
+    ).stdout
     assert f"/systemd/system/{unit}\n" in contents
     return "built", "", warnings
 
@@ -81,8 +85,13 @@ def _referee(package_units: dict[str, bytes]) -> set[str]:
         for name, data in package_units.items():
             (Path(tmp) / name).write_bytes(data)
             paths.append(str(Path(tmp) / name))
-        proc = subprocess.run(["systemd-analyze", "verify", "--man=no", "--generators=no", *paths],
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+        proc = subprocess.run(
+            ["systemd-analyze", "verify", "--man=no", "--generators=no", *paths],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
     refused = set()
     for line in proc.stderr.splitlines():
         if any(m in line for m in _FATAL):

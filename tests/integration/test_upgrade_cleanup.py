@@ -13,6 +13,7 @@ with real dpkg in a throwaway Debian root (as piuparts would run it):
 A chroot has no systemd as PID 1: "stopped" is proven on a booted host (tests/system).  Needs root
 and mmdebstrap; skipped otherwise unless DEBSHIP_REQUIRE_ALL=1.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,16 +22,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.project import REPO, write_project
 from tests.harness.helpers import require_root, require_tool
+from tests.harness.project import REPO, write_project
 
 pytestmark = pytest.mark.root
 
 WANTS = "etc/systemd/system/multi-user.target.wants"
 DSH = "var/lib/systemd/deb-systemd-helper-enabled"
 # apt's and dpkg's own bookkeeping changes with every operation; it is not the package's.
-BOOKKEEPING = ("var/cache/", "var/lib/apt/", "var/log/apt/", "var/lib/dpkg/", "var/log/dpkg.log",
-               "var/log/alternatives.log")
+BOOKKEEPING = (
+    "var/cache/",
+    "var/lib/apt/",
+    "var/log/apt/",
+    "var/lib/dpkg/",
+    "var/log/dpkg.log",
+    "var/log/alternatives.log",
+)
 SERVICE = """
     [Unit]
     Description={what}
@@ -47,6 +54,7 @@ def _root(suite: str = "bookworm"):
     require_root()
     require_tool("mmdebstrap")
     from hostlab.rootfs import Root, cached_root
+
     return Root(cached_root(suite=suite))
 
 
@@ -76,6 +84,7 @@ def dropper(tmp_path: Path, version: str, *, drop: bool, extra: dict | None = No
         files["configs/conf.d/legacy.conf"] = "legacy = yes\n"
     files.update(extra or {})
     from builder.build import build_deb
+
     return build_deb(write_project(tmp_path / f"src-{version}", files), tmp_path / "debs").path
 
 
@@ -115,9 +124,9 @@ def test_upgrade_drops_unit_and_unmodified_conffile_downgrade_brings_them_back(r
     assert not enabled(root, "old.service") and dsh_state(root, "old.service") == []
     assert enabled(root, "a.service")
     assert not legacy.exists() and not list(legacy.parent.glob("legacy.conf.*"))
-    assert not legacy.parent.exists()                           # conf.d/: v2 does not list it, nothing is in it
+    assert not legacy.parent.exists()  # conf.d/: v2 does not list it, nothing is in it
     assert not (root.path / "usr/lib/systemd/system/old.service").exists()
-    assert not (root.path / "var/lib/debship").exists()        # the hand-over file is gone with its folders
+    assert not (root.path / "var/lib/debship").exists()  # the hand-over file is gone with its folders
     log = (root.path / "var/log/dropper/deploy.log").read_text()
     assert "dropped unit old.service: stopped, disabled, state purged" in log
     assert "dropped conffile /etc/dropper/conf.d/legacy.conf: removed" in log
@@ -126,7 +135,10 @@ def test_upgrade_drops_unit_and_unmodified_conffile_downgrade_brings_them_back(r
     install(root, v1)
     assert enabled(root, "old.service") and dsh_state(root, "old.service")
     dpkg(root, "--purge", "dropper")
-    assert not (root.path / "etc/dropper").exists() and not (root.path / DSH / "multi-user.target.wants/old.service").exists()
+    assert (
+        not (root.path / "etc/dropper").exists()
+        and not (root.path / DSH / "multi-user.target.wants/old.service").exists()
+    )
 
 
 def test_an_edited_dropped_conffile_is_kept_as_dpkg_bak(root, tmp_path):
@@ -144,10 +156,24 @@ def test_an_aborted_upgrade_puts_the_conffiles_back(root, tmp_path):
     """A real dpkg failure after preinst: v2 would overwrite a file another package owns, so dpkg
     stops the unpack and runs v2's postrm abort-upgrade and v1's postinst abort-upgrade."""
     from builder import debfile
-    clash = debfile.write([debfile.Member("control", 0o644, data=(
-        b"Package: clash\nVersion: 1\nArchitecture: all\nMaintainer: Ops <ops@example.com>\n"
-        b"Description: owns a file v2 wants\n"))], [debfile.Member("usr/lib/dropper/clash.py", 0o644, data=b"#\n")],
-        tmp_path / "clash", name="clash", version="1", mtime=0)
+
+    clash = debfile.write(
+        [
+            debfile.Member(
+                "control",
+                0o644,
+                data=(
+                    b"Package: clash\nVersion: 1\nArchitecture: all\nMaintainer: Ops <ops@example.com>\n"
+                    b"Description: owns a file v2 wants\n"
+                ),
+            )
+        ],
+        [debfile.Member("usr/lib/dropper/clash.py", 0o644, data=b"#\n")],
+        tmp_path / "clash",
+        name="clash",
+        version="1",
+        mtime=0,
+    )
     install(root, dropper(tmp_path, "1.0", drop=False))
     install(root, clash.path)
     legacy = root.path / "etc/dropper/conf.d/legacy.conf"
@@ -169,9 +195,12 @@ def test_purge_keeps_opt_and_leaves_no_byte_code(root, tmp_path):
     before = root.files()
     assert "opt" in before
     from builder.build import build_deb
+
     opt_pkg = build_deb(REPO / "tests/fixtures/nightly-backup", tmp_path / "debs").path
-    helper = write_project(tmp_path / "helper", {
-        "debship.toml": """
+    helper = write_project(
+        tmp_path / "helper",
+        {
+            "debship.toml": """
             name = "with-helper"
             version = "1.0"
             maintainer = "Ops <ops@example.com>"
@@ -181,20 +210,21 @@ def test_purge_keeps_opt_and_leaves_no_byte_code(root, tmp_path):
             units = false
             configs = false
         """,
-        "scripts/startup.py": "#!/usr/bin/python3\nimport helpers\nhelpers.hello()\n",
-        "scripts/helpers.py": "def hello():\n    print('hello from a helper module')\n",
-    })
+            "scripts/startup.py": "#!/usr/bin/python3\nimport helpers\nhelpers.hello()\n",
+            "scripts/helpers.py": "def hello():\n    print('hello from a helper module')\n",
+        },
+    )
     install(root, opt_pkg)
     install(root, build_deb(helper, tmp_path / "debs").path)
     lib = root.path / "usr/lib/with-helper"
-    assert not (lib / "__pycache__").exists()              # postinst ran startup.py with -B
+    assert not (lib / "__pycache__").exists()  # postinst ran startup.py with -B
     assert "hello from a helper module" in (root.path / "var/log/with-helper/deploy.log").read_text()
     # What a service running the same code would leave (python3 writes byte-code by default).
     root.run(["python3", "-c", "import sys; sys.path.insert(0, '/usr/lib/with-helper'); import helpers"])
     assert (lib / "__pycache__").is_dir()
     dpkg(root, "--purge", "with-helper", "nightly-backup")
     after = root.files()
-    assert sorted(f for f in before - after) == []          # /opt is still there
+    assert sorted(f for f in before - after) == []  # /opt is still there
     assert sorted(f for f in after - before if not f.startswith(BOOKKEEPING)) == []
 
 
@@ -202,8 +232,12 @@ def test_purge_keeps_opt_and_leaves_no_byte_code(root, tmp_path):
 def test_units_from_the_old_lib_default_stay_enabled_after_the_upgrade(suite, tmp_path):
     """v1 as debship built it before (units in /lib/systemd/system), v2 with the new default: on a
     merged /usr both names are one folder and dpkg must not delete the moved unit as v1's leftover."""
-    old = dropper(tmp_path / "old", "1.0", drop=False,
-                  extra={"debship.toml": textwrap.dedent("""
+    old = dropper(
+        tmp_path / "old",
+        "1.0",
+        drop=False,
+        extra={
+            "debship.toml": textwrap.dedent("""
                       name = "dropper"
                       version = "1.0"
                       maintainer = "Ops <ops@example.com>"
@@ -212,10 +246,12 @@ def test_units_from_the_old_lib_default_stay_enabled_after_the_upgrade(suite, tm
                       startup = false
                       [install]
                       units = "/lib/systemd/system"
-                  """)})
+                  """)
+        },
+    )
     new = dropper(tmp_path / "new", "2.0", drop=False)
     with _root(suite) as root:
-        assert os.path.islink(root.path / "lib")               # merged /usr, as on every Debian 12/13 host
+        assert os.path.islink(root.path / "lib")  # merged /usr, as on every Debian 12/13 host
         install(root, old)
         assert "/lib/systemd/system/a.service" in root.run(["dpkg", "-L", "dropper"]).stdout.split()
         install(root, new)
@@ -223,7 +259,7 @@ def test_units_from_the_old_lib_default_stay_enabled_after_the_upgrade(suite, tm
         assert "/usr/lib/systemd/system/a.service" in listed and "/lib/systemd/system/a.service" not in listed
         for unit in ("a.service", "old.service"):
             assert (root.path / "usr/lib/systemd/system" / unit).is_file(), unit
-            target = os.readlink(root.path / WANTS / unit)      # absolute inside the root
+            target = os.readlink(root.path / WANTS / unit)  # absolute inside the root
             assert enabled(root, unit) and (root.path / target.lstrip("/")).is_file(), (unit, target)
             assert root.run(["systemctl", "is-enabled", unit], check=False).stdout.strip() == "enabled"
         dpkg(root, "--purge", "dropper")

@@ -2,6 +2,7 @@
 ``debship publish`` and served over HTTP on 127.0.0.1 (real gpg, real apt on the
 loopback hosts), with the same checks and the automatic rollback, taken from
 the repository."""
+
 from __future__ import annotations
 
 import pytest

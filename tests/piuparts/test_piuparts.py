@@ -4,6 +4,7 @@ conffile passes piuparts' upgrade test from a local repository (v1 -> v2), and s
 downgrade (v2 -> v1).  Runs two piuparts at a time.  Needs root, mmdebstrap and piuparts;
 skipped otherwise unless DEBSHIP_REQUIRE_ALL=1.  Heavy: run it under the shared lock.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -28,11 +29,13 @@ def results(tmp_path_factory):
     base = piuparts.base_tarball()
     runs = {bundle: (b.deb, []) for bundle, b in built.items()}
     for old, new in UPGRADES:
-        runs[f"{old}->{new}"] = (built[new].deb, [built[old].deb])   # upgrade
-        runs[f"{new}->{old}"] = (built[old].deb, [built[new].deb])   # downgrade
+        runs[f"{old}->{new}"] = (built[new].deb, [built[old].deb])  # upgrade
+        runs[f"{new}->{old}"] = (built[old].deb, [built[new].deb])  # downgrade
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(piuparts.run, deb, work / name.replace(">", ""), older, base)
-                   for name, (deb, older) in runs.items()}
+        futures = {
+            name: pool.submit(piuparts.run, deb, work / name.replace(">", ""), older, base)
+            for name, (deb, older) in runs.items()
+        }
         return {name: f.result() for name, f in futures.items()}
 
 

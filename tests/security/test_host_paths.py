@@ -11,6 +11,7 @@ there, and the sticky log folder is refused by ship's check before anything open
 before these checks (all of them: blocked by the held lock, writing through the planted links,
 or keeping a symlinked upload).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.ship import commands
 from builder.build import build_deb
 from builder.cli import ship
-from tests.harness.project import copy_sample
+from builder.ship import commands
 from tests.harness.helpers import cli_runner
+from tests.harness.project import copy_sample
 
 pytestmark = pytest.mark.root
 
@@ -39,8 +40,9 @@ def with_secret(project: Path) -> Path:
     (project / "configs" / "tls").mkdir()
     (project / "configs" / "tls" / "server.key").write_text(KEY)
     py = project / "pyproject.toml"
-    py.write_text(py.read_text().replace("[tool.debship]\n",
-                                         '[tool.debship]\nallow-secrets = ["configs/tls/server.key"]\n', 1))
+    py.write_text(
+        py.read_text().replace("[tool.debship]\n", '[tool.debship]\nallow-secrets = ["configs/tls/server.key"]\n', 1)
+    )
     return project
 
 
@@ -48,8 +50,10 @@ def with_secret(project: Path) -> Path:
 def debs(tmp_path_factory):
     base = tmp_path_factory.mktemp("sec-debs")
     project = with_secret(copy_sample(base / "project"))
-    return {"v1": build_deb(project, base / "v1", version="1.0.0").path,
-            "v2": build_deb(project, base / "v2", version="1.1.0").path}
+    return {
+        "v1": build_deb(project, base / "v1", version="1.0.0").path,
+        "v2": build_deb(project, base / "v2", version="1.1.0").path,
+    }
 
 
 def run_ship(host, deb: Path | None, *args: str):
@@ -87,14 +91,32 @@ def test_planted_symlinks_and_a_held_lock_in_run_lock_and_var_tmp_are_ignored(ss
     targets = {n: sentinel(ssh_host, f"etc/sentinel-{n}") for n in ("lock", "holder", "staging")}
     before = {n: snapshot(p) for n, p in targets.items()}
     # What earlier debship versions used: world-writable /run/lock, and /var/tmp staging names.
-    as_mallory(ssh_host, f"ln -s /etc/sentinel-lock /run/lock/debship-{PKG}.lock && "
-                         f"ln -s /etc/sentinel-holder /run/lock/debship-{PKG}.holder && "
-                         f"ln -s /etc/sentinel-staging /var/tmp/debship-{PKG}.AAAAAAAA && "
-                         f"mkdir /var/tmp/debship-{PKG}.BBBBBBBB && echo mine > /var/tmp/debship-{PKG}.BBBBBBBB/f")
+    as_mallory(
+        ssh_host,
+        f"ln -s /etc/sentinel-lock /run/lock/debship-{PKG}.lock && "
+        f"ln -s /etc/sentinel-holder /run/lock/debship-{PKG}.holder && "
+        f"ln -s /etc/sentinel-staging /var/tmp/debship-{PKG}.AAAAAAAA && "
+        f"mkdir /var/tmp/debship-{PKG}.BBBBBBBB && echo mine > /var/tmp/debship-{PKG}.BBBBBBBB/f",
+    )
     # mallory holds a lock on the old lock path for good (it would have blocked every ship)
-    holder = subprocess.Popen(["chroot", str(ssh_host.root.path), "runuser", "-u", "mallory", "--", "flock",
-                               f"/run/lock/debship-{PKG}.lock", "sleep", "600"], start_new_session=True,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    holder = subprocess.Popen(
+        [
+            "chroot",
+            str(ssh_host.root.path),
+            "runuser",
+            "-u",
+            "mallory",
+            "--",
+            "flock",
+            f"/run/lock/debship-{PKG}.lock",
+            "sleep",
+            "600",
+        ],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         r = run_ship(ssh_host, debs["v1"], "--lock-timeout", "5")
         assert r.exit_code == 0, r.output + r.stderr
@@ -116,8 +138,12 @@ def test_a_stale_lock_file_does_not_block_and_a_held_one_is_named_with_its_owner
     lock.write_text("")  # left by a ship whose host lost power: nobody holds it
     r = run_ship(ssh_host, debs["v1"], "--lock-timeout", "1")
     assert r.exit_code == 0, r.output + r.stderr
-    stuck = subprocess.Popen(["chroot", str(ssh_host.root.path), "flock", f"/run/debship/{PKG}.lock", "sleep", "600"],
-                             start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    stuck = subprocess.Popen(
+        ["chroot", str(ssh_host.root.path), "flock", f"/run/debship/{PKG}.lock", "sleep", "600"],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         r = run_ship(ssh_host, debs["v2"], "--lock-timeout", "1")
     finally:
@@ -133,19 +159,23 @@ UNSAFE_SETUPS = {
     "store is a symlink to mallory's folder": (
         f"mkdir -p /var/lib/debship && ln -s /home/mallory/store /{STORE}",
         "mkdir /home/mallory/store && ln -s /etc/sentinel /home/mallory/store/fleet-agent_1.0.0_all.deb",
-        f"/{STORE} is not a folder (it is a symbolic link owned by root)"),
+        f"/{STORE} is not a folder (it is a symbolic link owned by root)",
+    ),
     "store owned by mallory": (
         f"mkdir -p /{STORE} && chown mallory /{STORE}",
         f"ln -s /etc/sentinel /{STORE}/Packages.new && ln -s /etc/sentinel /{STORE}/last-install.log",
-        f"/{STORE} is not owned by root (it is a directory owned by mallory)"),
+        f"/{STORE} is not owned by root (it is a directory owned by mallory)",
+    ),
     "lock folder owned by mallory": (
         "mkdir -m 0777 /run/debship && chown mallory /run/debship",
         f"ln -s /etc/sentinel /run/debship/{PKG}.holder.new",
-        "/run/debship is not owned by root (it is a directory owned by mallory)"),
+        "/run/debship is not owned by root (it is a directory owned by mallory)",
+    ),
     "log folder writable by everyone": (
         f"mkdir -m 1777 /var/log/{PKG}",
         f"ln -s /etc/sentinel /var/log/{PKG}/deploy.log",
-        f"/var/log/{PKG} is writable by others than root (it is a directory owned by root)"),
+        f"/var/log/{PKG} is writable by others than root (it is a directory owned by root)",
+    ),
 }
 
 
@@ -170,6 +200,7 @@ def test_a_staged_upload_swapped_for_a_symlink_is_not_kept(ssh_host, debs):
     file replaced by a symlink to a root-only file (whose digest is claimed) is refused."""
     shadow = sentinel(ssh_host, "etc/root-only", "root's eyes only\n", 0o600)
     import hashlib
+
     digest = hashlib.sha256(shadow.read_bytes()).hexdigest()
     stored = f"/{STORE}/fleet-agent_9.9.9_all.deb"
     with ssh_host.connect() as conn:
@@ -205,7 +236,9 @@ def test_store_and_logs_are_root_only_and_no_readable_file_holds_the_secret(ssh_
     assert not list((p / "var/tmp").glob("debship-*"))
 
     # mallory reads every file they can (unpacking every readable .deb) and finds no copy of the secret
-    scan = as_mallory(ssh_host, r"""
+    scan = as_mallory(
+        ssh_host,
+        r"""
         cd /tmp && found=$(grep -rlsF "$0" / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev)
         debs=$(find / -xdev \( -path /proc -o -path /sys \) -prune -o -name '*.deb' -type f -readable -print 2>/dev/null)
         for d in $debs; do
@@ -214,9 +247,12 @@ def test_store_and_logs_are_root_only_and_no_readable_file_holds_the_secret(ssh_
             rm -rf "$x"
         done
         echo "debs: $(echo $debs | wc -w)"; echo "found: $found"
-    """.replace("$0", SECRET), check=False)
+    """.replace("$0", SECRET),
+        check=False,
+    )
     assert "found: \n" in scan.stdout or scan.stdout.rstrip().endswith("found:"), scan.stdout + scan.stderr
     # ... while root does find it in the kept packages (the scan would have seen it)
-    root_scan = ssh_host.run_root(["sh", "-c", f"dpkg-deb --fsys-tarfile /{STORE}/fleet-agent_1.1.0_all.deb | "
-                                               f"tar -xO ./etc/{PKG}/tls/server.key"])
+    root_scan = ssh_host.run_root(
+        ["sh", "-c", f"dpkg-deb --fsys-tarfile /{STORE}/fleet-agent_1.1.0_all.deb | tar -xO ./etc/{PKG}/tls/server.key"]
+    )
     assert SECRET in root_scan.stdout

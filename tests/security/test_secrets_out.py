@@ -1,6 +1,7 @@
 """Admitted secrets (``allow-secrets``: installed 0600) stay out of repositories and diffs:
 ``publish`` refuses a package carrying one unless --publish-secrets, ``diff`` says that one
 changed and never shows its contents, digest or size (text and --json)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,9 +12,8 @@ import pytest
 from builder.build import build_deb
 from builder.cli import main
 from builder.debsecrets import admitted_secrets
-from tests.harness.project import MINIMAL, write_project
-from tests.harness.aptrepo import keys  # noqa: F401  (fixture)
 from tests.harness.helpers import cli_runner
+from tests.harness.project import MINIMAL, write_project
 
 OLD_SECRET, NEW_SECRET = "hunter2-old-SECRET-a81f", "hunter2-new-SECRET-c3d9"
 
@@ -49,12 +49,14 @@ def test_publish_refuses_a_package_with_an_admitted_secret_unless_told(secret_de
     assert r.stderr.strip().splitlines() == [
         f"publish: error: {old}: carries admitted secrets (/etc/demo-svc/tls/server.key); anyone who can reach the "
         "repository can download the package and read them: ship it to the hosts directly, or pass "
-        "--publish-secrets if publishing them is meant"]
+        "--publish-secrets if publishing them is meant"
+    ]
     assert not list(repo.rglob("*.deb")) and not (repo / "dists").exists()
     r = cli_runner().invoke(main, ["publish", str(plain), "--repo", str(repo), "--sign-key", keys.main])
     assert r.exit_code == 0, r.output + r.stderr
-    r = cli_runner().invoke(main, ["publish", str(old), "--repo", str(repo), "--sign-key", keys.main,
-                                   "--publish-secrets"])
+    r = cli_runner().invoke(
+        main, ["publish", str(old), "--repo", str(repo), "--sign-key", keys.main, "--publish-secrets"]
+    )
     assert r.exit_code == 0, r.output + r.stderr
     assert "added pool/main/d/demo-svc/demo-svc_1.0.0_all.deb" in r.output
 

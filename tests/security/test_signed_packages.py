@@ -3,6 +3,7 @@ gpgv on the host against the keys it holds (``ship --trust-key``).  On a host th
 team's key, an unsigned package, one signed by another key and one whose bytes changed after
 signing are refused by ``ship`` and by ``ship --via-repo`` (real gpg, real gpgv and apt on
 loopback hosts, the repository served over HTTP on 127.0.0.1), nothing installed."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,10 +16,10 @@ from builder.build import build_deb
 from builder.cli import main
 from builder.pkgsig import sig_path, sign
 from builder.repo import publish
-from tests.harness.project import copy_sample
-from tests.harness.aptrepo import export_key, keys, server  # noqa: F401  (fixtures)
+from tests.harness.aptrepo import export_key
 from tests.harness.fixtures import require_root_host
 from tests.harness.helpers import cli_runner
+from tests.harness.project import copy_sample
 from tests.harness.shipping import installed, run_ship
 
 pytestmark = pytest.mark.root
@@ -52,8 +53,20 @@ def test_signing_leaves_the_deb_byte_identical_and_builds_stay_reproducible(keys
     project = copy_sample(tmp_path / "project")
     plain = build_deb(project, tmp_path / "a", version="1.0.0").path
     before = sha(plain)
-    r = cli_runner().invoke(main, ["build", "--project", str(project), "--out", str(tmp_path / "b"),
-                                   "--version", "1.0.0", "--sign-key", keys.main])
+    r = cli_runner().invoke(
+        main,
+        [
+            "build",
+            "--project",
+            str(project),
+            "--out",
+            str(tmp_path / "b"),
+            "--version",
+            "1.0.0",
+            "--sign-key",
+            keys.main,
+        ],
+    )
     assert r.exit_code == 0, r.output + r.stderr
     built = tmp_path / "b" / plain.name
     assert sha(built) == before and r.output.strip().splitlines()[-1].endswith(plain.name)
@@ -62,22 +75,25 @@ def test_signing_leaves_the_deb_byte_identical_and_builds_stay_reproducible(keys
     assert sha(plain) == before
     for deb in (plain, built):  # Debian's own gpgv verifies it against the exported key
         key = export_key(keys.main, tmp_path / "team.gpg")
-        subprocess.run(["gpgv", "--keyring", str(key), str(sig_path(deb)), str(deb)], check=True,
-                       capture_output=True)
+        subprocess.run(["gpgv", "--keyring", str(key), str(sig_path(deb)), str(deb)], check=True, capture_output=True)
 
 
 def test_ship_refuses_unsigned_other_key_and_altered_packages_on_a_host_that_trusts_the_team(
-        ssh_host, team_debs, keys, tmp_path):
+    ssh_host, team_debs, keys, tmp_path
+):
     team = tmp_path / "team.asc"
-    team.write_bytes(subprocess.run(["gpg", "--batch", "--armor", "--export", keys.main], check=True,
-                                    capture_output=True).stdout)
+    team.write_bytes(
+        subprocess.run(["gpg", "--batch", "--armor", "--export", keys.main], check=True, capture_output=True).stdout
+    )
     r = run_ship([ssh_host], team_debs["good"], "--trust-key", str(team))
     assert r.exit_code == 0, r.output + r.stderr
     assert "signature good, key" in r.output and installed(ssh_host) == "ii 1.0.0"
     assert list((ssh_host.root.path / "etc/debship/keys").glob("*.gpg"))
-    expected = {"unsigned": "it is not signed (no .sig signature beside it)",
-                "other-key": "which this host does not trust",
-                "altered": "its signature does not match its bytes (altered after signing)"}
+    expected = {
+        "unsigned": "it is not signed (no .sig signature beside it)",
+        "other-key": "which this host does not trust",
+        "altered": "its signature does not match its bytes (altered after signing)",
+    }
     for name, why in expected.items():
         r = run_ship([ssh_host], team_debs[name])
         assert r.exit_code == 1, r.output + r.stderr
@@ -108,8 +124,11 @@ def test_via_repo_refuses_what_the_team_did_not_sign(ssh_host, team_debs, keys, 
     r = run_ship([ssh_host], debs["good"], *via, "--trust-key", str(team))
     assert r.exit_code == 0, r.output + r.stderr
     assert installed(ssh_host) == "ii 1.0.0" and "signature good, key" in r.output
-    expected = {"unsigned": "it is not signed", "other-key": "which this host does not trust",
-                "altered": "its signature does not match its bytes"}
+    expected = {
+        "unsigned": "it is not signed",
+        "other-key": "which this host does not trust",
+        "altered": "its signature does not match its bytes",
+    }
     for name, why in expected.items():
         r = run_ship([ssh_host], debs[name], *via)
         assert r.exit_code == 1, r.output + r.stderr
@@ -122,6 +141,7 @@ def cloud_init_root():
     """A cached Debian root with Debian's cloud-init (the one test_repo uses), for `cloud-init schema`."""
     require_root_host()
     from hostlab.rootfs import Root, cached_root
+
     with Root(cached_root(("cloud-init",))) as root:
         yield root
 
@@ -131,18 +151,33 @@ def test_cloud_init_user_data_gives_the_instance_the_team_key(team_debs, keys, t
     form gpgv needs (an armored key file is converted); cloud-init's own schema accepts it."""
     import base64
     import json
+
     armored = tmp_path / "team.asc"
-    armored.write_bytes(subprocess.run(["gpg", "--batch", "--armor", "--export", keys.main], check=True,
-                                       capture_output=True).stdout)
+    armored.write_bytes(
+        subprocess.run(["gpg", "--batch", "--armor", "--export", keys.main], check=True, capture_output=True).stdout
+    )
     repo_key = export_key(keys.main, tmp_path / "archive.gpg")
-    r = cli_runner().invoke(main, ["cloud-init", "--repo", "http://repo.example/debs", "--repo-key", str(repo_key),
-                                   "--package", "fleet-agent", "--trust-key", str(armored)])
+    r = cli_runner().invoke(
+        main,
+        [
+            "cloud-init",
+            "--repo",
+            "http://repo.example/debs",
+            "--repo-key",
+            str(repo_key),
+            "--package",
+            "fleet-agent",
+            "--trust-key",
+            str(armored),
+        ],
+    )
     assert r.exit_code == 0, r.output + r.stderr
     (cloud_init_root.path / "tmp/user-data").write_text(r.stdout)
     proc = cloud_init_root.run(["cloud-init", "schema", "--config-file", "/tmp/user-data"], check=False)
     assert proc.returncode == 0 and "Valid cloud-config" in proc.stdout, proc.stdout + proc.stderr
-    read = cloud_init_root.run(["python3", "-c", "import yaml, json; print(json.dumps(yaml.safe_load("
-                                                 "open('/tmp/user-data'))))"])
+    read = cloud_init_root.run(
+        ["python3", "-c", "import yaml, json; print(json.dumps(yaml.safe_load(open('/tmp/user-data'))))"]
+    )
     files = json.loads(read.stdout)["write_files"]
     assert len(files) == 1 and files[0]["path"].startswith("/etc/debship/keys/") and files[0]["path"].endswith(".gpg")
     assert (files[0]["encoding"], files[0]["owner"], files[0]["permissions"]) == ("b64", "root:root", "0644")

@@ -1,5 +1,6 @@
 """On a booted host (systemd as PID 1): an upgrade that drops a unit stops it, disables it and
 systemd forgets it; ``ship --dry-run`` names it beforehand."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from builder.build import build_deb
-from tests.harness.project import write_project
 from tests.harness.booted import run_ship, shown
+from tests.harness.project import write_project
 
 pytestmark = pytest.mark.root
 
@@ -57,13 +58,16 @@ def test_an_upgrade_that_drops_a_unit_stops_disables_and_forgets_it(booted_host,
 
     r = run_ship(host, v2)
     assert r.exit_code == 0, shown(r)
-    state = host.run_root(["systemctl", "show", "-p", "ActiveState,LoadState", "--", "dropper-old.service"],
-                          check=False).stdout
+    state = host.run_root(
+        ["systemctl", "show", "-p", "ActiveState,LoadState", "--", "dropper-old.service"], check=False
+    ).stdout
     assert "ActiveState=inactive" in state and "LoadState=not-found" in state, state
     assert host.run_root(["systemctl", "is-enabled", "dropper-old.service"], check=False).stdout.strip() != "enabled"
     files = host.run_root(["systemctl", "list-unit-files", "--no-legend", "dropper*"], check=False).stdout
     assert "dropper-old.service" not in files and "dropper.service" in files, files
     assert host.run_root(["systemctl", "is-active", "dropper.service"], check=False).stdout.strip() == "active"
-    left = host.run_root(["sh", "-c", "find /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled "
-                                      "-name 'dropper-old*'"], check=False).stdout
+    left = host.run_root(
+        ["sh", "-c", "find /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled -name 'dropper-old*'"],
+        check=False,
+    ).stdout
     assert left == "", left

@@ -1,6 +1,7 @@
 """Rollout soak on booted hosts (systemd-nspawn, systemd as PID 1): a service that dies ~20 s after
 it starts passes verify, fails the soak, is rolled back, and the next batch never starts; the soak's
 failure event carries the unit's journal and `systemctl status`."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from tests.harness.helpers import cli_runner
 
 pytestmark = pytest.mark.root
 
-DIES_LATER = '''\
+DIES_LATER = """\
 import os as _os, sys as _sys, threading as _threading
 def _die():
     print("fleet-agent: exiting 20 s after start on purpose (soak test)", file=_sys.stderr, flush=True)
@@ -23,7 +24,7 @@ def _die():
 _timer = _threading.Timer(20, _die)
 _timer.daemon = True
 _timer.start()
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,7 @@ def test_a_service_that_dies_after_verify_fails_the_soak_and_the_rollout_stops(m
 
 def test_a_crash_looping_unit_fails_verify_with_its_journal_in_the_event(booted_host, rollout_debs, tmp_path):
     from tests.harness.booted import CRASHING_AGENT
+
     project, _ = sample_project(tmp_path / "project")
     (project / "scripts" / "agent.py").write_text(CRASHING_AGENT)
     crash = build_deb(project, tmp_path / "crash", version="1.2.0").path

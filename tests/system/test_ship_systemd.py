@@ -6,6 +6,7 @@ the agent, and `--reboot` really reboots the guest (see hostlab/nspawn.py).
 The container shares the host's network namespace, so the sample is built with
 its agent on a free loopback port instead of 8787.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,10 @@ def test_ship_starts_the_service_and_health_checks_the_version(booted_host, samp
     health = read_package(sample["v1"]).health
     with host.connect() as conn:
         wrong = conn.run(["env", "DEBSHIP_VERSION=9.9.9", "sh", "-c", health + " --wait 1"])
-    assert wrong.exit_code != 0, (f"the health command {health!r} passes for version 9.9.9: it does not check "
-                                  f"the version (pass --expect-version \"$DEBSHIP_VERSION\")")
+    assert wrong.exit_code != 0, (
+        f"the health command {health!r} passes for version 9.9.9: it does not check "
+        f'the version (pass --expect-version "$DEBSHIP_VERSION")'
+    )
 
 
 def test_upgrade_restarts_the_agent_into_the_new_version(booted_host, sample):
@@ -88,7 +91,7 @@ def test_reboot_brings_the_services_back_by_themselves(booted_host, sample):
     events = finished(r)
     steps = [e["step"] for e in events]
     assert "reboot" in steps and last(events, "reboot")["status"] == "ok"
-    after_reboot = events[steps.index("reboot") + 1:]
+    after_reboot = events[steps.index("reboot") + 1 :]
     assert [e["step"] for e in after_reboot][:2] == ["verify", "health"], steps
     # After a boot, ship checks every unit the package enables, the startup unit too.
     assert after_reboot[0]["status"] == "ok", after_reboot[0]
@@ -100,7 +103,9 @@ def test_reboot_brings_the_services_back_by_themselves(booted_host, sample):
     # (Its record of the boot id is no proof here: in nspawn, a unit with
     # ProtectKernelTunables= reads the host's boot id, see hostlab/nspawn.py.)
     for name in (AGENT, STARTUP):
-        assert host.run_root(["systemctl", "is-active", name], check=False).stdout.strip() == "active", journal(host, name)
+        assert host.run_root(["systemctl", "is-active", name], check=False).stdout.strip() == "active", journal(
+            host, name
+        )
     assert unit(host, AGENT)["NRestarts"] == "0"
     startup = unit(host, STARTUP)
     assert startup["SubState"] == "exited" and startup["ExecMainStatus"] == "0", journal(host, STARTUP)
@@ -132,7 +137,8 @@ def test_a_unit_runs_as_an_account_the_host_has_from_elsewhere(booted_host, tmp_
     pyproject.write_text(text.replace("\n[tool.debship]\n", '\n[tool.debship]\nhost-accounts = ["ops"]\n', 1))
     (project / "units" / AS_OPS).write_text(
         "[Unit]\nDescription=a service run as the image's ops user\n\n"
-        "[Service]\nUser=ops\nGroup=ops\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n")
+        "[Service]\nUser=ops\nGroup=ops\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
     deb = build_deb(project, tmp_path / "out", version="1.0.0").path
 
     r = run_ship(host, deb, json_out=True)

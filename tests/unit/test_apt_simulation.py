@@ -1,6 +1,7 @@
 """apt's simulation parsed (``deps.parse_simulation``) on real ``apt-get install -s`` output
 captured from a loopback root (tests/unit/captured/apt-sim-*.txt: an install that removes a
 conflicting package, unmet dependencies, an upgrade pulling in a new package, a downgrade)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,10 @@ def test_upgrade_new_dependency_and_downgrade():
     assert s.besides("fleet-agent").summary() == "installs helper-tool 1.0"
     assert s.as_dict()["install"] == [{"package": "helper-tool", "version": "1.0"}]
     down = sim("downgrade")
-    assert down.upgrades == (("fleet-agent", "7.0", "6.0"),) and down.besides("fleet-agent").summary() == \
-        "no other package changes"
+    assert (
+        down.upgrades == (("fleet-agent", "7.0", "6.0"),)
+        and down.besides("fleet-agent").summary() == "no other package changes"
+    )
 
 
 def test_simulate_command_is_the_install_with_s_and_writes_no_cache():

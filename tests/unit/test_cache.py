@@ -1,5 +1,6 @@
 """builder.cache: compiled templates and systemd-analyze verdicts are reused, never change
 what is built, and are ignored when stale, corrupt, unwritable or turned off."""
+
 from __future__ import annotations
 
 import os
@@ -43,6 +44,7 @@ def test_an_edited_template_is_compiled_again(tmp_path, cache_home):
     copyright_j2.write_text(copyright_j2.read_text() + "Edited after it was cached.\n")
     built = build.build_deb(project, tmp_path / "b")
     from debian.debfile import DebFile
+
     text = DebFile(str(built.path)).data.get_content("usr/share/doc/fleet-agent/copyright").decode()
     assert text.endswith("Edited after it was cached.\n")
 
@@ -50,8 +52,11 @@ def test_an_edited_template_is_compiled_again(tmp_path, cache_home):
 def test_corrupt_cache_entries_are_compiled_again(tmp_path, cache_home):
     project = copy_sample(tmp_path / "p")
     first = build.build_deb(project, tmp_path / "a")
-    for entry in [*entries(cache_home / "jinja2"), *entries(cache_home / "rendered"),
-                  *entries(cache_home / "systemd-verify")]:
+    for entry in [
+        *entries(cache_home / "jinja2"),
+        *entries(cache_home / "rendered"),
+        *entries(cache_home / "systemd-verify"),
+    ]:
         entry.write_bytes(entry.read_bytes()[:20])  # truncated, as by a crash mid-write
     assert build.build_deb(project, tmp_path / "b").sha256 == first.sha256
 
@@ -112,14 +117,22 @@ def test_cache_folder_is_private(cache_home):
 def test_a_rebuild_at_the_same_version_renders_from_the_cache_without_jinja2(tmp_path, cache_home):
     import subprocess
     import sys
+
     project = copy_sample(tmp_path / "p")
     first = build.build_deb(project, tmp_path / "a")
     assert entries(cache_home / "rendered")
-    script = ("import sys; from pathlib import Path; from builder import build; "
-              f"b = build.build_deb(Path({str(project)!r}), Path({str(tmp_path / 'b')!r})); "
-              "print(b.sha256, 'jinja2' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                          cwd=Path(__file__).resolve().parents[2])
+    script = (
+        "import sys; from pathlib import Path; from builder import build; "
+        f"b = build.build_deb(Path({str(project)!r}), Path({str(tmp_path / 'b')!r})); "
+        "print(b.sha256, 'jinja2' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.stdout.split() == [first.sha256, "False"]
 
 
@@ -128,6 +141,7 @@ def test_a_new_version_or_an_edited_template_is_rendered_again(tmp_path, cache_h
     build.build_deb(project, tmp_path / "a", version="1.0.0")
     again = build.build_deb(project, tmp_path / "b", version="1.0.1")
     from debian.debfile import DebFile
+
     assert DebFile(str(again.path)).debcontrol()["Version"] == "1.0.1"
     postinst = project / "debian" / "postinst.j2"  # the sample's own copy of debship's templates
     postinst.write_text(postinst.read_text().replace("set -e\n", "set -e\n# edited after it was cached\n", 1))

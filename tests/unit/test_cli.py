@@ -1,4 +1,5 @@
 """The CLI's own behaviour: output contracts and help texts."""
+
 from __future__ import annotations
 
 import json

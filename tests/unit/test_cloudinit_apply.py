@@ -1,5 +1,6 @@
 """``debship cloud-init --apply``: the user-data installs python3-debship from the repository and
 the packages through ``debship apply`` in runcmd (read back with a YAML parser, as cloud-init does)."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,24 +9,49 @@ import yaml
 from builder import cloudinit
 from builder.errors import RepoError
 
-KEY = ("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ0000BYJKwYBBAHaRw8BAQdA\n=abcd\n"
-       "-----END PGP PUBLIC KEY BLOCK-----\n")
+KEY = (
+    "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ0000BYJKwYBBAHaRw8BAQdA\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----\n"
+)
 
 
 def test_apply_mode_runs_debship_apply_for_each_package():
-    text = cloudinit.user_data("http://10.0.0.5/fleet", KEY, [("fleet-agent", "1.2.0"), ("demo-svc", "2:1.0-1")],
-                               apply=True)
+    text = cloudinit.user_data(
+        "http://10.0.0.5/fleet", KEY, [("fleet-agent", "1.2.0"), ("demo-svc", "2:1.0-1")], apply=True
+    )
     doc = yaml.safe_load(text)
     assert text.startswith("#cloud-config\n")
     assert doc["packages"] == ["python3-debship"]  # from the repository, whose source the apt module adds
     assert "signed-by=$KEY_FILE" in doc["apt"]["sources"]["debship.list"]["source"]
-    assert doc["write_files"] == [{"path": "/etc/debship/debship-archive.asc", "permissions": "0644",
-                                   "content": KEY.strip() + "\n"}]
+    assert doc["write_files"] == [
+        {"path": "/etc/debship/debship-archive.asc", "permissions": "0644", "content": KEY.strip() + "\n"}
+    ]
     assert doc["runcmd"] == [
-        ["debship", "apply", "fleet-agent=1.2.0", "--repo", "http://10.0.0.5/fleet", "--repo-key",
-         "/etc/debship/debship-archive.asc", "--suite", "stable", "--component", "main"],
-        ["debship", "apply", "demo-svc=2:1.0-1", "--repo", "http://10.0.0.5/fleet", "--repo-key",
-         "/etc/debship/debship-archive.asc", "--suite", "stable", "--component", "main"],
+        [
+            "debship",
+            "apply",
+            "fleet-agent=1.2.0",
+            "--repo",
+            "http://10.0.0.5/fleet",
+            "--repo-key",
+            "/etc/debship/debship-archive.asc",
+            "--suite",
+            "stable",
+            "--component",
+            "main",
+        ],
+        [
+            "debship",
+            "apply",
+            "demo-svc=2:1.0-1",
+            "--repo",
+            "http://10.0.0.5/fleet",
+            "--repo-key",
+            "/etc/debship/debship-archive.asc",
+            "--suite",
+            "stable",
+            "--component",
+            "main",
+        ],
     ]
     plain = yaml.safe_load(cloudinit.user_data("http://10.0.0.5/fleet", KEY, [("fleet-agent", "1.2.0")]))
     assert "runcmd" not in plain and plain["packages"] == [["fleet-agent", "1.2.0"]]

@@ -54,8 +54,9 @@ def xz(data: bytes, workers: int) -> bytes:
 
 def xz_blocks(path: Path) -> list[list[str]]:
     """`xz --robot -lvv`'s block lines: [..., header size, flags, ...]; flags 'cu' = both sizes in the header."""
-    listing = subprocess.run([require_tool("xz"), "--robot", "-lvv", str(path)], capture_output=True,
-                             text=True, check=True).stdout
+    listing = subprocess.run(
+        [require_tool("xz"), "--robot", "-lvv", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     return [line.split("\t") for line in listing.splitlines() if line.startswith("block")]
 
 
@@ -77,8 +78,7 @@ def test_multi_block_stream_is_read_by_xz_and_python(tmp_path, small_blocks):
 def test_up_to_one_block_is_what_xz_6_writes(size, small_blocks):
     data = mixed(size)
     filters = [{"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": compress.dict_size(size)}]
-    assert xz(data, workers=4) == lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64,
-                                                filters=filters)
+    assert xz(data, workers=4) == lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=filters)
 
 
 def test_one_byte_over_a_block_makes_two(tmp_path, small_blocks):
@@ -122,8 +122,16 @@ def files(tmp_path: Path, n: int) -> list[Member]:
 
 
 def build(tmp_path: Path, out: str, workers: int, data: list[Member], compression: str = "xz"):
-    return write([Member("control", 0o644, CONTROL)], data, tmp_path / out, name="t", version="1.0",
-                 compression=compression, mtime=MTIME, workers=workers)
+    return write(
+        [Member("control", 0o644, CONTROL)],
+        data,
+        tmp_path / out,
+        name="t",
+        version="1.0",
+        compression=compression,
+        mtime=MTIME,
+        workers=workers,
+    )
 
 
 @pytest.mark.parametrize("compression", ["xz", "zstd"])
@@ -133,8 +141,9 @@ def test_multi_block_deb_is_read_by_dpkg_deb_and_python_debian(tmp_path, small_b
     data = files(tmp_path, 120)  # ~1.6 MB of tar: 25 blocks of 64 KiB
     built = build(tmp_path, "out", 2, data, compression)
     dpkg_deb = require_tool("dpkg-deb")
-    listing = subprocess.run([dpkg_deb, "--contents", str(built.path)], capture_output=True, text=True,
-                             check=True).stdout
+    listing = subprocess.run(
+        [dpkg_deb, "--contents", str(built.path)], capture_output=True, text=True, check=True
+    ).stdout
     assert sum(line.endswith(".txt") for line in listing.splitlines()) == 120
     assert len(listing.splitlines()) == 120 + 7  # ./, usr/, lib/, big/ and d0/ to d2/
     subprocess.run([dpkg_deb, "--extract", str(built.path), str(tmp_path / "x")], check=True)

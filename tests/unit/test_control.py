@@ -1,4 +1,5 @@
 """Rendering the control files: long descriptions, Installed-Size, field checks, templates, the manifest."""
+
 from __future__ import annotations
 
 import json
@@ -38,11 +39,13 @@ def test_check_control_refuses_malformed_fields(bad):
 
 def test_project_templates_override_the_builtin_ones(project):
     (project / "debian").mkdir()
-    (project / "debian" / "changelog.j2").write_text("{{ name }} ({{ version }}) custom; urgency=low\n\n"
-                                                     "  * x\n\n -- {{ maintainer }}  {{ date }}\n")
+    (project / "debian" / "changelog.j2").write_text(
+        "{{ name }} ({{ version }}) custom; urgency=low\n\n  * x\n\n -- {{ maintainer }}  {{ date }}\n"
+    )
     spec = config.load(project)
     files = control.render(spec, planning.build(spec), {}, {}, 0)
     import gzip
+
     text = gzip.decompress(files.docs["/usr/share/doc/demo-svc/changelog.gz"]).decode()
     assert "custom; urgency=low" in text
     assert control.template_dirs(project)[0] == project / "debian"
@@ -53,6 +56,7 @@ def test_the_changelog_is_gzipped_with_gzip_9ns_header_on_every_python(project):
     spec = config.load(project)
     data = control.render(spec, planning.build(spec), {}, {}, 0).docs["/usr/share/doc/demo-svc/changelog.gz"]
     import gzip
+
     text = gzip.decompress(data)
     reference = subprocess.run([require_tool("gzip"), "-9n"], input=text, capture_output=True, check=True).stdout
     assert data[:10] == reference[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03"

@@ -9,6 +9,7 @@ Three builds of the MINIMAL project:
 diff(v1, bump) must show only the bump's effects, diff(bump, v2) only the three
 changes, and diff(v1, v2) both: nothing more, nothing less.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,7 @@ def builds(project: Path, tmp_path: Path) -> dict:
     v1 = build_deb(project).path
     _edit(project / "debship.toml", 'version = "1.0.0"', 'version = "1.1.0"')
     bump = build_deb(project, tmp_path / "bump").path
-    _edit(project / "configs/demo.conf", "port = 8080", "port = 9090")     # same size: Installed-Size stays
+    _edit(project / "configs/demo.conf", "port = 8080", "port = 9090")  # same size: Installed-Size stays
     _edit(project / "units/demo-svc.service", "Restart=on-failure", "Restart=always")
     with open(project / "debship.toml", "a") as f:
         f.write('\n[units."demo-svc.service"]\non-upgrade = "stop"\n')
@@ -64,18 +65,25 @@ def test_a_version_bump_alone_changes_version_changelog_and_version_strings(buil
 
 
 def test_the_three_changes_are_reported_and_nothing_else(builds):
-    d = compare(builds["bump"], builds["v2"])         # same version: no bump effects at all
+    d = compare(builds["bump"], builds["v2"])  # same version: no bump effects at all
     assert d.control == () and d.added == () and d.removed == () and d.manifest == ()
-    assert [f.path for f in d.changed] == [CONF, UNIT, MANIFEST]   # the manifest: on_upgrade
+    assert [f.path for f in d.changed] == [CONF, UNIT, MANIFEST]  # the manifest: on_upgrade
     assert d.conffiles_changed == (CONF,)
     conf = d.changed[0]
     assert [c.name for c in conf.changes] == ["content"]
     assert "\n-port = 8080\n+port = 9090" in conf.diff
-    assert d.units == (UnitChange("demo-svc.service", "changed",
-                                  directives=(Directive("Service", "Restart", ("on-failure",), ("always",)),),
-                                  options=(Change("on-upgrade", "restart", "stop"),)),)
+    assert d.units == (
+        UnitChange(
+            "demo-svc.service",
+            "changed",
+            directives=(Directive("Service", "Restart", ("on-failure",), ("always",)),),
+            options=(Change("on-upgrade", "restart", "stop"),),
+        ),
+    )
     assert [(s.name, s.status, s.version_only) for s in d.scripts] == [
-        ("preinst", "changed", False), ("postinst", "changed", False)]
+        ("preinst", "changed", False),
+        ("postinst", "changed", False),
+    ]
     preinst, postinst = d.scripts
     assert "+\t\tdeb-systemd-invoke stop 'demo-svc.service' >/dev/null || true" in preinst.diff.splitlines()
     changed = [line for line in postinst.diff.splitlines()[2:] if line[:1] in "+-"]
@@ -93,9 +101,14 @@ def test_old_to_new_reports_both_and_the_cli_prints_them(builds):
     assert data["added"] == data["removed"] == [] and data["identical"] is False
     lines = render(d)
     assert lines[0] == "demo-svc 1.0.0 -> 1.1.0"
-    for expected in ("  Version: 1.0.0 -> 1.1.0", f"  ~ {CONF}  content  [conffile]",
-                     "      [Service] Restart=on-failure -> always", "      on-upgrade: restart -> stop",
-                     "  ~ preinst changed", "  ~ prerm changed (the version number only)"):
+    for expected in (
+        "  Version: 1.0.0 -> 1.1.0",
+        f"  ~ {CONF}  content  [conffile]",
+        "      [Service] Restart=on-failure -> always",
+        "      on-upgrade: restart -> stop",
+        "  ~ preinst changed",
+        "  ~ prerm changed (the version number only)",
+    ):
         assert expected in lines
     assert lines.index("units (1):") < lines.index("maintainer scripts (4):")
 
@@ -108,7 +121,8 @@ def test_names_and_versions_are_found_in_dist_and_json_is_one_object(builds, pro
     assert set(JSON_LISTS) <= set(data)
     assert Path(data["old"]["path"]) == builds["v1"] and Path(data["new"]["path"]) == builds["v2"]
     assert data["details"]["units"]["demo-svc.service"]["directives"] == [
-        {"section": "Service", "key": "Restart", "old": ["on-failure"], "new": ["always"]}]
+        {"section": "Service", "key": "Restart", "old": ["on-failure"], "new": ["always"]}
+    ]
 
 
 def test_a_version_with_an_epoch_is_found_by_its_fields_not_its_file_name(project):
@@ -120,13 +134,15 @@ def test_a_version_with_an_epoch_is_found_by_its_fields_not_its_file_name(projec
     assert r.stdout.splitlines()[0] == "demo-svc 1.0.0 -> 1:2.0"
     r = cli_runner().invoke(main, ["diff", "demo-svc=2.0", "demo-svc=1.0.0", "--project", str(project)])
     assert r.exit_code == 2
-    assert r.stderr == (f"diff: error: demo-svc=2.0: not in {project / 'dist'} (found demo-svc 1.0.0, 1:2.0); "
-                        "build that version or pass the path of a .deb\n")
+    assert r.stderr == (
+        f"diff: error: demo-svc=2.0: not in {project / 'dist'} (found demo-svc 1.0.0, 1:2.0); "
+        "build that version or pass the path of a .deb\n"
+    )
 
 
 def test_identical_builds_give_an_empty_diff_and_exit_0(project, tmp_path):
     a = build_deb(project, tmp_path / "a").path
-    b = build_deb(project, tmp_path / "b").path      # same version, same SOURCE_DATE_EPOCH
+    b = build_deb(project, tmp_path / "b").path  # same version, same SOURCE_DATE_EPOCH
     assert a.read_bytes() == b.read_bytes()
     r = cli_runner().invoke(main, ["diff", str(a), str(b), "--json"])
     assert r.exit_code == 0, r.stderr
@@ -139,24 +155,31 @@ def test_identical_builds_give_an_empty_diff_and_exit_0(project, tmp_path):
 @pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
 def test_another_compression_is_not_a_difference(compression, project, tmp_path):
     if compression == "zstd":
-        require_tool("unzstd")                        # python-debian decompresses .zst with it
+        require_tool("unzstd")  # python-debian decompresses .zst with it
     a = build_deb(project, tmp_path / "a").path
     b = build_deb(project, tmp_path / "b", compression=compression).path
     assert a.read_bytes() != b.read_bytes()
     d = compare(a, b)
     assert d.empty
-    assert render(d)[-1] == ("no differences (they differ only in what is not compared: "
-                             "mtimes, compression, member order)")
+    assert render(d)[-1] == (
+        "no differences (they differ only in what is not compared: mtimes, compression, member order)"
+    )
 
 
 def test_an_added_unit_is_reported_with_its_options(project, tmp_path):
     old = build_deb(project, tmp_path / "a").path
     (project / "units/extra.service").write_text(
-        "[Unit]\nDescription=x\n\n[Service]\nExecStart=/usr/lib/demo-svc/serve.py\n")
+        "[Unit]\nDescription=x\n\n[Service]\nExecStart=/usr/lib/demo-svc/serve.py\n"
+    )
     d = compare(old, build_deb(project, tmp_path / "b").path)
     assert d.added == ("/usr/lib/systemd/system/extra.service",)
-    assert d.units == (UnitChange("extra.service", "added", options=(
-        Change("enable", None, False), Change("start", None, True), Change("on-upgrade", None, "restart"))),)
+    assert d.units == (
+        UnitChange(
+            "extra.service",
+            "added",
+            options=(Change("enable", None, False), Change("start", None, True), Change("on-upgrade", None, "restart")),
+        ),
+    )
     assert "  + extra.service added  enable=no start=yes on-upgrade=restart" in render(d)
 
 
@@ -165,23 +188,32 @@ def test_errors_are_one_line_with_their_exit_code(case, project, tmp_path):
     good = build_deb(project, tmp_path / "out").path
     bad = tmp_path / "bad.deb"
     args, code, message = {
-        "missing": ([str(tmp_path / "nothere.deb")], 2,
-                    f"{tmp_path / 'nothere.deb'}: no such file; pass the path of a .deb, "
-                    "or NAME=VERSION to take it from dist"),
+        "missing": (
+            [str(tmp_path / "nothere.deb")],
+            2,
+            f"{tmp_path / 'nothere.deb'}: no such file; pass the path of a .deb, or NAME=VERSION to take it from dist",
+        ),
         "folder": ([str(tmp_path)], 2, f"{tmp_path}: is a folder; pass a .deb file or NAME=VERSION"),
-        "not-a-deb": ([str(bad)], 7, f"{bad}: not a readable Debian package (Unable to find global header); "
-                                     "pass a .deb file (as debship build or dpkg-deb write them)"),
+        "not-a-deb": (
+            [str(bad)],
+            7,
+            f"{bad}: not a readable Debian package (Unable to find global header); "
+            "pass a .deb file (as debship build or dpkg-deb write them)",
+        ),
         "truncated": ([str(bad)], 7, f"{bad}: not a readable Debian package ("),
-        "no-dist": (["demo-svc=1.0.0", "--project", str(tmp_path)], 2,
-                    f"demo-svc=1.0.0: no {tmp_path / 'dist'} folder to look in; "
-                    "build there with `debship build` or pass the path of a .deb"),
+        "no-dist": (
+            ["demo-svc=1.0.0", "--project", str(tmp_path)],
+            2,
+            f"demo-svc=1.0.0: no {tmp_path / 'dist'} folder to look in; "
+            "build there with `debship build` or pass the path of a .deb",
+        ),
         "unknown-name": (["other=1.0", "--project", str(tmp_path / "out" / "..")], 2, "other=1.0: not in "),
     }[case]
     bad.write_bytes(good.read_bytes()[:1500] if case == "truncated" else b"hello\n")
     if case == "unknown-name":
         (tmp_path / "dist").mkdir()
         (tmp_path / "dist" / good.name).write_bytes(good.read_bytes())
-        (tmp_path / "dist" / "junk.deb").write_bytes(b"not a package")   # skipped, not fatal
+        (tmp_path / "dist" / "junk.deb").write_bytes(b"not a package")  # skipped, not fatal
         message += f"{tmp_path / 'out' / '..' / 'dist'} (no other package there; found demo-svc); "
     r = cli_runner().invoke(main, ["diff", *args, str(good)])
     assert r.exit_code == code, r.stderr
@@ -195,12 +227,14 @@ def test_a_package_from_dpkg_deb_symlinks_modes_folders_and_units_it_cannot_pars
     debs = []
     for v in (1, 2):
         root = tmp_path / f"foo{v}"
-        for rel, text in {"DEBIAN/control": f"Package: foo\nVersion: 1:{v}.0\nArchitecture: all\n"
-                                            "Maintainer: X <x@example.com>\nDescription: foo\n long text\n",
-                          "usr/bin/foo": "#!/bin/sh\n",
-                          "lib/systemd/system/foo.service": "[Service]\nExecStart=/usr/bin/foo\n"
-                                                            + ("ExecStartPre=/bin/a\nExecStartPre=/bin/b\n" * (v - 1)),
-                          "lib/systemd/system/odd.service": "[Unit]\n" * (v - 1) + "not a directive\n"}.items():
+        for rel, text in {
+            "DEBIAN/control": f"Package: foo\nVersion: 1:{v}.0\nArchitecture: all\n"
+            "Maintainer: X <x@example.com>\nDescription: foo\n long text\n",
+            "usr/bin/foo": "#!/bin/sh\n",
+            "lib/systemd/system/foo.service": "[Service]\nExecStart=/usr/bin/foo\n"
+            + ("ExecStartPre=/bin/a\nExecStartPre=/bin/b\n" * (v - 1)),
+            "lib/systemd/system/odd.service": "[Unit]\n" * (v - 1) + "not a directive\n",
+        }.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text(text)
         (root / "usr/bin/foo").chmod(0o644 if v == 1 else 0o755)
@@ -208,8 +242,9 @@ def test_a_package_from_dpkg_deb_symlinks_modes_folders_and_units_it_cannot_pars
         if v == 2:
             (root / "usr/share/foo").mkdir(parents=True)
         debs.append(tmp_path / f"foo{v}.deb")
-        subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(root), str(debs[-1])],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["dpkg-deb", "--root-owner-group", "-b", str(root), str(debs[-1])], check=True, capture_output=True
+        )
     d = compare(*debs)
     assert d.control == (Change("Version", "1:1.0", "1:2.0"),)
     assert d.added == ("/usr/share/", "/usr/share/foo/")

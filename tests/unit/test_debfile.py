@@ -37,10 +37,23 @@ FILES = {  # path: (mode, content)
 }
 CONF_PATH = "etc/demo/demo.conf"  # given as a source file, not in memory
 DATA_ORDER = [
-    "./", "./etc/", "./etc/demo/", "./etc/demo/demo.conf",
-    "./lib/", "./lib/systemd/", "./lib/systemd/system/", "./lib/systemd/system/demo.service",
-    "./usr/", "./usr/lib/", "./usr/lib/demo/", "./usr/lib/demo/lib/", "./usr/lib/demo/lib/util.py",
-    "./usr/lib/demo/startup.py", "./usr/share/", "./usr/share/doc/", "./usr/share/doc/demo/",
+    "./",
+    "./etc/",
+    "./etc/demo/",
+    "./etc/demo/demo.conf",
+    "./lib/",
+    "./lib/systemd/",
+    "./lib/systemd/system/",
+    "./lib/systemd/system/demo.service",
+    "./usr/",
+    "./usr/lib/",
+    "./usr/lib/demo/",
+    "./usr/lib/demo/lib/",
+    "./usr/lib/demo/lib/util.py",
+    "./usr/lib/demo/startup.py",
+    "./usr/share/",
+    "./usr/share/doc/",
+    "./usr/share/doc/demo/",
     "./usr/share/doc/demo/copyright",
 ]
 CONTROL_ORDER = ["./", "./conffiles", "./control", "./md5sums", "./postinst"]
@@ -135,8 +148,12 @@ def test_built_deb_describes_the_file(tmp_path):
     assert built.sha256 == hashlib.sha256(raw).hexdigest()
     assert built.size == len(raw) == built.path.stat().st_size
     assert json.loads(json.dumps(built.as_dict())) == {
-        "path": str(built.path), "name": "t", "version": "1.0", "architecture": "all",
-        "sha256": built.sha256, "size": built.size,
+        "path": str(built.path),
+        "name": "t",
+        "version": "1.0",
+        "architecture": "all",
+        "sha256": built.sha256,
+        "size": built.size,
     }
     assert files_in(tmp_path / "out") == ["t_1.0_all.deb"]  # no .part left over
     assert built.path.stat().st_mode & 0o777 == 0o644
@@ -395,8 +412,12 @@ def test_permission_denied_source_names_it_and_leaves_nothing(tmp_path):
         "    sys.exit(str(e))\n"
     )
     repo = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([unshare, "--user", sys.executable, "-c", script, str(source), str(out)],
-                          cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run(
+        [unshare, "--user", sys.executable, "-c", script, str(source), str(out)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
     if "unshare failed" in proc.stderr or "unshare:" in proc.stderr:
         pytest.skip(f"no user namespaces here: {proc.stderr.strip()}")
     assert proc.stderr.strip() == f"cannot read {source} (for etc/secret.conf): Permission denied"
@@ -442,15 +463,18 @@ def test_zstd_without_zstandard_says_how_to_fix(tmp_path, monkeypatch):
     assert files_in(out) == []
 
 
-@pytest.mark.parametrize("name, kind, size, mtime", [
-    ("./", tarfile.DIRTYPE, 0, 0),
-    ("./usr/lib/demo/", tarfile.DIRTYPE, 0, MTIME),
-    ("./x", tarfile.REGTYPE, 1, 8**11 - 1),
-    ("./" + "n" * 98, tarfile.REGTYPE, 8**11 - 1, MTIME),  # exactly 100 bytes: the last one that fits
-    ("./" + "n" * 99, tarfile.REGTYPE, 5, MTIME),  # 101 bytes: a GNU long-name entry first
-    ("./caf\u00e9/\u00fc.txt", tarfile.REGTYPE, 12345, MTIME),
-    ("./big", tarfile.REGTYPE, 8**11, MTIME),  # too big for octal: base-256
-])
+@pytest.mark.parametrize(
+    "name, kind, size, mtime",
+    [
+        ("./", tarfile.DIRTYPE, 0, 0),
+        ("./usr/lib/demo/", tarfile.DIRTYPE, 0, MTIME),
+        ("./x", tarfile.REGTYPE, 1, 8**11 - 1),
+        ("./" + "n" * 98, tarfile.REGTYPE, 8**11 - 1, MTIME),  # exactly 100 bytes: the last one that fits
+        ("./" + "n" * 99, tarfile.REGTYPE, 5, MTIME),  # 101 bytes: a GNU long-name entry first
+        ("./caf\u00e9/\u00fc.txt", tarfile.REGTYPE, 12345, MTIME),
+        ("./big", tarfile.REGTYPE, 8**11, MTIME),  # too big for octal: base-256
+    ],
+)
 def test_tar_headers_are_tarfiles_own(name, kind, size, mtime):
     info = tarfile.TarInfo(name)
     info.type, info.mode, info.size, info.mtime = kind, 0o755, size, mtime

@@ -1,5 +1,6 @@
 """Every relative link in README.md and docs/*.md points at a file that exists (or one of the
 pages other branches write), and every docs page is linked from the README or the docs index."""
+
 from __future__ import annotations
 
 import re

@@ -1,6 +1,7 @@
 """The pure parsers of the host-side security checks, on captured real output: gpgv's status
 lines (gpgv 2.2.40, Debian 12) for a good, a foreign and a bad signature, and the guard's
 UNSAFE report; and key files for hosts (armored → binary, as gpgv needs)."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,16 +30,19 @@ BAD = """[GNUPG:] NEWSIG
 WHAT = "fleet-agent 1.2.0"
 
 
-@pytest.mark.parametrize("code, out, ok, words", [
-    (0, "NOKEYS\n", True, "not checked (no trusted keys in /etc/debship/keys)"),
-    (0, GOOD, True, "signature good, key D0120DFD06A487C79D1E65AD873120DDF3505EAB"),
-    (78, GOOD, False, "gpgv could not verify"),            # status lines alone never pass
-    (78, "UNSIGNED\n", False, "it is not signed (no .sig signature beside it)"),
-    (78, FOREIGN, False, "signed by key F2A7EF5FC8EB6058, which this host does not trust"),
-    (78, BAD, False, "its signature does not match its bytes (altered after signing)"),
-    (78, "NOTFOUND\n", False, "the repository has no such package"),
-    (1, "", False, "gpgv could not verify its signature (exit 1)"),
-])
+@pytest.mark.parametrize(
+    "code, out, ok, words",
+    [
+        (0, "NOKEYS\n", True, "not checked (no trusted keys in /etc/debship/keys)"),
+        (0, GOOD, True, "signature good, key D0120DFD06A487C79D1E65AD873120DDF3505EAB"),
+        (78, GOOD, False, "gpgv could not verify"),  # status lines alone never pass
+        (78, "UNSIGNED\n", False, "it is not signed (no .sig signature beside it)"),
+        (78, FOREIGN, False, "signed by key F2A7EF5FC8EB6058, which this host does not trust"),
+        (78, BAD, False, "its signature does not match its bytes (altered after signing)"),
+        (78, "NOTFOUND\n", False, "the repository has no such package"),
+        (1, "", False, "gpgv could not verify its signature (exit 1)"),
+    ],
+)
 def test_verdict(code, out, ok, words):
     v = verdict(code, out, WHAT)
     assert v.ok is ok and words in v.detail
@@ -49,14 +53,16 @@ def test_verdict(code, out, ok, words):
 def test_unsafe_report_becomes_one_line_naming_path_kind_and_owner():
     out = "UNSAFE\t/var/lib/debship/x\tsymbolic link\tmallory\tis not a folder\n"
     msg = unsafe_message(out)
-    assert msg == ("unsafe path on the host: /var/lib/debship/x is not a folder (it is a symbolic link owned by "
-                   "mallory); ship writes there as root and refuses to follow it: remove it (or give it to root, "
-                   "mode 0755) and ship again")
+    assert msg == (
+        "unsafe path on the host: /var/lib/debship/x is not a folder (it is a symbolic link owned by "
+        "mallory); ship writes there as root and refuses to follow it: remove it (or give it to root, "
+        "mode 0755) and ship again"
+    )
     assert unsafe_message("LOCKED\n") is None
 
 
 def test_an_armored_key_is_stored_binary_and_a_binary_one_as_it_is():
-    binary = bytes([0x98, 0x33, 0x04]) + b"\x00" * 40        # a v4 public-key packet header (old format)
+    binary = bytes([0x98, 0x33, 0x04]) + b"\x00" * 40  # a v4 public-key packet header (old format)
     armored = gpg.armored_key(binary, "test key").encode()
     assert dearmor(armored, "k") == binary and dearmor(binary, "k") == binary
     assert TrustedKey(binary).filename.endswith(".gpg") and len(TrustedKey(binary).filename) == 20
@@ -67,10 +73,15 @@ def test_an_armored_key_is_stored_binary_and_a_binary_one_as_it_is():
 def _host_scripts() -> dict:
     from builder import pkgsig
     from builder.ship import commands
-    return {"lock": commands.HOST_LOCK_SCRIPT, "stage": commands.stage("p", "ops")[2],
-            "keep": commands.check_and_keep("s", "s/x.deb", "/var/lib/debship/p/x.deb", "0" * 64, "ops", "s/x.sig")[2],
-            "verify": pkgsig.VERIFY_SCRIPT, "verify-repo": pkgsig.VERIFY_REPO_SCRIPT,
-            "trust": pkgsig.trust_command(TrustedKey(b"k"))[2]}
+
+    return {
+        "lock": commands.HOST_LOCK_SCRIPT,
+        "stage": commands.stage("p", "ops")[2],
+        "keep": commands.check_and_keep("s", "s/x.deb", "/var/lib/debship/p/x.deb", "0" * 64, "ops", "s/x.sig")[2],
+        "verify": pkgsig.VERIFY_SCRIPT,
+        "verify-repo": pkgsig.VERIFY_REPO_SCRIPT,
+        "trust": pkgsig.trust_command(TrustedKey(b"k"))[2],
+    }
 
 
 @pytest.mark.parametrize("name", sorted(_host_scripts()))
@@ -78,6 +89,7 @@ def test_host_security_scripts_pass_shellcheck(name, tmp_path):
     import subprocess
 
     from tests.harness.helpers import require_tool
+
     shellcheck = require_tool("shellcheck")
     path = tmp_path / f"{name}.sh"
     path.write_text("#!/bin/sh\n" + _host_scripts()[name])
@@ -88,8 +100,9 @@ def test_host_security_scripts_pass_shellcheck(name, tmp_path):
 def test_pruning_a_kept_package_removes_its_signature_too(tmp_path):
     import subprocess
 
-    from builder.ship import store
     from builder.layout import Layout
+    from builder.ship import store
+
     for name in ("a_1_all.deb", "a_1_all.deb.sig", "a_2_all.deb", "a_2_all.deb.sig"):
         (tmp_path / name).write_text("x")
     layout = Layout("a")
@@ -102,6 +115,7 @@ def test_pruning_a_kept_package_removes_its_signature_too(tmp_path):
 def test_ship_trust_key_bad_input_is_one_line_and_exit_2(tmp_path):
     from builder.cli import ship
     from tests.harness.helpers import cli_runner
+
     bad = tmp_path / "team.txt"
     bad.write_text("not a key\n")
     r = cli_runner().invoke(ship, ["--host", "h", "--trust-key", str(bad), "--package", "x", "--list"])
@@ -112,4 +126,5 @@ def test_ship_trust_key_bad_input_is_one_line_and_exit_2(tmp_path):
     assert r.exit_code == 2, r.output + r.stderr
     assert r.stderr.strip().splitlines() == [
         f"ship: error: --trust-key {bad} is not an OpenPGP public key; export one with gpg --export KEYID "
-        "(or --armor --export)"]
+        "(or --armor --export)"
+    ]

@@ -1,5 +1,6 @@
 """The apt repository as data (builder/repo.py) and the cloud-init user-data
 (builder/cloudinit.py): pure functions, read back with python-debian."""
+
 from __future__ import annotations
 
 import gzip
@@ -17,19 +18,32 @@ from tests.harness.helpers import cli_runner
 
 
 def pkg(name="demo", version="1.0", arch="all", data=b"x") -> repo.PoolPackage:
-    control = (f"Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: T <t@example.com>\n"
-               f"Description: test package\n a long line\n .\n another paragraph\n")
-    return repo.PoolPackage(repo.pool_path("main", name, version, arch), name, version, arch,
-                            hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest(), len(data),
-                            control, Path("/nonexistent") / f"{name}_{version}.deb")
+    control = (
+        f"Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: T <t@example.com>\n"
+        f"Description: test package\n a long line\n .\n another paragraph\n"
+    )
+    return repo.PoolPackage(
+        repo.pool_path("main", name, version, arch),
+        name,
+        version,
+        arch,
+        hashlib.sha256(data).hexdigest(),
+        hashlib.md5(data).hexdigest(),
+        len(data),
+        control,
+        Path("/nonexistent") / f"{name}_{version}.deb",
+    )
 
 
-@pytest.mark.parametrize("name, version, expected", [
-    ("demo-svc", "1.0.0", "pool/main/d/demo-svc/demo-svc_1.0.0_all.deb"),
-    ("libfoo", "2.0-1", "pool/main/libf/libfoo/libfoo_2.0-1_all.deb"),
-    ("lib", "1", "pool/main/l/lib/lib_1_all.deb"),
-    ("demo", "2:1.0~rc1", "pool/main/d/demo/demo_1.0~rc1_all.deb"),  # file names drop the epoch
-])
+@pytest.mark.parametrize(
+    "name, version, expected",
+    [
+        ("demo-svc", "1.0.0", "pool/main/d/demo-svc/demo-svc_1.0.0_all.deb"),
+        ("libfoo", "2.0-1", "pool/main/libf/libfoo/libfoo_2.0-1_all.deb"),
+        ("lib", "1", "pool/main/l/lib/lib_1_all.deb"),
+        ("demo", "2:1.0~rc1", "pool/main/d/demo/demo_1.0~rc1_all.deb"),  # file names drop the epoch
+    ],
+)
 def test_pool_path_follows_debians_layout(name, version, expected):
     assert repo.pool_path("main", name, version, "all") == expected
 
@@ -99,12 +113,18 @@ def test_merge_refuses_a_leftover_pool_file_with_other_bytes(tmp_path):
 
 
 def test_sources_stanza_is_deb822_apt_reads():
-    text = repo.sources_deb822("https://apt.example.com/fleet", "stable", "main",
-                               "/etc/apt/keyrings/fleet.gpg", "fleet")
+    text = repo.sources_deb822(
+        "https://apt.example.com/fleet", "stable", "main", "/etc/apt/keyrings/fleet.gpg", "fleet"
+    )
     assert text.startswith("# fleet: ")
     para = deb822.Deb822(text.split("\n", 1)[1])
-    assert dict(para) == {"Types": "deb", "URIs": "https://apt.example.com/fleet", "Suites": "stable",
-                          "Components": "main", "Signed-By": "/etc/apt/keyrings/fleet.gpg"}
+    assert dict(para) == {
+        "Types": "deb",
+        "URIs": "https://apt.example.com/fleet",
+        "Suites": "stable",
+        "Components": "main",
+        "Signed-By": "/etc/apt/keyrings/fleet.gpg",
+    }
 
 
 def test_crc24_is_openpgps():
@@ -163,8 +183,10 @@ def test_package_spec_is_name_or_name_equals_version():
 
 
 def test_publish_of_a_missing_deb_is_one_line_and_writes_nothing(tmp_path):
-    r = cli_runner().invoke(main, ["publish", str(tmp_path / "nope.deb"), "--repo", str(tmp_path / "repo"),
-                                   "--sign-key", "test@example.com"])
+    r = cli_runner().invoke(
+        main,
+        ["publish", str(tmp_path / "nope.deb"), "--repo", str(tmp_path / "repo"), "--sign-key", "test@example.com"],
+    )
     assert r.exit_code == 7
     assert r.stderr.startswith("publish: error: ") and "nope.deb: cannot read the package" in r.stderr
     assert len(r.stderr.splitlines()) == 1
@@ -172,8 +194,9 @@ def test_publish_of_a_missing_deb_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_publish_refuses_a_suite_that_is_a_path(tmp_path):
-    r = cli_runner().invoke(main, ["publish", "x.deb", "--repo", str(tmp_path / "repo"), "--suite", "../etc",
-                                   "--sign-key", "k"])
+    r = cli_runner().invoke(
+        main, ["publish", "x.deb", "--repo", str(tmp_path / "repo"), "--suite", "../etc", "--sign-key", "k"]
+    )
     assert r.exit_code == 7 and "suite '../etc' is not a plain name" in r.stderr
 
 

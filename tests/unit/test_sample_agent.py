@@ -4,6 +4,7 @@ loopback port, healthcheck.py against it, startup.py against a temp root.
 No package is installed here, so the version the scripts report is whatever
 dpkg-query says about fleet-agent on this machine ("unknown" when absent).
 """
+
 from __future__ import annotations
 
 import configparser
@@ -42,8 +43,12 @@ class Agent:
     """agent.py in a subprocess; ``port`` is read from its "listening on" line."""
 
     def __init__(self, config: Path):
-        self.proc = subprocess.Popen([sys.executable, str(SCRIPTS / "agent.py"), "--config", str(config)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SCRIPTS / "agent.py"), "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self.port = int(self.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
 
@@ -93,6 +98,7 @@ def agent(tmp_path):
 
 # --- agent.py ---------------------------------------------------------------
 
+
 def test_healthz(agent):
     status, body = agent.get("/healthz")
     assert status == 200
@@ -125,23 +131,35 @@ def test_missing_config_means_defaults_and_missing_state_is_null(tmp_path):
     finally:
         a.stop()
     # No file at all: defaults (port 8787), said on stderr; only checked when 8787 is free here.
-    proc = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import agent; "
-                           "print(agent.load_settings(sys.argv[2]))", str(SCRIPTS), str(tmp_path / "none.conf")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import agent; print(agent.load_settings(sys.argv[2]))",
+            str(SCRIPTS),
+            str(tmp_path / "none.conf"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert "'port': 8787" in proc.stdout and "none.conf not found; using defaults" in proc.stderr
 
 
-@pytest.mark.parametrize("text,message", [
-    ("[agent]\nport = eighty\n", "port is a number"),
-    ("[agent]\nport = 70000\n", "out of range"),
-    ("[agent]\nlog_requests = maybe\n", "log_requests is yes or no"),
-    ("port = 1\n", "not valid INI"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[agent]\nport = eighty\n", "port is a number"),
+        ("[agent]\nport = 70000\n", "out of range"),
+        ("[agent]\nlog_requests = maybe\n", "log_requests is yes or no"),
+        ("port = 1\n", "not valid INI"),
+    ],
+)
 def test_bad_config_exits_2_naming_the_file(tmp_path, text, message):
     conf = tmp_path / "agent.conf"
     conf.write_text(text)
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "agent.py"), "--config", str(conf)],
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "agent.py"), "--config", str(conf)], capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 2
     assert str(conf) in proc.stderr and message in proc.stderr
 
@@ -153,17 +171,20 @@ def test_port_in_use_exits_1(tmp_path):
         port = busy.getsockname()[1]
         conf = write_config(tmp_path / "agent.conf", port, tmp_path / "s.json")
         env = {**os.environ, "FLEET_AGENT_CONFIG": str(conf)}  # the env var works like --config
-        proc = subprocess.run([sys.executable, str(SCRIPTS / "agent.py")], capture_output=True, text=True,
-                              timeout=30, env=env)
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPTS / "agent.py")], capture_output=True, text=True, timeout=30, env=env
+        )
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr and str(conf) in proc.stderr
 
 
 # --- healthcheck.py ------------------------------------------------------------
 
+
 def healthcheck(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPTS / "healthcheck.py"), *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / "healthcheck.py"), *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_healthcheck_ok_prints_json(agent):
@@ -199,8 +220,12 @@ def test_healthcheck_waits_for_a_starting_agent(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     conf = write_config(tmp_path / "agent.conf", port, tmp_path / "s.json")
-    check = subprocess.Popen([sys.executable, str(SCRIPTS / "healthcheck.py"), "--port", str(port), "--wait", "15"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    check = subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "healthcheck.py"), "--port", str(port), "--wait", "15"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)
     a = Agent(conf)
     try:
@@ -212,10 +237,12 @@ def test_healthcheck_waits_for_a_starting_agent(tmp_path):
 
 # --- startup.py ------------------------------------------------------------------
 
+
 def run_startup(root: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "FLEET_AGENT_ROOT": str(root)}
-    return subprocess.run([sys.executable, str(SCRIPTS / "startup.py")], capture_output=True, text=True,
-                          env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / "startup.py")], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 @pytest.fixture
@@ -245,8 +272,8 @@ def test_startup_prepares_and_is_idempotent(root):
     second = run_startup(root)
     assert second.returncode == 0, second.stderr
     lines2 = log.read_text().splitlines()
-    assert lines2[:len(lines1)] == lines1 and len(lines2) == 2 * len(lines1)  # appended, nothing lost
-    assert any(f"create {state_dir}: exists" in line for line in lines2[len(lines1):])
+    assert lines2[: len(lines1)] == lines1 and len(lines2) == 2 * len(lines1)  # appended, nothing lost
+    assert any(f"create {state_dir}: exists" in line for line in lines2[len(lines1) :])
     assert "unchanged" in lines2[-2]
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == snapshot
     assert (state_dir / "last-startup.json").read_text() == state_text
@@ -260,11 +287,14 @@ def test_startup_without_config_uses_defaults(root):
     assert not (root / "var/lib/fleet-agent/cache").exists()
 
 
-@pytest.mark.parametrize("text,message", [
-    ("[startup]\nrotate_log_kib = lots\n", "rotate_log_kib must be a whole number"),
-    ("[startup]\nstate_subdirs = ../etc\n", "must be a plain folder name"),
-    ("not ini at all\n", "is not valid INI"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("[startup]\nrotate_log_kib = lots\n", "rotate_log_kib must be a whole number"),
+        ("[startup]\nstate_subdirs = ../etc\n", "must be a plain folder name"),
+        ("not ini at all\n", "is not valid INI"),
+    ],
+)
 def test_startup_bad_config_fails_clearly(root, text, message):
     (root / "etc/fleet-agent/startup.conf").write_text(text)
     proc = run_startup(root)
@@ -284,6 +314,7 @@ def test_startup_rotates_a_big_deploy_log(root):
 
 
 # --- the bundle's files ------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["agent.py", "startup.py", "healthcheck.py"])
 def test_scripts_are_executable_python3(name):
@@ -315,7 +346,13 @@ def test_units(name):
 def test_startup_unit_avoids_the_cloud_final_ordering_cycle():
     """cloud-final.service is After=multi-user.target on Debian: see the comment in the unit."""
     text = (UNITS / "fleet-agent-startup.service").read_text()
-    for line in ("Type=oneshot", "RemainAfterExit=yes", "After=network-online.target cloud-final.service",
-                 "Wants=network-online.target", "DefaultDependencies=no", "Conflicts=shutdown.target"):
+    for line in (
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "After=network-online.target cloud-final.service",
+        "Wants=network-online.target",
+        "DefaultDependencies=no",
+        "Conflicts=shutdown.target",
+    ):
         assert re.search(rf"^{re.escape(line)}$", text, re.M), line
     assert "fleet-agent-startup" not in (UNITS / "fleet-agent.service").read_text()

@@ -10,6 +10,7 @@ against a scratch DPKG_ROOT (dpkg's "install into another root" mode), which
 needs neither root nor a chroot: systemd starts and startup.py are skipped
 there by design, everything else runs.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,14 @@ SCRIPTS = ("preinst", "postinst", "prerm", "postrm")
 UPDATE = os.environ.get("DEBSHIP_UPDATE_GOLDEN") == "1"
 
 
-def Unit(name: str, enable: bool = True, start: bool = True, on_upgrade: str = "restart",
-         template: bool = False, has_install: bool = True) -> plan.Unit:
+def Unit(
+    name: str,
+    enable: bool = True,
+    start: bool = True,
+    on_upgrade: str = "restart",
+    template: bool = False,
+    has_install: bool = True,
+) -> plan.Unit:
     """A builder.plan.Unit with the defaults a unit gets from its config."""
     return plan.Unit(name, enable, start, on_upgrade, template, has_install)
 
@@ -36,23 +43,31 @@ def Unit(name: str, enable: bool = True, start: bool = True, on_upgrade: str = "
 CONTEXTS = {
     # This repository's bundle, as builder.plan makes it from pyproject.toml.
     "sample": control.scripts_context(
-        "fleet-agent", "1.0.0",
+        "fleet-agent",
+        "1.0.0",
         [Unit("fleet-agent.service"), Unit("fleet-agent-startup.service", start=False, on_upgrade="none")],
         "/usr/lib/fleet-agent/startup.py",
-        conffiles=["/etc/fleet-agent/agent.conf", "/etc/fleet-agent/startup.conf"], py_dirs=["/usr/lib/fleet-agent"]),
+        conffiles=["/etc/fleet-agent/agent.conf", "/etc/fleet-agent/startup.conf"],
+        py_dirs=["/usr/lib/fleet-agent"],
+    ),
     # Scripts and configs only.
     "bare": control.scripts_context("plain-files", "0.3~rc1-2", [], None),
     # Drop-ins for units of other packages, and nothing else.
     "dropins": control.scripts_context("tuning", "1.0", [], None, unit_files=True),
     # Every unit case: template, stop/none on upgrade, no-start, not enabled, no [Install].
-    "mixed": control.scripts_context("jobs", "2:4.1-1", [
-        Unit("worker.service", on_upgrade="stop"),
-        Unit("poller.timer", on_upgrade="none"),
-        Unit("poller.service", enable=False, start=False, has_install=False),
-        Unit("job@.service", enable=False, start=False, template=True),
-        Unit("helper.service", enable=False),
-        Unit("api.socket", on_upgrade="stop"),
-    ], "/opt/jobs/bin/startup.py"),
+    "mixed": control.scripts_context(
+        "jobs",
+        "2:4.1-1",
+        [
+            Unit("worker.service", on_upgrade="stop"),
+            Unit("poller.timer", on_upgrade="none"),
+            Unit("poller.service", enable=False, start=False, has_install=False),
+            Unit("job@.service", enable=False, start=False, template=True),
+            Unit("helper.service", enable=False),
+            Unit("api.socket", on_upgrade="stop"),
+        ],
+        "/opt/jobs/bin/startup.py",
+    ),
 }
 RENDERED = [(c, s) for c in CONTEXTS for s in SCRIPTS]
 
@@ -111,24 +126,30 @@ def test_sample_context_matches_the_real_pipeline():
     expected = dict(CONTEXTS["sample"], version=spec.version)
     units = sorted(real.pop("units"), key=lambda u: u.name)
     assert real == {k: v for k, v in expected.items() if k != "units"}
-    assert [Unit(u.name, u.enable, u.start, u.on_upgrade, u.template, u.has_install) for u in units] == \
-        sorted(expected["units"], key=lambda u: u.name)
+    assert [Unit(u.name, u.enable, u.start, u.on_upgrade, u.template, u.has_install) for u in units] == sorted(
+        expected["units"], key=lambda u: u.name
+    )
 
 
 def test_dh_snippets_in_sample():
     """The lines debhelper 13.11.4 generates for a restart-after-upgrade service are all there."""
     postinst = render("sample", "postinst")
-    for line in ('deb-systemd-helper unmask "$1" >/dev/null || true',
-                 'if deb-systemd-helper --quiet was-enabled "$1"; then',
-                 'deb-systemd-helper enable "$1" >/dev/null || true',
-                 'deb-systemd-helper update-state "$1" >/dev/null || true',
-                 "systemctl --system daemon-reload >/dev/null || true",
-                 "invoke restart 'fleet-agent.service'", "invoke start 'fleet-agent.service'"):
+    for line in (
+        'deb-systemd-helper unmask "$1" >/dev/null || true',
+        'if deb-systemd-helper --quiet was-enabled "$1"; then',
+        'deb-systemd-helper enable "$1" >/dev/null || true',
+        'deb-systemd-helper update-state "$1" >/dev/null || true',
+        "systemctl --system daemon-reload >/dev/null || true",
+        "invoke restart 'fleet-agent.service'",
+        "invoke start 'fleet-agent.service'",
+    ):
         assert line in postinst
-    assert "deb-systemd-invoke stop 'fleet-agent-startup.service' 'fleet-agent.service' >/dev/null || true" \
-        in render("sample", "prerm")
-    assert "deb-systemd-helper purge 'fleet-agent-startup.service' 'fleet-agent.service' >/dev/null || true" \
-        in render("sample", "postrm")
+    assert "deb-systemd-invoke stop 'fleet-agent-startup.service' 'fleet-agent.service' >/dev/null || true" in render(
+        "sample", "prerm"
+    )
+    assert "deb-systemd-helper purge 'fleet-agent-startup.service' 'fleet-agent.service' >/dev/null || true" in render(
+        "sample", "postrm"
+    )
     # before an upgrade only the units the new version drops are stopped (none is on-upgrade = stop)
     assert "deb-systemd-invoke stop '" not in render("sample", "preinst")
 
@@ -142,14 +163,15 @@ def test_mixed_unit_handling():
     postinst, preinst = render("mixed", "postinst"), render("mixed", "preinst")
     prerm, postrm = render("mixed", "prerm"), render("mixed", "postrm")
     assert "job@" not in postinst + prerm + postrm  # templates: no instance to act on
-    assert "shipped_units=\" api.socket helper.service job@.service poller.service poller.timer worker.service \"" \
-        in preinst                                            # ... but an upgrade keeps them
-    assert "keep_unit 'helper.service'" in postinst           # enable = false: admin's choice kept
-    assert "enable_unit 'poller.service'" not in postinst     # no [Install]: nothing to enable
+    assert (
+        'shipped_units=" api.socket helper.service job@.service poller.service poller.timer worker.service "' in preinst
+    )  # ... but an upgrade keeps them
+    assert "keep_unit 'helper.service'" in postinst  # enable = false: admin's choice kept
+    assert "enable_unit 'poller.service'" not in postinst  # no [Install]: nothing to enable
     assert "invoke try-restart 'poller.service'" in postinst  # start = false: only if running
     assert "invoke start 'api.socket' 'poller.timer' 'worker.service'" in postinst
     assert "deb-systemd-invoke stop 'api.socket' 'worker.service' >/dev/null" in preinst
-    assert "'poller.timer'" not in preinst                    # on-upgrade = none: left running
+    assert "'poller.timer'" not in preinst  # on-upgrade = none: left running
     assert "deb-systemd-helper purge 'api.socket' 'helper.service' 'poller.timer' 'worker.service'" in postrm
 
 
@@ -159,12 +181,26 @@ UNIT_TEXT = "[Unit]\nDescription=test\n\n[Service]\nExecStart=/bin/true\n\n[Inst
 TIMER_TEXT = "[Unit]\nDescription=test\n\n[Timer]\nOnCalendar=daily\n\n[Install]\nWantedBy=timers.target\n"
 CALLS = {
     "preinst": [["install"], ["install", "0.9"], ["upgrade", "0.9"], ["upgrade", "9.0"], ["abort-upgrade", "9.0"]],
-    "postinst": [["configure", ""], ["configure", "0.9"], ["configure", "9.0"], ["abort-upgrade", "9.0"],
-                 ["abort-remove"], ["abort-deconfigure", "in-favour", "other", "1.0"], ["triggered", "x"]],
-    "prerm": [["remove"], ["upgrade", "9.0"], ["deconfigure", "in-favour", "other", "1.0"],
-              ["failed-upgrade", "0.9"]],
-    "postrm": [["remove"], ["upgrade", "9.0"], ["failed-upgrade", "0.9"], ["abort-install"],
-               ["abort-install", "0.9"], ["abort-upgrade", "0.9"], ["disappear", "other", "1.0"], ["purge"]],
+    "postinst": [
+        ["configure", ""],
+        ["configure", "0.9"],
+        ["configure", "9.0"],
+        ["abort-upgrade", "9.0"],
+        ["abort-remove"],
+        ["abort-deconfigure", "in-favour", "other", "1.0"],
+        ["triggered", "x"],
+    ],
+    "prerm": [["remove"], ["upgrade", "9.0"], ["deconfigure", "in-favour", "other", "1.0"], ["failed-upgrade", "0.9"]],
+    "postrm": [
+        ["remove"],
+        ["upgrade", "9.0"],
+        ["failed-upgrade", "0.9"],
+        ["abort-install"],
+        ["abort-install", "0.9"],
+        ["abort-upgrade", "0.9"],
+        ["disappear", "other", "1.0"],
+        ["purge"],
+    ],
 }
 
 
@@ -183,10 +219,15 @@ def _run(tmp_path: Path, root: Path, context: str, script: str, args: list[str])
     path = tmp_path / script
     path.write_text(render(context, script))
     path.chmod(0o755)
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DPKG_ROOT": str(root),
-           "DPKG_MAINTSCRIPT_PACKAGE": CONTEXTS[context]["name"], "DPKG_MAINTSCRIPT_NAME": script}
-    return subprocess.run([str(path), *args], env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=60)
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "DPKG_ROOT": str(root),
+        "DPKG_MAINTSCRIPT_PACKAGE": CONTEXTS[context]["name"],
+        "DPKG_MAINTSCRIPT_NAME": script,
+    }
+    return subprocess.run(
+        [str(path), *args], env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60
+    )
 
 
 @pytest.mark.parametrize("context", sorted(CONTEXTS))
@@ -215,16 +256,22 @@ def test_configure_enables_logs_and_purge_cleans(tmp_path):
     (wants / "fleet-agent.service").unlink()
     assert _run(tmp_path, root, "sample", "postinst", ["configure", "0.9"]).returncode == 0
     assert not (wants / "fleet-agent.service").exists()
-    assert "postinst configure 0.9: enable fleet-agent.service: disabled by the admin, left disabled" in \
-        (root / "var/log/fleet-agent/deploy.log").read_text()
+    assert (
+        "postinst configure 0.9: enable fleet-agent.service: disabled by the admin, left disabled"
+        in (root / "var/log/fleet-agent/deploy.log").read_text()
+    )
     # ship's store and apt source; purge removes them with the state and logs.
     (root / "var/lib/debship/fleet-agent").mkdir(parents=True)
     (root / "etc/apt/sources.list.d").mkdir(parents=True)
     (root / "etc/apt/sources.list.d/debship-fleet-agent.list").write_text("deb [trusted=yes] file:/x ./\n")
     for script, args in (("prerm", ["remove"]), ("postrm", ["remove"]), ("postrm", ["purge"])):
         assert _run(tmp_path, root, "sample", script, args).returncode == 0
-    for gone in ("var/lib/fleet-agent", "var/log/fleet-agent", "var/lib/debship",
-                 "etc/apt/sources.list.d/debship-fleet-agent.list", "var/lib/systemd/deb-systemd-helper-enabled/"
-                 "multi-user.target.wants/fleet-agent-startup.service"):
+    for gone in (
+        "var/lib/fleet-agent",
+        "var/log/fleet-agent",
+        "var/lib/debship",
+        "etc/apt/sources.list.d/debship-fleet-agent.list",
+        "var/lib/systemd/deb-systemd-helper-enabled/multi-user.target.wants/fleet-agent-startup.service",
+    ):
         assert not (root / gone).exists(), gone
     assert not (wants / "fleet-agent-startup.service").exists()

@@ -4,6 +4,7 @@ and no packaged file is world-writable or setuid whatever its mode in the reposi
 Every key here is fake, made at test time: a PEM header around random bytes,
 ids of the right shape from random letters.  Nothing real is committed.
 """
+
 from __future__ import annotations
 
 import base64
@@ -36,8 +37,15 @@ def fake_secret_key() -> str:
 
 
 def service_account() -> str:
-    return json.dumps({"type": "service_account", "project_id": "demo", "private_key_id": "0" * 40,
-                       "private_key": fake_pem("PRIVATE KEY"), "client_email": "x@demo.iam.gserviceaccount.com"})
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "demo",
+            "private_key_id": "0" * 40,
+            "private_key": fake_pem("PRIVATE KEY"),
+            "client_email": "x@demo.iam.gserviceaccount.com",
+        }
+    )
 
 
 # (bundle file, contents, kind named in the message)
@@ -56,8 +64,11 @@ SECRETS = [
     ("scripts/env.sh", lambda: f"export AWS_SECRET_ACCESS_KEY='{fake_secret_key()}'\n", "an AWS secret access key"),
     ("configs/aws.json", lambda: json.dumps({"aws_secret_access_key": fake_secret_key()}), "an AWS secret access key"),
     ("configs/gcp.json", service_account, "a GCP service-account key"),
-    ("units/demo-svc.service.d/creds.conf", lambda: f"[Service]\nEnvironment=AWS_ACCESS_KEY_ID={fake_id('ASIA')}\n",
-     "an AWS access key id"),
+    (
+        "units/demo-svc.service.d/creds.conf",
+        lambda: f"[Service]\nEnvironment=AWS_ACCESS_KEY_ID={fake_id('ASIA')}\n",
+        "an AWS access key id",
+    ),
 ]
 
 
@@ -69,14 +80,18 @@ def test_a_secret_in_the_bundle_is_refused(project, rel, text, kind):
     refused(project, f"{rel}: looks like {kind}", f'allow-secrets = ["{rel}"]', "0600", code=BUNDLE)
 
 
-@pytest.mark.parametrize("name,text", [
-    ("ca.pem", fake_pem("CERTIFICATE")),
-    ("signing.pub", fake_pem("PUBLIC KEY")),
-    ("id_rsa.pub", "ssh-rsa AAAAB3NzaC1yc2E demo\n"),
-    (".env.example", "DB_PASSWORD=\n"),
-    ("aws-docs.conf", "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key =\n"),
-    ("blob.bin", "\0" + fake_pem("PRIVATE KEY")),   # binary files are not searched
-], ids=["certificate", "public-key", "ssh-public-key", "env-template", "aws-example-id", "binary"])
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        ("ca.pem", fake_pem("CERTIFICATE")),
+        ("signing.pub", fake_pem("PUBLIC KEY")),
+        ("id_rsa.pub", "ssh-rsa AAAAB3NzaC1yc2E demo\n"),
+        (".env.example", "DB_PASSWORD=\n"),
+        ("aws-docs.conf", "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key =\n"),
+        ("blob.bin", "\0" + fake_pem("PRIVATE KEY")),  # binary files are not searched
+    ],
+    ids=["certificate", "public-key", "ssh-public-key", "env-template", "aws-example-id", "binary"],
+)
 def test_what_is_not_a_secret_builds(project, name, text):
     (project / "configs" / name).write_text(text)
     builds(project)
@@ -92,8 +107,9 @@ def test_an_allowed_secret_builds_and_is_installed_0600(project):
     key.parent.mkdir()
     key.write_text(fake_pem("PRIVATE KEY"))
     key.chmod(0o644)
-    (project / "debship.toml").write_text((project / "debship.toml").read_text()
-                                          + 'allow-secrets = ["configs/tls/server.key"]\n')
+    (project / "debship.toml").write_text(
+        (project / "debship.toml").read_text() + 'allow-secrets = ["configs/tls/server.key"]\n'
+    )
     members = data_members(builds(project))
     entry = members["etc/demo-svc/tls/server.key"]
     assert (entry.mode, entry.uid, entry.gid) == (0o600, 0, 0)
@@ -109,9 +125,9 @@ def test_an_allowed_file_is_0600_even_when_not_detected(project):
 
 def test_no_packaged_file_is_world_writable_or_setuid(project):
     """Modes in the repository are not carried over: 0755 or 0644, no s-bits, no group/other write."""
-    (project / "scripts" / "serve.py").chmod(0o6777)         # setuid, setgid, world-writable
-    (project / "configs" / "demo.conf").chmod(0o1666)        # sticky, world-writable
-    (project / "units" / "demo-svc.service").chmod(0o4775)   # setuid unit: units are never executable
+    (project / "scripts" / "serve.py").chmod(0o6777)  # setuid, setgid, world-writable
+    (project / "configs" / "demo.conf").chmod(0o1666)  # sticky, world-writable
+    (project / "units" / "demo-svc.service").chmod(0o4775)  # setuid unit: units are never executable
     members = data_members(builds(project))
     assert members["usr/lib/demo-svc/serve.py"].mode == 0o755
     assert members["etc/demo-svc/demo.conf"].mode == 0o644
@@ -129,4 +145,3 @@ def test_only_the_head_of_a_file_is_searched(tmp_path):
     assert secrets.scan(big) is None
     big.write_text(fake_pem("PRIVATE KEY"))
     assert secrets.scan(big) == secrets.Finding(big, "a private key")
-

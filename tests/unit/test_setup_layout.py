@@ -3,6 +3,7 @@ folders with the same name as your package" warning.  setuptools gives that warn
 it has to install an import hook (its meta path finder), which it does unless the layout is
 "simple": every package under the one root ``"" = "."`` at the folder its dotted name says.
 These check that layout (and that the wheel's templates are debian/'s), without a network."""
+
 from __future__ import annotations
 
 import os

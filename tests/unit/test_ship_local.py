@@ -62,7 +62,10 @@ def test_hold_keeps_the_ship_lock_until_close(tmp_path):
     lines: list[str] = []
     second = LocalConnection()
     got = second.hold(
-        commands.host_lock(lock, info, "second ship", 1, *where), until=commands.LOCKED, timeout=30, on_line=lines.append
+        commands.host_lock(lock, info, "second ship", 1, *where),
+        until=commands.LOCKED,
+        timeout=30,
+        on_line=lines.append,
     )
     assert isinstance(got, Result) and got.exit_code == commands.LOCK_TIMED_OUT
     assert lines == [f"BUSY first ship (lock file {lock}, owned by root)"]

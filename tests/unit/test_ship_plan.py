@@ -2,6 +2,7 @@
 loopback host (tests/unit/captured/*.txt: a fresh host; 1.0.0 installed with an
 admin-edited agent.conf and the startup unit disabled; after the upgrade to
 1.1.0) parsed by ``facts.parse_host_facts``, then planned, table-driven."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,14 @@ from builder.ship.plan import decide
 
 CAPTURED = Path(__file__).parent / "captured"
 AGENT, STARTUP = "fleet-agent.service", "fleet-agent-startup.service"
-MANIFEST = Manifest("fleet-agent", "1.1.0", "/usr/lib/fleet-agent/startup.py", "true", 5,
-                    (UnitState(STARTUP, True, False, "none"), UnitState(AGENT, True, True, "restart")))
+MANIFEST = Manifest(
+    "fleet-agent",
+    "1.1.0",
+    "/usr/lib/fleet-agent/startup.py",
+    "true",
+    5,
+    (UnitState(STARTUP, True, False, "none"), UnitState(AGENT, True, True, "restart")),
+)
 V2_SHA = "1019c7a65b37112b9644b00bfda9322c30e41a6982923a5f5a4c00706e92650b"
 
 
@@ -27,10 +34,20 @@ def captured(name: str, **changes) -> facts.HostFacts:
 
 
 def pkg(version="1.1.0", sha=V2_SHA, conffiles=None) -> PackageInfo:
-    return PackageInfo(path=Path(f"fleet-agent_{version}_all.deb"), name="fleet-agent", version=version,
-                       architecture="all", sha256=sha, size=1, manifest=dataclasses.replace(MANIFEST, version=version),
-                       conffiles=conffiles or {"/etc/fleet-agent/agent.conf": "0" * 32,
-                                               "/etc/fleet-agent/startup.conf": "bb88aee76629d4f8d5800cd80e65cc4f"})
+    return PackageInfo(
+        path=Path(f"fleet-agent_{version}_all.deb"),
+        name="fleet-agent",
+        version=version,
+        architecture="all",
+        sha256=sha,
+        size=1,
+        manifest=dataclasses.replace(MANIFEST, version=version),
+        conffiles=conffiles
+        or {
+            "/etc/fleet-agent/agent.conf": "0" * 32,
+            "/etc/fleet-agent/startup.conf": "bb88aee76629d4f8d5800cd80e65cc4f",
+        },
+    )
 
 
 def test_captured_facts_parse():
@@ -49,21 +66,43 @@ def test_captured_facts_parse():
 STEPS_SHIP = ["upload", "store", "simulate", "install", "verify", "health", "record"]
 
 
-@pytest.mark.parametrize("host,package,options,action,steps,reason", [
-    ("fresh-host", pkg("1.0.0"), {}, "install", STEPS_SHIP, "install 1.0.0 (not installed)"),
-    ("v1-edited-conffile", pkg(), {}, "install", STEPS_SHIP, "upgrade 1.0.0 -> 1.1.0"),
-    ("v2-after-upgrade", pkg(), {}, "noop", ["pin"], "already at 1.1.0"),  # captured before debship pinned
-    ("v2-after-upgrade", pkg(), {"reboot": True}, "noop", ["pin", "reboot", "verify", "health"], "already at 1.1.0"),
-    ("v2-after-upgrade", pkg(sha="f" * 64), {}, "refuse", [], "1.1.0 is installed with other contents"),
-    ("v2-after-upgrade", pkg(sha="f" * 64), {"force": True}, "install", STEPS_SHIP, "reinstall 1.1.0 (--force)"),
-    ("v2-after-upgrade", pkg("1.0.0"), {}, "install", STEPS_SHIP, "downgrade 1.1.0 -> 1.0.0"),
-    ("v1-edited-conffile", pkg(), {"dry_run": True}, "dry-run", ["simulate"], "upgrade 1.0.0 -> 1.1.0"),
-    ("v1-edited-conffile", pkg(), {"reboot": True}, "install", [*STEPS_SHIP, "reboot", "verify", "health"],
-     "upgrade 1.0.0 -> 1.1.0"),
-    ("v1-edited-conffile", pkg(), {"via_repo": True}, "install", ["source", *STEPS_SHIP[2:]],
-     "upgrade 1.0.0 -> 1.1.0"),
-    ("v2-after-upgrade", pkg(sha="f" * 64), {"via_repo": True}, "noop", ["pin"], "already at 1.1.0"),
-])
+@pytest.mark.parametrize(
+    "host,package,options,action,steps,reason",
+    [
+        ("fresh-host", pkg("1.0.0"), {}, "install", STEPS_SHIP, "install 1.0.0 (not installed)"),
+        ("v1-edited-conffile", pkg(), {}, "install", STEPS_SHIP, "upgrade 1.0.0 -> 1.1.0"),
+        ("v2-after-upgrade", pkg(), {}, "noop", ["pin"], "already at 1.1.0"),  # captured before debship pinned
+        (
+            "v2-after-upgrade",
+            pkg(),
+            {"reboot": True},
+            "noop",
+            ["pin", "reboot", "verify", "health"],
+            "already at 1.1.0",
+        ),
+        ("v2-after-upgrade", pkg(sha="f" * 64), {}, "refuse", [], "1.1.0 is installed with other contents"),
+        ("v2-after-upgrade", pkg(sha="f" * 64), {"force": True}, "install", STEPS_SHIP, "reinstall 1.1.0 (--force)"),
+        ("v2-after-upgrade", pkg("1.0.0"), {}, "install", STEPS_SHIP, "downgrade 1.1.0 -> 1.0.0"),
+        ("v1-edited-conffile", pkg(), {"dry_run": True}, "dry-run", ["simulate"], "upgrade 1.0.0 -> 1.1.0"),
+        (
+            "v1-edited-conffile",
+            pkg(),
+            {"reboot": True},
+            "install",
+            [*STEPS_SHIP, "reboot", "verify", "health"],
+            "upgrade 1.0.0 -> 1.1.0",
+        ),
+        (
+            "v1-edited-conffile",
+            pkg(),
+            {"via_repo": True},
+            "install",
+            ["source", *STEPS_SHIP[2:]],
+            "upgrade 1.0.0 -> 1.1.0",
+        ),
+        ("v2-after-upgrade", pkg(sha="f" * 64), {"via_repo": True}, "noop", ["pin"], "already at 1.1.0"),
+    ],
+)
 def test_plan_ship(host, package, options, action, steps, reason):
     plan = hostplan.plan_ship(package, captured(host), **options)
     assert plan.action == action and [s.op for s in plan.steps] == steps
@@ -87,6 +126,7 @@ def test_a_host_at_the_version_is_pinned_there_only_when_the_pin_is_missing_or_o
 def test_pin_text_round_trips_and_foreign_files_are_not_read_as_ours():
     from builder.layout import Layout
     from builder.ship.pin import parse_pin, pin_text
+
     path = Layout("fleet-agent").apt_pin
     assert path == "/etc/apt/preferences.d/debship-fleet-agent.pref"
     assert Layout("libc++-tools").apt_pin.endswith("/debship-libc__-tools.pref")  # apt ignores names with +
@@ -99,8 +139,10 @@ def test_pin_text_round_trips_and_foreign_files_are_not_read_as_ours():
 
 def test_install_targets_the_stored_file_or_the_repository():
     direct = hostplan.plan_ship(pkg(), captured("v1-edited-conffile"))
-    assert next(s for s in direct.steps if s.op == "install").target == \
-        "/var/lib/debship/fleet-agent/fleet-agent_1.1.0_all.deb"
+    assert (
+        next(s for s in direct.steps if s.op == "install").target
+        == "/var/lib/debship/fleet-agent/fleet-agent_1.1.0_all.deb"
+    )
     via = hostplan.plan_ship(pkg(), captured("v1-edited-conffile"), via_repo=True)
     assert next(s for s in via.steps if s.op == "install").target == "fleet-agent=1.1.0"
     down = hostplan.plan_ship(pkg("1.0.0"), captured("v2-after-upgrade"))
@@ -115,22 +157,28 @@ def test_preview_edited_conffile_units_left_alone_and_restarts():
     assert p.restarts == () and p.starts == () and not p.systemd  # a chroot: nothing runs
     same_default = pkg(conffiles={"/etc/fleet-agent/agent.conf": "2167512a07862c57cc73848665b9b32b"})
     assert hostplan.plan_ship(same_default, captured("v1-edited-conffile")).preview.new_defaults == ()
-    running = captured("v1-edited-conffile", systemd=True,
-                       units=(facts.UnitFacts(AGENT, "enabled", "active"), facts.UnitFacts(STARTUP, "disabled", "")))
+    running = captured(
+        "v1-edited-conffile",
+        systemd=True,
+        units=(facts.UnitFacts(AGENT, "enabled", "active"), facts.UnitFacts(STARTUP, "disabled", "")),
+    )
     p = hostplan.plan_ship(pkg(), running).preview
     assert p.restarts == (AGENT,) and p.starts == () and p.left_alone == (STARTUP,)
     fresh = hostplan.plan_ship(pkg("1.0.0"), captured("fresh-host", systemd=True)).preview
     assert fresh.restarts == () and fresh.starts == (AGENT,) and fresh.as_dict()["from"] is None
 
 
-@pytest.mark.parametrize("host,target,options,action,to,detail", [
-    ("v2-after-upgrade", None, {}, "rollback", "1.0.0", "rolled back 1.1.0 -> 1.0.0"),
-    ("v2-after-upgrade", "1.1.0", {}, "noop", "1.1.0", "already at 1.1.0"),
-    ("v2-after-upgrade", "0.9", {}, "refuse", None, ""),
-    ("v1-edited-conffile", None, {}, "refuse", None, ""),
-    ("v2-after-upgrade", None, {"dry_run": True}, "dry-run", "1.1.0", "would install 1.0.0"),
-    ("v2-after-upgrade", "1.0.0", {"via_repo": True}, "rollback", "1.0.0", "rolled back 1.1.0 -> 1.0.0"),
-])
+@pytest.mark.parametrize(
+    "host,target,options,action,to,detail",
+    [
+        ("v2-after-upgrade", None, {}, "rollback", "1.0.0", "rolled back 1.1.0 -> 1.0.0"),
+        ("v2-after-upgrade", "1.1.0", {}, "noop", "1.1.0", "already at 1.1.0"),
+        ("v2-after-upgrade", "0.9", {}, "refuse", None, ""),
+        ("v1-edited-conffile", None, {}, "refuse", None, ""),
+        ("v2-after-upgrade", None, {"dry_run": True}, "dry-run", "1.1.0", "would install 1.0.0"),
+        ("v2-after-upgrade", "1.0.0", {"via_repo": True}, "rollback", "1.0.0", "rolled back 1.1.0 -> 1.0.0"),
+    ],
+)
 def test_plan_rollback(host, target, options, action, to, detail):
     plan = hostplan.plan_rollback("fleet-agent", captured(host), target, **options)
     assert (plan.action, plan.to, plan.detail) == (action, to, detail)
@@ -156,8 +204,10 @@ def test_recovery_goes_back_removes_or_explains():
     nothing = hostplan.plan_recovery("fleet-agent", first, captured("fresh-host"), "x")
     assert nothing.detail == "x; nothing was installed" and nothing.steps == ()
     gone = captured("v1-edited-conffile", installed=facts.Installed("iF", "1.1.0"), kept=())
-    assert "1.0.0 is not kept in /var/lib/debship/fleet-agent" in hostplan.plan_recovery(
-        "fleet-agent", ship, gone, "x").detail
+    assert (
+        "1.0.0 is not kept in /var/lib/debship/fleet-agent"
+        in hostplan.plan_recovery("fleet-agent", ship, gone, "x").detail
+    )
     via = hostplan.plan_recovery("fleet-agent", ship, broken, "x", via_repo=True)
     assert via.steps[0].op == "source" and via.outcome == "rolled-back"
 
@@ -191,8 +241,7 @@ def test_decide_half_configured_same_version_is_finished():
     assert (d.action, d.reinstall) == ("install", True)
 
 
-CUT_OFF = ("2026-12-01T10:00:00Z ship 1.0.0\n"
-           "2026-12-01T11:00:00Z begin 1.1.0 from 1.0.0\n")
+CUT_OFF = "2026-12-01T10:00:00Z ship 1.0.0\n2026-12-01T11:00:00Z begin 1.1.0 from 1.0.0\n"
 
 
 def test_a_rerun_verifies_a_version_a_cut_off_ship_installed():

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from builder.errors import ConfigError
-from builder.version import compare, from_git_describe, git_version, keys_for, sort_key, to_debian, validate
+from builder.version import compare, from_git_describe, git_version, keys_for, to_debian, validate
 
 REQUIRE_ALL = os.environ.get("DEBSHIP_REQUIRE_ALL") == "1"
 
@@ -25,10 +25,7 @@ def _need(tool: str) -> None:
 def dpkg_cmp(a: str, b: str) -> int:
     """What real dpkg says: -1/0/1, asking lt, eq and gt separately."""
     _need("dpkg")
-    said = [
-        subprocess.run(["dpkg", "--compare-versions", a, op, b]).returncode == 0
-        for op in ("lt", "eq", "gt")
-    ]
+    said = [subprocess.run(["dpkg", "--compare-versions", a, op, b]).returncode == 0 for op in ("lt", "eq", "gt")]
     assert said.count(True) == 1, (a, b, said)
     return said.index(True) - 1
 
@@ -122,9 +119,30 @@ def test_compare_agrees_with_dpkg(a, b, expected):
 
 
 def test_sort_key_orders_every_pair_as_compare_does():
-    versions = sorted({v for a, b, _ in VALID_PAIRS for v in (a, b)} |
-                      {"0", "1.0", "1.00", "1.0-0", "0:1.0", "1.0~", "1.0a", "1.0.0", "1.0-0~", "1.0-", "0.1",
-                       "1.0-1~bpo1", "1.0-1", "1.0-1.1", "2:0", "1:9.9", "1.0+~", "1.0~~a"} - {"1.0-"})
+    versions = sorted(
+        {v for a, b, _ in VALID_PAIRS for v in (a, b)}
+        | {
+            "0",
+            "1.0",
+            "1.00",
+            "1.0-0",
+            "0:1.0",
+            "1.0~",
+            "1.0a",
+            "1.0.0",
+            "1.0-0~",
+            "1.0-",
+            "0.1",
+            "1.0-1~bpo1",
+            "1.0-1",
+            "1.0-1.1",
+            "2:0",
+            "1:9.9",
+            "1.0+~",
+            "1.0~~a",
+        }
+        - {"1.0-"}
+    )
     key = keys_for(versions)
     for a in versions:
         for b in versions:
@@ -138,8 +156,21 @@ def test_compare_rejects_invalid_version_naming_it():
 
 # --- validate ---------------------------------------------------------------
 
-GOOD = ["1", "0", "1.2.3", "1:1.0", "1.0-1", "1.0~rc1", "1.0+git5.gabc", "1:1.2:3-4",
-        "1.2-3-4", "2.0a", "1.0-1~bpo11+1", "0~git.gabcdef1", "1.0-A.b~c+d"]
+GOOD = [
+    "1",
+    "0",
+    "1.2.3",
+    "1:1.0",
+    "1.0-1",
+    "1.0~rc1",
+    "1.0+git5.gabc",
+    "1:1.2:3-4",
+    "1.2-3-4",
+    "2.0a",
+    "1.0-1~bpo11+1",
+    "0~git.gabcdef1",
+    "1.0-A.b~c+d",
+]
 BAD = {
     "": "empty",
     "a1.0": "start with a digit",
@@ -230,16 +261,41 @@ def test_to_debian(pep, deb):
 
 
 def test_to_debian_ordering_chain_pep440():
-    chain = ["1.2.0", "1.3.0.dev4", "1.3.0a1.dev1", "1.3.0a1", "1.3.0a2", "1.3.0b1",
-             "1.3.0b2", "1.3.0rc1.dev1", "1.3.0rc1", "1.3.0rc2", "1.3.0", "1.3.0+local",
-             "1.3.0.post1.dev1", "1.3.0.post1", "1.3.0.post2", "1.3.1.dev0", "1.3.1",
-             "1!0.1"]
+    chain = [
+        "1.2.0",
+        "1.3.0.dev4",
+        "1.3.0a1.dev1",
+        "1.3.0a1",
+        "1.3.0a2",
+        "1.3.0b1",
+        "1.3.0b2",
+        "1.3.0rc1.dev1",
+        "1.3.0rc1",
+        "1.3.0rc2",
+        "1.3.0",
+        "1.3.0+local",
+        "1.3.0.post1.dev1",
+        "1.3.0.post1",
+        "1.3.0.post2",
+        "1.3.1.dev0",
+        "1.3.1",
+        "1!0.1",
+    ]
     assert_ascending([to_debian(v) for v in chain])
 
 
 def test_to_debian_ordering_chain_semver():
-    chain = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta",
-             "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1"]
+    chain = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "1.0.1",
+    ]
     assert_ascending([to_debian(v) for v in chain])
 
 
@@ -277,24 +333,40 @@ def test_from_git_describe(desc, deb):
 
 def test_from_git_describe_ordering():
     g = from_git_describe
-    assert_ascending([
-        g("abcdef1"), "0.1", g("v1.2.3-0-gabcdef1"), g("v1.2.3-0-gabcdef1-dirty"),
-        g("v1.2.3-5-gabcdef1"), g("v1.2.3-5-gabcdef1-dirty"), g("v1.2.3-12-g0000000"),
-        "1.2.3.1", "1.2.4",
-    ])
+    assert_ascending(
+        [
+            g("abcdef1"),
+            "0.1",
+            g("v1.2.3-0-gabcdef1"),
+            g("v1.2.3-0-gabcdef1-dirty"),
+            g("v1.2.3-5-gabcdef1"),
+            g("v1.2.3-5-gabcdef1-dirty"),
+            g("v1.2.3-12-g0000000"),
+            "1.2.3.1",
+            "1.2.4",
+        ]
+    )
 
 
 def test_from_git_describe_prerelease_ordering():
-    chain = ["1.3.0~rc1", from_git_describe("v1.3.0rc1-2-gabc1234"),
-             from_git_describe("v1.3.0rc1-10-gabc1234"), "1.3.0~rc2", "1.3.0"]
+    chain = [
+        "1.3.0~rc1",
+        from_git_describe("v1.3.0rc1-2-gabc1234"),
+        from_git_describe("v1.3.0rc1-10-gabc1234"),
+        "1.3.0~rc2",
+        "1.3.0",
+    ]
     assert_ascending(chain)
 
 
-@pytest.mark.parametrize("desc,fragment", [
-    ("release-foo-3-gabc1234", "git tag 'release-foo'"),
-    ("", "git describe output ''"),
-    ("not a describe", "git describe output 'not a describe'"),
-])
+@pytest.mark.parametrize(
+    "desc,fragment",
+    [
+        ("release-foo-3-gabc1234", "git tag 'release-foo'"),
+        ("", "git describe output ''"),
+        ("not a describe", "git describe output 'not a describe'"),
+    ],
+)
 def test_from_git_describe_rejects(desc, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         from_git_describe(desc)
@@ -317,8 +389,13 @@ def git_env(monkeypatch, tmp_path):
 
 
 def _git(repo, *args):
-    return subprocess.run(["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false",
-                           *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def test_git_version_after_tag(git_env, tmp_path):
@@ -347,7 +424,7 @@ def test_git_version_untagged_and_not_a_repo(git_env, tmp_path):
     _git(tmp_path, "commit", "-q", "-m", "c")
     head = _git(tmp_path, "rev-parse", "HEAD")
     got = git_version(tmp_path)
-    assert got.startswith("0~git.g") and head.startswith(got[len("0~git.g"):])
+    assert got.startswith("0~git.g") and head.startswith(got[len("0~git.g") :])
 
 
 def test_git_version_without_git(monkeypatch, tmp_path):

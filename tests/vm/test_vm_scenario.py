@@ -18,6 +18,7 @@ timed; the table is printed at the end (run with -s to see it).  Under TCG on 2
 cores the whole scenario took 7 to 9.5 minutes (plus about 1.5 minutes to build
 the guest image when it is not cached).
 """
+
 from __future__ import annotations
 
 import json
@@ -83,6 +84,7 @@ def image():
         require_tool(tool)
     from hostlab.rootfs import cache_dir
     from hostlab.vm import cached_image, image_key
+
     cached = (cache_dir() / "vm" / image_key() / "image.json").is_file()
     with phase("image", "cached" if cached else "built with mmdebstrap"):
         img = cached_image(log=print)
@@ -93,6 +95,7 @@ def image():
 def guest(image, tmp_path_factory):
     """A guest whose qemu has just started: nothing waited for."""
     from hostlab.vm import VMGuest
+
     out = sys.stdout  # the harness logs from a thread, also while CliRunner has replaced sys.stdout
     vm = VMGuest(image, workdir=tmp_path_factory.mktemp("vm"), log=lambda s: print(s, file=out, flush=True))
     yield vm
@@ -130,7 +133,9 @@ class Shipped:
 
     @property
     def text(self) -> str:
-        rows = [f"  {e['step']:<8} {e['status']:<4} {e['elapsed']:7.1f}s  {str(e['detail'])[:300]}" for e in self.events]
+        rows = [
+            f"  {e['step']:<8} {e['status']:<4} {e['elapsed']:7.1f}s  {str(e['detail'])[:300]}" for e in self.events
+        ]
         try:
             stderr = self.result.stderr
         except ValueError:  # click < 8.2 without mix_stderr=False: stderr is in the output
@@ -139,8 +144,7 @@ class Shipped:
 
 
 def run_ship(vm, *args: str) -> Shipped:
-    argv = [*args, "--host", vm.address, *vm.ship_args(), "--connect-timeout", "600", "--boot-timeout", "600",
-            "--json"]
+    argv = [*args, "--host", vm.address, *vm.ship_args(), "--connect-timeout", "600", "--boot-timeout", "600", "--json"]
     runner = cli_runner()
     t0 = time.monotonic()
     result = runner.invoke(ship, argv, env={"SSH_AUTH_SOCK": ""})
@@ -162,8 +166,11 @@ def healthz(vm) -> dict:
 
 
 def unit(vm, name: str) -> dict:
-    out = sh(vm, f"systemctl show -p ActiveState -p SubState -p UnitFileState -p MainPID -p NRestarts "
-                 f"-p ActiveEnterTimestampMonotonic {name}")
+    out = sh(
+        vm,
+        f"systemctl show -p ActiveState -p SubState -p UnitFileState -p MainPID -p NRestarts "
+        f"-p ActiveEnterTimestampMonotonic {name}",
+    )
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
@@ -204,8 +211,13 @@ def _scenario(vm, debs):
     assert r.event("verify")["detail"] == f"active: {AGENT}", r.text
 
     # ship waited for cloud-init: dpkg ran after cloud-init's last stage had finished.
-    finished = float(sh(vm, "python3 -c 'import json; print(json.load(open(\"/run/cloud-init/status.json\"))"
-                            "[\"v1\"][\"modules-final\"][\"finished\"])'"))
+    finished = float(
+        sh(
+            vm,
+            'python3 -c \'import json; print(json.load(open("/run/cloud-init/status.json"))'
+            '["v1"]["modules-final"]["finished"])\'',
+        )
+    )
     log = deploy_log(vm)
     begin = re.search(r"(?m)^(\S+) fleet-agent 1\.0\.0 postinst configure: begin$", log)
     assert begin, log
@@ -224,10 +236,15 @@ def _scenario(vm, debs):
         health = healthz(vm)
         assert health["status"] == "ok" and health["version"] == "1.0.0", health
         assert health["startup"]["version"] == "1.0.0", health  # startup.py ran from the postinst
-        for line in ("postinst configure: begin", f"postinst configure: enable {AGENT}: enabled",
-                     f"postinst configure: enable {STARTUP}: enabled", "postinst configure: startup: ok",
-                     f"postinst configure: start {AGENT}: ok", "postinst configure: done",
-                     "ship: install 1.0.0 (not installed); now 1.0.0"):
+        for line in (
+            "postinst configure: begin",
+            f"postinst configure: enable {AGENT}: enabled",
+            f"postinst configure: enable {STARTUP}: enabled",
+            "postinst configure: startup: ok",
+            f"postinst configure: start {AGENT}: ok",
+            "postinst configure: done",
+            "ship: install 1.0.0 (not installed); now 1.0.0",
+        ):
             assert line in log, f"{line!r} not in the deploy log:\n{log}"
         assert sh(vm, f"ss -Hltn 'sport = :{port}'").strip(), f"nothing listens on {port}"
         boot_before = vm.boot_id()
@@ -239,11 +256,11 @@ def _scenario(vm, debs):
     assert r.summary["outcome"] == "installed" and r.summary["after"] == "1.1.0", r.text
     steps = r.steps
     assert "reboot" in steps and r.event("reboot")["status"] == "ok", r.text
-    after = steps[steps.index("reboot") + 1:]
+    after = steps[steps.index("reboot") + 1 :]
     assert after[:2] == ["verify", "health"], steps
     assert r.event("verify", 1)["status"] == "ok" and r.event("health", 1)["status"] == "ok", r.text
-    asked = r.t0 + r.event("record")["elapsed"]    # ship's reboot step began: `systemctl reboot`
-    done = r.t0 + r.event("reboot")["elapsed"]      # ship saw the new boot id and cloud-init done
+    asked = r.t0 + r.event("record")["elapsed"]  # ship's reboot step began: `systemctl reboot`
+    done = r.t0 + r.event("reboot")["elapsed"]  # ship saw the new boot id and cloud-init done
     assert len(vm.boots) == 2, vm.boots
     kernel = vm.boots[1].started
     TIMINGS.append(("   reboot: whole step (ship)", done - asked, "systemctl reboot .. cloud-init done"))
@@ -310,16 +327,28 @@ def _scenario(vm, debs):
 
     # 7. purge: nothing of the package is left.
     with phase("7 apt-get purge + checks"):
-        r = vm.run(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "purge", "-y", "-q", NAME],
-                   sudo=True, timeout=600)
+        r = vm.run(
+            ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "purge", "-y", "-q", NAME], sudo=True, timeout=600
+        )
         assert r.ok, r.stdout + r.stderr
         assert installed(vm) == ""
-        left = sh(vm, f"find /usr/lib/systemd/system /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled "
-                      f"/var/lib/systemd/deb-systemd-helper-masked -name '{NAME}*' 2>/dev/null || true", sudo=True)
+        left = sh(
+            vm,
+            f"find /usr/lib/systemd/system /etc/systemd/system /var/lib/systemd/deb-systemd-helper-enabled "
+            f"/var/lib/systemd/deb-systemd-helper-masked -name '{NAME}*' 2>/dev/null || true",
+            sudo=True,
+        )
         assert left.strip() == "", f"units or enable links left:\n{left}"
-        paths = [f"/var/lib/{NAME}", f"/var/log/{NAME}", f"/var/lib/debship/{NAME}", f"/etc/{NAME}",
-                 f"/usr/lib/{NAME}", f"/usr/share/debship/{NAME}.json", f"/etc/apt/sources.list.d/debship-{NAME}.list"]
-        still = sh(vm, "for p in " + " ".join(paths) + "; do [ ! -e \"$p\" ] || echo \"$p\"; done", sudo=True)
+        paths = [
+            f"/var/lib/{NAME}",
+            f"/var/log/{NAME}",
+            f"/var/lib/debship/{NAME}",
+            f"/etc/{NAME}",
+            f"/usr/lib/{NAME}",
+            f"/usr/share/debship/{NAME}.json",
+            f"/etc/apt/sources.list.d/debship-{NAME}.list",
+        ]
+        still = sh(vm, "for p in " + " ".join(paths) + '; do [ ! -e "$p" ] || echo "$p"; done', sudo=True)
         assert still.strip() == "", f"left after purge:\n{still}"
         units = sh(vm, f"systemctl list-units --all --no-legend '{NAME}*'")
         assert units.strip() == "", units

@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # Copyright: debship contributors; MIT license
 """Ansible module: install a debship package on the host with ``debship apply``."""
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -79,9 +80,14 @@ from ansible.module_utils.basic import AnsibleModule
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            deb=dict(type="path"), package=dict(type="str"), repo=dict(type="str"), repo_key=dict(type="path"),
-            allow_removals=dict(type="bool", default=False), rollback=dict(type="bool", default=True),
-            start_timeout=dict(type="float", default=60.0), lock_timeout=dict(type="int", default=300),
+            deb=dict(type="path"),
+            package=dict(type="str"),
+            repo=dict(type="str"),
+            repo_key=dict(type="path"),
+            allow_removals=dict(type="bool", default=False),
+            rollback=dict(type="bool", default=True),
+            start_timeout=dict(type="float", default=60.0),
+            lock_timeout=dict(type="int", default=300),
             executable=dict(type="path", default="debship"),
         ),
         mutually_exclusive=[("deb", "package")],
@@ -91,8 +97,16 @@ def main():
     )
     p = module.params
     debship = module.get_bin_path(p["executable"], required=True)
-    argv = [debship, "apply", p["deb"] or p["package"], "--json",
-            "--start-timeout", str(p["start_timeout"]), "--lock-timeout", str(p["lock_timeout"])]
+    argv = [
+        debship,
+        "apply",
+        p["deb"] or p["package"],
+        "--json",
+        "--start-timeout",
+        str(p["start_timeout"]),
+        "--lock-timeout",
+        str(p["lock_timeout"]),
+    ]
     if p["repo"]:
         argv += ["--repo", p["repo"], "--repo-key", p["repo_key"]]
     if p["allow_removals"]:
@@ -122,8 +136,9 @@ def main():
         result["changed"] = before != after
         target = after
     if module._diff:
-        result["diff"] = dict(before=f"{name} {before or '(not installed)'}\n",
-                              after=f"{name} {target or '(not installed)'}\n")
+        result["diff"] = dict(
+            before=f"{name} {before or '(not installed)'}\n", after=f"{name} {target or '(not installed)'}\n"
+        )
     if rc != 0:
         module.fail_json(msg=summary.get("detail") or f"debship apply exited {rc}", **result)
     module.exit_json(**result)
