@@ -21,19 +21,17 @@ import difflib
 import hashlib
 import io
 import json
-import lzma
 import os
 import tarfile
-import zlib
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from debian.arfile import ArError
 from debian.debfile import DebFile
 
 from . import units as unitfiles
 from .compress import xz_block_table, xz_decode_block
+from .debinfo import read_errors
 from .debsecrets import is_secret
 from .errors import PackageError, PlanError
 from .layout import Layout
@@ -50,17 +48,7 @@ NOT_COMPARED = ("control", "md5sums")  # control: field by field; md5sums: impli
 FIX = "pass a .deb file (as debship build or dpkg-deb write them)"
 SECRET = "(secret, not shown)"  # the old and new content of an admitted secret
 TEXT_LIMIT = 1 << 20  # unit files, conffiles and manifests kept for diffs
-READ_ERRORS = (
-    ArError,
-    tarfile.TarError,
-    EOFError,
-    lzma.LZMAError,
-    zlib.error,
-    OSError,
-    ValueError,
-    KeyError,
-    UnicodeDecodeError,
-)
+READ_ERRORS = read_errors()  # what reading a damaged .deb raises
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import gzip
 import hashlib
 import io
@@ -50,7 +49,8 @@ from debian import deb822
 
 from . import gpg
 from .errors import RepoError
-from .version import compare, keys_for
+from .reproducible import epoch_from_env
+from .version import keys_for
 
 # Hosts of every one of these find the Architecture: all packages (as Debian does,
 # each binary-<arch>/Packages lists them too); other architectures come from the packages.
@@ -456,14 +456,6 @@ def architectures(members: dict[str, list[PoolPackage]]) -> tuple[str, ...]:
     return tuple(sorted(set(ARCHITECTURES) | found))
 
 
-def _order(a: PoolPackage, b: PoolPackage) -> int:
-    return (
-        (a.name > b.name) - (a.name < b.name)
-        or compare(a.version, b.version)
-        or (a.architecture > b.architecture) - (a.architecture < b.architecture)
-    )
-
-
 def paragraph(pkg: PoolPackage) -> str:
     """A package's stanza of a Packages file: its control paragraph plus Filename, Size, MD5sum, SHA256."""
     para = deb822.Packages(pkg.control)
@@ -475,7 +467,9 @@ def paragraph(pkg: PoolPackage) -> str:
 def packages_index(pkgs: list[PoolPackage], rendered: dict[str, str] | None = None) -> str:
     """A Packages file of ``pkgs`` (``rendered``: stanzas already made, by pool path)."""
     rendered = rendered or {}
-    return "\n".join(rendered.get(p.filename) or paragraph(p) for p in sorted(pkgs, key=functools.cmp_to_key(_order)))
+    version = keys_for({p.version for p in pkgs})  # dpkg's order, one key per version
+    ordered = sorted(pkgs, key=lambda p: (p.name, version(p.version), p.architecture))
+    return "\n".join(rendered.get(p.filename) or paragraph(p) for p in ordered)
 
 
 def build_indexes(members: dict[str, list[PoolPackage]], archs: tuple[str, ...]) -> dict[str, bytes]:
@@ -539,10 +533,8 @@ def release_text(
 
 def _release_date() -> str:
     """RFC 2822 date, UTC: SOURCE_DATE_EPOCH when set (a reproducible Release), else now."""
-    env = os.environ.get("SOURCE_DATE_EPOCH")
-    if env is not None and not env.isdigit():
-        raise RepoError(f"SOURCE_DATE_EPOCH={env!r} is not a whole number of seconds; unset or fix it")
-    return formatdate(int(env) if env is not None else time.time(), usegmt=True)
+    epoch = epoch_from_env(RepoError)
+    return formatdate(epoch if epoch is not None else time.time(), usegmt=True)
 
 
 def _read_release(dist: Path) -> deb822.Release | None:
