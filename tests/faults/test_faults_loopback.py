@@ -165,7 +165,8 @@ def test_controller_killed_mid_install(ssh_host, debs):
     wait_for(lambda: installed(ssh_host) == "ii 2.0.0", timeout=60, what="dpkg to finish on its own")
     r = run_ship([ssh_host], debs["v2"])
     assert r.exit_code == 0, r.output + r.stderr
-    assert "already at 2.0.0" in r.output
+    # the killed ship never verified 2.0.0 (its history ends in "begin"): the re-run does, then records it
+    assert "finish 2.0.0: an earlier ship installed it (from 1.0.0) and was cut off before verifying it" in r.output
     assert_known_state(ssh_host, "2.0.0")
 
 
@@ -222,5 +223,5 @@ def test_two_ships_at_once_take_turns(ssh_host, debs):
     assert "waiting up to 300 s for the ship lock, held by" in second.output + second.stderr
     assert "already at 2.0.0" in second.output
     assert_known_state(ssh_host, "2.0.0")
-    history = (ssh_host.root.path / STORE / "history").read_text().split()
-    assert history.count("2.0.0") == 1  # one install, not two interleaved
+    entries = [line.split()[1:3] for line in (ssh_host.root.path / STORE / "history").read_text().splitlines()]
+    assert entries.count(["begin", "2.0.0"]) == entries.count(["ship", "2.0.0"]) == 1  # one install, not two

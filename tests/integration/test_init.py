@@ -137,8 +137,8 @@ def test_a_docker_service_with_a_timer_and_a_config(tmp_path):
     assert dpkg_deb("--field", deb, "Depends") == "docker.io | docker-ce\n"
     listing = dpkg_deb("--contents", deb)
     for path in (
-        "./lib/systemd/system/web.service",
-        "./lib/systemd/system/cleanup.timer",
+        "./usr/lib/systemd/system/web.service",
+        "./usr/lib/systemd/system/cleanup.timer",
         "./usr/lib/shop-web/cleanup.sh",
         "./etc/shop-web/web.env",
     ):
