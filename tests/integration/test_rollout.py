@@ -94,7 +94,7 @@ def test_a_failure_in_the_second_batch_halts_and_reverts_every_moved_host(make_s
     assert "the run halted: 1 host(s) failed (--max-fail 1)" in got[ids[0]]["detail"]
     for h in (hosts[0], hosts[1], hosts[3]):  # the history says where each host is, for the next run
         history = (h.root.path / "var/lib/debship/fleet-agent/history").read_text()
-        assert history.split()[-2:] == ["rollback", "1.0.0"], history
+        assert history.splitlines()[-1].split()[1:3] == ["rollback", "1.0.0"], history
 
 
 def test_no_rollback_leaves_the_moved_hosts_on_the_new_version(make_ssh_hosts, debs):
@@ -216,7 +216,7 @@ def test_a_run_killed_after_install_is_verified_by_the_plain_rerun(ssh_host, deb
     for _ in range(3):  # the kill races the two quick steps after install; retry until it lands first
         assert run_ship([ssh_host], debs["v1"]).exit_code == 0
         ship_and_kill_after_install(ssh_host, debs["v2"])
-        if history.read_text().split()[-3:] == ["begin", "1.1.0", "1.0.0"]:
+        if history.read_text().splitlines()[-1].split()[1:] == ["begin", "1.1.0", "from", "1.0.0"]:
             break
     else:
         pytest.fail(f"the kill never landed between install and record:\n{history.read_text()}")
@@ -228,7 +228,7 @@ def test_a_run_killed_after_install_is_verified_by_the_plain_rerun(ssh_host, deb
     got = summary(r)[ssh_host.address]
     assert got["outcome"] == "installed" and got["before"] == "1.0.0" and got["after"] == "1.1.0"
     assert "cut off before verifying it" in got["detail"]
-    assert history.read_text().split()[-2:] == ["ship", "1.1.0"]
+    assert history.read_text().splitlines()[-1].split()[1:3] == ["ship", "1.1.0"]
     assert run_ship([ssh_host], debs["v2"]).exit_code == 0  # and then it is simply there
 
 

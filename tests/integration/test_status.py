@@ -73,7 +73,8 @@ def test_status_of_two_hosts_after_ships_and_a_rollback(make_ssh_hosts, debs):
     assert ra["last_ship"]["action"] == "ship" and ra["last_ship"]["version"] == "1.1.0"
     assert ra["last_ship"]["from"] == "1.0.0" and "@" in ra["last_ship"]["by"]
     assert rb["last_ship"]["from"] == "nothing" and rb["installed"] == "1.0.0"
-    assert ra["held"] is None and ra["health"] == "skip" and ra["systemd"] is False
+    assert ra["held"] == "pin 1.1.0 (1001)"  # debship's own pin: the version stays put through apt-get upgrade
+    assert ra["health"] == "skip" and ra["systemd"] is False
     assert {u["name"] for u in ra["units"]} == {"fleet-agent.service", "fleet-agent-startup.service"}
     assert ra["ok"] is True and ra["problems"] == []
     assert snapshot(a) == before, "status changed something on the host"
@@ -98,6 +99,9 @@ def test_hold_and_pin_are_reported_as_apt_says(ssh_host, debs):
     row = json.loads(run_status([ssh_host], "--package", "fleet-agent", "--json").output)
     assert row["held"] == "hold"
     ssh_host.run_root(["apt-mark", "unhold", "fleet-agent"])
+    (ssh_host.root.path / "etc/apt/preferences.d/debship-fleet-agent.pref").unlink()  # released by hand
+    row = json.loads(run_status([ssh_host], "--package", "fleet-agent", "--json").output)
+    assert row["held"] is None
     (ssh_host.root.path / "etc/apt/preferences.d").mkdir(exist_ok=True)
     (ssh_host.root.path / "etc/apt/preferences.d/fleet-agent").write_text(
         "Package: fleet-agent\nPin: version 1.0.0\nPin-Priority: 1001\n"
