@@ -16,7 +16,7 @@ DEB_PACKAGES=(
     python3 python3-venv git ca-certificates
     dpkg-dev lintian shellcheck systemd         # readers and linters of what we build
     mmdebstrap                                   # cached throwaway Debian roots
-    piuparts adequate                            # tests/piuparts: Debian's installation tester on the corpus
+    piuparts                                     # tests/piuparts: Debian's installation tester on the corpus
     openssh-server openssh-client sudo           # the loopback SSH test hosts
     systemd-container                            # systemd-nspawn: hosts where systemd really runs
     qemu-system-x86 qemu-utils cloud-image-utils e2fsprogs   # tests/vm: a qemu guest, its image and seed
