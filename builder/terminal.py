@@ -68,7 +68,8 @@ class TerminalView:
                 self._bar_start, self._sent = time.monotonic(), 0
             elapsed = time.monotonic() - self._bar_start
             text = f"{sent / MIB:.1f}/{total / MIB:.1f} MiB"
-            if elapsed >= 0.2 and sent:  # the first writes only fill buffers: no rate yet
+            # the first writes only fill buffers: no rate until 0.2 s have passed, or the upload is done
+            if sent and elapsed > 0 and (elapsed >= 0.2 or sent >= total):
                 rate = sent / elapsed
                 left = math.ceil((total - sent) / rate)
                 text += f", {rate / MIB:.1f} MiB/s, {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left"

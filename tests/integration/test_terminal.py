@@ -60,10 +60,12 @@ def ship_argv(hosts, deb, *extra) -> list[str]:
 
 def test_one_host_shows_the_upload_with_bytes_rate_and_time_left(ssh_host, big_deb):
     out = on_pty(ship_argv([ssh_host], big_deb))
+    # the rate and time left show once 0.2 s have passed (a quiet machine may upload faster) and at the end
     bars = re.findall(
-        r"\[[^\]]+\] upload +\[[#-]*\] +\d+% +([\d.]+)/([\d.]+) MiB, ([\d.]+) MiB/s, (\d+:\d\d:\d\d) left", out
+        r"\[[^\]]+\] upload +\[[#-]*\] +\d+% +([\d.]+)/([\d.]+) MiB(?:, ([\d.]+) MiB/s, (\d+:\d\d:\d\d) left)?", out
     )
     assert len(bars) >= 2, out  # redrawn as the bytes go
+    assert bars[-1][2] and bars[-1][3] == "0:00:00", out
     assert bars[-1][0] == bars[-1][1] == f"{big_deb.stat().st_size / (1 << 20):.1f}"
     assert float(bars[0][0]) < float(bars[-1][0])
     assert "100%" in out and f"[{ssh_host.address}] install" in out  # step lines as before
