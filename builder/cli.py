@@ -46,6 +46,32 @@ def reports_errors(func=None, *, table: dict | None = None):
 SHIP_ERRORS = {UsageError: 2, DebshipError: 6}
 
 
+def login_options(func):
+    """The SSH login options that every command reaching hosts takes, declared once."""
+    options = [
+        click.option(
+            "--identity",
+            "-i",
+            type=click.Path(dir_okay=False, exists=True, path_type=Path),
+            help="Private key to log in with (else ~/.ssh/config, the SSH agent and default keys).",
+        ),
+        click.option(
+            "--ssh-config",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="OpenSSH client config to read  [default: ~/.ssh/config]",
+        ),
+        click.option(
+            "--known-hosts",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="known_hosts file to check and extend  [default: ~/.ssh/known_hosts]",
+        ),
+        click.option("--strict-host-keys", is_flag=True, help="Refuse hosts whose key is not in known_hosts yet."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--project",
@@ -160,23 +186,7 @@ def _print_plan(spec, plan) -> None:
     show_default=True,
     help="Project whose dist/ holds the .deb when DEB is not given (the newest one is taken).",
 )
-@click.option(
-    "--identity",
-    "-i",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Private key to log in with (else ~/.ssh/config, the SSH agent and default keys).",
-)
-@click.option(
-    "--ssh-config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="OpenSSH client config to read  [default: ~/.ssh/config]",
-)
-@click.option(
-    "--known-hosts",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="known_hosts file to check and extend  [default: ~/.ssh/known_hosts]",
-)
-@click.option("--strict-host-keys", is_flag=True, help="Refuse hosts whose key is not in known_hosts yet.")
+@login_options
 @click.option("--host-key", help="Accept only this host key ('ssh-ed25519 AAAA…' or 'SHA256:…').")
 @click.option(
     "--connect-timeout",
@@ -744,23 +754,7 @@ def apply(
     help="Project whose dist/ names the package when --package is not given.",
 )
 @click.option("--expect", metavar="VERSION", help="Fail (exit 1) for every host not at this version.")
-@click.option(
-    "--identity",
-    "-i",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Private key to log in with (else ~/.ssh/config, the SSH agent and default keys).",
-)
-@click.option(
-    "--ssh-config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="OpenSSH client config to read  [default: ~/.ssh/config]",
-)
-@click.option(
-    "--known-hosts",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="known_hosts file to check and extend  [default: ~/.ssh/known_hosts]",
-)
-@click.option("--strict-host-keys", is_flag=True, help="Refuse hosts whose key is not in known_hosts yet.")
+@login_options
 @click.option(
     "--connect-timeout", type=float, default=30.0, show_default=True, help="Seconds to keep retrying to reach a host."
 )
