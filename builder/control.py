@@ -77,7 +77,7 @@ def script_context(spec: PackageSpec, plan: Plan) -> dict:
         plan.startup,
         conffiles=plan.conffiles,
         unit_files=any(e.kind == "unit" for e in plan.entries),
-        py_dirs=sorted({e.dest.rsplit("/", 1)[0] for e in plan.entries if e.dest.endswith(".py")}),
+        py_files=sorted(e.dest for e in plan.entries if e.dest.endswith(".py")),
         unit_dir=spec.install.get("units", UNIT_DIR),
     )
 
@@ -90,7 +90,7 @@ def scripts_context(
     *,
     conffiles: Sequence[str] = (),
     unit_files: bool | None = None,
-    py_dirs: Sequence[str] = (),
+    py_files: Sequence[str] = (),
     unit_dir: str = UNIT_DIR,
 ) -> dict:
     """The maintainer-script context: the host paths, and the unit names each systemd step acts
@@ -98,8 +98,9 @@ def scripts_context(
 
     ``conffiles`` and ``units`` are also what an upgrade compares with the installed version's
     (decided on the host: see debian/preinst.j2); ``unit_files``: the package installs anything
-    under the unit folder (drop-ins too), so systemd must reload; ``py_dirs``: folders of the
-    package's Python files, whose byte-code prerm removes."""
+    under the unit folder (drop-ins too), so systemd must reload; ``py_files``: the package's
+    Python files, which postinst byte-compiles and whose byte-code prerm removes (as dh_python3's
+    py3compile and py3clean do)."""
     layout = Layout(name).script_context()
     dirs = [unit_dir] + [d for d in layout.pop("unit_dirs") if d != unit_dir]
     return {
@@ -109,7 +110,8 @@ def scripts_context(
         "startup": startup,
         "conffiles": sorted(conffiles),
         "unit_files": bool(units) if unit_files is None else unit_files,
-        "py_dirs": list(py_dirs),
+        "py_files": list(py_files),
+        "py_dirs": sorted({f.rsplit("/", 1)[0] for f in py_files}),
         "unit_dirs": dirs,
         "shipped_units": sorted(u.name for u in units),
         **layout,

@@ -48,7 +48,7 @@ CONTEXTS = {
         [Unit("fleet-agent.service"), Unit("fleet-agent-startup.service", start=False, on_upgrade="none")],
         "/usr/lib/fleet-agent/startup.py",
         conffiles=["/etc/fleet-agent/agent.conf", "/etc/fleet-agent/startup.conf"],
-        py_dirs=["/usr/lib/fleet-agent"],
+        py_files=[f"/usr/lib/fleet-agent/{n}.py" for n in ("agent", "healthcheck", "startup")],
     ),
     # Scripts and configs only.
     "bare": control.scripts_context("plain-files", "0.3~rc1-2", [], None),
