@@ -257,7 +257,8 @@ def add_source(run: Context, _step: Step) -> Done:
     repo, lay = run.opts.via_repo, run.layout
     run.sh(commands.write_file(lay.repo_keyring), sudo=True, stdin=repo.key.encode(), check=True)
     run.sh(commands.write_file(lay.repo_source), sudo=True, stdin=repo.sources.encode(), check=True)
-    r = run.sh(commands.apt_update_source(lay.repo_source), sudo=True, timeout=run.opts.lock_timeout + 300)
+    update = commands.apt_update_source(lay.repo_source, deps.lists_prefix(repo.url))
+    r = run.sh(update, sudo=True, timeout=run.opts.lock_timeout + 300)
     problems = [l.strip() for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "W:", "Err:"))]
     if not r.ok or any(l.startswith(("E:", "Err:")) for l in problems):
         raise ShipError(

@@ -149,9 +149,14 @@ if [ -z "$newest" ]; then echo missing; else echo $(( $(date +%s) - newest )); f
 """
 
 
+def lists_prefix(url: str) -> str:
+    """How the names of a source's files in /var/lib/apt/lists begin (apt's URItoFileName for a plain
+    URL: no scheme, "/" as "_")."""
+    return url.split("://", 1)[-1].rstrip("/").replace("/", "_") + "_"
+
+
 def lists_age_command(own_repo_url: str | None = None) -> list[str]:
-    skip = own_repo_url.split("://", 1)[-1].rstrip("/").replace("/", "_") + "_" if own_repo_url else ""
-    return ["sh", "-c", LISTS_AGE_SCRIPT, "sh", skip]
+    return ["sh", "-c", LISTS_AGE_SCRIPT, "sh", lists_prefix(own_repo_url) if own_repo_url else ""]
 
 
 def parse_lists_age(stdout: str) -> float | None:
