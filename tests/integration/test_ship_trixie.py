@@ -9,9 +9,11 @@ test_pin.py and test_via_repo.py; tests/system/test_ship_trixie_booted.py boots 
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import pytest
 
+from builder import gpg
 from builder.build import build_deb
 from builder.layout import Layout
 from builder.pkgsig import sig_path, sign
@@ -141,6 +143,29 @@ def test_via_repo_signed_with_ed25519_is_accepted_by_sqv(suite_ssh_host, clean_f
     output = purge(host)
     assert "not empty so not removed" not in output, output
     assert leftovers(host, clean_files) == ([], [])
+
+
+def test_a_repository_signed_with_rsa_1024_is_refused_by_apt_3(
+    suite_ssh_host, debs, keys, server, tmp_path, monkeypatch
+):
+    """What debship publish refuses (tests/integration/test_signing_keys.py), trixie's apt refuses
+    too: a repository another tool signed with an RSA-1024 key.  (publish's own check is switched
+    off here to make that repository; apt, not debship, is what is tested.)"""
+    host = suite_ssh_host
+    uid = "weak archive <weak@example.com>"
+    subprocess.run(
+        ["gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid, "rsa1024", "sign", "never"],
+        check=True,
+        capture_output=True,
+    )
+    monkeypatch.setattr(gpg, "check_key_policy", lambda *a, **kw: [])
+    publish([debs["1.0.0"]], server.repo, sign_key=uid)
+    via = ["--via-repo", server.url, "--repo-key", str(export_key(uid, tmp_path / "weak.gpg"))]
+    r = run_ship([host], debs["1.0.0"], *via)
+    assert r.exit_code == 1, r.output + r.stderr
+    assert "RSA1024 is not considered secure" in r.stderr, r.stderr  # sqv's reason, on one line
+    assert "refuses the repository's signing key or signature by policy: publish it again with a key" in r.stderr
+    assert installed(host) in ("", "un")
 
 
 def test_trusted_keys_are_checked_with_sqv_as_debian_13_has_no_gpgv(suite_ssh_host, debs, keys, server, tmp_path):
