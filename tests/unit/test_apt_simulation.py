@@ -67,6 +67,13 @@ def test_simulate_command_is_the_install_with_s_and_writes_no_cache():
     assert "Dir::Log::Planner=/dev/null" in rest
 
 
+def test_lists_prefix_is_apts_file_name_for_the_source():
+    # apt-get indextargets on Debian 13 for "deb https://u:p@repo.example:8443/~ops/my_repo/ stable main":
+    # /var/lib/apt/lists/repo.example:8443_%7eops_my%5frepo_dists_stable_main_binary-amd64_Packages
+    assert deps.lists_prefix("https://u:p@repo.example:8443/~ops/my_repo/") == "repo.example:8443_%7eops_my%5frepo_"
+    assert deps.lists_prefix("http://127.0.0.1:37023") == "127.0.0.1:37023_"
+
+
 def test_lists_age():
     assert deps.parse_lists_age("missing\n") is None and deps.parse_lists_age("42\n") == 42.0
     assert deps.lists_age_command("http://127.0.0.1:8080/repo/")[-1] == "127.0.0.1:8080_repo_"
