@@ -4,8 +4,9 @@
 change, so a reproducible build stays byte-identical and its sha256 stays the one ``ship`` and
 the repository index check.  A host that holds keys in ``KEYS_DIR`` (``ship --trust-key``, or
 cloud-init ``write_files``) installs only a package whose signature ``gpgv`` verifies against
-one of them; a host without keys behaves as before.  gpgv is on every Debian host (apt depends
-on it), where debsig-verify is one more package, with XML policy files per key, and reads a
+one of them (Debian 13 has no gpgv, its apt depends on sqv: there ``sqv`` checks it); a host
+without keys behaves as before.  gpgv or sqv is on every Debian host (apt depends on one of them),
+where debsig-verify is one more package, with XML policy files per key, and reads a
 signature *inside* the .deb's ar archive (``_gpgorigin``): adding it changes the .deb's bytes.
 Why, and what it covers: docs/security.md.
 
@@ -117,19 +118,38 @@ def trust_command(key: TrustedKey) -> list[str]:
 
 # has_keys: the host trusts a key in $keys.  gpgv_check SIG DEB: gpgv's status lines; exit 0 when
 # the signature verifies with one of the keys, else 78.  (Also used by commands.check_and_keep.)
+# Debian 13 has no gpgv unless something pulls it in (its apt verifies with sqv, Sequoia's): there
+# sqv checks, under its own crypto policy, and its answer is told as gpgv's status lines.
 GPGV_SH = r"""
 has_keys() {
     for k in "$keys"/*.gpg; do if [ -f "$k" ] && [ ! -L "$k" ]; then return 0; fi; done
     return 1
 }
-gpgv_check() {  # gpgv_check SIG DEB: exit 0 when gpgv verifies it with one of the keys, else 78
+gpgv_check() {  # gpgv_check SIG DEB: exit 0 when gpgv (or sqv) verifies it with one of the keys, else 78
     sig=$1 deb=$2
     set --
     for k in "$keys"/*.gpg; do if [ -f "$k" ] && [ ! -L "$k" ]; then set -- "$@" --keyring "$k"; fi; done
-    home=$(mktemp -d) || exit 1
-    gpgv --homedir "$home" --status-fd 1 "$@" "$sig" "$deb" 2>/dev/null
-    rc=$?
-    rm -rf -- "$home"
+    if command -v gpgv >/dev/null 2>&1; then
+        home=$(mktemp -d) || exit 1
+        gpgv --homedir "$home" --status-fd 1 "$@" "$sig" "$deb" 2>/dev/null
+        rc=$?
+        rm -rf -- "$home"
+    elif command -v sqv >/dev/null 2>&1; then
+        out=$(sqv "$@" --signature-file "$sig" -- "$deb" 2>&1)
+        rc=$?
+        if [ "$rc" -eq 0 ]; then
+            for f in $out; do echo "[GNUPG:] VALIDSIG $f"; done
+        else
+            case $out in
+            *"Missing key "*) k=${out#*Missing key }; echo "[GNUPG:] NO_PUBKEY ${k%%[!0-9A-Fa-f]*}";;
+            *manipulated*) echo "[GNUPG:] BADSIG";;
+            *expired*|*revoked*) echo "[GNUPG:] EXPKEYSIG";;
+            esac
+            printf '%s\n' "$out" | sed -n 's/^ *\(.\)/SQV \1/p' | head -n 3
+        fi
+    else
+        echo NOVERIFIER; exit 78
+    fi
     [ "$rc" -eq 0 ] || exit 78
     exit 0
 }
@@ -210,4 +230,13 @@ def verdict(exit_code: int, stdout: str, what: str) -> Verdict:
         return Verdict(False, f"refused {what}: signed by key {key}, which this host does not trust; {fix}")
     if "EXPKEYSIG" in status or "REVKEYSIG" in status:
         return Verdict(False, f"refused {what}: signed by an expired or revoked key; {fix}")
+    if "NOVERIFIER" in lines:
+        return Verdict(
+            False,
+            f"refused {what}: the host has neither gpgv nor sqv to check its signature; "
+            "install one (apt-get install gpgv) and ship again",
+        )
+    said = "; ".join(l[4:] for l in lines if l.startswith("SQV ") and not l.endswith(":"))
+    if said:
+        return Verdict(False, f"refused {what}: sqv could not verify its signature ({said}); {fix}")
     return Verdict(False, f"refused {what}: gpgv could not verify its signature (exit {exit_code}); {fix}")

@@ -9,7 +9,8 @@ guest for real, so services run, ``systemctl`` answers and a reboot reboots::
             conn.run(["id"])
 
 The guest root is ``rootfs.cached_root(BOOT_PACKAGES)`` (mmdebstrap, cached by
-package list), used through a ``rootfs.Root`` overlay.  Before the first boot
+package list; Debian 12, or 13 with ``suite="trixie"``: the same packages boot
+systemd 257 there), used through a ``rootfs.Root`` overlay.  Before the first boot
 the overlay gets per-host state: a machine-id and host name, user ``ops`` with a
 fresh ed25519 key and passwordless sudo, an sshd host key, and an sshd drop-in
 that listens on its own port on 127.0.0.1 only (the container shares the host's

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.fixtures import make_ssh_hosts, ssh_host  # noqa: F401  (fixtures: loopback SSH test hosts)
+from tests.harness.fixtures import make_ssh_hosts, ssh_host, suite_ssh_host  # noqa: F401  (fixtures: loopback SSH test hosts)
 from tests.harness.project import MINIMAL, copy_sample, write_project
 
 

@@ -257,12 +257,20 @@ def add_source(run: Context, _step: Step) -> Done:
     repo, lay = run.opts.via_repo, run.layout
     run.sh(commands.write_file(lay.repo_keyring), sudo=True, stdin=repo.key.encode(), check=True)
     run.sh(commands.write_file(lay.repo_source), sudo=True, stdin=repo.sources.encode(), check=True)
-    r = run.sh(commands.apt_update_source(lay.repo_source), sudo=True, timeout=run.opts.lock_timeout + 300)
-    problems = [l.strip() for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "W:", "Err:"))]
+    update = commands.apt_update_source(lay.repo_source, deps.lists_prefix(repo.url))
+    r = run.sh(update, sudo=True, timeout=run.opts.lock_timeout + 300)
+    problems = [" ".join(l.split()) for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "W:", "Err:"))]
     if not r.ok or any(l.startswith(("E:", "Err:")) for l in problems):
+        # sqv (Debian 13's apt) refuses a key or a signature by policy: the URL and the key are right
+        policy = any("Policy rejected" in l for l in problems)
         raise ShipError(
             f"apt-get update of {repo.url} failed ({' | '.join(problems[:3]) or f'exit {r.exit_code}'}); "
-            "check the URL, that the host reaches it, and --repo-key"
+            + (
+                "the host's apt refuses the repository's signing key or signature by policy: publish it "
+                "again with a key debship publish accepts (ed25519, or RSA of 3072 bits or more)"
+                if policy
+                else "check the URL, that the host reaches it, and --repo-key"
+            )
         )
     now = read_facts(run)
     return Done("ok", f"{lay.repo_source}: {run.pkg.name} {', '.join(now.available) or 'not found'} available", now)

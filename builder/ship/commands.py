@@ -69,9 +69,14 @@ def apt_remove(name: str, lock_timeout: int) -> list[str]:
     return [*NONINTERACTIVE, "apt-get", "remove", "-y", "-q", *_lock(lock_timeout), name]
 
 
-def apt_update_source(source_file: str) -> list[str]:
-    """Refresh one apt source only (the other sources' lists stay as they are)."""
-    return [
+def apt_update_source(source_file: str, lists_prefix: str | None = None) -> list[str]:
+    """Refresh one apt source only (the other sources' lists stay as they are).  With
+    ``lists_prefix`` (how the names of the source's list files begin) its signature is verified
+    again: its Release files are dropped first, for apt verifies only a Release file it downloads
+    and a server answers "not modified" for one apt has, so a new key (``--repo-key``) would not
+    be checked until the repository changes.  The Packages files stay: apt keeps those whose
+    hashes the new Release lists."""
+    update = [
         "apt-get",
         "update",
         "-qq",
@@ -82,6 +87,10 @@ def apt_update_source(source_file: str) -> list[str]:
         "-o",
         "APT::Get::List-Cleanup=0",
     ]
+    if lists_prefix is None:
+        return update
+    forget = 'rm -f -- /var/lib/apt/lists/"$1"*Release /var/lib/apt/lists/"$1"*Release.gpg; shift; exec "$@"'
+    return ["sh", "-c", forget, "sh", lists_prefix, *update]
 
 
 def configure_pending(lock_timeout: int) -> list[str]:

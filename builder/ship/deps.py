@@ -149,9 +149,21 @@ if [ -z "$newest" ]; then echo missing; else echo $(( $(date +%s) - newest )); f
 """
 
 
+_APT_QUOTED = frozenset(b'\\|{}[]<>"^~_=!@#$%^&*')
+
+
+def lists_prefix(url: str) -> str:
+    """How the names of a source's files in /var/lib/apt/lists begin: apt's ``URItoFileName`` (no
+    scheme, no user or password, ``_ ~ = …``, spaces and non-ASCII bytes as ``%xx``, "/" as "_")."""
+    rest = url.split("://", 1)[-1].rstrip("/")
+    host, sep, path = rest.partition("/")
+    text = (host.rsplit("@", 1)[-1] + sep + path).encode()
+    quoted = "".join(f"%{b:02x}" if b in _APT_QUOTED or b <= 0x20 or b >= 0x7F else chr(b) for b in text)
+    return quoted.replace("/", "_") + "_"
+
+
 def lists_age_command(own_repo_url: str | None = None) -> list[str]:
-    skip = own_repo_url.split("://", 1)[-1].rstrip("/").replace("/", "_") + "_" if own_repo_url else ""
-    return ["sh", "-c", LISTS_AGE_SCRIPT, "sh", skip]
+    return ["sh", "-c", LISTS_AGE_SCRIPT, "sh", lists_prefix(own_repo_url) if own_repo_url else ""]
 
 
 def parse_lists_age(stdout: str) -> float | None:

@@ -2,9 +2,12 @@
 
 Wire them in with ``from tests.harness.fixtures_nspawn import booted_host, make_booted_hosts``
 in a conftest.py (or a test module); add ``pytest_terminal_summary`` there too
-to print each host's boot timings at the end of the run.  Both fixtures skip
+to print each host's boot timings at the end of the run.  The fixtures skip
 the test when not root or when a tool is missing, and fail instead when
-DEBSHIP_REQUIRE_ALL=1.
+DEBSHIP_REQUIRE_ALL=1.  A host boots a Debian 12 (bookworm) root unless asked
+for another suite: ``make_booted_hosts(1, suite="trixie")``, or
+``suite_booted_host``, one container for a whole module, parametrized with the
+suite (``indirect=True``).
 """
 
 from __future__ import annotations
@@ -29,24 +32,25 @@ def require_nspawn_host() -> None:
         require_tool(tool)
 
 
-@pytest.fixture
-def make_booted_hosts(request, tmp_path):
-    """A factory: ``make_booted_hosts(n, cloud=False, **NspawnHost options)`` -> n booted hosts, all
-    powered off after the test (``cloud``: a root with cloud-init, for ``user_data=``)."""
+@contextlib.contextmanager
+def booted_host_factory(workdir, test_id: str):
+    """``make(n, cloud=False, suite="bookworm", **NspawnHost options)`` -> n booted hosts of a cached
+    root of ``suite``, all powered off when the block ends (``cloud``: a root with cloud-init, for
+    ``user_data=``); each host's boot timings are recorded under ``test_id``."""
     require_nspawn_host()
     from hostlab.nspawn import BOOT_PACKAGES, CLOUD_PACKAGES, NspawnHost
-    from hostlab.rootfs import Root, cached_root
+    from hostlab.rootfs import SUITE, Root, cached_root
 
     made: list[tuple[NspawnHost, float]] = []
     with contextlib.ExitStack() as stack:
 
-        def make(n: int = 1, cloud: bool = False, **kw) -> list[NspawnHost]:
-            lower = cached_root(CLOUD_PACKAGES if cloud else BOOT_PACKAGES)
+        def make(n: int = 1, cloud: bool = False, suite: str = SUITE, **kw) -> list[NspawnHost]:
+            lower = cached_root(CLOUD_PACKAGES if cloud else BOOT_PACKAGES, suite=suite)
             hosts = []
             for _ in range(n):
                 t0 = time.monotonic()
-                root = stack.enter_context(Root(lower, workdir=tmp_path))
-                host = stack.enter_context(NspawnHost(root, workdir=tmp_path, **kw))
+                root = stack.enter_context(Root(lower, workdir=workdir))
+                host = stack.enter_context(NspawnHost(root, workdir=workdir, **kw))
                 made.append((host, t0))
                 hosts.append(host)
             return hosts
@@ -57,13 +61,29 @@ def make_booted_hosts(request, tmp_path):
             for host, t0 in made:
                 TIMINGS.append(
                     {
-                        "test": request.node.nodeid,
+                        "test": test_id,
                         "machine": host.machine,
                         "boot_to_ssh": [b.ssh_after for b in host.boots],
                         "reboots": host.reboots,
                         "alive": round(time.monotonic() - t0, 1),
                     }
                 )
+
+
+@pytest.fixture
+def make_booted_hosts(request, tmp_path):
+    """A factory: ``make_booted_hosts(n, cloud=False, suite="bookworm", **NspawnHost options)`` -> n booted
+    hosts, all powered off after the test (``cloud``: a root with cloud-init, for ``user_data=``)."""
+    with booted_host_factory(tmp_path, request.node.nodeid) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def suite_booted_host(request, tmp_path_factory):
+    """One booted container of the Debian suite ``request.param`` (parametrize it with ``indirect=True``),
+    shared by the module's tests: they run in file order on the state the previous one left."""
+    with booted_host_factory(tmp_path_factory.mktemp(f"booted-{request.param}"), request.node.nodeid) as make:
+        yield make(1, suite=request.param)[0]
 
 
 @pytest.fixture

@@ -93,3 +93,33 @@ def deploy_log(host, name: str) -> str:
     """The package's deploy log (maintainer scripts and ship write it), "" when absent."""
     rc, out = _out(host, ["cat", Layout(name).deploy_log])
     return out if rc == 0 else ""
+
+
+# apt's and dpkg's own bookkeeping changes with every operation; it is not the package's.
+BOOKKEEPING = (
+    "var/cache/",
+    "var/lib/apt/",
+    "var/log/apt/",
+    "var/lib/dpkg/",
+    "var/log/dpkg.log",
+    "var/log/alternatives.log",
+)
+
+
+def purge(host, name: str = "fleet-agent") -> str:
+    """``apt-get purge name`` on the host as root, as an admin runs it; its output (asserts it succeeded)."""
+    argv = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "purge", "-y", "-q", name]
+    rc, out = _out(host, argv)
+    assert rc == 0, out
+    return out
+
+
+def leftovers(host, before: set[str], skip: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """(paths gone, paths new) of the host's root against ``before`` (``Root.files()``), apt's and
+    dpkg's bookkeeping and the ``skip`` prefixes aside: ([], []) once a purge removed all it should."""
+    after = host.root.files()
+    ignore = BOOKKEEPING + skip
+    return (
+        sorted(f for f in before - after if not f.startswith(ignore)),
+        sorted(f for f in after - before if not f.startswith(ignore)),
+    )

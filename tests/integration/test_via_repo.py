@@ -57,6 +57,20 @@ def test_ship_via_repo_to_two_hosts_and_roll_back_from_it(make_ssh_hosts, publis
     assert r.exit_code == 0 and r.output.count("already at 2.0.0") >= 2
 
 
+def test_a_wrong_key_after_a_good_ship_is_refused_though_the_lists_are_cached(ssh_host, published, keys, tmp_path):
+    """The host verified the repository's Release with the right key before, and the server answers
+    "not modified": apt would reuse that Release unchecked, so ship drops it and apt verifies again."""
+    debs, via = published
+    assert run_ship([ssh_host], debs["2.0.0"], *via).exit_code == 0
+    wrong = export_key(keys.other, tmp_path / "other.gpg")
+    r = run_ship([ssh_host], debs["1.0.0"], *via[:2], "--repo-key", str(wrong))
+    assert r.exit_code == 1, r.output + r.stderr
+    assert "apt-get update of http://127.0.0.1:" in r.stderr and "--repo-key" in r.stderr
+    assert installed(ssh_host) == "ii 2.0.0"
+    r = run_ship([ssh_host], debs["1.0.0"], *via)  # the right key again: it installs
+    assert r.exit_code == 0 and installed(ssh_host) == "ii 1.0.0", r.output + r.stderr
+
+
 def test_a_wrong_key_fails_the_host_before_anything_is_installed(ssh_host, published, keys, tmp_path):
     debs, via = published
     wrong = export_key(keys.other, tmp_path / "other.gpg")

@@ -1,5 +1,7 @@
 """The pure parsers of the host-side security checks, on captured real output: gpgv's status
-lines (gpgv 2.2.40, Debian 12) for a good, a foreign and a bad signature, and the guard's
+lines (gpgv 2.2.40, Debian 12) for a good, a foreign and a bad signature, the same told by the
+check's sqv branch (sqv 1.3.0, Debian 13, which has no gpgv) plus a SHA-1 signature sqv's policy
+rejects, and the guard's
 UNSAFE report; and key files for hosts (armored → binary, as gpgv needs)."""
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ BAD = """[GNUPG:] NEWSIG
 [GNUPG:] KEY_CONSIDERED D0120DFD06A487C79D1E65AD873120DDF3505EAB 0
 [GNUPG:] BADSIG 873120DDF3505EAB t <t@e>
 """
+# verify_command's output on a Debian 13 root (sqv 1.3.0): sqv's answer as gpgv's status lines.
+SQV_GOOD = "[GNUPG:] VALIDSIG 2E2E5DAB6EFDA715577F5514F5A3257082CC7C5B\n"
+SQV_FOREIGN = (
+    "[GNUPG:] NO_PUBKEY 2E2E5DAB6EFDA715577F5514F5A3257082CC7C5B\n"
+    "SQV Missing key 2E2E5DAB6EFDA715577F5514F5A3257082CC7C5B, which is needed to verify signature.\n"
+)
+SQV_BAD = "[GNUPG:] BADSIG\nSQV Verifying signature:\nSQV Message has been manipulated\n"
+SQV_SHA1 = (
+    "SQV Verifying signature:\n"
+    "SQV Policy rejected non-revocation signature (Binary) requiring collision resistance\n"
+    "SQV because: SHA1 is not considered secure since 2013-02-01T00:00:00Z\n"
+)
 WHAT = "fleet-agent 1.2.0"
 
 
@@ -41,6 +55,17 @@ WHAT = "fleet-agent 1.2.0"
         (78, BAD, False, "its signature does not match its bytes (altered after signing)"),
         (78, "NOTFOUND\n", False, "the repository has no such package"),
         (1, "", False, "gpgv could not verify its signature (exit 1)"),
+        (0, SQV_GOOD, True, "signature good, key 2E2E5DAB6EFDA715577F5514F5A3257082CC7C5B"),
+        (78, SQV_FOREIGN, False, "signed by key 2E2E5DAB6EFDA715577F5514F5A3257082CC7C5B, which this host does not"),
+        (78, SQV_BAD, False, "its signature does not match its bytes (altered after signing)"),
+        (
+            78,
+            SQV_SHA1,
+            False,
+            "sqv could not verify its signature (Policy rejected non-revocation signature (Binary) requiring "
+            "collision resistance; because: SHA1 is not considered secure since 2013-02-01T00:00:00Z)",
+        ),
+        (78, "NOVERIFIER\n", False, "the host has neither gpgv nor sqv to check its signature; install one"),
     ],
 )
 def test_verdict(code, out, ok, words):
