@@ -255,12 +255,20 @@ def trust_key(run: Context) -> Done:
 def add_source(run: Context, _step: Step) -> Done:
     """Put the repository's key and deb822 source on the host and refresh that source alone."""
     repo, lay = run.opts.via_repo, run.layout
+    # What was there before, put back if apt refuses the new key or source (the host keeps
+    # the repository it trusted, not a key that verifies nothing).
+    before = {path: run.sh(["cat", "--", path], sudo=True) for path in (lay.repo_keyring, lay.repo_source)}
     run.sh(commands.write_file(lay.repo_keyring), sudo=True, stdin=repo.key.encode(), check=True)
     run.sh(commands.write_file(lay.repo_source), sudo=True, stdin=repo.sources.encode(), check=True)
     update = commands.apt_update_source(lay.repo_source, deps.lists_prefix(repo.url))
     r = run.sh(update, sudo=True, timeout=run.opts.lock_timeout + 300)
     problems = [" ".join(l.split()) for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "W:", "Err:"))]
     if not r.ok or any(l.startswith(("E:", "Err:")) for l in problems):
+        for path, old in before.items():
+            if old.ok:
+                run.sh(commands.write_file(path), sudo=True, stdin=old.stdout.encode(), check=True)
+            else:
+                run.sh(["rm", "-f", "--", path], sudo=True, check=True)
         # sqv (Debian 13's apt) refuses a key or a signature by policy: the URL and the key are right
         policy = any("Policy rejected" in l for l in problems)
         raise ShipError(

@@ -15,6 +15,7 @@ from tests.harness.shipping import installed, run_ship, share_key
 
 pytestmark = pytest.mark.root
 SOURCE = "etc/apt/sources.list.d/debship-fleet-agent.sources"
+KEYRING = "etc/apt/keyrings/debship-fleet-agent.asc"
 
 
 @pytest.fixture
@@ -62,11 +63,15 @@ def test_a_wrong_key_after_a_good_ship_is_refused_though_the_lists_are_cached(ss
     "not modified": apt would reuse that Release unchecked, so ship drops it and apt verifies again."""
     debs, via = published
     assert run_ship([ssh_host], debs["2.0.0"], *via).exit_code == 0
+    keyring = ssh_host.root.path / KEYRING
+    trusted = (keyring.read_bytes(), (ssh_host.root.path / SOURCE).read_bytes())
     wrong = export_key(keys.other, tmp_path / "other.gpg")
     r = run_ship([ssh_host], debs["1.0.0"], *via[:2], "--repo-key", str(wrong))
     assert r.exit_code == 1, r.output + r.stderr
     assert "apt-get update of http://127.0.0.1:" in r.stderr and "--repo-key" in r.stderr
     assert installed(ssh_host) == "ii 2.0.0"
+    # the refused key is not left in place: the host keeps the key and source it trusted
+    assert (keyring.read_bytes(), (ssh_host.root.path / SOURCE).read_bytes()) == trusted
     r = run_ship([ssh_host], debs["1.0.0"], *via)  # the right key again: it installs
     assert r.exit_code == 0 and installed(ssh_host) == "ii 1.0.0", r.output + r.stderr
 
@@ -78,3 +83,5 @@ def test_a_wrong_key_fails_the_host_before_anything_is_installed(ssh_host, publi
     assert r.exit_code == 1
     assert "apt-get update of http://127.0.0.1:" in r.stderr and "--repo-key" in r.stderr
     assert installed(ssh_host) == ""
+    # no source nor key is left that would fail every later apt-get update on the host
+    assert not (ssh_host.root.path / SOURCE).exists() and not (ssh_host.root.path / KEYRING).exists()
