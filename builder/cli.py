@@ -685,15 +685,32 @@ def phase(repo_dir, name, version, percent, halt, complete, suite, component, si
     help="Also write this package-signing public key to /etc/debship/keys/: later ships to the "
     "instance install only packages it signed.",
 )
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Install each --package NAME with `debship apply --follow` and keep following the repository's "
+    "phased rollout with the timer debship-follow@NAME.timer (every 15 min): health-checked, "
+    "rolled back locally, unpinned (docs/rollouts.md).",
+)
 @reports_errors
-def cloud_init(url, key_file, packages, suite, component, source_name, through_apply, trust_key) -> None:
+def cloud_init(url, key_file, packages, suite, component, source_name, through_apply, trust_key, follow) -> None:
     """Print cloud-init user-data that adds the repository and installs packages at first boot."""
     from .cloudinit import parse_package, user_data
     from .gpg import read_key
 
     wanted = [parse_package(p) for p in packages]
     click.echo(
-        user_data(url, read_key(key_file), wanted, suite, component, source_name, through_apply, _trusted(trust_key)),
+        user_data(
+            url,
+            read_key(key_file),
+            wanted,
+            suite,
+            component,
+            source_name,
+            through_apply,
+            _trusted(trust_key),
+            follow,
+        ),
         nl=False,
     )
 

@@ -136,16 +136,37 @@ def follow(
     follows, with everything ``apply`` does; (package, result, "") or (None, None, why not)."""
     from . import fleet, local
 
+    check_not_pushed(name, opts.take_over)
     repo = opts.via_repo or followed_repo(name)
     opts = replace(opts, via_repo=repo, follow=True)
     with tempfile.TemporaryDirectory(prefix="debship-follow.") as tmp:
-        version, why = phased_candidate(name, repo, Path(tmp))
+        version, why, now = phased_candidate(name, repo, Path(tmp))
+        lay = Layout(name)
+        if version is None and now is not None and (Path(lay.apt_pin).exists() or not Path(lay.follow_marker).exists()):
+            version = now  # nothing new to take, but the host starts following: unpinned, the marker written
         if version is None:
             return None, None, why
         deb = from_repo(name, version, opts, Path(tmp) / "download")
         pkg = read_package(deb)
         result = fleet.run_fleet(pkg, [HostSpec("localhost")], opts, emit, ship_host, connector=local.connect)[0]
         return pkg, result, ""
+
+
+def check_not_pushed(name: str, take_over: bool) -> None:
+    """A push-managed host (debship's pin, no follow marker) follows only with ``--take-over``
+    (the same rule ``plan.plan_managed`` applies under the lock, checked here before anything)."""
+    from .pin import parse_pin
+
+    lay = Layout(name)
+    try:
+        pinned = parse_pin(Path(lay.apt_pin).read_text())
+    except OSError:
+        pinned = None
+    if pinned and not take_over and not Path(lay.follow_marker).exists():
+        raise ShipError(
+            f"{name} is push-managed on this host (debship's pin holds it at {pinned}); pass "
+            "--take-over to make the host follow the repository instead (the pin is removed)"
+        )
 
 
 def followed_repo(name: str):
@@ -164,8 +185,8 @@ def followed_repo(name: str):
     return ViaRepo(url, key, sources)
 
 
-def phased_candidate(name: str, repo, tmp: Path) -> tuple[str | None, str]:
-    """(version to take, "") or (None, why not): what apt's own upgrade offers this machine
+def phased_candidate(name: str, repo, tmp: Path) -> tuple[str | None, str, str | None]:
+    """(version to take, "", installed) or (None, why not, installed): what apt's own upgrade offers this machine
     (its phasing: the bucket from /etc/machine-id), from the repository's lists alone and this
     host's preferences (the refused versions among them) less debship's pin.  Not installed:
     the candidate (apt phases upgrades only).  A version halted at 0 % is never taken
@@ -185,7 +206,7 @@ def phased_candidate(name: str, repo, tmp: Path) -> tuple[str | None, str]:
     installed = re.search(r"Installed: (\S+)", policy)
     candidate = re.search(r"Candidate: (\S+)", policy)
     if candidate is None or candidate.group(1) == "(none)":
-        return None, f"{repo.url} offers no version of {name} this host may take"
+        return None, f"{repo.url} offers no version of {name} this host may take", None
     now = installed.group(1) if installed and installed.group(1) != "(none)" else None
     version = candidate.group(1)
     if now is not None:
@@ -193,14 +214,15 @@ def phased_candidate(name: str, repo, tmp: Path) -> tuple[str | None, str]:
         took = [m.group(3) for m in map(_INST.match, sim.splitlines()) if m and m.group(1) == name]
         if not took:
             held = version != now
-            return None, (
+            why = (
                 f"{name} stays at {now}: {version} is phased and this machine's bucket is not under its percentage"
                 if held
                 else f"{name} is at {now}, the newest version {repo.url} offers it"
             )
+            return None, why, now
         version = took[0]
     show = _apt(["apt-cache", *apt, "show", f"{name}={version}"], lists, f"cannot read {repo.url}", env)
     phase = re.search(r"^Phased-Update-Percentage: (\d+)", show, re.M)
     if phase is not None and int(phase.group(1)) == 0:
-        return None, f"{name} {version} is halted (phased at 0 %); {name} stays at {now or 'nothing'}"
-    return version, ""
+        return None, f"{name} {version} is halted (phased at 0 %); {name} stays at {now or 'nothing'}", now
+    return version, "", now

@@ -190,6 +190,9 @@ def test_apply_follow_takes_phases_rolls_back_and_refuses(machines, keys, server
     p = follow(failed)
     assert p.returncode == 0 and failed.version(name) == "2.0.0", p.stdout + p.stderr
     assert "newest version" in p.stdout, p.stdout
+    assert failed.run("apt-get", "update", "-q").returncode == 0
+    sim = failed.run("apt-get", "-s", "upgrade").stdout
+    assert "Inst fleet-agent" not in sim and "3.0.0" not in sim, sim
 
     # a push to a following host is refused unless --take-over; push-managed hosts refuse --follow
     p = failed.run("debship", "apply", f"{name}=2.0.0", *first)
@@ -199,7 +202,9 @@ def test_apply_follow_takes_phases_rolls_back_and_refuses(machines, keys, server
     assert (failed.root.path / f"etc/apt/preferences.d/debship-{name}.pref").exists()
     assert not (failed.root.path / f"etc/debship/follow/{name}").exists()
     p = follow(failed)
-    assert p.returncode == 1 and "push-managed" in p.stdout + p.stderr, p.stdout + p.stderr
+    assert p.returncode == 6 and p.stderr.startswith("apply: error: fleet-agent is push-managed on this host"), p.stderr
+    p = follow(failed, "--take-over")
+    assert p.returncode == 0 and not (failed.root.path / f"etc/apt/preferences.d/debship-{name}.pref").exists()
 
 
 def test_phase_bad_input_is_one_line(keys, server, tmp_path):
