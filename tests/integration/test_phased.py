@@ -244,3 +244,39 @@ def test_phase_bad_input_is_one_line(keys, server, tmp_path):
     assert {p: p.read_bytes() for p in server.repo.rglob("*") if p.is_file() and p.name != ".debship-publish.lock"} == {
         p: b for p, b in before.items() if p.name != ".debship-publish.lock"
     }
+
+
+def test_phases_live_in_the_signed_index_and_survive_later_publishes(keys, server, tmp_path):
+    project = write_project(tmp_path / "project", MINIMAL)
+    v1, v2 = (build_deb(project, tmp_path / v, v).path for v in ("1.0.0", "2.0.0"))
+    packages = server.repo / "dists/stable/main/binary-amd64/Packages"
+
+    def phases() -> dict:
+        out = {}
+        for stanza in packages.read_text().split("\n\n"):
+            fields = dict(l.split(": ", 1) for l in stanza.splitlines() if ": " in l)
+            out[fields["Version"]] = fields.get("Phased-Update-Percentage")
+        return out
+
+    publish([v1], server.repo, sign_key=keys.main, phase=30)
+    publish([v2], server.repo, sign_key=keys.main)  # a later publish keeps 1.0.0's phase
+    assert phases() == {"1.0.0": "30", "2.0.0": None}
+    (server.repo / ".debship-pool.json").unlink()  # the phase is read from the index, not the cache
+    out = phase(server.repo, "demo-svc", "2.0.0", "--percent", "10", key=keys.main)
+    assert out == "demo-svc 2.0.0: 100% -> 10%; stable/main signed\n"
+    assert phases() == {"1.0.0": "30", "2.0.0": "10"}
+    inrelease = server.repo / "dists/stable/InRelease"
+    stamp = inrelease.stat().st_mtime_ns
+    assert "already 10%; nothing written" in phase(server.repo, "demo-svc", "2.0.0", "--percent", "10", key=keys.main)
+    assert inrelease.stat().st_mtime_ns == stamp
+    phase(server.repo, "demo-svc", "1.0.0", "--complete", key=keys.main)
+    assert phases() == {"1.0.0": None, "2.0.0": "10"}
+    assert inrelease.stat().st_mtime > stamp / 1e9  # the same-second rule: dated after the one it replaced
+    r = cli_runner().invoke(
+        main, ["publish", str(v1), "--repo", str(tmp_path / "r2"), "--sign-key", keys.main, "--phase", "101"]
+    )
+    assert (r.exit_code, r.stderr) == (
+        7,
+        "publish: error: phase 101 is not a percentage of hosts; give a whole number from 0 to 100\n",
+    )
+    assert not (tmp_path / "r2").exists()
