@@ -150,6 +150,8 @@ class Layout:
             "repo_source": self.repo_source,
             "repo_keyring": self.repo_keyring,
             "apt_pin": self.apt_pin,
+            "refused_pref": self.refused,
+            "follow_marker": self.follow_marker,
             "debship_state": DEBSHIP_STATE,
             "dropped_file": self.dropped,
             "unit_dirs": [UNIT_DIR, UNIT_DIR_OLD],
