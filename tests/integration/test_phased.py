@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -55,6 +56,12 @@ def machines(tmp_path):
         yield make
 
 
+def each(hosts: list[Machine], fn) -> list:
+    """``fn(host)`` on every host, four at a time (each its own root and apt); (host, result) in order."""
+    with ThreadPoolExecutor(4) as pool:
+        return list(zip(hosts, pool.map(fn, hosts)))
+
+
 def phase(repo, name, version, *how, key):
     r = cli_runner().invoke(main, ["phase", str(repo), name, version, *how, "--sign-key", key])
     assert r.exit_code == 0, r.output + r.stderr
@@ -81,17 +88,22 @@ def test_plain_apt_upgrade_takes_a_phased_version_where_the_bucket_says(machines
     hosts = machines(8, "plain")
     expected = {m.mid for m in hosts if takes("demo-svc", "2.0.0", m.mid, 25)}
     assert 0 < len(expected) < len(hosts), "the fixed machine ids must split at 25 %"
-    for m in hosts:
+
+    def set_up(m):
         add_source(m, server.url, keys.main)
         for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "demo-svc=1.0.0"]):
             p = m.run(*argv, env=NONINTERACTIVE)
-            assert p.returncode == 0, p.stdout + p.stderr
+            if p.returncode != 0:
+                return p
+        return p
+
+    for _, p in each(hosts, set_up):
+        assert p.returncode == 0, p.stdout + p.stderr
 
     policy = hosts[0].run("apt-cache", "policy", "demo-svc").stdout
     assert "2.0.0 500 (phased 25%)" in policy and "Candidate: 2.0.0" in policy, policy
     for _ in range(2):  # the same machines on a second run
-        for m in hosts:
-            p = m.run("apt-get", "upgrade", "-y", "-q", env=NONINTERACTIVE)
+        for m, p in each(hosts, lambda m: m.run("apt-get", "upgrade", "-y", "-q", env=NONINTERACTIVE)):
             assert p.returncode == 0, p.stdout + p.stderr
             if m.mid not in expected:
                 assert "kept back" in p.stdout and "demo-svc" in p.stdout, p.stdout
@@ -106,9 +118,12 @@ def test_plain_apt_upgrade_takes_a_phased_version_where_the_bucket_says(machines
     assert "Inst demo-svc [1.0.0] (2.0.0 " in sim, sim
 
     assert "25% -> complete" in phase(server.repo, "demo-svc", "2.0.0", "--complete", key=keys.main)
-    for m in hosts:
+
+    def upgrade(m):
         m.run("apt-get", "update", "-q")
-        p = m.run("apt-get", "upgrade", "-y", "-q", env=NONINTERACTIVE)
+        return m.run("apt-get", "upgrade", "-y", "-q", env=NONINTERACTIVE)
+
+    for m, p in each(hosts, upgrade):
         assert p.returncode == 0 and m.version("demo-svc") == "2.0.0", p.stdout + p.stderr
 
 
@@ -146,8 +161,7 @@ def test_apply_follow_takes_phases_rolls_back_and_refuses(machines, keys, server
         return m.run("debship", "apply", "--follow", name, *extra)
 
     first = ["--repo", server.url, "--repo-key", "/root/archive.gpg"]
-    for m in hosts:
-        p = follow(m, *first)
+    for m, p in each(hosts, lambda m: follow(m, *first)):
         assert p.returncode == 0 and m.version(name) == "1.0.0", p.stdout + p.stderr
         assert not (m.root.path / f"etc/apt/preferences.d/debship-{name}.pref").exists()
         assert (m.root.path / f"etc/debship/follow/{name}").read_text().strip() == server.url
@@ -156,23 +170,21 @@ def test_apply_follow_takes_phases_rolls_back_and_refuses(machines, keys, server
     expected = {m.mid for m in hosts if takes(name, "2.0.0", m.mid, 25)}
     assert 0 < len(expected) < len(hosts), "the fixed machine ids must split at 25 %"
     for _ in range(2):  # the same machines on a second run (the source is remembered)
-        for m in hosts:
-            p = follow(m)
+        for m, p in each(hosts, follow):
             assert p.returncode == 0, p.stdout + p.stderr
             if m.mid not in expected:
                 assert "this machine's bucket is not under its percentage" in p.stdout, p.stdout
         assert {m.mid for m in hosts if m.version(name) == "2.0.0"} == expected
 
     phase(server.repo, name, "2.0.0", "--percent", "100", key=keys.main)
-    for m in hosts:
-        assert follow(m).returncode == 0 and m.version(name) == "2.0.0"
+    for m, p in each(hosts, follow):
+        assert p.returncode == 0 and m.version(name) == "2.0.0", p.stdout + p.stderr
 
     # a bad version at 50 %: the machines it reaches fail its checks and go back by themselves
     publish([apply_debs["3.0.0-bad"]], server.repo, sign_key=keys.main, phase=50)
     bad = {m.mid for m in hosts if takes(name, "3.0.0", m.mid, 50)}
     assert bad, "some machine must be in the 50 % bucket"
-    for m in hosts:
-        p = follow(m)
+    for m, p in each(hosts, follow):
         if m.mid in bad:
             assert p.returncode == 3 and "rolled back to 2.0.0" in p.stdout, p.stdout + p.stderr
             refused = (m.root.path / f"etc/apt/preferences.d/debship-{name}-refused.pref").read_text()
@@ -181,8 +193,7 @@ def test_apply_follow_takes_phases_rolls_back_and_refuses(machines, keys, server
             assert p.returncode == 0, p.stdout + p.stderr
         assert m.version(name) == "2.0.0"
     assert "50% -> halted (0%)" in phase(server.repo, name, "3.0.0", "--halt", key=keys.main)
-    for m in hosts:  # halted: no machine takes it, and the ones that failed it do not retry it
-        p = follow(m)
+    for m, p in each(hosts, follow):  # halted: no machine takes it, and those that failed it do not retry
         assert p.returncode == 0 and m.version(name) == "2.0.0", p.stdout + p.stderr
     # the refusal holds even when the version is offered to everyone, and for plain apt too
     phase(server.repo, name, "3.0.0", "--complete", key=keys.main)

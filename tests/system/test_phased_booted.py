@@ -82,7 +82,7 @@ def test_booted_hosts_pull_a_phased_rollout_and_roll_back_a_bad_version(make_boo
     hosts = make_booted_hosts(8, start=False)
     mids = {}
     for i, h in enumerate(hosts):
-        mids[h] = machine_id(i, "booted")
+        mids[h] = machine_id(i, "booted-2")
         (h.root.path / "etc/machine-id").write_text(mids[h] + "\n")  # before the first boot, as an image's
         install_debship(h)
         export_key(keys.main, h.root.path / "root/archive.gpg")
