@@ -380,7 +380,8 @@ def install(run: Context, s: Step) -> Done:
 def write_pin(run: Context, version: str) -> None:
     """Hold the host at ``version`` through apt-get upgrade (see ``pin``); under the host lock.
     A host that follows the repository (``apply --follow``) is not pinned: its pin is removed
-    and the follow marker written; a push (``--take-over``) removes the marker."""
+    and the follow marker written; a push (``--take-over``) removes the marker and the versions
+    the host refused while following (pushed versions are the operator's choice)."""
     lay = run.layout
     if run.opts.follow:
         url = run.opts.via_repo.url if run.opts.via_repo is not None else "?"
@@ -389,8 +390,8 @@ def write_pin(run: Context, version: str) -> None:
         return
     path = lay.apt_pin
     run.sh(commands.write_file(path), sudo=True, stdin=pin.pin_text(run.pkg.name, version, path).encode(), check=True)
-    if run.first_facts is not None and run.first_facts.follows:
-        run.sh(commands.remove_file(lay.follow_marker), sudo=True, check=True)
+    if run.first_facts is not None and run.first_facts.follows:  # --take-over: push-managed from now on
+        run.sh(["rm", "-f", "--", lay.follow_marker, lay.refused], sudo=True, check=True)
 
 
 def pin_installed(run: Context, s: Step) -> Done:

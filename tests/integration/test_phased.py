@@ -212,6 +212,7 @@ def test_apply_follow_takes_phases_rolls_back_and_refuses(machines, keys, server
     assert p.returncode == 0, p.stdout + p.stderr
     assert (failed.root.path / f"etc/apt/preferences.d/debship-{name}.pref").exists()
     assert not (failed.root.path / f"etc/debship/follow/{name}").exists()
+    assert not (failed.root.path / f"etc/apt/preferences.d/debship-{name}-refused.pref").exists()
     p = follow(failed)
     assert p.returncode == 6 and p.stderr.startswith("apply: error: fleet-agent is push-managed on this host"), p.stderr
     p = follow(failed, "--take-over")
