@@ -34,6 +34,10 @@ def parse_package(spec: str) -> tuple[str, str | None]:
 
 APPLY_KEY = "/etc/debship/{name}-archive.asc"
 FOLLOW_UNIT = "debship-follow@"
+# apt 2.6 phases only in its upgrade calculation unless this is set; with it the candidate itself
+# is phased, so unattended-upgrades and `apt-get install NAME` honour the phase too (docs/rollouts.md).
+PHASING_CONF = "/etc/apt/apt.conf.d/50debship-phasing"
+PHASING_TEXT = 'APT::Get::Phase-Policy "true";\n'
 
 # apply --follow NAME every 15 minutes (a random 5 minutes apart, so that a fleet does not fetch at
 # once), the first time 2 minutes after boot; change it with a drop-in (systemctl edit).
@@ -78,7 +82,8 @@ def user_data(
     rollback, record and pin at first boot, and a failed check ends cloud-init in error.
     ``follow``: each package (NAME, no version: the repository's phased rollout picks it) is
     installed by ``debship apply --follow NAME --repo …`` and followed from then on by the timer
-    ``debship-follow@NAME.timer`` (written here): the host follows the repository, unpinned.
+    ``debship-follow@NAME.timer`` (written here): the host follows the repository, unpinned;
+    ``PHASING_CONF`` makes apt phase the candidate itself, for unattended-upgrades too.
     ``trust_key`` (a ``pkgsig.TrustedKey``): the host installs only packages it signed."""
     if not REPO_URL_RE.match(url):
         raise RepoError(
@@ -128,9 +133,14 @@ def user_data(
             "    content: |",
             *[f"      {line}".rstrip() for line in key.strip().splitlines()],
         ]
-        for path, text in ((f"{FOLLOW_UNIT}.service", FOLLOW_SERVICE), (f"{FOLLOW_UNIT}.timer", FOLLOW_TIMER)):
+        units = "/etc/systemd/system/"
+        for path, text in (
+            (units + f"{FOLLOW_UNIT}.service", FOLLOW_SERVICE),
+            (units + f"{FOLLOW_UNIT}.timer", FOLLOW_TIMER),
+            (PHASING_CONF, PHASING_TEXT),
+        ):
             files += [
-                f"  - path: {q('/etc/systemd/system/' + path)}",
+                f"  - path: {q(path)}",
                 '    permissions: "0644"',
                 "    content: |",
                 *[f"      {line}".rstrip() for line in text.strip().splitlines()],

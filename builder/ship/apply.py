@@ -213,12 +213,15 @@ def phased_candidate(name: str, repo, tmp: Path) -> tuple[str | None, str, str |
         sim = _apt(["apt-get", *apt, "-s", "-q", "upgrade"], lists, "cannot simulate apt-get upgrade", env)
         took = [m.group(3) for m in map(_INST.match, sim.splitlines()) if m and m.group(1) == name]
         if not took:
-            held = version != now
-            why = (
-                f"{name} stays at {now}: {version} is phased and this machine's bucket is not under its percentage"
-                if held
-                else f"{name} is at {now}, the newest version {repo.url} offers it"
-            )
+            table = policy.split("Version table:", 1)[-1]
+            rows = re.findall(r"^\s+(?:\*\*\* )?(\S+) (-?\d+)(.*)$", table, re.M)
+            newest, _, rest = next(((v, p, r) for v, p, r in rows if int(p) >= 0), (now, "", ""))  # -1: refused
+            if newest == now:
+                why = f"{name} is at {now}, the newest version {repo.url} offers it that this host may take"
+            elif "(phased" in rest:
+                why = f"{name} stays at {now}: {newest} is phased and this machine's bucket is not under its percentage"
+            else:
+                why = f"{name} stays at {now}: apt-get upgrade keeps {newest} back (see apt-get -s upgrade)"
             return None, why, now
         version = took[0]
     show = _apt(["apt-cache", *apt, "show", f"{name}={version}"], lists, f"cannot read {repo.url}", env)

@@ -147,13 +147,56 @@ def test_halt_at_zero_still_lets_apt_take_it_where_the_draw_is_zero(machines, ke
         assert ("Inst demo-svc [1.0.0] (2.0.0 " in sim) is took, sim
 
 
+def test_unattended_upgrades_phases_only_with_the_phase_policy(tmp_path, keys, server):
+    """unattended-upgrades 2.9 (Debian 12) marks upgrades itself (python-apt), outside apt's upgrade
+    calculation: it takes a phased version on a machine outside the bucket, unless apt phases the
+    candidate itself (``APT::Get::Phase-Policy``, what ``cloud-init --follow`` writes)."""
+    require_root_host()
+    from builder.cloudinit import PHASING_CONF, PHASING_TEXT
+    from hostlab.rootfs import ROOT_PACKAGES, Root, cached_root
+
+    project = write_project(tmp_path / "project", MINIMAL)
+    v1, v2 = (build_deb(project, tmp_path / v, v).path for v in ("1.0.0", "2.0.0"))
+    publish([v1], server.repo, sign_key=keys.main)
+    publish([v2], server.repo, sign_key=keys.main, phase=10)
+    ids = [machine_id(i, "uu") for i in range(40)]
+    outside = next(i for i in ids if not takes("demo-svc", "2.0.0", i, 10))
+    inside = next(i for i in ids if takes("demo-svc", "2.0.0", i, 10))
+    lower = cached_root(tuple(sorted({*ROOT_PACKAGES, "unattended-upgrades"})))
+    with Root(lower, workdir=tmp_path) as plain, Root(lower, workdir=tmp_path) as policy:
+        machines = [Machine(plain, outside), Machine(policy, outside)]
+        (policy.path / PHASING_CONF.lstrip("/")).write_text(PHASING_TEXT)
+        for m in machines:
+            add_source(m, server.url, keys.main)
+            (m.root.path / "etc/apt/apt.conf.d/51debship-test").write_text(
+                'Unattended-Upgrade::Origins-Pattern { "origin=debship"; };\n'
+            )
+            for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "demo-svc=1.0.0"]):
+                p = m.run(*argv, env=NONINTERACTIVE)
+                assert p.returncode == 0, p.stdout + p.stderr
+        pol = machines[1].run("apt-cache", "policy", "demo-svc").stdout
+        assert "Candidate: 1.0.0" in pol and "2.0.0 1 (phased 10%)" in pol, pol
+        assert "Inst demo-svc" not in machines[1].run("apt-get", "-s", "install", "demo-svc").stdout
+        for m in machines:
+            p = m.run("unattended-upgrade", env=NONINTERACTIVE)
+            assert p.returncode == 0, p.stdout + p.stderr
+        assert [m.version("demo-svc") for m in machines] == ["2.0.0", "1.0.0"]
+        (policy.path / "etc/machine-id").write_text(inside + "\n")  # a machine in the bucket takes it
+        p = machines[1].run("unattended-upgrade", env=NONINTERACTIVE)
+        assert p.returncode == 0 and machines[1].version("demo-svc") == "2.0.0", p.stdout + p.stderr
+
+
 def test_apply_follow_takes_phases_rolls_back_and_refuses(machines, keys, server, apply_debs):
     if sys.version_info[:2] != (3, 11):
         _missing("a Python 3.11 venv (its compiled libraries are copied into the Debian 12 hosts)")
     name = "fleet-agent"
     publish([apply_debs["1.0.0"]], server.repo, sign_key=keys.main)
     hosts = machines(8, "follow")
+    from builder.cloudinit import PHASING_CONF, PHASING_TEXT
+
     for m in hosts:
+        if hosts.index(m) % 2:  # half phase the candidate itself, as cloud-init --follow sets them up
+            (m.root.path / PHASING_CONF.lstrip("/")).write_text(PHASING_TEXT)
         install_debship(m)
         export_key(keys.main, m.root.path / "root/archive.gpg")
 

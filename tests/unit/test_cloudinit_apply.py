@@ -69,6 +69,7 @@ def test_follow_mode_installs_with_apply_follow_and_enables_the_timer():
     files = {f["path"]: f["content"] for f in doc["write_files"]}
     assert "ExecStart=/usr/bin/debship apply --follow %i\n" in files["/etc/systemd/system/debship-follow@.service"]
     assert "OnUnitActiveSec=15min\n" in files["/etc/systemd/system/debship-follow@.timer"]
+    assert files["/etc/apt/apt.conf.d/50debship-phasing"] == 'APT::Get::Phase-Policy "true";\n'
     key = "/etc/debship/debship-archive.asc"
     assert doc["runcmd"] == [
         ["debship", "apply", "--follow", "fleet-agent", "--repo", "http://10.0.0.5/fleet", "--repo-key", key]
