@@ -258,8 +258,13 @@ def test_apply_follow_takes_phases_rolls_back_and_refuses(machines, keys, server
     assert not (failed.root.path / f"etc/apt/preferences.d/debship-{name}-refused.pref").exists()
     p = follow(failed)
     assert p.returncode == 6 and p.stderr.startswith("apply: error: fleet-agent is push-managed on this host"), p.stderr
+    # following again: the push dropped the refusals, so the bad version (now at 100 %) is tried,
+    # fails, is rolled back and refused again; the host stays unpinned
     p = follow(failed, "--take-over")
-    assert p.returncode == 0 and not (failed.root.path / f"etc/apt/preferences.d/debship-{name}.pref").exists()
+    assert p.returncode == 3 and "rolled back to 2.0.0" in p.stdout, p.stdout + p.stderr
+    assert not (failed.root.path / f"etc/apt/preferences.d/debship-{name}.pref").exists()
+    assert "Pin: version 3.0.0" in (failed.root.path / f"etc/apt/preferences.d/debship-{name}-refused.pref").read_text()
+    assert follow(failed).returncode == 0 and failed.version(name) == "2.0.0"
 
 
 def test_phase_bad_input_is_one_line(keys, server, tmp_path):
