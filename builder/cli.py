@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -294,6 +295,11 @@ def _print_plan(spec, plan) -> None:
     help="Install this public key in /etc/debship/keys/ on each host first: from then on the host "
     "installs only packages with a .deb.sig signature by a key it holds.",
 )
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="Ship to hosts that follow the repository (apply --follow) too: they become push-managed (pinned).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors(table=SHIP_ERRORS)
 def ship(
@@ -328,6 +334,7 @@ def ship(
     suite,
     component,
     trust_key,
+    take_over,
     as_json,
 ) -> None:
     """Upload one .deb over SSH, wait for cloud-init, install it with apt and verify the services.
@@ -381,6 +388,7 @@ def ship(
         via_repo=repo,
         progress=view.upload if view else None,
         allow_removals=allow_removals,
+        take_over=take_over,
         trust_key=trusted,
     )
     render = _json_event if as_json else (view.event if view else _text_event)
@@ -548,8 +556,15 @@ def diff(old: str, new: str, project: Path, as_json: bool) -> None:
     help="Read and hash every pool file of the suite, not only the new .debs (DEBS may then be "
     "omitted); a .deb given with the published bytes of a damaged pool file restores it.",
 )
+@click.option(
+    "--phase",
+    type=int,
+    metavar="PERCENT",
+    help="Publish the .debs added now to PERCENT (0-100) of the hosts that follow the repository "
+    "(apt's Phased-Update-Percentage); raise, halt or complete it with `debship phase`.",
+)
 @reports_errors
-def publish(debs, repo_dir, suite, component, sign_key, publish_secrets, verify) -> None:
+def publish(debs, repo_dir, suite, component, sign_key, publish_secrets, verify, phase) -> None:
     """Add .debs to a signed apt repository in a folder, keeping every version.
 
     Writes pool/, dists/<suite>/ (Packages, by-hash, Release, InRelease,
@@ -577,17 +592,63 @@ def publish(debs, repo_dir, suite, component, sign_key, publish_secrets, verify)
         warn=lambda m: click.echo(f"publish: warning: {m}", err=True),
         publish_secrets=publish_secrets,
         verify=verify,
+        phase=phase,
     )
     for path in result.repaired:
         click.echo(f"repaired {path} (restored the published bytes)")
     for path in result.added:
-        click.echo(f"added {path}")
+        click.echo(f"added {path}" + (f" (phased: {phase}% of hosts)" if phase is not None and phase < 100 else ""))
     for path in result.unchanged:
         click.echo(f"unchanged {path} (already published)")
     state = "signed" if result.changed or result.repaired else "unchanged, nothing written"
     if verify:
         state += "; every pool file verified"
     click.echo(f"{suite}/{component}: {result.packages} package(s), {state}; keyring {result.keyring}")
+
+
+@click.command("phase", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("repo_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@click.argument("version")
+@click.option("--percent", type=int, metavar="P", help="Offer the version to P% (0-100) of the following hosts.")
+@click.option("--halt", is_flag=True, help="Stop offering it (0%): no further host takes it.")
+@click.option("--complete", is_flag=True, help="Offer it to every host (the phase field removed).")
+@click.option("--suite", default="stable", show_default=True, help="Suite the version is published in.")
+@click.option("--component", default="main", show_default=True, help="Component the version is published in.")
+@click.option(
+    "--sign-key",
+    required=True,
+    metavar="KEYID",
+    help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) that signs the Release file.",
+)
+@reports_errors
+def phase(repo_dir, name, version, percent, halt, complete, suite, component, sign_key) -> None:
+    """Raise, halt or complete the phased rollout of NAME VERSION in the repository in DIR.
+
+    Rewrites that version's Phased-Update-Percentage in every Packages index of
+    the suite and signs the suite again, with publish's lock and atomic switch.
+    Hosts that follow the repository take the version when their machine's
+    bucket (from /etc/machine-id) is under the percentage: through apt-get
+    upgrade and unattended-upgrades, or `debship apply --follow` (docs/rollouts.md).
+    """
+    from .repo import set_phase
+
+    chosen = [
+        what
+        for what, given in (("--percent", percent is not None), ("--halt", halt), ("--complete", complete))
+        if given
+    ]
+    if len(chosen) != 1:
+        raise UsageError(f"give exactly one of --percent P, --halt or --complete (got {', '.join(chosen) or 'none'})")
+    target = 0 if halt else 100 if complete else percent
+    result = set_phase(repo_dir, name, version, target, suite, component, sign_key=sign_key)
+    word = (
+        "complete (every host)" if result.after >= 100 else "halted (0%)" if result.after == 0 else f"{result.after}%"
+    )
+    if not result.changed:
+        click.echo(f"{name} {version}: already {word}; nothing written")
+    else:
+        click.echo(f"{name} {version}: {result.before}% -> {word}; {suite}/{component} signed")
 
 
 @click.command("cloud-init", context_settings={"help_option_names": ["-h", "--help"]})
@@ -634,21 +695,38 @@ def publish(debs, repo_dir, suite, component, sign_key, publish_secrets, verify)
     help="Also write this package-signing public key to /etc/debship/keys/: later ships to the "
     "instance install only packages it signed.",
 )
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Install each --package NAME with `debship apply --follow` and keep following the repository's "
+    "phased rollout with the timer debship-follow@NAME.timer (every 15 min): health-checked, "
+    "rolled back locally, unpinned (docs/rollouts.md).",
+)
 @reports_errors
-def cloud_init(url, key_file, packages, suite, component, source_name, through_apply, trust_key) -> None:
+def cloud_init(url, key_file, packages, suite, component, source_name, through_apply, trust_key, follow) -> None:
     """Print cloud-init user-data that adds the repository and installs packages at first boot."""
     from .cloudinit import parse_package, user_data
     from .gpg import read_key
 
     wanted = [parse_package(p) for p in packages]
     click.echo(
-        user_data(url, read_key(key_file), wanted, suite, component, source_name, through_apply, _trusted(trust_key)),
+        user_data(
+            url,
+            read_key(key_file),
+            wanted,
+            suite,
+            component,
+            source_name,
+            through_apply,
+            _trusted(trust_key),
+            follow,
+        ),
         nl=False,
     )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("target", metavar="DEB|NAME=VERSION")
+@click.argument("target", metavar="DEB|NAME=VERSION|NAME")
 @click.option(
     "--repo",
     "repo_url",
@@ -684,6 +762,18 @@ def cloud_init(url, key_file, packages, suite, component, source_name, through_a
     is_flag=True,
     help="Let the install remove other packages when apt's simulation says it must (Conflicts:).",
 )
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="TARGET is NAME: take the version apt's phasing offers this machine from the repository the "
+    "host follows (--repo once, then remembered; unpinned; a version rolled back from is refused "
+    "from then on). For a systemd timer (docs/rollouts.md).",
+)
+@click.option(
+    "--take-over",
+    is_flag=True,
+    help="Switch a push-managed host to following the repository (with --follow), or back.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event, one per line.")
 @reports_errors(table=SHIP_ERRORS)
 def apply(
@@ -698,6 +788,8 @@ def apply(
     dry_run,
     no_rollback,
     allow_removals,
+    follow,
+    take_over,
     as_json,
 ) -> None:
     """On the host itself (as root): install a .deb or NAME=VERSION the way `ship` does.
@@ -711,9 +803,13 @@ def apply(
     """
     from .ship import fleet
     from .ship.apply import apply as apply_here
+    from .ship.apply import follow as follow_here
     from .ship.options import ShipOptions
 
-    name = target.split("=", 1)[0] if "=" in target and not target.endswith(".deb") else ""
+    if follow and not re.match(r"^[a-z0-9][a-z0-9+.-]+$", target):
+        raise UsageError(f"--follow takes a package NAME, not {target!r} (the repository's phasing picks the version)")
+    name = target if follow else ""
+    name = name or (target.split("=", 1)[0] if "=" in target and not target.endswith(".deb") else "")
     if not name and target.endswith(".deb") and Path(target).is_file():
         name = fleet.read_package(Path(target)).name
     repo = fleet.via_repo(name, repo_url, repo_key, suite, component) if repo_url or repo_key else None
@@ -726,8 +822,15 @@ def apply(
         via_repo=repo,
         allow_removals=allow_removals,
         wait_for_boot=False,
+        take_over=take_over,
     )
-    pkg, result = apply_here(target, opts, _json_event if as_json else _text_event)
+    if follow:
+        pkg, result, why = follow_here(name, opts, _json_event if as_json else _text_event)
+        if result is None:
+            click.echo(json.dumps({"event": "summary", "outcome": "unchanged", "detail": why}) if as_json else why)
+            return
+    else:
+        pkg, result = apply_here(target, opts, _json_event if as_json else _text_event)
     (_json_summary if as_json else _text_summary)([result], pkg)
     click.get_current_context().exit(fleet.exit_code([result]))
 
@@ -928,6 +1031,7 @@ main.add_command(ship, "ship")
 main.add_command(apply, "apply")
 main.add_command(diff, "diff")
 main.add_command(publish, "publish")
+main.add_command(phase, "phase")
 main.add_command(cloud_init, "cloud-init")
 main.add_command(init, "init")
 main.add_command(status, "status")

@@ -33,6 +33,34 @@ def parse_package(spec: str) -> tuple[str, str | None]:
 
 
 APPLY_KEY = "/etc/debship/{name}-archive.asc"
+FOLLOW_UNIT = "debship-follow@"
+# apt 2.6 phases only in its upgrade calculation unless this is set; with it the candidate itself
+# is phased, so unattended-upgrades and `apt-get install NAME` honour the phase too (docs/rollouts.md).
+PHASING_CONF = "/etc/apt/apt.conf.d/50debship-phasing"
+PHASING_TEXT = 'APT::Get::Phase-Policy "true";\n'
+
+# apply --follow NAME every 15 minutes (a random 5 minutes apart, so that a fleet does not fetch at
+# once), the first time 2 minutes after boot; change it with a drop-in (systemctl edit).
+FOLLOW_SERVICE = """[Unit]
+Description=debship: take the version of %i the repository's phased rollout offers this machine
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/debship apply --follow %i
+"""
+FOLLOW_TIMER = """[Unit]
+Description=debship: follow the repository's phased rollout of %i
+
+[Timer]
+OnBootSec=2min
+OnUnitActiveSec=15min
+RandomizedDelaySec=5min
+
+[Install]
+WantedBy=timers.target
+"""
 
 
 def user_data(
@@ -44,6 +72,7 @@ def user_data(
     name: str = "debship",
     apply: bool = False,
     trust_key=None,
+    follow: bool = False,
 ) -> str:
     """The ``#cloud-config`` text (``key`` is the armored public key).
 
@@ -51,6 +80,10 @@ def user_data(
     ``debship apply NAME=VERSION --repo …`` from ``runcmd`` (python3-debship is installed
     from the repository first), so a new instance gets debship's checks, automatic
     rollback, record and pin at first boot, and a failed check ends cloud-init in error.
+    ``follow``: each package (NAME, no version: the repository's phased rollout picks it) is
+    installed by ``debship apply --follow NAME --repo …`` and followed from then on by the timer
+    ``debship-follow@NAME.timer`` (written here): the host follows the repository, unpinned;
+    ``PHASING_CONF`` makes apt phase the candidate itself, for unattended-upgrades too.
     ``trust_key`` (a ``pkgsig.TrustedKey``): the host installs only packages it signed."""
     if not REPO_URL_RE.match(url):
         raise RepoError(
@@ -86,6 +119,38 @@ def user_data(
             '    permissions: "0644"',
             f"    content: {base64.b64encode(trust_key.data).decode()}",
         ]
+    if follow:
+        versioned = [f"{n}={v}" for n, v in packages if v]
+        if versioned or not packages:
+            raise RepoError(
+                f"--follow takes --package NAME without a version ({', '.join(versioned) or 'none given'}): "
+                "the repository's phased rollout picks the version"
+            )
+        key_file = APPLY_KEY.format(name=name)
+        files += [
+            f"  - path: {q(key_file)}",
+            '    permissions: "0644"',
+            "    content: |",
+            *[f"      {line}".rstrip() for line in key.strip().splitlines()],
+        ]
+        units = "/etc/systemd/system/"
+        for path, text in (
+            (units + f"{FOLLOW_UNIT}.service", FOLLOW_SERVICE),
+            (units + f"{FOLLOW_UNIT}.timer", FOLLOW_TIMER),
+            (PHASING_CONF, PHASING_TEXT),
+        ):
+            files += [
+                f"  - path: {q(path)}",
+                '    permissions: "0644"',
+                "    content: |",
+                *[f"      {line}".rstrip() for line in text.strip().splitlines()],
+            ]
+        lines += ["packages:", f"  - {q('python3-debship')}", "write_files:", *files, "runcmd:"]
+        where = ["--repo", url, "--repo-key", key_file, "--suite", suite, "--component", component]
+        for n, _ in packages:
+            lines.append(f"  - {json.dumps(['debship', 'apply', '--follow', n, *where])}")
+            lines.append(f"  - {json.dumps(['systemctl', 'enable', '--now', f'{FOLLOW_UNIT}{n}.timer'])}")
+        return "\n".join(lines) + "\n"
     if apply:
         unversioned = [n for n, v in packages if not v]
         if unversioned or not packages:

@@ -89,6 +89,18 @@ class Layout:
         return f"/etc/apt/preferences.d/debship-{self.name.replace('+', '_')}.pref"
 
     @property
+    def follow_marker(self) -> str:
+        """Present (holding the repository's URL) while the host follows the published repository
+        (``debship apply --follow``) instead of being push-managed; removed by a ``--take-over``."""
+        return f"/etc/debship/follow/{self.name}"
+
+    @property
+    def refused(self) -> str:
+        """The apt preference (priority -1) naming the versions this host rolled back from while
+        following the repository: neither apt-get upgrade nor the next ``apply --follow`` takes them."""
+        return f"/etc/apt/preferences.d/debship-{self.name.replace('+', '_')}-refused.pref"
+
+    @property
     def lock(self) -> str:
         """Held by a ship for as long as it writes to this host (on tmpfs: a reboot frees it), in a
         folder only root can create entries in (not the world-writable /run/lock)."""
@@ -138,6 +150,8 @@ class Layout:
             "repo_source": self.repo_source,
             "repo_keyring": self.repo_keyring,
             "apt_pin": self.apt_pin,
+            "refused_pref": self.refused,
+            "follow_marker": self.follow_marker,
             "debship_state": DEBSHIP_STATE,
             "dropped_file": self.dropped,
             "unit_dirs": [UNIT_DIR, UNIT_DIR_OLD],

@@ -111,6 +111,7 @@ def publish(
     warn=None,
     publish_secrets: bool = False,
     verify: bool = False,
+    phase: int | None = None,
 ) -> PublishResult:
     """Add ``debs`` to ``component`` of ``suite`` in ``repo_dir`` and sign the new index.
 
@@ -119,7 +120,10 @@ def publish(
     carries admitted secrets, unless ``publish_secrets``.  A signing key Debian 13's apt
     rejects is refused before anything is written; ``warn`` hears of one it will retire soon.
     The pool files already published are taken from the cache when their size and mtime
-    are the ones it recorded; ``verify`` reads and hashes every one of them."""
+    are the ones it recorded; ``verify`` reads and hashes every one of them.  ``phase``
+    (0-99): the .debs added now are published at that percentage of hosts (apt's
+    ``Phased-Update-Percentage``; see ``set_phase``); versions already published keep theirs."""
+    check_percent(phase)
     for what, value in (("suite", suite), ("component", component)):
         if not _NAME.match(value) or value in (".", ".."):
             raise RepoError(f"{what} {value!r} is not a plain name (letters, digits, . + _ -); choose another")
@@ -142,8 +146,11 @@ def publish(
         added, unchanged = merge(members[component], incoming, repo)
         keyring = repo / f"{KEYRING}.gpg"
         members = {c: [p if p.stanza else replace(p, stanza=paragraph(p)) for p in pkgs] for c, pkgs in members.items()}
+        phases = read_phases(dist, old)
+        if phase is not None and phase < 100:
+            phases.update({p.filename: phase for p in added})
         if added or repaired or not (dist / "InRelease").exists():
-            _publish_locked(repo, dist, members, added + repaired, old, suite, sign_key, origin, label)
+            _publish_locked(repo, dist, members, added + repaired, old, suite, sign_key, origin, label, phases)
         if added or repaired or read:
             _write_cache(repo, cache_text, cache, members)
     archs = architectures(members)
@@ -160,12 +167,12 @@ def publish(
     )
 
 
-def _publish_locked(repo, dist, members, added, old, suite, sign_key, origin, label) -> None:
+def _publish_locked(repo, dist, members, added, old, suite, sign_key, origin, label, phases=None) -> None:
     public = gpg.export_public(sign_key)  # fails early, before anything is written
     for pkg in added:
         _copy_into_pool(pkg, repo / pkg.filename)
         _copy_signature(pkg, repo / pkg.filename)
-    indexes = build_indexes(members, architectures(members))
+    indexes = build_indexes(members, architectures(members), phases)
     written: dict[str, Path] = {}  # the arch indexes are mostly the same bytes: one file, linked
     for rel, blob in indexes.items():
         _write_by_hash(dist / rel, blob, written)
@@ -472,16 +479,116 @@ def packages_index(pkgs: list[PoolPackage], rendered: dict[str, str] | None = No
     return "\n".join(rendered.get(p.filename) or paragraph(p) for p in ordered)
 
 
-def build_indexes(members: dict[str, list[PoolPackage]], archs: tuple[str, ...]) -> dict[str, bytes]:
+PHASE_FIELD = "Phased-Update-Percentage"
+
+
+def check_percent(percent: int | None) -> None:
+    if percent is not None and not (isinstance(percent, int) and 0 <= percent <= 100):
+        raise RepoError(f"phase {percent!r} is not a percentage of hosts; give a whole number from 0 to 100")
+
+
+def with_phase(stanza: str, percent: int | None) -> str:
+    """``stanza`` with ``Phased-Update-Percentage: percent`` (none for None or 100: every host)."""
+    if percent is None or percent >= 100:
+        return stanza
+    return stanza.rstrip("\n") + f"\n{PHASE_FIELD}: {percent}\n"
+
+
+def read_phases(dist: Path, release: deb822.Release | None) -> dict[str, int]:
+    """The phase of each pool file the suite's signed index lists with one (pool path -> %)."""
+    phases: dict[str, int] = {}
+    if release is None:
+        return phases
+    for component in release.get("Components", "").split():
+        for text in _component_indexes(dist, release, component):
+            for stanza in text.split("\n\n"):
+                got = dict(
+                    line.split(": ", 1) for line in stanza.splitlines() if line.startswith(("Filename: ", PHASE_FIELD))
+                )
+                if "Filename" in got and PHASE_FIELD in got:
+                    with contextlib.suppress(ValueError):
+                        phases[got["Filename"].strip()] = int(got[PHASE_FIELD])
+    return phases
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    name: str
+    version: str
+    before: int  # the percentage before (100: every host)
+    after: int
+    files: tuple[str, ...]  # the pool files of that version (one per architecture)
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def set_phase(
+    repo_dir: Path,
+    name: str,
+    version: str,
+    percent: int,
+    suite: str = "stable",
+    component: str = "main",
+    *,
+    sign_key: str,
+    origin: str = "debship",
+    label: str = "debship",
+) -> PhaseResult:
+    """Publish ``name`` ``version`` to ``percent`` of the hosts that follow the repository
+    (0: halt, 100: complete, the field removed), re-rendering and re-signing the suite's
+    indexes with publish's lock, atomic switch and dates.  Nothing is written when the
+    version already has that percentage."""
+    check_percent(percent)
+    repo = Path(repo_dir)
+    dist = repo / "dists" / suite
+    if not (dist / "InRelease").exists() and not (dist / "Release").exists():
+        raise RepoError(f"{repo}: no suite {suite!r} published there; check --repo and --suite")
+    with _locked(repo):
+        old = _read_release(dist)
+        cache_text, cache = _read_cache(repo)
+        members, damaged, read = held(repo, dist, old, cache)
+        if damaged:
+            raise RepoError(_damaged_message(damaged))
+        pkgs = members.get(component)
+        if pkgs is None:
+            raise RepoError(f"{suite} has no component {component!r}; check --component")
+        files = tuple(sorted(p.filename for p in pkgs if p.name == name and p.version == version))
+        if not files:
+            known = sorted({p.version for p in pkgs if p.name == name}, key=keys_for({p.version for p in pkgs}))
+            listed = f"published versions: {', '.join(known)}" if known else f"no package {name} is published there"
+            raise RepoError(f"{name} {version} is not published in {suite}/{component} ({listed}); check the version")
+        phases = read_phases(dist, old)
+        olds = [phases.get(f, 100) for f in files]
+        before = min(olds)
+        for f in files:
+            if percent >= 100:
+                phases.pop(f, None)
+            else:
+                phases[f] = percent
+        members = {c: [p if p.stanza else replace(p, stanza=paragraph(p)) for p in ps] for c, ps in members.items()}
+        if any(o != percent for o in olds):
+            _publish_locked(repo, dist, members, [], old, suite, sign_key, origin, label, phases)
+        if read:
+            _write_cache(repo, cache_text, cache, members)
+    return PhaseResult(name, version, before, percent, files)
+
+
+def build_indexes(
+    members: dict[str, list[PoolPackage]], archs: tuple[str, ...], phases: dict[str, int] | None = None
+) -> dict[str, bytes]:
     """Every index of the suite, by path under ``dists/<suite>``: binary-all (the
     Architecture: all packages) and binary-<arch> (that arch's plus the all ones).
     Each distinct list is rendered and compressed once (with only Architecture: all
-    packages, every binary-<arch> index is the same text)."""
+    packages, every binary-<arch> index is the same text).  ``phases``: pool path ->
+    percentage, written as that stanza's ``Phased-Update-Percentage``."""
     indexes = {}
+    phases = phases or {}
     for component, pkgs in sorted(members.items()):
         key = keys_for({p.version for p in pkgs})
         ordered = sorted(pkgs, key=lambda p: (p.name, key(p.version), p.architecture))
-        rendered = {p.filename: p.stanza or paragraph(p) for p in ordered}
+        rendered = {p.filename: with_phase(p.stanza or paragraph(p), phases.get(p.filename)) for p in ordered}
         done: dict[tuple, tuple[bytes, bytes, bytes]] = {}
         for arch in ("all", *archs):
             chosen = tuple(p.filename for p in ordered if p.architecture in (arch, "all"))

@@ -394,15 +394,38 @@ def install(run: Context, s: Step) -> Done:
 
 
 def write_pin(run: Context, version: str) -> None:
-    """Hold the host at ``version`` through apt-get upgrade (see ``pin``); under the host lock."""
-    path = run.layout.apt_pin
+    """Hold the host at ``version`` through apt-get upgrade (see ``pin``); under the host lock.
+    A host that follows the repository (``apply --follow``) is not pinned: its pin is removed
+    and the follow marker written; a push (``--take-over``) removes the marker and the versions
+    the host refused while following (pushed versions are the operator's choice)."""
+    lay = run.layout
+    if run.opts.follow:
+        url = run.opts.via_repo.url if run.opts.via_repo is not None else "?"
+        run.sh(commands.remove_file(lay.apt_pin), sudo=True, check=True)
+        run.sh(commands.write_file(lay.follow_marker), sudo=True, stdin=f"{url}\n".encode(), check=True)
+        return
+    path = lay.apt_pin
     run.sh(commands.write_file(path), sudo=True, stdin=pin.pin_text(run.pkg.name, version, path).encode(), check=True)
+    if run.first_facts is not None and run.first_facts.follows:  # --take-over: push-managed from now on
+        run.sh(["rm", "-f", "--", lay.follow_marker, lay.refused], sudo=True, check=True)
 
 
 def pin_installed(run: Context, s: Step) -> Done:
     """The host is at the version asked for but debship's pin does not hold it there (yet)."""
     write_pin(run, s.version)
+    if run.opts.follow:
+        return Done("ok", f"{run.layout.follow_marker}: follows {run.opts.via_repo.url}; {run.layout.apt_pin} removed")
     return Done("ok", f"{run.layout.apt_pin}: {run.pkg.name} pinned at {s.version}")
+
+
+def refuse_version(run: Context) -> Done:
+    """apply --follow rolled back from this version: an apt preference at priority -1 keeps
+    apt-get upgrade, unattended-upgrades and the next ``apply --follow`` from taking it again."""
+    path = run.layout.refused
+    current = run.sh(["cat", path], sudo=True).stdout
+    text = pin.refused_text(run.pkg.name, [*pin.parse_refused(current), run.pkg.version], path)
+    run.sh(commands.write_file(path), sudo=True, stdin=text.encode(), check=True)
+    return Done("ok", f"{path}: {run.pkg.name} {run.pkg.version} refused (apt priority -1)")
 
 
 def _install_failure(run: Context, output: str) -> str:

@@ -12,10 +12,12 @@ the plan can read its manifest and conffiles like ship reads an uploaded file.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -77,13 +79,35 @@ def from_store(name: str, version: str) -> Path:
 def from_repo(name: str, version: str, opts: ShipOptions, tmp: Path) -> Path:
     """``apt-get download name=version`` from the repository alone, with its own lists in ``tmp``."""
     repo = opts.via_repo
+    apt = _own_lists(repo, tmp)
+    for argv in (["apt-get", *apt, "update", "-qq"], ["apt-get", *apt, "download", "-qq", f"{name}={version}"]):
+        _apt(argv, tmp, f"cannot get {name} {version} from {repo.url}")
+    debs = sorted(tmp.glob(f"{name}_*.deb"))
+    if not debs:
+        raise ShipError(f"apt downloaded no .deb of {name} {version} from {repo.url}")
+    return debs[0]
+
+
+def _apt(argv: list[str], tmp: Path, what: str, env: dict | None = None) -> str:
+    r = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env)
+    problems = [l.strip() for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "Err:"))]
+    if r.returncode != 0 or problems:
+        why = " | ".join(problems[:2]) or f"exit {r.returncode}"
+        raise ShipError(f"{what} ({why}); check the URL, --repo-key and that the repository has this version")
+    return r.stdout
+
+
+def _own_lists(repo, tmp: Path) -> list[str]:
+    """apt options that read only ``repo``, with lists and downloads of its own in ``tmp``
+    (no shared host state is touched before the host lock is taken)."""
+    tmp.mkdir(parents=True, exist_ok=True)
     key = tmp / "key.asc"
     key.write_text(repo.key)
     sources = tmp / "repo.sources"
     sources.write_text(re.sub(r"(?m)^Signed-By: .*$", f"Signed-By: {key}", repo.sources))
     (tmp / "lists" / "partial").mkdir(parents=True)
     (tmp / "archives" / "partial").mkdir(parents=True)
-    apt = [
+    return [
         "-o",
         f"Dir::Etc::sourcelist={sources}",
         "-o",
@@ -99,16 +123,109 @@ def from_repo(name: str, version: str, opts: ShipOptions, tmp: Path) -> Path:
         "-o",
         "APT::Sandbox::User=root",
     ]
-    for argv in (["apt-get", *apt, "update", "-qq"], ["apt-get", *apt, "download", "-qq", f"{name}={version}"]):
-        r = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        problems = [l.strip() for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "Err:"))]
-        if r.returncode != 0 or problems:
-            why = " | ".join(problems[:2]) or f"exit {r.returncode}"
-            raise ShipError(
-                f"cannot get {name} {version} from {repo.url} ({why}); "
-                "check the URL, --repo-key and that the repository has this version"
-            )
-    debs = sorted(tmp.glob(f"{name}_*.deb"))
-    if not debs:
-        raise ShipError(f"apt downloaded no .deb of {name} {version} from {repo.url}")
-    return debs[0]
+
+
+# --- following the repository (apply --follow) ---------------------------------------------
+_INST = re.compile(r"^Inst (\S+) \[([^\]]+)\] \((\S+) ")
+
+
+def follow(
+    name: str, opts: ShipOptions, emit: Callable[[Event], None]
+) -> tuple[PackageInfo | None, HostResult | None, str]:
+    """Take the version of ``name`` apt's phasing offers this machine from the repository it
+    follows, with everything ``apply`` does; (package, result, "") or (None, None, why not)."""
+    from . import fleet, local
+
+    check_not_pushed(name, opts.take_over)
+    repo = opts.via_repo or followed_repo(name)
+    opts = replace(opts, via_repo=repo, follow=True)
+    with tempfile.TemporaryDirectory(prefix="debship-follow.") as tmp:
+        version, why, now = phased_candidate(name, repo, Path(tmp))
+        lay = Layout(name)
+        if version is None and now is not None and (Path(lay.apt_pin).exists() or not Path(lay.follow_marker).exists()):
+            version = now  # nothing new to take, but the host starts following: unpinned, the marker written
+        if version is None:
+            return None, None, why
+        deb = from_repo(name, version, opts, Path(tmp) / "download")
+        pkg = read_package(deb)
+        result = fleet.run_fleet(pkg, [HostSpec("localhost")], opts, emit, ship_host, connector=local.connect)[0]
+        return pkg, result, ""
+
+
+def check_not_pushed(name: str, take_over: bool) -> None:
+    """A push-managed host (debship's pin, no follow marker) follows only with ``--take-over``
+    (the same rule ``plan.plan_managed`` applies under the lock, checked here before anything)."""
+    from .pin import parse_pin
+
+    lay = Layout(name)
+    try:
+        pinned = parse_pin(Path(lay.apt_pin).read_text())
+    except OSError:
+        pinned = None
+    if pinned and not take_over and not Path(lay.follow_marker).exists():
+        raise ShipError(
+            f"{name} is push-managed on this host (debship's pin holds it at {pinned}); pass "
+            "--take-over to make the host follow the repository instead (the pin is removed)"
+        )
+
+
+def followed_repo(name: str):
+    """The repository this host follows for ``name``: the source and key ``apply --follow
+    --repo`` (or cloud-init) left in place."""
+    from .options import ViaRepo
+
+    lay = Layout(name)
+    try:
+        sources, key = Path(lay.repo_source).read_text(), Path(lay.repo_keyring).read_text()
+    except OSError as e:
+        raise UsageError(
+            f"{name} follows no repository on this host ({e.filename} is missing); give --repo URL --repo-key FILE once"
+        ) from e
+    url = next((l.split(":", 1)[1].strip() for l in sources.splitlines() if l.startswith("URIs:")), "")
+    return ViaRepo(url, key, sources)
+
+
+def phased_candidate(name: str, repo, tmp: Path) -> tuple[str | None, str, str | None]:
+    """(version to take, "", installed) or (None, why not, installed): what apt's own upgrade offers this machine
+    (its phasing: the bucket from /etc/machine-id), from the repository's lists alone and this
+    host's preferences (the refused versions among them) less debship's pin.  Not installed:
+    the candidate (apt phases upgrades only).  A version halted at 0 % is never taken
+    (apt's draw runs 0..100: at 0 % it would still let one machine in 101 through)."""
+    lists = tmp / "follow"
+    lists.mkdir()
+    prefs = lists / "preferences.d"
+    prefs.mkdir()
+    lay = Layout(name)
+    for p in sorted(Path("/etc/apt/preferences.d").glob("*")):
+        if p.is_file() and str(p) != lay.apt_pin:
+            (prefs / p.name).write_bytes(p.read_bytes())
+    apt = [*_own_lists(repo, lists), "-o", f"Dir::Etc::PreferencesParts={prefs}"]
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}  # it turns apt's phasing off
+    _apt(["apt-get", *apt, "update", "-qq"], lists, f"cannot read {repo.url}", env)
+    policy = _apt(["apt-cache", *apt, "policy", name], lists, f"cannot read {repo.url}", env)
+    installed = re.search(r"Installed: (\S+)", policy)
+    candidate = re.search(r"Candidate: (\S+)", policy)
+    if candidate is None or candidate.group(1) == "(none)":
+        return None, f"{repo.url} offers no version of {name} this host may take", None
+    now = installed.group(1) if installed and installed.group(1) != "(none)" else None
+    version = candidate.group(1)
+    if now is not None:
+        sim = _apt(["apt-get", *apt, "-s", "-q", "upgrade"], lists, "cannot simulate apt-get upgrade", env)
+        took = [m.group(3) for m in map(_INST.match, sim.splitlines()) if m and m.group(1) == name]
+        if not took:
+            table = policy.split("Version table:", 1)[-1]
+            rows = re.findall(r"^\s+(?:\*\*\* )?(\S+) (-?\d+)(.*)$", table, re.M)
+            newest, _, rest = next(((v, p, r) for v, p, r in rows if int(p) >= 0), (now, "", ""))  # -1: refused
+            if newest == now:
+                why = f"{name} is at {now}, the newest version {repo.url} offers it that this host may take"
+            elif "(phased" in rest:
+                why = f"{name} stays at {now}: {newest} is phased and this machine's bucket is not under its percentage"
+            else:
+                why = f"{name} stays at {now}: apt-get upgrade keeps {newest} back (see apt-get -s upgrade)"
+            return None, why, now
+        version = took[0]
+    show = _apt(["apt-cache", *apt, "show", f"{name}={version}"], lists, f"cannot read {repo.url}", env)
+    phase = re.search(r"^Phased-Update-Percentage: (\d+)", show, re.M)
+    if phase is not None and int(phase.group(1)) == 0:
+        return None, f"{name} {version} is halted (phased at 0 %); {name} stays at {now or 'nothing'}", now
+    return version, "", now

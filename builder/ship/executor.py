@@ -20,7 +20,7 @@ from ..layout import Layout
 from . import actions, facts, store
 from .connection import Connection, Held
 from .options import ShipOptions
-from .plan import HostPlan, Step, plan_recovery, plan_revert, plan_rollback, plan_ship, verify_steps
+from .plan import HostPlan, Step, plan_managed, plan_recovery, plan_revert, plan_rollback, plan_ship, verify_steps
 from .sshconfig import ConnectOptions, HostSpec
 
 Connector = Callable[[HostSpec, ConnectOptions], Connection]
@@ -188,7 +188,12 @@ def ship_host(run: HostRun) -> HostResult:
         if o.trust_key is not None:
             run.act("trust", actions.trust_key)
     via = o.via_repo is not None
-    plan = run.decide(lambda now: plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot, via))
+    plan = run.decide(
+        lambda now: (
+            plan_managed(run.pkg.name, now, o.follow, o.take_over)
+            or plan_ship(run.pkg, now, o.force, o.dry_run, o.reboot, via, o.follow)
+        )
+    )
     run.before = plan.before  # a version a cut-off ship installed counts from the one before it
     if plan.preview is not None:
         run.emit("plan", "ok", plan.preview.summary(), plan.preview.as_dict())
@@ -224,6 +229,8 @@ def recover(run: HostRun, plan: HostPlan, error: Exception) -> HostResult:
     rec = plan_recovery(run.pkg.name, plan, now, reason, run.opts.via_repo is not None)
     try:
         run.execute(rec.steps)
+        if run.opts.follow and rec.outcome == "rolled-back":  # the next timer run must not take it again
+            run.act("refuse", actions.refuse_version)
     except DebshipError as e:
         return run.result("failed", after=run.installed_version(), detail=f"{reason}; then {e}")
     return run.result(rec.outcome, after=rec.after, detail=rec.detail + (tail if rec.with_log_tail else ""))

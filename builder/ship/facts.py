@@ -174,6 +174,8 @@ class HostFacts:
     available: tuple[str, ...] = ()  # versions apt can install (from the configured sources)
     free_kib: tuple[tuple[str, int], ...] = ()  # (folder, KiB free on its filesystem): staging, store
     pinned: str | None = None  # the version debship's apt pin holds the package at
+    follows: str | None = None  # the repository URL the host follows (apply --follow), if it does
+    refused: str = ""  # the refused-versions preference (apply --follow rolled back from them)
 
     def free(self, folder: str) -> int | None:
         return dict(self.free_kib).get(folder)
@@ -194,9 +196,9 @@ class HostFacts:
 
 
 # $1 package, $2 the stored file of the new package (or ""), $3 store, $4 history, $5 manifest,
-# $6 debship's apt pin; the rest: unit names to look at (besides the installed package's).
-HOST_FACTS_SCRIPT = r"""name=$1 stored=$2 store=$3 history=$4 manifest=$5 pin=$6
-shift 6
+# $6 debship's apt pin, $7 the follow marker, $8 the refused versions; the rest: unit names to look at (besides the installed package's).
+HOST_FACTS_SCRIPT = r"""name=$1 stored=$2 store=$3 history=$4 manifest=$5 pin=$6 follow=$7 refused=$8
+shift 8
 section() { printf '\n@@%s\n' "$1"; }
 section installed
 dpkg-query -W -f='${db:Status-Abbrev}\t${Version}\n' "$name" 2>/dev/null
@@ -240,6 +242,10 @@ for u in $units; do
 done
 section pin
 cat "$pin" 2>/dev/null
+section follow
+cat "$follow" 2>/dev/null
+section refused
+cat "$refused" 2>/dev/null
 section audit
 dpkg --audit 2>/dev/null
 section available
@@ -277,6 +283,8 @@ def host_facts_command(layout, stored: str, units: list[str]) -> list[str]:
         layout.history,
         layout.manifest,
         layout.apt_pin,
+        layout.follow_marker,
+        layout.refused,
         *units,
     ]
 
@@ -301,6 +309,8 @@ def parse_host_facts(stdout: str) -> HostFacts:
         free_kib=tuple(_free(l) for l in s["space"].splitlines() if l.count("\t") == 1 and l.split("\t")[1].isdigit()),
         dpkg_dist=tuple(l.strip() for l in s["dpkg-dist"].splitlines() if l.strip()),
         pinned=parse_pin(s["pin"]),
+        follows=s["follow"].strip() or None,
+        refused=s["refused"],
     )
 
 
@@ -315,6 +325,8 @@ _SECTIONS = (
     "systemd",
     "units",
     "pin",
+    "follow",
+    "refused",
     "audit",
     "available",
     "space",

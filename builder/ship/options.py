@@ -35,4 +35,6 @@ class ShipOptions:
     progress: Callable[[str, int, int], None] | None = field(default=None, compare=False)
     wait_for_boot: bool = True  # apply: the host runs it itself (from cloud-init's runcmd: never wait for that)
     allow_removals: bool = False  # --allow-removals: an install may remove other packages (Conflicts:)
+    follow: bool = False  # apply --follow: the host follows the repository (no pin; a failed version refused)
+    take_over: bool = False  # switch a host between push-managed and following the repository
     lists_max_age: float = 3600.0  # s: older package lists are refreshed once when a dependency is missing

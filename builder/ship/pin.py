@@ -32,3 +32,20 @@ def parse_pin(text: str) -> str | None:
     if len(pin) == 2 and pin[0] == "version" and fields.get("Pin-Priority", "").strip() == str(PRIORITY):
         return pin[1]
     return None
+
+
+def refused_text(name: str, versions: list[str], path: str) -> str:
+    """The preference that keeps apt from ever choosing ``versions`` of ``name`` (priority -1)."""
+    head = (
+        f"Explanation: written by debship apply --follow: {name} failed its checks at these versions and was\n"
+        f"Explanation: rolled back; apt-get upgrade and debship apply --follow skip them. To allow them: rm {path}\n"
+    )
+    stanzas = [f"Package: {name}\nPin: version {v}\nPin-Priority: -1\n" for v in dict.fromkeys(versions)]
+    return head + "\n".join(stanzas)
+
+
+def parse_refused(text: str) -> list[str]:
+    """The versions a refused-versions preference names."""
+    return [
+        line.split()[2] for line in text.splitlines() if line.startswith("Pin: version ") and len(line.split()) == 3
+    ]

@@ -155,6 +155,7 @@ def plan_ship(
     dry_run: bool = False,
     reboot: bool = False,
     via_repo: bool = False,
+    follow: bool = False,
 ) -> HostPlan:
     """Install, upgrade or downgrade to ``pkg``; nothing when the host has these very bytes.
 
@@ -179,12 +180,12 @@ def plan_ship(
         steps = (
             *verify_steps(pkg.version, recover=True),
             Step("record", "ship", pkg.version, why),
-            *pin_steps(facts),
+            *pin_steps(facts, follow),
             *reboot_steps,
         )
         return HostPlan("install", cut[1], pkg.version, why, steps, "installed", why)
     if d.action == "noop":
-        steps = (*pin_steps(facts), *reboot_steps) if not dry_run else ()
+        steps = (*pin_steps(facts, follow), *reboot_steps) if not dry_run else ()
         return HostPlan("noop", before, before, d.reason, steps, "unchanged", d.reason)
     preview = preview_install(pkg, facts, d)
     target = f"{pkg.name}={pkg.version}" if via_repo else stored_path(pkg)
@@ -210,12 +211,41 @@ def plan_ship(
     )
 
 
-def pin_steps(facts: HostFacts) -> tuple[Step, ...]:
+def pin_steps(facts: HostFacts, follow: bool = False) -> tuple[Step, ...]:
     """The host is already at the version asked for: pin it there if debship's pin does not yet
-    (a host shipped to before debship pinned, or the admin removed the pin by hand)."""
-    if facts.installed is None or not facts.installed.ok or facts.pinned == facts.before:
+    (a host shipped to before debship pinned, or the admin removed the pin by hand).
+    ``follow``: the opposite, the host follows the repository: no pin, the follow marker."""
+    if facts.installed is None or not facts.installed.ok:
+        return ()
+    if follow:
+        return () if facts.follows and not facts.pinned else (Step("pin", version=facts.before),)
+    if facts.pinned == facts.before and not facts.follows:
         return ()
     return (Step("pin", version=facts.before),)
+
+
+def plan_managed(name: str, facts: HostFacts, follow: bool, take_over: bool) -> HostPlan | None:
+    """A host is push-managed (debship's pin) or follows the repository (``apply --follow``),
+    never both silently: going from one to the other takes ``--take-over``."""
+    if take_over:
+        return None
+    if follow and facts.pinned and not facts.follows:
+        return HostPlan(
+            "refuse",
+            facts.before,
+            None,
+            f"{name} is push-managed on this host (debship's pin holds it at {facts.pinned}); pass "
+            "--take-over to make the host follow the repository instead (the pin is removed)",
+        )
+    if not follow and facts.follows:
+        return HostPlan(
+            "refuse",
+            facts.before,
+            None,
+            f"this host follows the repository {facts.follows} for {name} (debship apply --follow); pass "
+            "--take-over to manage it by push from now on (following stops)",
+        )
+    return None
 
 
 def short_of_space(pkg: PackageInfo, facts: HostFacts) -> str | None:

@@ -60,3 +60,25 @@ def test_apply_mode_runs_debship_apply_for_each_package():
 def test_apply_mode_needs_an_exact_version():
     with pytest.raises(RepoError, match=r"--apply needs NAME=VERSION for each --package \(fleet-agent\)"):
         cloudinit.user_data("http://10.0.0.5/fleet", KEY, [("fleet-agent", None)], apply=True)
+
+
+def test_follow_mode_installs_with_apply_follow_and_enables_the_timer():
+    text = cloudinit.user_data("http://10.0.0.5/fleet", KEY, [("fleet-agent", None)], follow=True)
+    doc = yaml.safe_load(text)
+    assert doc["packages"] == ["python3-debship"]
+    files = {f["path"]: f["content"] for f in doc["write_files"]}
+    assert "ExecStart=/usr/bin/debship apply --follow %i\n" in files["/etc/systemd/system/debship-follow@.service"]
+    assert "OnUnitActiveSec=15min\n" in files["/etc/systemd/system/debship-follow@.timer"]
+    assert files["/etc/apt/apt.conf.d/50debship-phasing"] == 'APT::Get::Phase-Policy "true";\n'
+    key = "/etc/debship/debship-archive.asc"
+    assert doc["runcmd"] == [
+        ["debship", "apply", "--follow", "fleet-agent", "--repo", "http://10.0.0.5/fleet", "--repo-key", key]
+        + ["--suite", "stable", "--component", "main"],
+        ["systemctl", "enable", "--now", "debship-follow@fleet-agent.timer"],
+    ]
+    with pytest.raises(RepoError) as e:
+        cloudinit.user_data("http://10.0.0.5/fleet", KEY, [("fleet-agent", "1.2.0")], follow=True)
+    assert str(e.value) == (
+        "--follow takes --package NAME without a version (fleet-agent=1.2.0): the repository's phased "
+        "rollout picks the version"
+    )

@@ -267,3 +267,51 @@ def test_preview_names_the_units_the_new_version_drops():
     assert f"stops and disables (not in this version): {STARTUP}" in p.summary()
     assert hostplan.plan_ship(pkg(), captured("v1-edited-conffile")).preview.drops == ()
     assert hostplan.plan_ship(new, captured("fresh-host")).preview.drops == ()
+
+
+def test_push_managed_or_following_never_both_silently():
+    pinned = captured("v2-after-upgrade", pinned="1.1.0")
+    following = captured("v2-after-upgrade", follows="http://10.0.0.5/apt")
+    refused = hostplan.plan_managed("fleet-agent", pinned, follow=True, take_over=False)
+    assert refused.action == "refuse" and refused.reason == (
+        "fleet-agent is push-managed on this host (debship's pin holds it at 1.1.0); pass --take-over "
+        "to make the host follow the repository instead (the pin is removed)"
+    )
+    pushed = hostplan.plan_managed("fleet-agent", following, follow=False, take_over=False)
+    assert pushed.action == "refuse" and pushed.reason.startswith(
+        "this host follows the repository http://10.0.0.5/apt for fleet-agent (debship apply --follow)"
+    )
+    assert hostplan.plan_managed("fleet-agent", pinned, follow=True, take_over=True) is None
+    assert hostplan.plan_managed("fleet-agent", following, follow=False, take_over=True) is None
+    assert hostplan.plan_managed("fleet-agent", pinned, follow=False, take_over=False) is None
+    assert hostplan.plan_managed("fleet-agent", following, follow=True, take_over=False) is None
+    # at the version: a follower writes its marker (and drops the pin) once; a push pins it back
+    assert hostplan.pin_steps(following, follow=True) == ()
+    assert [s.op for s in hostplan.pin_steps(pinned, follow=True)] == ["pin"]
+    assert [s.op for s in hostplan.pin_steps(following)] == ["pin"]
+    assert hostplan.plan_ship(pkg(), following, follow=True).steps == ()
+
+
+def test_refused_versions_preference_round_trips():
+    from builder.layout import Layout
+    from builder.ship.pin import parse_refused, refused_text
+
+    path = Layout("fleet-agent").refused
+    assert path == "/etc/apt/preferences.d/debship-fleet-agent-refused.pref"
+    text = refused_text("fleet-agent", ["3.0.0", "1:4.0~rc1", "3.0.0"], path)
+    assert parse_refused(text) == ["3.0.0", "1:4.0~rc1"]
+    assert "Package: fleet-agent\nPin: version 1:4.0~rc1\nPin-Priority: -1\n" in text and f"rm {path}" in text
+    assert parse_refused("") == []
+
+
+def test_phase_field_in_a_stanza():
+    from builder.errors import RepoError
+    from builder.repo import check_percent, with_phase
+
+    stanza = "Package: a\nVersion: 1\n"
+    assert with_phase(stanza, 25) == "Package: a\nVersion: 1\nPhased-Update-Percentage: 25\n"
+    assert with_phase(stanza, 0).endswith("Phased-Update-Percentage: 0\n")
+    assert with_phase(stanza, 100) == with_phase(stanza, None) == stanza
+    for bad in (-1, 101, "25"):
+        with pytest.raises(RepoError, match="is not a percentage of hosts"):
+            check_percent(bad)
