@@ -45,6 +45,8 @@ FOLLOW_SERVICE = """[Unit]
 Description=debship: take the version of %i the repository's phased rollout offers this machine
 Wants=network-online.target
 After=network-online.target
+# Purge of the package removes its source: the runs are skipped from then on, not failed.
+ConditionPathExists=/etc/apt/sources.list.d/debship-%i.sources
 
 [Service]
 Type=oneshot

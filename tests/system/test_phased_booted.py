@@ -144,4 +144,9 @@ def test_booted_hosts_pull_a_phased_rollout_and_roll_back_a_bad_version(make_boo
     for h in hosts[:1]:
         assert h.run_root(["systemctl", "enable", "--now", timer], check=False).returncode == 0
         assert h.run_root(["systemctl", "is-active", timer]).stdout.strip() == "active"
+        # purge removes the source: the timer's next run is skipped by its condition, not failed
+        assert h.run_root(["apt-get", "purge", "-y", NAME], check=False, timeout=300).returncode == 0
+        h.run_root(["systemctl", "start", unit], check=False, timeout=120)
+        shown = h.run_root(["systemctl", "show", "-p", "ConditionResult,Result", unit]).stdout.split()
+        assert sorted(shown) == ["ConditionResult=no", "Result=success"], shown
     pool.shutdown()
