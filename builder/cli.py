@@ -609,13 +609,14 @@ def publish(debs, repo_dir, suite, component, sign_key, publish_secrets, verify)
     "source_name",
     default="debship",
     show_default=True,
-    help="Name of the apt source (its .list file and keyring on the instance).",
+    help="Name of the apt source (its .list file and keyring on the instance); with --apply the "
+    "source is debship's own, debship-<package>.",
 )
 @click.option(
     "--apply",
     "through_apply",
     is_flag=True,
-    help="Install each NAME=VERSION with `debship apply` (python3-debship from the repository): "
+    help="Install one NAME=VERSION with `debship apply` (python3-debship from the repository): "
     "health-checked, rolled back, recorded and pinned; a failed check ends cloud-init in error.",
 )
 @click.option(
@@ -624,15 +625,31 @@ def publish(debs, repo_dir, suite, component, sign_key, publish_secrets, verify)
     help="Also write this package-signing public key to /etc/debship/keys/: later ships to the "
     "instance install only packages it signed.",
 )
+@click.option(
+    "--start-timeout",
+    type=click.FloatRange(min=1),
+    help="With --apply: seconds for the units to become active and the health command to pass "
+    "(debship apply's --start-timeout; its default 60 when not given).",
+)
 @reports_errors
-def cloud_init(url, key_file, packages, suite, component, source_name, through_apply, trust_key) -> None:
+def cloud_init(url, key_file, packages, suite, component, source_name, through_apply, trust_key, start_timeout) -> None:
     """Print cloud-init user-data that adds the repository and installs packages at first boot."""
     from .cloudinit import parse_package, user_data
     from .gpg import read_key
 
     wanted = [parse_package(p) for p in packages]
     click.echo(
-        user_data(url, read_key(key_file), wanted, suite, component, source_name, through_apply, _trusted(trust_key)),
+        user_data(
+            url,
+            read_key(key_file),
+            wanted,
+            suite,
+            component,
+            source_name,
+            through_apply,
+            _trusted(trust_key),
+            start_timeout=start_timeout,
+        ),
         nl=False,
     )
 

@@ -7,6 +7,11 @@ and its ``packages`` module (``package_update: true`` first, so apt sees the
 new source).  cloud-init turns the key into a keyring under
 ``/etc/apt/cloud-init.gpg.d/`` with ``gpg --dearmor``: the image needs gpg.
 Every scalar is written as a JSON string, which YAML reads as the same string.
+
+``--apply`` (``_apply_user_data``) writes debship's own source instead and installs the package
+with ``debship apply`` from ``runcmd``: cloud-init's scripts module fails when apply exits non-zero,
+so a failed health check ends cloud-init in ``error`` (tested on a booted container in
+tests/system/test_first_boot_apply.py).
 """
 
 from __future__ import annotations
@@ -32,9 +37,6 @@ def parse_package(spec: str) -> tuple[str, str | None]:
     return name, (version if sep else None)
 
 
-APPLY_KEY = "/etc/debship/{name}-archive.asc"
-
-
 def user_data(
     url: str,
     key: str,
@@ -44,12 +46,13 @@ def user_data(
     name: str = "debship",
     apply: bool = False,
     trust_key=None,
+    start_timeout: float | None = None,
 ) -> str:
     """The ``#cloud-config`` text (``key`` is the armored public key).
 
-    ``apply``: the packages are not installed by cloud-init's package module but by
+    ``apply``: the one package is not installed by cloud-init's package module but by
     ``debship apply NAME=VERSION --repo …`` from ``runcmd`` (python3-debship is installed
-    from the repository first), so a new instance gets debship's checks, automatic
+    from the repository first; ``start_timeout`` is apply's ``--start-timeout``), so a new instance gets debship's checks, automatic
     rollback, record and pin at first boot, and a failed check ends cloud-init in error.
     ``trust_key`` (a ``pkgsig.TrustedKey``): the host installs only packages it signed."""
     if not REPO_URL_RE.match(url):
@@ -63,6 +66,8 @@ def user_data(
         if not _SOURCE_NAME.match(value):
             raise RepoError(f"{what} {value!r} is not a plain name (letters, digits, . _ -); choose another")
     q = json.dumps
+    if apply:
+        return _apply_user_data(url, key, packages, suite, component, trust_key, start_timeout)
     lines = [
         "#cloud-config",
         f"# apt source {name}: {url} {suite} {component}, signed; written by debship cloud-init",
@@ -75,38 +80,71 @@ def user_data(
         "      key: |",
         *[f"        {line}".rstrip() for line in key.strip().splitlines()],
     ]
-    files = []
-    if trust_key is not None:  # pkgsig.TrustedKey: later ships install only packages it signed
-        from .pkgsig import KEYS_DIR
-
-        files += [
-            f"  - path: {q(f'{KEYS_DIR}/{trust_key.filename}')}",
-            "    encoding: b64",
-            "    owner: root:root",
-            '    permissions: "0644"',
-            f"    content: {base64.b64encode(trust_key.data).decode()}",
-        ]
-    if apply:
-        unversioned = [n for n, v in packages if not v]
-        if unversioned or not packages:
-            listed = ", ".join(unversioned) or "none given"
-            raise RepoError(
-                f"--apply needs NAME=VERSION for each --package ({listed}): debship apply installs one exact version"
-            )
-        key_file = APPLY_KEY.format(name=name)
-        files += [
-            f"  - path: {q(key_file)}",
-            '    permissions: "0644"',
-            "    content: |",
-            *[f"      {line}".rstrip() for line in key.strip().splitlines()],
-        ]
-        lines += ["packages:", f"  - {q('python3-debship')}", "write_files:", *files, "runcmd:"]
-        where = ["--repo", url, "--repo-key", key_file, "--suite", suite, "--component", component]
-        lines += [f"  - {json.dumps(['debship', 'apply', f'{n}={v}', *where])}" for n, v in packages]
-        return "\n".join(lines) + "\n"
+    files = _trust_files(trust_key)
     if files:
         lines += ["write_files:", *files]
     if packages:
         lines.append("packages:")
         lines += [f"  - [{q(n)}, {q(v)}]" if v else f"  - {q(n)}" for n, v in packages]
+    return "\n".join(lines) + "\n"
+
+
+def _trust_files(trust_key) -> list[str]:
+    """write_files entries for a ``pkgsig.TrustedKey``: later ships install only packages it signed."""
+    if trust_key is None:
+        return []
+    from .pkgsig import KEYS_DIR
+
+    q = json.dumps
+    return [
+        f"  - path: {q(f'{KEYS_DIR}/{trust_key.filename}')}",
+        "    encoding: b64",
+        "    owner: root:root",
+        '    permissions: "0644"',
+        f"    content: {base64.b64encode(trust_key.data).decode()}",
+    ]
+
+
+def _apply_user_data(url, key, packages, suite, component, trust_key, start_timeout) -> str:
+    """--apply: the repository's source is debship's own (the key and deb822 source ``ship --via-repo``
+    and ``apply --repo`` write, ``Layout(name).repo_keyring`` and ``.repo_source``), written by
+    write_files before cloud-init's package module runs.  Not cloud-init's ``apt: sources:``: apt
+    refuses two sources of one repository with different ``Signed-By`` and then reads no source at
+    all, so apply's own source would clash with it.  One package: debship keeps one source per
+    package, and two of them for one repository clash in the same way."""
+    from .layout import Layout
+    from .repo import sources_deb822
+
+    unversioned = [n for n, v in packages if not v]
+    if unversioned or not packages:
+        listed = ", ".join(unversioned) or "none given"
+        raise RepoError(
+            f"--apply needs NAME=VERSION for each --package ({listed}): debship apply installs one exact version"
+        )
+    if len(packages) > 1:
+        raise RepoError(
+            f"--apply takes one --package ({len(packages)} given): debship keeps one apt source per package and "
+            "apt refuses two sources of one repository with different keys; apply the others later with "
+            "`debship apply NAME=VERSION --repo URL --repo-key FILE`"
+        )
+    ((pkg, version),) = packages
+    lay = Layout(pkg)
+    q = json.dumps
+    source = sources_deb822(url, suite, component, lay.repo_keyring, f"debship-{pkg}")
+    lines = [
+        "#cloud-config",
+        f"# {pkg} {version} through debship apply, from {url} {suite} {component} (signed); written by debship cloud-init",
+        "package_update: true",
+        "packages:",
+        f"  - {q('python3-debship')}",
+        "write_files:",
+        *_trust_files(trust_key),
+    ]
+    for path, text in ((lay.repo_keyring, key.strip() + "\n"), (lay.repo_source, source)):
+        lines += [f"  - path: {q(path)}", '    permissions: "0644"', "    content: |"]
+        lines += [f"      {line}".rstrip() for line in text.splitlines()]
+    where = ["--repo", url, "--repo-key", lay.repo_keyring, "--suite", suite, "--component", component]
+    if start_timeout is not None:
+        where += ["--start-timeout", f"{start_timeout:g}"]
+    lines += ["runcmd:", f"  - {q(['debship', 'apply', f'{pkg}={version}', *where])}"]
     return "\n".join(lines) + "\n"

@@ -257,6 +257,15 @@ def add_source(run: Context, _step: Step) -> Done:
     repo, lay = run.opts.via_repo, run.layout
     run.sh(commands.write_file(lay.repo_keyring), sudo=True, stdin=repo.key.encode(), check=True)
     run.sh(commands.write_file(lay.repo_source), sudo=True, stdin=repo.sources.encode(), check=True)
+    clash = run.sh(["apt-cache", "policy"], sudo=True)  # reads every source: apt refuses clashing Signed-By
+    conflict = [l.strip() for l in clash.stderr.splitlines() if "Conflicting values set for option" in l]
+    if conflict:
+        run.sh(["rm", "-f", lay.repo_source, lay.repo_keyring], sudo=True, check=True)
+        raise ShipError(
+            f"another apt source on the host lists {repo.url} with another key ({conflict[0][3:]}); "
+            f"apt reads no source while both exist, so {lay.repo_source} was removed again: remove the "
+            "other source (or ship without --via-repo)"
+        )
     r = run.sh(commands.apt_update_source(lay.repo_source), sudo=True, timeout=run.opts.lock_timeout + 300)
     problems = [l.strip() for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "W:", "Err:"))]
     if not r.ok or any(l.startswith(("E:", "Err:")) for l in problems):
