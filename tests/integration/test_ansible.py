@@ -6,6 +6,7 @@ which stops the rollout before the other hosts.  ``ansible-galaxy collection bui
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -76,6 +77,19 @@ def run_playbook(tmp_path: Path, hosts, debs_by_host: dict, *args: str) -> subpr
     )
 
 
+def diff_text(before: str | None, after: str) -> str:
+    """Ansible's rendering of the module's diff for fleet-agent going from ``before`` to ``after``."""
+
+    def side(mark: str, version: str | None) -> list[str]:
+        if version is None:
+            return [f"{mark}fleet-agent (not installed)"]
+        return [f"{mark}fleet-agent {version}"] + [
+            f"{mark}  {u}: enabled, systemd not running" for u in ("fleet-agent-startup.service", "fleet-agent.service")
+        ]
+
+    return "\n".join(side("-", before) + side("+", after)) + "\n"
+
+
 def recap(output: str) -> dict[str, dict[str, int]]:
     rows = {}
     for m in re.finditer(r"^(h\d)\s+:\s+(.*)$", output, re.M):
@@ -98,21 +112,35 @@ def test_the_module_on_four_hosts(make_ssh_hosts, apply_debs, tmp_path):
     p = run_playbook(tmp_path, hosts, [v1] * 4, "--check", "--diff")
     assert p.returncode == 0, p.stdout + p.stderr
     assert all(r["changed"] == 1 for r in recap(p.stdout).values()) and len(recap(p.stdout)) == 4
-    assert "+fleet-agent 1.0.0" in p.stdout  # diff mode: the version before and after
+    # diff mode in check mode: what the host has, and debship's plan
+    assert p.stdout.count("-fleet-agent (not installed)\n+fleet-agent 1.0.0 (planned)\n") == 4, p.stdout
     assert [installed(h) for h in hosts] == [""] * 4
 
-    p = run_playbook(tmp_path, hosts, [v1] * 4)
+    p = run_playbook(tmp_path, hosts, [v1] * 4, "--diff")
     assert p.returncode == 0, p.stdout + p.stderr
     assert [r["changed"] for r in recap(p.stdout).values()] == [1] * 4
     assert [installed(h) for h in hosts] == ["ii 1.0.0"] * 4
+    # diff mode: the version and the units before and after, as dpkg and systemctl report them on
+    # the host (these loopback hosts are chroots: units are enabled, systemd does not run them)
+    assert p.stdout.count(diff_text(None, "1.0.0")) == 4, p.stdout
 
     p = run_playbook(tmp_path, hosts, [v1] * 4)
     assert p.returncode == 0 and [r["changed"] for r in recap(p.stdout).values()] == [0] * 4, p.stdout
 
-    p = run_playbook(tmp_path, hosts, [bad, v2, v2, v2])  # the first batch (one host) fails its checks
+    p = run_playbook(tmp_path, hosts, [bad, v2, v2, v2], "--diff")  # the first batch (one host) fails its checks
     assert p.returncode != 0
     rows = recap(p.stdout)
     assert rows["h0"]["failed"] == 1 and "rolled back to 1.0.0" in p.stdout, p.stdout
+    # a failed task's diff is not printed; its result carries the host's state before and after:
+    # back where it was, units and all
+    failed = json.loads(re.search(r"^fatal: \[h0\]: FAILED! => (\{.*\})$", p.stdout, re.M).group(1))
+    units = [
+        {"name": u, "enabled": "enabled", "active": None}
+        for u in ("fleet-agent-startup.service", "fleet-agent.service")
+    ]
+    assert (
+        failed["host_before"] == failed["host_after"] == {"package": "fleet-agent", "version": "1.0.0", "units": units}
+    )
     assert [installed(h) for h in hosts] == ["ii 1.0.0"] * 4  # h0 rolled back; max_fail_percentage stopped the rest
     assert all(rows.get(f"h{i}", {}).get("changed", 0) == 0 for i in (1, 2, 3))
 
