@@ -638,6 +638,8 @@ def cloud_init(url, key_file, packages, suite, component, source_name, through_a
     from .gpg import read_key
 
     wanted = [parse_package(p) for p in packages]
+    if start_timeout is not None and not through_apply:
+        raise UsageError("--start-timeout goes with --apply (debship apply's checks); add --apply or drop it")
     click.echo(
         user_data(
             url,

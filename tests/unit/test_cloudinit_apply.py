@@ -74,3 +74,20 @@ def test_apply_mode_takes_one_package():
 def test_apply_mode_needs_an_exact_version():
     with pytest.raises(RepoError, match=r"--apply needs NAME=VERSION for each --package \(fleet-agent\)"):
         cloudinit.user_data("http://10.0.0.5/fleet", KEY, [("fleet-agent", None)], apply=True)
+
+
+def test_the_cli_refuses_a_start_timeout_without_apply_and_two_packages_with_it(tmp_path):
+    from builder.cli import main
+    from tests.harness.helpers import cli_runner
+
+    key = tmp_path / "archive.asc"
+    key.write_text(KEY)
+    base = ["cloud-init", "--repo", "http://10.0.0.5/fleet", "--repo-key", str(key), "--package", "fleet-agent=1.2.0"]
+    r = cli_runner().invoke(main, [*base, "--start-timeout", "15"])
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == (
+        "cloud-init: error: --start-timeout goes with --apply (debship apply's checks); add --apply or drop it\n"
+    )
+    r = cli_runner().invoke(main, [*base, "--apply", "--package", "demo-svc=1.0"])
+    assert r.exit_code != 0 and r.stdout == "" and "--apply takes one --package (2 given)" in r.stderr
+    assert "Traceback" not in r.stderr
