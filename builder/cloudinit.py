@@ -124,8 +124,8 @@ def _apply_user_data(url, key, packages, suite, component, trust_key, start_time
     if len(packages) > 1:
         raise RepoError(
             f"--apply takes one --package ({len(packages)} given): debship keeps one apt source per package and "
-            "apt refuses two sources of one repository with different keys; apply the others later with "
-            "`debship apply NAME=VERSION --repo URL --repo-key FILE`"
+            "apt refuses two sources of one repository with different keys; give one, and ship the others "
+            "as .deb files (ship without --via-repo, or debship apply FILE.deb)"
         )
     ((pkg, version),) = packages
     lay = Layout(pkg)
