@@ -6,9 +6,7 @@ which stops the rollout before the other hosts.  ``ansible-galaxy collection bui
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -16,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import ansibleplay as ansible
+from tests.harness.ansibleplay import COLLECTIONS, ansible_tool, failed_result, recap
 from tests.harness.applying import install_debship
 from tests.harness.helpers import _missing
-from tests.harness.project import REPO
 from tests.harness.shipping import installed, share_key
 
 pytestmark = pytest.mark.root
-COLLECTIONS = REPO / "ansible"
 PLAYBOOK = """- hosts: fleet
   serial: [1, "25%", "100%"]
   max_fail_percentage: 0
@@ -35,46 +33,8 @@ PLAYBOOK = """- hosts: fleet
 """
 
 
-def ansible_tool(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        _missing(f"{name} (pip install ansible-core)")
-    return str(path)
-
-
-def run_playbook(tmp_path: Path, hosts, debs_by_host: dict, *args: str) -> subprocess.CompletedProcess:
-    inventory = tmp_path / "inventory.ini"
-    lines = ["[fleet]"]
-    for i, h in enumerate(hosts):
-        lines.append(f"h{i} ansible_host=127.0.0.1 ansible_port={h.port} deb=/var/tmp/{debs_by_host[i]}")
-    key = hosts[0].ship_args()[1]
-    lines += [
-        "[fleet:vars]",
-        "ansible_user=ops",
-        f"ansible_ssh_private_key_file={key}",
-        "ansible_python_interpreter=/usr/bin/python3",
-    ]
-    inventory.write_text("\n".join(lines) + "\n")
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAYBOOK)
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
-        "ANSIBLE_HOST_KEY_CHECKING": "False",
-        "ANSIBLE_SSH_ARGS": "-o UserKnownHostsFile=/dev/null -o ControlMaster=no",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-        "ANSIBLE_FORKS": "4",
-        "SSH_AUTH_SOCK": "",
-    }
-    return subprocess.run(
-        [ansible_tool("ansible-playbook"), "-i", str(inventory), str(playbook), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=900,
-    )
+def run_playbook(tmp_path: Path, hosts, debs_by_host: list, *args: str):
+    return ansible.run_playbook(tmp_path, hosts, PLAYBOOK, [f"deb=/var/tmp/{d}" for d in debs_by_host], *args)
 
 
 def diff_text(before: str | None, after: str) -> str:
@@ -88,13 +48,6 @@ def diff_text(before: str | None, after: str) -> str:
         ]
 
     return "\n".join(side("-", before) + side("+", after)) + "\n"
-
-
-def recap(output: str) -> dict[str, dict[str, int]]:
-    rows = {}
-    for m in re.finditer(r"^(h\d)\s+:\s+(.*)$", output, re.M):
-        rows[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
-    return rows
 
 
 def test_the_module_on_four_hosts(make_ssh_hosts, apply_debs, tmp_path):
@@ -133,7 +86,7 @@ def test_the_module_on_four_hosts(make_ssh_hosts, apply_debs, tmp_path):
     assert rows["h0"]["failed"] == 1 and "rolled back to 1.0.0" in p.stdout, p.stdout
     # a failed task's diff is not printed; its result carries the host's state before and after:
     # back where it was, units and all
-    failed = json.loads(re.search(r"^fatal: \[h0\]: FAILED! => (\{.*\})$", p.stdout, re.M).group(1))
+    failed = failed_result(p.stdout, "h0")
     units = [
         {"name": u, "enabled": "enabled", "active": None}
         for u in ("fleet-agent-startup.service", "fleet-agent.service")

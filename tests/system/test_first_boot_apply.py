@@ -11,12 +11,16 @@ so its automatic rollback is a removal), exits 3, and cloud-init ends in ``error
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from builder.build import build_deb
 from builder.cli import main
 from builder.layout import Layout
 from builder.repo import publish
+from tests.harness.ansibleplay import recap, run_playbook
 from tests.harness.aptrepo import export_key
 from tests.harness.booted import AGENT, STARTUP, healthz, journal, sample_project
 from tests.harness.helpers import cli_runner
@@ -39,6 +43,7 @@ def first_boot_debs(tmp_path_factory):
     base = tmp_path_factory.mktemp("first-boot-debs")
     project, port = sample_project(base / "project")
     good = build_deb(project, base / "good", version="1.0.0").path
+    newer = build_deb(project, base / "newer", version="1.1.0").path
     pyproject = project / "pyproject.toml"
     text = pyproject.read_text()
     assert '--expect-version \\"$DEBSHIP_VERSION\\""' in text, "the sample's health line moved"
@@ -48,6 +53,7 @@ def first_boot_debs(tmp_path_factory):
     return {
         "port": port,
         "good": good,
+        "newer": newer,
         "bad": bad,
         "debship": [self_deb, *deps_for(self_deb, cached_root(CLOUD_PACKAGES))],
     }
@@ -55,7 +61,7 @@ def first_boot_debs(tmp_path_factory):
 
 def first_boot(make_booted_hosts, server, keys, tmp_path, debs, spec: str, *args: str):
     """Publish everything, boot one instance with ``cloud-init --apply --package spec``, wait for cloud-init."""
-    publish([debs["good"], debs["bad"], *debs["debship"]], server.repo, sign_key=keys.main)
+    publish([debs["good"], debs["newer"], debs["bad"], *debs["debship"]], server.repo, sign_key=keys.main)
     key = export_key(keys.main, tmp_path / "archive.gpg")
     r = cli_runner().invoke(
         main, ["cloud-init", "--apply", "--repo", server.url, "--repo-key", str(key), "--package", spec, *args]
@@ -94,7 +100,7 @@ def test_first_boot_applies_the_package_with_its_checks(make_booted_hosts, serve
     # debship's pin holds 1.0.0 although the repository has 1.3.0
     assert "Pin: version 1.0.0" in host.run_root(["cat", LAY.apt_pin]).stdout
     policy = host.run_root(["apt-cache", "policy", "fleet-agent"]).stdout
-    assert "Installed: 1.0.0" in policy and "Candidate: 1.0.0" in policy and "1.3.0" in policy, policy
+    assert "Installed: 1.0.0" in policy and "Candidate: 1.0.0" in policy and "1.1.0" in policy, policy
     # the record in the store, by root (apply runs as root from cloud-init's runcmd)
     assert history(host) == ["begin 1.0.0 from -", f"ship 1.0.0 from nothing by root@{host.machine}"]
     log = host.run_root(["cat", LAY.deploy_log]).stdout
@@ -125,3 +131,40 @@ def test_first_boot_with_a_failing_health_check_ends_cloud_init_in_error(
     assert not host.run_root(["test", "-e", LAY.apt_pin], check=False).returncode == 0, "a pin for a removed package"
     # the store's history keeps the install's intent and no record of a version that was installed
     assert history(host) == ["begin 1.3.0 from -"]
+
+
+UPGRADE = """- hosts: fleet
+  become: true
+  gather_facts: false
+  tasks:
+    - debship.fleet.apply:
+        package: fleet-agent=1.1.0
+        repo: "{{ repo }}"
+        repo_key: /etc/apt/keyrings/debship-fleet-agent.asc
+"""
+
+
+def test_the_ansible_module_upgrades_the_instance_and_diffs_its_units(
+    make_booted_hosts, server, keys, tmp_path, first_boot_debs
+):
+    """After first boot, Ansible (ansible-core from PyPI, the collection in ansible/) upgrades the
+    instance through the python3-debship it got at first boot: diff mode shows the version and
+    the units as systemd runs them, before and after."""
+    host, done, shown = first_boot(make_booted_hosts, server, keys, tmp_path, first_boot_debs, "fleet-agent=1.0.0")
+    assert done.returncode == 0 and dpkg(host, "fleet-agent") == "ii 1.0.0", shown
+    p = run_playbook(tmp_path, [host], UPGRADE, [f"repo={server.url}"], "--diff", "-v")
+    assert p.returncode == 0 and recap(p.stdout)["h0"]["changed"] == 1, p.stdout + p.stderr
+    assert dpkg(host, "fleet-agent") == "ii 1.1.0"
+    units = [
+        "   fleet-agent-startup.service: enabled, inactive\n",  # a oneshot: ran at install, exited
+        "   fleet-agent.service: enabled, active\n",
+    ]
+    assert "-fleet-agent 1.0.0\n+fleet-agent 1.1.0\n" + "".join(units) in p.stdout, p.stdout
+    result = json.loads(re.search(r"^changed: \[h0\] => (\{.*\})$", p.stdout, re.M).group(1))
+    states = [
+        {"name": "fleet-agent-startup.service", "enabled": "enabled", "active": "inactive"},
+        {"name": "fleet-agent.service", "enabled": "enabled", "active": "active"},
+    ]
+    assert result["host_before"] == {"package": "fleet-agent", "version": "1.0.0", "units": states}
+    assert result["host_after"] == {"package": "fleet-agent", "version": "1.1.0", "units": states}
+    assert healthz(host, first_boot_debs["port"])["version"] == "1.1.0"
