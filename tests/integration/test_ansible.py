@@ -2,7 +2,8 @@
 over real SSH against 4 loopback hosts with debship installed in them (as in test_apply.py):
 check mode changes nothing, the run installs, a second run reports changed=0, and a host whose
 new version fails is rolled back by debship and counted by the play's max_fail_percentage,
-which stops the rollout before the other hosts.  ``ansible-galaxy collection build`` works offline."""
+which stops the rollout before the other hosts; diff mode shows the version and the units
+before and after (check mode: the plan).  ``ansible-galaxy collection build`` works offline."""
 
 from __future__ import annotations
 

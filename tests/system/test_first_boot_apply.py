@@ -7,7 +7,10 @@ once and cached, tests/harness/selfdeb.py).  cloud-init's package module install
 runcmd runs ``debship apply NAME=VERSION --repo …``: lock, plan, install, verify, health, record, pin.
 
 A version whose health check fails: apply removes it again (the instance had no earlier version,
-so its automatic rollback is a removal), exits 3, and cloud-init ends in ``error``."""
+so its automatic rollback is a removal), exits 3, and cloud-init ends in ``error``.
+
+Then Ansible's module (ansible/) upgrades such an instance through that python3-debship, its
+diff showing the units as systemd runs them before and after."""
 
 from __future__ import annotations
 
