@@ -680,13 +680,14 @@ def phase(repo_dir, name, version, percent, halt, complete, suite, component, si
     "source_name",
     default="debship",
     show_default=True,
-    help="Name of the apt source (its .list file and keyring on the instance).",
+    help="Name of the apt source (its .list file and keyring on the instance); with --apply the "
+    "source is debship's own, debship-<package>.",
 )
 @click.option(
     "--apply",
     "through_apply",
     is_flag=True,
-    help="Install each NAME=VERSION with `debship apply` (python3-debship from the repository): "
+    help="Install one NAME=VERSION with `debship apply` (python3-debship from the repository): "
     "health-checked, rolled back, recorded and pinned; a failed check ends cloud-init in error.",
 )
 @click.option(
@@ -698,17 +699,33 @@ def phase(repo_dir, name, version, percent, halt, complete, suite, component, si
 @click.option(
     "--follow",
     is_flag=True,
-    help="Install each --package NAME with `debship apply --follow` and keep following the repository's "
+    help="Install the --package NAME with `debship apply --follow` and keep following the repository's "
     "phased rollout with the timer debship-follow@NAME.timer (every 15 min): health-checked, "
     "rolled back locally, unpinned (docs/rollouts.md).",
 )
+@click.option(
+    "--start-timeout",
+    type=click.FloatRange(min=1),
+    help="With --apply or --follow: seconds for the units to become active and the health command to pass "
+    "(debship apply's --start-timeout; its default 60 when not given).",
+)
 @reports_errors
-def cloud_init(url, key_file, packages, suite, component, source_name, through_apply, trust_key, follow) -> None:
+def cloud_init(
+    url, key_file, packages, suite, component, source_name, through_apply, trust_key, follow, start_timeout
+) -> None:
     """Print cloud-init user-data that adds the repository and installs packages at first boot."""
     from .cloudinit import parse_package, user_data
     from .gpg import read_key
 
     wanted = [parse_package(p) for p in packages]
+    if through_apply and follow:
+        raise UsageError(
+            "--apply installs one exact version, --follow the version the repository's phase offers; give one"
+        )
+    if start_timeout is not None and not (through_apply or follow):
+        raise UsageError(
+            "--start-timeout goes with --apply or --follow (debship apply's checks); add one of them or drop it"
+        )
     click.echo(
         user_data(
             url,
@@ -720,6 +737,7 @@ def cloud_init(url, key_file, packages, suite, component, source_name, through_a
             through_apply,
             _trusted(trust_key),
             follow,
+            start_timeout=start_timeout,
         ),
         nl=False,
     )

@@ -7,6 +7,11 @@ and its ``packages`` module (``package_update: true`` first, so apt sees the
 new source).  cloud-init turns the key into a keyring under
 ``/etc/apt/cloud-init.gpg.d/`` with ``gpg --dearmor``: the image needs gpg.
 Every scalar is written as a JSON string, which YAML reads as the same string.
+
+``--apply`` (``_apply_user_data``) writes debship's own source instead and installs the package
+with ``debship apply`` from ``runcmd``: cloud-init's scripts module fails when apply exits non-zero,
+so a failed health check ends cloud-init in ``error`` (tested on a booted container in
+tests/system/test_first_boot_apply.py).
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ def parse_package(spec: str) -> tuple[str, str | None]:
     return name, (version if sep else None)
 
 
-APPLY_KEY = "/etc/debship/{name}-archive.asc"
 FOLLOW_UNIT = "debship-follow@"
 # apt 2.6 phases only in its upgrade calculation unless this is set; with it the candidate itself
 # is phased, so unattended-upgrades and `apt-get install NAME` honour the phase too (docs/rollouts.md).
@@ -75,12 +79,13 @@ def user_data(
     apply: bool = False,
     trust_key=None,
     follow: bool = False,
+    start_timeout: float | None = None,
 ) -> str:
     """The ``#cloud-config`` text (``key`` is the armored public key).
 
-    ``apply``: the packages are not installed by cloud-init's package module but by
+    ``apply``: the one package is not installed by cloud-init's package module but by
     ``debship apply NAME=VERSION --repo …`` from ``runcmd`` (python3-debship is installed
-    from the repository first), so a new instance gets debship's checks, automatic
+    from the repository first; ``start_timeout`` is apply's ``--start-timeout``), so a new instance gets debship's checks, automatic
     rollback, record and pin at first boot, and a failed check ends cloud-init in error.
     ``follow``: each package (NAME, no version: the repository's phased rollout picks it) is
     installed by ``debship apply --follow NAME --repo …`` and followed from then on by the timer
@@ -98,6 +103,8 @@ def user_data(
         if not _SOURCE_NAME.match(value):
             raise RepoError(f"{what} {value!r} is not a plain name (letters, digits, . _ -); choose another")
     q = json.dumps
+    if apply or follow:
+        return _apply_user_data(url, key, packages, suite, component, trust_key, start_timeout, follow)
     lines = [
         "#cloud-config",
         f"# apt source {name}: {url} {suite} {component}, signed; written by debship cloud-init",
@@ -110,17 +117,44 @@ def user_data(
         "      key: |",
         *[f"        {line}".rstrip() for line in key.strip().splitlines()],
     ]
-    files = []
-    if trust_key is not None:  # pkgsig.TrustedKey: later ships install only packages it signed
-        from .pkgsig import KEYS_DIR
+    files = _trust_files(trust_key)
+    if files:
+        lines += ["write_files:", *files]
+    if packages:
+        lines.append("packages:")
+        lines += [f"  - [{q(n)}, {q(v)}]" if v else f"  - {q(n)}" for n, v in packages]
+    return "\n".join(lines) + "\n"
 
-        files += [
-            f"  - path: {q(f'{KEYS_DIR}/{trust_key.filename}')}",
-            "    encoding: b64",
-            "    owner: root:root",
-            '    permissions: "0644"',
-            f"    content: {base64.b64encode(trust_key.data).decode()}",
-        ]
+
+def _trust_files(trust_key) -> list[str]:
+    """write_files entries for a ``pkgsig.TrustedKey``: later ships install only packages it signed."""
+    if trust_key is None:
+        return []
+    from .pkgsig import KEYS_DIR
+
+    q = json.dumps
+    return [
+        f"  - path: {q(f'{KEYS_DIR}/{trust_key.filename}')}",
+        "    encoding: b64",
+        "    owner: root:root",
+        '    permissions: "0644"',
+        f"    content: {base64.b64encode(trust_key.data).decode()}",
+    ]
+
+
+def _apply_user_data(url, key, packages, suite, component, trust_key, start_timeout, follow=False) -> str:
+    """--apply and --follow: the repository's source is debship's own (the key and deb822 source
+    ``ship --via-repo`` and ``apply --repo`` write, ``Layout(name).repo_keyring`` and
+    ``.repo_source``), written by write_files before cloud-init's package module runs.  Not
+    cloud-init's ``apt: sources:``: apt refuses two sources of one repository with different
+    ``Signed-By`` and then reads no source at all, so apply's own source would clash with it.  One
+    package: debship keeps one source per package, and two of them for one repository clash in the
+    same way.  --follow adds the timer's units and the phasing setting, and enables the timer
+    after the first ``apply --follow``."""
+    from .layout import Layout
+    from .repo import sources_deb822
+
+    mode = "--follow" if follow else "--apply"
     if follow:
         versioned = [f"{n}={v}" for n, v in packages if v]
         if versioned or not packages:
@@ -128,52 +162,53 @@ def user_data(
                 f"--follow takes --package NAME without a version ({', '.join(versioned) or 'none given'}): "
                 "the repository's phased rollout picks the version"
             )
-        key_file = APPLY_KEY.format(name=name)
-        files += [
-            f"  - path: {q(key_file)}",
-            '    permissions: "0644"',
-            "    content: |",
-            *[f"      {line}".rstrip() for line in key.strip().splitlines()],
-        ]
-        units = "/etc/systemd/system/"
-        for path, text in (
-            (units + f"{FOLLOW_UNIT}.service", FOLLOW_SERVICE),
-            (units + f"{FOLLOW_UNIT}.timer", FOLLOW_TIMER),
-            (PHASING_CONF, PHASING_TEXT),
-        ):
-            files += [
-                f"  - path: {q(path)}",
-                '    permissions: "0644"',
-                "    content: |",
-                *[f"      {line}".rstrip() for line in text.strip().splitlines()],
-            ]
-        lines += ["packages:", f"  - {q('python3-debship')}", "write_files:", *files, "runcmd:"]
-        where = ["--repo", url, "--repo-key", key_file, "--suite", suite, "--component", component]
-        for n, _ in packages:
-            lines.append(f"  - {json.dumps(['debship', 'apply', '--follow', n, *where])}")
-            lines.append(f"  - {json.dumps(['systemctl', 'enable', '--now', f'{FOLLOW_UNIT}{n}.timer'])}")
-        return "\n".join(lines) + "\n"
-    if apply:
+    else:
         unversioned = [n for n, v in packages if not v]
         if unversioned or not packages:
             listed = ", ".join(unversioned) or "none given"
             raise RepoError(
                 f"--apply needs NAME=VERSION for each --package ({listed}): debship apply installs one exact version"
             )
-        key_file = APPLY_KEY.format(name=name)
+    if len(packages) > 1:
+        raise RepoError(
+            f"{mode} takes one --package ({len(packages)} given): debship keeps one apt source per package and "
+            "apt refuses two sources of one repository with different keys; give one, and ship the others "
+            "as .deb files (ship without --via-repo, or debship apply FILE.deb)"
+        )
+    ((pkg, version),) = packages
+    lay = Layout(pkg)
+    q = json.dumps
+    source = sources_deb822(url, suite, component, lay.repo_keyring, f"debship-{pkg}")
+    what = f"{pkg}, following the repository's phased rollout," if follow else f"{pkg} {version}"
+    lines = [
+        "#cloud-config",
+        f"# {what} through debship apply, from {url} {suite} {component} (signed); written by debship cloud-init",
+        "package_update: true",
+        "packages:",
+        f"  - {q('python3-debship')}",
+        "write_files:",
+        *_trust_files(trust_key),
+    ]
+    files = [(lay.repo_keyring, key.strip() + "\n"), (lay.repo_source, source)]
+    if follow:
+        units = "/etc/systemd/system/"
         files += [
-            f"  - path: {q(key_file)}",
-            '    permissions: "0644"',
-            "    content: |",
-            *[f"      {line}".rstrip() for line in key.strip().splitlines()],
+            (units + f"{FOLLOW_UNIT}.service", FOLLOW_SERVICE),
+            (units + f"{FOLLOW_UNIT}.timer", FOLLOW_TIMER),
+            (PHASING_CONF, PHASING_TEXT),
         ]
-        lines += ["packages:", f"  - {q('python3-debship')}", "write_files:", *files, "runcmd:"]
-        where = ["--repo", url, "--repo-key", key_file, "--suite", suite, "--component", component]
-        lines += [f"  - {json.dumps(['debship', 'apply', f'{n}={v}', *where])}" for n, v in packages]
-        return "\n".join(lines) + "\n"
-    if files:
-        lines += ["write_files:", *files]
-    if packages:
-        lines.append("packages:")
-        lines += [f"  - [{q(n)}, {q(v)}]" if v else f"  - {q(n)}" for n, v in packages]
+    for path, text in files:
+        lines += [f"  - path: {q(path)}", '    permissions: "0644"', "    content: |"]
+        lines += [f"      {line}".rstrip() for line in text.splitlines()]
+    where = ["--repo", url, "--repo-key", lay.repo_keyring, "--suite", suite, "--component", component]
+    if start_timeout is not None:
+        where += ["--start-timeout", f"{start_timeout:g}"]
+    if follow:
+        lines += [
+            "runcmd:",
+            f"  - {q(['debship', 'apply', '--follow', pkg, *where])}",
+            f"  - {q(['systemctl', 'enable', '--now', f'{FOLLOW_UNIT}{pkg}.timer'])}",
+        ]
+    else:
+        lines += ["runcmd:", f"  - {q(['debship', 'apply', f'{pkg}={version}', *where])}"]
     return "\n".join(lines) + "\n"

@@ -260,15 +260,28 @@ def add_source(run: Context, _step: Step) -> Done:
     before = {path: run.sh(["cat", "--", path], sudo=True) for path in (lay.repo_keyring, lay.repo_source)}
     run.sh(commands.write_file(lay.repo_keyring), sudo=True, stdin=repo.key.encode(), check=True)
     run.sh(commands.write_file(lay.repo_source), sudo=True, stdin=repo.sources.encode(), check=True)
-    update = commands.apt_update_source(lay.repo_source, deps.lists_prefix(repo.url))
-    r = run.sh(update, sudo=True, timeout=run.opts.lock_timeout + 300)
-    problems = [" ".join(l.split()) for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "W:", "Err:"))]
-    if not r.ok or any(l.startswith(("E:", "Err:")) for l in problems):
+
+    def put_back() -> None:
         for path, old in before.items():
             if old.ok:
                 run.sh(commands.write_file(path), sudo=True, stdin=old.stdout.encode(), check=True)
             else:
                 run.sh(["rm", "-f", "--", path], sudo=True, check=True)
+
+    clash = run.sh(["apt-cache", "policy"], sudo=True)  # reads every source: apt refuses clashing Signed-By
+    conflict = [l.strip() for l in clash.stderr.splitlines() if "Conflicting values set for option" in l]
+    if conflict:
+        put_back()
+        raise ShipError(
+            f"another apt source on the host lists {repo.url} with another key ({conflict[0][3:]}); "
+            f"apt reads no source while both exist, so {lay.repo_source} was put back as it was: remove the "
+            "other source (or ship without --via-repo)"
+        )
+    update = commands.apt_update_source(lay.repo_source, deps.lists_prefix(repo.url))
+    r = run.sh(update, sudo=True, timeout=run.opts.lock_timeout + 300)
+    problems = [" ".join(l.split()) for l in (r.stdout + r.stderr).splitlines() if l.startswith(("E:", "W:", "Err:"))]
+    if not r.ok or any(l.startswith(("E:", "Err:")) for l in problems):
+        put_back()
         # sqv (Debian 13's apt) refuses a key or a signature by policy: the URL and the key are right
         policy = any("Policy rejected" in l for l in problems)
         raise ShipError(

@@ -2,12 +2,12 @@
 over real SSH against 4 loopback hosts with debship installed in them (as in test_apply.py):
 check mode changes nothing, the run installs, a second run reports changed=0, and a host whose
 new version fails is rolled back by debship and counted by the play's max_fail_percentage,
-which stops the rollout before the other hosts.  ``ansible-galaxy collection build`` works offline."""
+which stops the rollout before the other hosts; diff mode shows the version and the units
+before and after (check mode: the plan).  ``ansible-galaxy collection build`` works offline."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness import ansibleplay as ansible
+from tests.harness.ansibleplay import COLLECTIONS, ansible_tool, failed_result, recap
 from tests.harness.applying import install_debship
 from tests.harness.helpers import _missing
-from tests.harness.project import REPO
 from tests.harness.shipping import installed, share_key
 
 pytestmark = pytest.mark.root
-COLLECTIONS = REPO / "ansible"
 PLAYBOOK = """- hosts: fleet
   serial: [1, "25%", "100%"]
   max_fail_percentage: 0
@@ -34,53 +34,21 @@ PLAYBOOK = """- hosts: fleet
 """
 
 
-def ansible_tool(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        _missing(f"{name} (pip install ansible-core)")
-    return str(path)
+def run_playbook(tmp_path: Path, hosts, debs_by_host: list, *args: str):
+    return ansible.run_playbook(tmp_path, hosts, PLAYBOOK, [f"deb=/var/tmp/{d}" for d in debs_by_host], *args)
 
 
-def run_playbook(tmp_path: Path, hosts, debs_by_host: dict, *args: str) -> subprocess.CompletedProcess:
-    inventory = tmp_path / "inventory.ini"
-    lines = ["[fleet]"]
-    for i, h in enumerate(hosts):
-        lines.append(f"h{i} ansible_host=127.0.0.1 ansible_port={h.port} deb=/var/tmp/{debs_by_host[i]}")
-    key = hosts[0].ship_args()[1]
-    lines += [
-        "[fleet:vars]",
-        "ansible_user=ops",
-        f"ansible_ssh_private_key_file={key}",
-        "ansible_python_interpreter=/usr/bin/python3",
-    ]
-    inventory.write_text("\n".join(lines) + "\n")
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAYBOOK)
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS),
-        "ANSIBLE_HOST_KEY_CHECKING": "False",
-        "ANSIBLE_SSH_ARGS": "-o UserKnownHostsFile=/dev/null -o ControlMaster=no",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-        "ANSIBLE_FORKS": "4",
-        "SSH_AUTH_SOCK": "",
-    }
-    return subprocess.run(
-        [ansible_tool("ansible-playbook"), "-i", str(inventory), str(playbook), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        timeout=900,
-    )
+def diff_text(before: str | None, after: str) -> str:
+    """Ansible's rendering of the module's diff for fleet-agent going from ``before`` to ``after``."""
 
+    def side(mark: str, version: str | None) -> list[str]:
+        if version is None:
+            return [f"{mark}fleet-agent (not installed)"]
+        return [f"{mark}fleet-agent {version}"] + [
+            f"{mark}  {u}: enabled, systemd not running" for u in ("fleet-agent-startup.service", "fleet-agent.service")
+        ]
 
-def recap(output: str) -> dict[str, dict[str, int]]:
-    rows = {}
-    for m in re.finditer(r"^(h\d)\s+:\s+(.*)$", output, re.M):
-        rows[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
-    return rows
+    return "\n".join(side("-", before) + side("+", after)) + "\n"
 
 
 def test_the_module_on_four_hosts(make_ssh_hosts, apply_debs, tmp_path):
@@ -98,21 +66,35 @@ def test_the_module_on_four_hosts(make_ssh_hosts, apply_debs, tmp_path):
     p = run_playbook(tmp_path, hosts, [v1] * 4, "--check", "--diff")
     assert p.returncode == 0, p.stdout + p.stderr
     assert all(r["changed"] == 1 for r in recap(p.stdout).values()) and len(recap(p.stdout)) == 4
-    assert "+fleet-agent 1.0.0" in p.stdout  # diff mode: the version before and after
+    # diff mode in check mode: what the host has, and debship's plan
+    assert p.stdout.count("-fleet-agent (not installed)\n+fleet-agent 1.0.0 (planned)\n") == 4, p.stdout
     assert [installed(h) for h in hosts] == [""] * 4
 
-    p = run_playbook(tmp_path, hosts, [v1] * 4)
+    p = run_playbook(tmp_path, hosts, [v1] * 4, "--diff")
     assert p.returncode == 0, p.stdout + p.stderr
     assert [r["changed"] for r in recap(p.stdout).values()] == [1] * 4
     assert [installed(h) for h in hosts] == ["ii 1.0.0"] * 4
+    # diff mode: the version and the units before and after, as dpkg and systemctl report them on
+    # the host (these loopback hosts are chroots: units are enabled, systemd does not run them)
+    assert p.stdout.count(diff_text(None, "1.0.0")) == 4, p.stdout
 
     p = run_playbook(tmp_path, hosts, [v1] * 4)
     assert p.returncode == 0 and [r["changed"] for r in recap(p.stdout).values()] == [0] * 4, p.stdout
 
-    p = run_playbook(tmp_path, hosts, [bad, v2, v2, v2])  # the first batch (one host) fails its checks
+    p = run_playbook(tmp_path, hosts, [bad, v2, v2, v2], "--diff")  # the first batch (one host) fails its checks
     assert p.returncode != 0
     rows = recap(p.stdout)
     assert rows["h0"]["failed"] == 1 and "rolled back to 1.0.0" in p.stdout, p.stdout
+    # a failed task's diff is not printed; its result carries the host's state before and after:
+    # back where it was, units and all
+    failed = failed_result(p.stdout, "h0")
+    units = [
+        {"name": u, "enabled": "enabled", "active": None}
+        for u in ("fleet-agent-startup.service", "fleet-agent.service")
+    ]
+    assert (
+        failed["host_before"] == failed["host_after"] == {"package": "fleet-agent", "version": "1.0.0", "units": units}
+    )
     assert [installed(h) for h in hosts] == ["ii 1.0.0"] * 4  # h0 rolled back; max_fail_percentage stopped the rest
     assert all(rows.get(f"h{i}", {}).get("changed", 0) == 0 for i in (1, 2, 3))
 

@@ -395,3 +395,14 @@ def test_cloud_init_user_data_passes_cloud_inits_schema(keys, debs, tmp_path, cl
     (cloud_init_root.path / "tmp/follow").write_text(r.stdout)
     proc = cloud_init_root.run(["cloud-init", "schema", "--config-file", "/tmp/follow"], check=False)
     assert proc.returncode == 0 and "Valid cloud-config" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.root
+def test_cloud_init_apply_user_data_passes_cloud_inits_schema(keys, debs, tmp_path, cloud_init_root):
+    result = publish([debs["1.0.0"]], tmp_path / "repo", sign_key=keys.main)
+    base = ["cloud-init", "--apply", "--repo", "http://10.0.2.2:8080/fleet", "--repo-key", str(result.keyring)]
+    r = cli_runner().invoke(main, [*base, "--package", "demo-svc=1.0.0", "--start-timeout", "30"])
+    assert r.exit_code == 0, r.stderr
+    (cloud_init_root.path / "tmp/user-data-apply").write_text(r.stdout)
+    proc = cloud_init_root.run(["cloud-init", "schema", "--config-file", "/tmp/user-data-apply"], check=False)
+    assert proc.returncode == 0 and "Valid cloud-config" in proc.stdout, proc.stdout + proc.stderr

@@ -85,3 +85,20 @@ def test_a_wrong_key_fails_the_host_before_anything_is_installed(ssh_host, publi
     assert installed(ssh_host) == ""
     # no source nor key is left that would fail every later apt-get update on the host
     assert not (ssh_host.root.path / SOURCE).exists() and not (ssh_host.root.path / KEYRING).exists()
+
+
+def test_a_source_clashing_with_another_for_the_same_repository_is_taken_back(ssh_host, published, keys, tmp_path):
+    """apt refuses two sources of one repository with different Signed-By and then reads no
+    source at all: the ship stops, names the clash and leaves the host's apt as it was."""
+    debs, via = published
+    other = ssh_host.root.path / "etc/apt/sources.list.d/fleet.list"
+    export_key(keys.main, ssh_host.root.path / "etc/apt/trusted.fleet.gpg")
+    other.write_text(f"deb [signed-by=/etc/apt/trusted.fleet.gpg] {via[1]} stable main\n")
+    r = run_ship([ssh_host], debs["1.0.0"], *via)
+    assert r.exit_code == 1, r.output + r.stderr
+    assert f"another apt source on the host lists {via[1]} with another key" in r.stderr, r.stderr
+    assert "Conflicting values set for option Signed-By" in r.stderr
+    assert not (ssh_host.root.path / SOURCE).exists()
+    assert not (ssh_host.root.path / KEYRING).exists()
+    assert ssh_host.run_root(["apt-cache", "policy"], check=False).returncode == 0  # apt reads its sources again
+    assert installed(ssh_host) == ""

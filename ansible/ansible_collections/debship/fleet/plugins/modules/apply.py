@@ -13,6 +13,9 @@ description:
     the previous version when they fail, records the deploy and pins the version in apt.
   - In check mode it runs C(debship apply --dry-run) and returns the plan; nothing changes.
   - C(changed) is true only when the installed version changed.
+  - In diff mode the diff shows the installed version and the package's units (enabled state and
+    active state, read on the host with dpkg-query and systemctl) before and after; in check mode
+    the after side is debship's plan (the version and the units it starts, restarts and stops).
 options:
   deb:
     description: Path of a .deb on the host.
@@ -70,11 +73,66 @@ outcome:
   returned: always
 plan: {description: what the install would do (check mode) or did, type: dict, returned: when an install was planned}
 events: {description: debship's events, one dict per step, type: list, returned: always}
+host_before:
+  description: the installed version and units (name, enabled, active) before the run
+  type: dict
+  returned: in diff mode
+host_after:
+  description: the same after the run (not in check mode, where the diff shows the plan)
+  type: dict
+  returned: in diff mode, not in check mode
 """
 
 import json
+import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule
+
+UNIT_FILE = re.compile(r"^/(?:usr/)?lib/systemd/system/([^/]+\.(?:service|socket|timer|path|mount|target))$")
+
+
+def package_name(module, p):
+    if p["package"]:
+        return p["package"].split("=", 1)[0]
+    rc, out, _ = module.run_command(["dpkg-deb", "--field", p["deb"], "Package"])
+    return out.strip() if rc == 0 else ""
+
+
+def host_state(module, name):
+    """The installed version (None: not installed) and the package's units as systemd sees them
+    (active is None where systemd is not running, as in a chroot)."""
+    rc, out, _ = module.run_command(["dpkg-query", "-W", "-f=${db:Status-Abbrev} ${Version}", "--", name])
+    fields = out.split()
+    version = fields[1] if rc == 0 and len(fields) == 2 and fields[0] == "ii" else None
+    units = []
+    if version is not None:
+        _, listing, _ = module.run_command(["dpkg-query", "-L", "--", name])
+        running = os.path.isdir("/run/systemd/system")
+        for unit in sorted({m.group(1) for m in map(UNIT_FILE.match, listing.splitlines()) if m}):
+            _, enabled, _ = module.run_command(["systemctl", "is-enabled", "--", unit])
+            active = module.run_command(["systemctl", "is-active", "--", unit])[1].strip() if running else None
+            units.append(dict(name=unit, enabled=enabled.strip() or "unknown", active=active))
+    return dict(package=name, version=version, units=units)
+
+
+def render(state):
+    lines = [f"{state['package']} {state['version'] or '(not installed)'}"]
+    for u in state["units"]:
+        active = u["active"] if u["active"] is not None else "systemd not running"
+        lines.append(f"  {u['name']}: {u['enabled']}, {active}")
+    return "\n".join(lines) + "\n"
+
+
+def render_plan(name, plan, before):
+    """Check mode's after side: the planned version and what the install does to the units."""
+    if not plan:
+        return render(before)
+    lines = [f"{name} {plan['to']} (planned)"]
+    for label, key in (("starts", "starts"), ("restarts", "restarts"), ("stops and disables", "drops")):
+        lines += [f"  {unit}: {label}" for unit in plan.get(key) or []]
+    lines += [f"  {unit}: left alone (disabled or masked)" for unit in plan.get("left_alone") or []]
+    return "\n".join(lines) + "\n"
 
 
 def main():
@@ -115,6 +173,8 @@ def main():
         argv.append("--no-rollback")
     if module.check_mode:
         argv.append("--dry-run")
+    name = package_name(module, p) if module._diff else ""
+    host_before = host_state(module, name) if name else None
     rc, out, err = module.run_command(argv)
     events = []
     for line in out.splitlines():
@@ -127,18 +187,22 @@ def main():
         module.fail_json(msg=(err.strip().splitlines() or [f"debship apply exited {rc}"])[-1], rc=rc, events=events)
     plan = next((e["detail"] for e in events if e.get("step") == "plan"), None)
     before, after, outcome = summary.get("before"), summary.get("after"), summary.get("outcome")
-    name = summary.get("package") or ""
+    name = name or summary.get("package") or ""
     result = dict(before=before, after=after, outcome=outcome, plan=plan, events=events, rc=rc)
     if module.check_mode:
         result["changed"] = outcome == "dry-run" and plan is not None
-        target = plan["to"] if plan else after
     else:
         result["changed"] = before != after
-        target = after
     if module._diff:
-        result["diff"] = dict(
-            before=f"{name} {before or '(not installed)'}\n", after=f"{name} {target or '(not installed)'}\n"
-        )
+        if host_before is None:  # a .deb dpkg-deb could not read: debship's summary still names it
+            host_before = dict(package=name, version=before, units=[])
+        result["host_before"] = host_before
+        if module.check_mode:
+            after_text = render_plan(name, plan, host_before)
+        else:
+            result["host_after"] = host_state(module, name)
+            after_text = render(result["host_after"])
+        result["diff"] = dict(before=render(host_before), after=after_text)
     if rc != 0:
         module.fail_json(msg=summary.get("detail") or f"debship apply exited {rc}", **result)
     module.exit_json(**result)
