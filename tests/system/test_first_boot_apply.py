@@ -62,12 +62,14 @@ def first_boot_debs(tmp_path_factory):
     }
 
 
-def first_boot(make_booted_hosts, server, keys, tmp_path, debs, spec: str, *args: str):
-    """Publish everything, boot one instance with ``cloud-init --apply --package spec``, wait for cloud-init."""
-    publish([debs["good"], debs["newer"], debs["bad"], *debs["debship"]], server.repo, sign_key=keys.main)
+def first_boot(make_booted_hosts, server, keys, tmp_path, debs, spec: str, *args: str, mode: str = "--apply"):
+    """Publish everything (with --follow: the good version only), boot one instance with
+    ``cloud-init MODE --package spec``, wait for cloud-init."""
+    versions = ["good"] if mode == "--follow" else ["good", "newer", "bad"]
+    publish([*(debs[v] for v in versions), *debs["debship"]], server.repo, sign_key=keys.main)
     key = export_key(keys.main, tmp_path / "archive.gpg")
     r = cli_runner().invoke(
-        main, ["cloud-init", "--apply", "--repo", server.url, "--repo-key", str(key), "--package", spec, *args]
+        main, ["cloud-init", mode, "--repo", server.url, "--repo-key", str(key), "--package", spec, *args]
     )
     assert r.exit_code == 0, r.stderr
     (host,) = make_booted_hosts(1, cloud=True, user_data=r.stdout, boot_timeout=120)
@@ -134,6 +136,30 @@ def test_first_boot_with_a_failing_health_check_ends_cloud_init_in_error(
     assert not host.run_root(["test", "-e", LAY.apt_pin], check=False).returncode == 0, "a pin for a removed package"
     # the store's history keeps the install's intent and no record of a version that was installed
     assert history(host) == ["begin 1.3.0 from -"]
+
+
+def test_first_boot_follows_the_repository_and_its_timer_takes_the_next_version(
+    make_booted_hosts, server, keys, tmp_path, first_boot_debs
+):
+    """``cloud-init --follow``: the instance installs the repository's version through ``apply
+    --follow``, unpinned, and the timer's service later takes the version published after it."""
+    host, done, shown = first_boot(
+        make_booted_hosts, server, keys, tmp_path, first_boot_debs, "fleet-agent", mode="--follow"
+    )
+    assert done.returncode == 0 and "status: done" in done.stdout, shown
+    assert dpkg(host, "fleet-agent") == "ii 1.0.0", shown
+    assert host.run_root(["test", "-e", LAY.follow_marker], check=False).returncode == 0, shown
+    assert host.run_root(["test", "-e", LAY.apt_pin], check=False).returncode != 0, "a following host is not pinned"
+    timer = "debship-follow@fleet-agent.timer"
+    assert host.run_root(["systemctl", "is-enabled", timer], check=False).stdout.strip() == "enabled"
+    assert host.run_root(["systemctl", "is-active", timer], check=False).stdout.strip() == "active"
+
+    publish([first_boot_debs["newer"]], server.repo, sign_key=keys.main)
+    unit = "debship-follow@fleet-agent.service"
+    r = host.run_root(["systemctl", "start", unit], check=False, timeout=300)
+    assert r.returncode == 0, journal(host, unit)
+    assert dpkg(host, "fleet-agent") == "ii 1.1.0", journal(host, unit)
+    assert healthz(host, first_boot_debs["port"])["version"] == "1.1.0"
 
 
 UPGRADE = """- hosts: fleet
