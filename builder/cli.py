@@ -954,7 +954,9 @@ def _text_status(rows, expect) -> None:
                 r.host,
                 r.package or "-",
                 r.installed or "-",
-                r.held or "-",
+                r.held
+                or (f"follows {r.follows}" if r.follows else "-")
+                + (f" (refuses {', '.join(r.refused)})" if r.refused else ""),
                 units,
                 r.health,
                 last,

@@ -23,6 +23,7 @@ from ..manifest import Manifest
 from . import actions, store
 from .executor import Connector, HostRun
 from .options import ShipOptions
+from .pin import parse_refused
 from .sshconfig import HostSpec
 
 
@@ -48,6 +49,8 @@ class HostStatus:
     last: store.Shipped | None = None
     kept: tuple[str, ...] = ()
     error: str = ""  # the host could not be read (unreachable, no package …)
+    follows: str | None = None  # the repository the host follows (apply --follow): not push-managed
+    refused: tuple[str, ...] = ()  # versions apply --follow rolled back from and will not take again
 
     def problems(self, expect: str | None = None) -> list[str]:
         """Why this host is not fine: unreachable, not installed, unfinished, on another version
@@ -91,6 +94,8 @@ class HostStatus:
             "health_detail": self.health_detail,
             "last_ship": self.last.as_dict() if self.last else None,
             "kept": list(self.kept),
+            "follows": self.follows,
+            "refused": list(self.refused),
             "error": self.error or None,
             "ok": not self.problems(expect),
             "problems": self.problems(expect),
@@ -166,6 +171,8 @@ def _read(run: HostRun, health_timeout: float) -> HostStatus:
         detail,
         history[-1] if history else None,
         tuple(k.version or f"{k.filename} (unreadable)" for k in now.kept),
+        follows=now.follows,
+        refused=tuple(parse_refused(now.refused)),
     )
 
 

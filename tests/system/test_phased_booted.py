@@ -9,6 +9,7 @@ no port."""
 
 from __future__ import annotations
 
+import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -139,6 +140,15 @@ def test_booted_hosts_pull_a_phased_rollout_and_roll_back_a_bad_version(make_boo
     phase(server, "3.0.0", "--halt", key=keys.main)
     for h, p in on_all(follow).items():
         assert p.returncode == 0 and version(h) == "2.0.0", p.stdout + p.stderr
+
+    # debship status tells a following host from a pinned one, and names the versions it refuses
+    for h in (next(iter(bad)), next(h for h in hosts if h not in bad)):
+        argv = ["status", "--host", h.address, *h.ship_args(), "--package", NAME, "--json"]
+        r = cli_runner().invoke(main, argv, env={"SSH_AUTH_SOCK": ""})
+        assert r.exit_code == 0, r.output + r.stderr
+        row = json.loads(r.output)
+        assert (row["installed"], row["held"], row["follows"]) == ("2.0.0", None, server.url), row
+        assert row["refused"] == (["3.0.0"] if h in bad else []), row
 
     timer = f"debship-follow@{NAME}.timer"
     for h in hosts[:1]:
