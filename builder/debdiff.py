@@ -317,11 +317,11 @@ class _Decoded(io.RawIOBase):
             out[: len(data)] = data
             return len(data)
         while True:
-            if self._xz.eof:  # the end of one .xz stream: another may follow, or padding
-                rest = self._xz.unused_data
-                while not rest.strip(b"\0") and self._pos < self._end:
-                    rest = self._input()
-                if not rest.strip(b"\0"):
+            if self._xz.eof:  # the end of one .xz stream: another may follow, after padding
+                rest = self._xz.unused_data.lstrip(b"\0")
+                while not rest and self._pos < self._end:
+                    rest = self._input().lstrip(b"\0")
+                if not rest:
                     return 0
                 self._xz = lzma.LZMADecompressor()
                 data = self._xz.decompress(rest, len(out))
