@@ -3,7 +3,7 @@
 each tool's whole process tree.
 
     python3 bench/diff.py [--mb 80] [--files 2000] [--repeat 3] [--builder debship|dpkg-deb]
-                          [--tools debship,debship-lib,debship-1,debdiff,diffoscope,floor,list] [--baseline DIR]
+                          [--tools debship,debship-lib,debship-1,debdiff,diffoscope,floor,list] [--baseline NAME=DIR ...]
 
 The payload is bench/build.py's (seeded: 3 of 4 files text, 1 of 4 random bytes), ~MB MB
 in FILES files; the new package changes 15 files, adds 3 and removes 3 (21 changes).  Both
@@ -48,7 +48,7 @@ from build import MTIME, make_payload, payload_files  # noqa: E402
 
 from builder import debfile  # noqa: E402
 
-BASELINE = [""]  # --baseline DIR: an older debship checkout, timed as debship-baseline
+BASELINES: dict = {}  # --baseline NAME=DIR: an older debship checkout, timed as row NAME
 CACHE = Path.home() / ".cache" / "debship-bench" / "diff"
 CONTROL = (
     "Package: bench\nVersion: {v}\nArchitecture: all\nMaintainer: Bench <bench@example.com>\n"
@@ -114,14 +114,17 @@ def commands(old: Path, new: Path) -> dict[str, list[str]]:
         "diffoscope": ["diffoscope", "--no-progress", str(old), str(new)],
         "floor": ["sh", "-c", f"dpkg-deb --fsys-tarfile {old} >/dev/null; dpkg-deb --fsys-tarfile {new} >/dev/null"],
         "list": ["sh", "-c", f"dpkg-deb -c {old} >/dev/null; dpkg-deb -c {new} >/dev/null"],
-        "debship-baseline": [
-            sys.executable,
-            "-c",
-            f"import sys; sys.path.insert(0, {BASELINE[0]!r}); from builder.cli import main; main()",
-            "diff",
-            str(old),
-            str(new),
-        ],
+        **{
+            name: [
+                sys.executable,
+                "-c",
+                f"import sys; sys.path.insert(0, {where!r}); from builder.cli import main; main()",
+                "diff",
+                str(old),
+                str(new),
+            ]
+            for name, where in BASELINES.items()
+        },
     }
 
 
@@ -189,12 +192,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--builder", default="debship", choices=("debship", "dpkg-deb"))
     ap.add_argument("--tools", default="debship,debship-lib,debship-1,debdiff,diffoscope,floor")
-    ap.add_argument("--baseline", metavar="DIR", help="also time `debship diff` from this checkout")
+    ap.add_argument(
+        "--baseline",
+        metavar="NAME=DIR",
+        action="append",
+        default=[],
+        help="also time `debship diff` from this checkout (e.g. git archive REV builder | tar -x -C DIR) as row NAME",
+    )
     args = ap.parse_args()
     names = args.tools.split(",")
-    if args.baseline:
-        BASELINE[0] = str(Path(args.baseline).resolve())
-        names.append("debship-baseline")
+    for spec in args.baseline:
+        name, _, where = spec.rpartition("=")
+        BASELINES[name or "debship-baseline"] = str(Path(where).resolve())
+        names.append(name or "debship-baseline")
     for name, tool in (("debdiff", "debdiff"), ("diffoscope", "diffoscope")):
         if name in names and not shutil.which(tool):
             raise SystemExit(
