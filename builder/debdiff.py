@@ -275,15 +275,16 @@ def _read_data(path, f, name: str, offset: int, size: int, pool, ahead: int, con
     blocks = _xz_blocks(path) if pool is not None and name == "data.tar.xz" else None
     if blocks is not None:
         raw = _BlockReader(path, *blocks, pool, ahead)
+        source = io.BufferedReader(raw, CHUNK)
     elif name in ("data.tar.xz", "data.tar"):
-        raw = _Decoded(f.fileno(), name, offset, size)
+        raw = source = _Decoded(f.fileno(), name, offset, size)  # its read() hands over liblzma's bytes
     else:
         from debian.debfile import DebFile  # here: gzip, zstd, bzip2 data archives
 
         with DebFile(str(path)) as deb:
             return _data(deb.data.tgz(), conffiles)
-    with raw, tarfile.open(fileobj=io.BufferedReader(raw, CHUNK), mode="r|", bufsize=CHUNK) as tar:
-        return _data(tar, conffiles)
+    with raw, tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK) as tar:
+        return _data(tar, conffiles, direct=True)
 
 
 def _fields(text: bytes) -> dict:
@@ -310,31 +311,36 @@ class _Decoded(io.RawIOBase):
         self._pos += len(data)
         return data
 
-    def readinto(self, out) -> int:
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` decoded bytes (``CHUNK`` when not said), as liblzma hands them over."""
+        size = size if size is not None and size > 0 else CHUNK
         if self._xz is None:
-            data = os.pread(self._fd, min(len(out), self._end - self._pos), self._pos)
+            data = os.pread(self._fd, min(size, self._end - self._pos), self._pos)
             self._pos += len(data)
-            out[: len(data)] = data
-            return len(data)
+            return data
         while True:
             if self._xz.eof:  # the end of one .xz stream: another may follow, after padding
                 rest = self._xz.unused_data.lstrip(b"\0")
                 while not rest and self._pos < self._end:
                     rest = self._input().lstrip(b"\0")
                 if not rest:
-                    return 0
+                    return b""
                 self._xz = lzma.LZMADecompressor()
-                data = self._xz.decompress(rest, len(out))
+                data = self._xz.decompress(rest, size)
             elif self._xz.needs_input:
                 data = self._input()
                 if not data:
                     raise EOFError(f"{self._name} ends before its xz stream does")
-                data = self._xz.decompress(data, len(out))
+                data = self._xz.decompress(data, size)
             else:
-                data = self._xz.decompress(b"", len(out))
+                data = self._xz.decompress(b"", size)
             if data:
-                out[: len(data)] = data
-                return len(data)
+                return data
+
+    def readinto(self, out) -> int:
+        data = self.read(len(out))
+        out[: len(data)] = data
+        return len(data)
 
 
 def _digest(path: Path) -> tuple[str, int]:
@@ -429,7 +435,10 @@ def _control_members(tar: tarfile.TarFile) -> dict:
     return found
 
 
-def _data(tar: tarfile.TarFile, conffiles: set) -> tuple[dict, dict]:
+def _data(tar: tarfile.TarFile, conffiles: set, direct: bool = False) -> tuple[dict, dict]:
+    """(files, texts) of a data archive.  ``direct``: ``tar`` is read as a stream, and a
+    member's bytes are taken from the stream itself, right after its header (tarfile's
+    file object per member, and its three layers of copies, cost more than the hashing)."""
     files, texts, owners = {}, {}, {}
     while True:
         m = tar.next()
@@ -447,7 +456,8 @@ def _data(tar: tarfile.TarFile, conffiles: set) -> tuple[dict, dict]:
                 and (path in conffiles or _maybe_unit(path) or _maybe_manifest(path))
                 and not is_secret(m.mode)
             )  # an admitted secret's text is never kept
-            sha, data = _hash(tar.extractfile(m), keep, raw=True)
+            member = _Member(tar.fileobj, m.size) if direct and not m.issparse() else tar.extractfile(m)
+            sha, data = _hash(member, keep, raw=True)
             files[path] = _Entry("file", m.mode, owner, sha256=sha, size=m.size)
             if keep:
                 texts[path] = data
@@ -455,6 +465,20 @@ def _data(tar: tarfile.TarFile, conffiles: set) -> tuple[dict, dict]:
             kind = "dir" if m.isdir() else "symlink" if m.issym() else "hardlink" if m.islnk() else "other"
             files[path] = _Entry(kind, m.mode, owner, target=m.linkname if kind in ("symlink", "hardlink") else "")
     return files, texts
+
+
+class _Member:
+    """The next ``size`` bytes of a tar stream: a member's contents, read after its header."""
+
+    def __init__(self, stream, size: int):
+        self._stream, self._left = stream, size
+
+    def read(self, n: int) -> bytes:
+        data = self._stream.read(min(n, self._left))
+        if len(data) < min(n, self._left):
+            raise tarfile.ReadError("unexpected end of data")
+        self._left -= len(data)
+        return data
 
 
 def _hash(f, keep: bool, raw: bool = False) -> tuple:
