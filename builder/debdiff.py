@@ -2,8 +2,8 @@
 
 Control fields, files (content, mode, owner, symlink target), conffiles, systemd
 units by directive and by debship's enable/start/on-upgrade, maintainer scripts
-as unified diffs.  ``compare`` reads the two files and nothing else (with
-python-debian); ``builder.dist`` finds ``NAME=VERSION`` in ``<project>/dist``.
+as unified diffs.  ``compare`` reads the two files and nothing else, each once and in
+bounded memory (``read``); ``builder.dist`` finds ``NAME=VERSION`` in ``<project>/dist``.
 
 Left out on purpose, because they differ between any two builds without changing
 what lands on a host: tar mtimes, the compression, member order, and the
