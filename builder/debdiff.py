@@ -326,7 +326,11 @@ class _Decoded(io.RawIOBase):
                 if not rest:
                     return b""
                 self._xz = lzma.LZMADecompressor()
-                data = self._xz.decompress(rest, size)
+                try:
+                    data = self._xz.decompress(rest, size)
+                except lzma.LZMAError:  # not a stream: trailing bytes, ignored as Python's lzma.open does
+                    self._pos = self._end
+                    return b""
             elif self._xz.needs_input:
                 data = self._input()
                 if not data:
