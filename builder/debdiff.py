@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import difflib
-import functools
 import io
 import json
 import lzma
@@ -496,52 +495,13 @@ def _hash(f, keep: bool, raw: bool = False) -> tuple:
     return h.digest() if raw else h.hexdigest(), b"".join(kept)
 
 
-@functools.cache
 def _sha256():
-    """A sha256 constructor: libcrypto's own SHA256_Init/Update/Final called through ctypes where the
-    library has them (OpenSSL 1.1 and 3), else hashlib's.  Same digests, same speed (the same
-    code, and ctypes lets go of the GIL as hashlib does), ~2 MiB less: hashlib's OpenSSL 3
-    module loads the default provider and its algorithm tables, the low-level calls do not."""
-    try:
-        import ctypes
+    """hashlib's sha256, imported on first use (the digests --json shows).  Calling libcrypto's
+    low-level SHA256_* through ctypes would save ~1.5 MiB of OpenSSL 3's provider tables, but
+    those calls are deprecated and a hand-made binding is not worth that much."""
+    import hashlib
 
-        for name in ("libcrypto.so.3", "libcrypto.so.1.1"):
-            try:
-                lib = ctypes.CDLL(name)
-                break
-            except OSError:
-                continue
-        else:
-            raise OSError("no libcrypto")
-        init, update, final = lib.SHA256_Init, lib.SHA256_Update, lib.SHA256_Final
-    except (ImportError, OSError, AttributeError):  # no ctypes, no libcrypto, or one built without them
-        import hashlib
-
-        return hashlib.sha256
-    update.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t)
-    init.argtypes = (ctypes.c_void_p,)
-    final.argtypes = (ctypes.c_char_p, ctypes.c_void_p)
-
-    class Sha256:
-        __slots__ = ("_ctx",)
-
-        def __init__(self):
-            self._ctx = ctypes.create_string_buffer(256)  # SHA256_CTX: 112 bytes
-            if init(self._ctx) != 1:
-                raise MemoryError("SHA256_Init failed")
-
-        def update(self, data: bytes) -> None:
-            update(self._ctx, data, len(data))
-
-        def digest(self) -> bytes:
-            out, ctx = ctypes.create_string_buffer(32), ctypes.create_string_buffer(self._ctx.raw)
-            final(out, ctx)  # on a copy: SHA256_Final wipes its context, hashlib's digest() does not
-            return out.raw
-
-        def hexdigest(self) -> str:
-            return self.digest().hex()
-
-    return Sha256
+    return hashlib.sha256
 
 
 def _norm(name: str) -> str:
