@@ -1,8 +1,9 @@
 """Time comparing two big packages: debship diff vs debdiff vs diffoscope, and the floor
-(listing both with dpkg-deb -c); wall time and peak memory from /usr/bin/time.
+(decoding both with dpkg-deb --fsys-tarfile); wall time, CPU seconds and peak memory of
+each tool's whole process tree.
 
     python3 bench/diff.py [--mb 80] [--files 2000] [--repeat 3] [--builder debship|dpkg-deb]
-                          [--tools debship,debship-lib,debship-1,debdiff,diffoscope,floor] [--baseline DIR]
+                          [--tools debship,debship-lib,debship-1,debdiff,diffoscope,floor,list] [--baseline NAME=DIR ...]
 
 The payload is bench/build.py's (seeded: 3 of 4 files text, 1 of 4 random bytes), ~MB MB
 in FILES files; the new package changes 15 files, adds 3 and removes 3 (21 changes).  Both
@@ -14,14 +15,21 @@ cached under ~/.cache/debship-bench/diff.  The commands, each under /usr/bin/tim
     python -c '...compare(OLD, NEW, workers=1)...'        (debship-1: one thread, one package after the other, as before)
     debdiff OLD NEW                                       (devscripts: file lists and control only)
     diffoscope OLD NEW                                    (diffoscope-minimal)
-    sh -c 'dpkg-deb -c OLD; dpkg-deb -c NEW'              (floor: decode both, compare nothing)
+    sh -c 'dpkg-deb --fsys-tarfile OLD; ... NEW' >/dev/null (floor: decode both, compare nothing)
+    sh -c 'dpkg-deb -c OLD; dpkg-deb -c NEW' >/dev/null   (list: what debdiff runs, file lists only)
 
-Rounds alternate the tool order; the table shows medians.  Nothing is asserted.
+Each tool runs under os.wait4: wall time, CPU seconds (user + sys of the tool and of every
+process it waited for) and two peaks: the largest single process (ru_maxrss, what
+/usr/bin/time -v reports) and the largest sum of RSS over the tool's process tree, sampled
+every 10 ms (debdiff runs dpkg-deb, which runs a decompressor and tar: they add up).
+Rounds alternate the tool order; the table shows medians, and the load average is
+sampled before every run.  Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import shutil
@@ -29,6 +37,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +48,7 @@ from build import MTIME, make_payload, payload_files  # noqa: E402
 
 from builder import debfile  # noqa: E402
 
-BASELINE = [""]  # --baseline DIR: an older debship checkout, timed as debship-baseline
+BASELINES: dict = {}  # --baseline NAME=DIR: an older debship checkout, timed as row NAME
 CACHE = Path.home() / ".cache" / "debship-bench" / "diff"
 CONTROL = (
     "Package: bench\nVersion: {v}\nArchitecture: all\nMaintainer: Bench <bench@example.com>\n"
@@ -102,35 +112,77 @@ def commands(old: Path, new: Path) -> dict[str, list[str]]:
         "debship-1": [sys.executable, "-c", lib.format(1), str(old), str(new)],
         "debdiff": ["debdiff", str(old), str(new)],
         "diffoscope": ["diffoscope", "--no-progress", str(old), str(new)],
-        "floor": ["sh", "-c", f"dpkg-deb -c {old} >/dev/null; dpkg-deb -c {new} >/dev/null"],
-        "debship-baseline": [
-            sys.executable,
-            "-c",
-            f"import sys; sys.path.insert(0, {BASELINE[0]!r}); from builder.cli import main; main()",
-            "diff",
-            str(old),
-            str(new),
-        ],
+        "floor": ["sh", "-c", f"dpkg-deb --fsys-tarfile {old} >/dev/null; dpkg-deb --fsys-tarfile {new} >/dev/null"],
+        "list": ["sh", "-c", f"dpkg-deb -c {old} >/dev/null; dpkg-deb -c {new} >/dev/null"],
+        **{
+            name: [
+                sys.executable,
+                "-c",
+                f"import sys; sys.path.insert(0, {where!r}); from builder.cli import main; main()",
+                "diff",
+                str(old),
+                str(new),
+            ]
+            for name, where in BASELINES.items()
+        },
     }
 
 
-def timed(argv: list[str], tmp: Path) -> tuple[float, int, float]:
-    """(wall seconds, peak RSS in MiB, CPU seconds user + sys) of one run."""
-    out = tmp / "time.txt"
+@dataclasses.dataclass(frozen=True)
+class Run:
+    seconds: float
+    cpu: float  # user + sys of the tool and every process it waited for
+    largest: int  # MiB: the largest single process's peak RSS (ru_maxrss)
+    tree: int  # MiB: the largest sum of RSS over the tool's process tree at one time
+    load: float  # 1-minute load average just before the run
+
+
+def timed(argv: list[str], tmp: Path) -> Run:
+    """One run of ``argv``: wall and CPU seconds, peak memory of its process tree."""
+    load = os.getloadavg()[0]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run(
-        ["/usr/bin/time", "-f", "%e %M %U %S", "-o", str(out), *argv],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    if r.returncode not in (0, 1):  # 1: the packages differ (debdiff, diffoscope, debship diff)
-        raise SystemExit(f"{argv[0]} failed (exit {r.returncode}):\n{r.stdout[-2000:]}")
-    seconds, kib, user, system = out.read_text().split()[-4:]
-    return float(seconds), int(kib) // 1024, float(user) + float(system)
+    out = (tmp / "out.txt").open("w")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
+    peak, done = [0], threading.Event()
+    sampler = threading.Thread(target=_sample_tree, args=(proc.pid, peak, done), daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    out.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):  # 1: the packages differ (debdiff, diffoscope)
+        text = (tmp / "out.txt").read_text(errors="replace")
+        raise SystemExit(f"{argv[0]} failed (exit {code}):\n{text[-2000:]}")
+    largest = usage.ru_maxrss  # KiB; the tree's sum at any time is at least any one process's
+    return Run(seconds, usage.ru_utime + usage.ru_stime, largest >> 10, max(peak[0], largest) >> 10, load)
+
+
+def _sample_tree(pid: int, peak: list, done: threading.Event) -> None:
+    """Keep in peak[0] the largest sum of VmRSS (KiB) over ``pid`` and its descendants.
+    Only processes numbered from ``pid`` up are looked at (children get later numbers),
+    which keeps a sample to a few reads of /proc."""
+    while True:
+        parent_of, rss = {}, {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) < pid:
+                continue
+            try:
+                with open(f"/proc/{entry.name}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if line.startswith(("PPid", "VmRSS")))
+            except OSError:
+                continue
+            parent_of[int(entry.name)] = int(fields.get("PPid", "0"))
+            rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0])
+        tree = {pid}
+        for p in sorted(parent_of):  # a child's number is above its parent's
+            if parent_of[p] in tree:
+                tree.add(p)
+        peak[0] = max(peak[0], sum(rss.get(p, 0) for p in tree))
+        if done.wait(0.01):
+            return
 
 
 def main() -> None:
@@ -140,12 +192,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--builder", default="debship", choices=("debship", "dpkg-deb"))
     ap.add_argument("--tools", default="debship,debship-lib,debship-1,debdiff,diffoscope,floor")
-    ap.add_argument("--baseline", metavar="DIR", help="also time `debship diff` from this checkout")
+    ap.add_argument(
+        "--baseline",
+        metavar="NAME=DIR",
+        action="append",
+        default=[],
+        help="also time `debship diff` from this checkout (e.g. git archive REV builder | tar -x -C DIR) as row NAME",
+    )
     args = ap.parse_args()
     names = args.tools.split(",")
-    if args.baseline:
-        BASELINE[0] = str(Path(args.baseline).resolve())
-        names.append("debship-baseline")
+    for spec in args.baseline:
+        name, _, where = spec.rpartition("=")
+        BASELINES[name or "debship-baseline"] = str(Path(where).resolve())
+        names.append(name or "debship-baseline")
     for name, tool in (("debdiff", "debdiff"), ("diffoscope", "diffoscope")):
         if name in names and not shutil.which(tool):
             raise SystemExit(
@@ -153,7 +212,7 @@ def main() -> None:
             )
     old, new = packages(args.mb, args.files, args.builder)
     argv = commands(old, new)
-    runs: dict[str, list[tuple[float, int, float]]] = {n: [] for n in names}
+    runs: dict[str, list[Run]] = {n: [] for n in names}
     with tempfile.TemporaryDirectory(prefix="bench-diff-") as tmp:
         for rnd in range(args.repeat):
             order = names[rnd % len(names) :] + names[: rnd % len(names)]
@@ -164,16 +223,19 @@ def main() -> None:
         f"{old.stat().st_size >> 20} and {new.stat().st_size >> 20} MiB), 21 changes; "
         f"median of {args.repeat}, tools alternated\n"
     )
-    print("| tool | wall | CPU (user + sys) | peak RSS |")
-    print("|---|---|---|---|")
+    print("| tool | wall | CPU (user + sys) | peak RSS, process tree | peak RSS, largest process |")
+    print("|---|---|---|---|---|")
+    med = lambda name, key: statistics.median(getattr(r, key) for r in runs[name])  # noqa: E731
     for name in names:
         print(
-            f"| {name} | {statistics.median(s for s, _, _ in runs[name]):.2f} s | "
-            f"{statistics.median(c for _, _, c in runs[name]):.2f} s | "
-            f"{statistics.median(m for _, m, _ in runs[name])} MiB |"
+            f"| {name} | {med(name, 'seconds'):.2f} s | {med(name, 'cpu'):.2f} s | "
+            f"{med(name, 'tree'):.0f} MiB | {med(name, 'largest'):.0f} MiB |"
         )
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"\n(`{' '.join(sys.argv)}`: {os.cpu_count()} CPUs, load average {load} at the end)")
+    loads = [r.load for rs in runs.values() for r in rs]
+    print(
+        f"\n(`{' '.join(sys.argv)}`: {os.cpu_count()} CPUs; 1-minute load average before each run: "
+        f"median {statistics.median(loads):.2f}, max {max(loads):.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .build import build_deb as build_deb_lib
-from .build import list_plan
-from .debfile import COMPRESSIONS
+from .compress import COMPRESSIONS
 from .errors import DebshipError, UsageError
 
 
@@ -125,6 +123,10 @@ def build_deb(
 
     On success the last line printed is the path of the .deb.
     """
+
+    # Imported here: the other commands (diff reads two packages in bounded memory) need none of it.
+    from .build import build_deb as build_deb_lib
+    from .build import list_plan
 
     def warn(message: str) -> None:
         click.echo(f"build-deb: warning: {' '.join(message.splitlines())}", err=True)

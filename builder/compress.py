@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 # xz -6's dictionary: a block shorter than the dictionary could not use all of it, and
 # xz -T's own default (3 dictionaries, 24 MiB) leaves a second core idle below 48 MiB.
 XZ_BLOCK = 8 << 20
+COMPRESSIONS = ("xz", "gzip", "zstd", "none")  # of data.tar and control.tar (debfile.write)
 MAX_WORKERS = 16  # each xz -6 encoder needs ~94 MiB; more blocks at once rarely help
 
 _GATHER = 1 << 20

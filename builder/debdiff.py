@@ -2,8 +2,8 @@
 
 Control fields, files (content, mode, owner, symlink target), conffiles, systemd
 units by directive and by debship's enable/start/on-upgrade, maintainer scripts
-as unified diffs.  ``compare`` reads the two files and nothing else (with
-python-debian); ``builder.dist`` finds ``NAME=VERSION`` in ``<project>/dist``.
+as unified diffs.  ``compare`` reads the two files and nothing else, each once and in
+bounded memory (``read``); ``builder.dist`` finds ``NAME=VERSION`` in ``<project>/dist``.
 
 Left out on purpose, because they differ between any two builds without changing
 what lands on a host: tar mtimes, the compression, member order, and the
@@ -16,21 +16,17 @@ maintainer scripts' comments and log lines.
 from __future__ import annotations
 
 import collections
-import contextlib
 import difflib
-import hashlib
 import io
 import json
+import lzma
 import os
 import tarfile
-from concurrent.futures import Executor, ThreadPoolExecutor
+import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
-from debian.debfile import DebFile
-
-from . import units as unitfiles
-from .compress import xz_block_table, xz_decode_block
 from .debinfo import read_errors
 from .debsecrets import is_secret
 from .errors import PackageError, PlanError
@@ -48,7 +44,15 @@ NOT_COMPARED = ("control", "md5sums")  # control: field by field; md5sums: impli
 FIX = "pass a .deb file (as debship build or dpkg-deb write them)"
 SECRET = "(secret, not shown)"  # the old and new content of an admitted secret
 TEXT_LIMIT = 1 << 20  # unit files, conffiles and manifests kept for diffs
-READ_ERRORS = read_errors()  # what reading a damaged .deb raises
+CHUNK = 1 << 14  # bytes read, decoded and hashed at a time (bounded memory per side; 64 KiB: +0.8 MiB)
+UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".mount", ".target")  # builder.units'
+
+
+class _ArError(ValueError):
+    """The ar container is not one (python-debian's messages, which debship has always shown)."""
+
+
+READ_ERRORS = (*read_errors(), _ArError)  # what reading a damaged .deb raises
 
 
 @dataclass(frozen=True)
@@ -173,13 +177,12 @@ class Diff:
 # -- reading one side ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(NamedTuple):  # one per member and side: a tuple, no per-object dict
     kind: str
     mode: int
     owner: str
     target: str = ""
-    sha256: str = ""
+    sha256: bytes = b""  # the raw digest (half the memory of its hex; 2,000 files a side add up)
     size: int = 0
 
 
@@ -194,26 +197,31 @@ class _Side:
     manifest: dict
 
 
-def read(path: Path, pool: Executor | None = None, ahead: int = 1, digest: tuple[str, int] | None = None) -> _Side:
-    """Everything ``compare`` looks at in the .deb at ``path``.  With ``pool``, a data.tar.xz
-    of several blocks is decoded on it, ``ahead`` blocks in front of the reader."""
+def read(path: Path, pool=None, ahead: int = 1, digest: tuple[str, int] | None = None) -> _Side:
+    """Everything ``compare`` looks at in the .deb at ``path``.  With ``pool`` (an Executor), a
+    data.tar.xz of several blocks is decoded on it, ``ahead`` blocks in front of the reader.
+
+    The .deb is read once, front to back: the ar members by their headers, the control
+    archive into memory (it is small), the data archive as a stream (``CHUNK`` bytes at a
+    time, each member hashed as it passes; no member list is kept).  python-debian is used
+    only for what debship does not read itself: the control file's fields (after the data
+    archive, when its decoder's memory is free again) and a data archive that is neither
+    xz nor uncompressed (gzip, zstd, bzip2)."""
     sha, size = digest or _digest(path)
     try:
-        with DebFile(str(path)) as deb:
-            fields = dict(deb.debcontrol())
-            control = _control_members(deb.control.tgz())
+        with open(path, "rb") as f:
+            parts = _ar_parts(f)
+            cname = _part(parts, "control.tar")
+            control = _control(f, cname, *parts[cname])
+            text = control.pop("control", None)
             conffiles = tuple(
                 line.strip() for line in control.get("conffiles", b"").decode().splitlines() if line.strip()
             )
-            blocks = _xz_blocks(path) if pool is not None else None
-            if blocks is None:
-                files, texts = _data(deb.data.tgz(), set(conffiles))
-            else:
-                with (
-                    _BlockReader(path, *blocks, pool, ahead) as raw,
-                    tarfile.open(fileobj=io.BufferedReader(raw, 1 << 20), mode="r|") as tar,
-                ):
-                    files, texts = _data(tar, set(conffiles))
+            dname = _part(parts, "data.tar")
+            files, texts = _read_data(path, f, dname, *parts[dname], pool, ahead, set(conffiles))
+        if text is None:
+            raise KeyError("no control file in control.tar")
+        fields = _fields(text)
     except READ_ERRORS as e:
         raise PackageError(f"{path}: not a readable Debian package ({e}); {FIX}") from e
     missing = [k for k in ("Package", "Version") if k not in fields]
@@ -221,6 +229,121 @@ def read(path: Path, pool: Executor | None = None, ahead: int = 1, digest: tuple
         raise PackageError(f"{path}: control file has no {missing[0]} field; {FIX}")
     package = Package(str(path), fields["Package"], fields["Version"], sha, size)
     return _Side(package, fields, control, conffiles, files, texts, _manifest(texts, package.name))
+
+
+def _ar_parts(f) -> dict:
+    """name -> (offset, size) of the members of the ar archive ``f``, as dpkg-deb reads them."""
+    if f.read(8) != b"!<arch>\n":
+        raise _ArError("Unable to find global header")
+    parts, pos = {}, 8
+    while True:
+        f.seek(pos)
+        header = f.read(60)
+        if not header:
+            return parts
+        if len(header) < 60 or header[58:60] != b"`\n":
+            raise _ArError("Unable to find the header of an ar member: the file is cut short or damaged")
+        name = header[:16].decode("ascii", "replace").strip().rstrip("/")
+        size = int(header[48:58])
+        parts.setdefault(name, (pos + 60, size))
+        pos += 60 + size + size % 2
+
+
+def _part(parts: dict, prefix: str) -> str:
+    for name in parts:
+        if name == prefix or name.startswith(prefix + "."):
+            return name
+    raise KeyError(f"no {prefix}.* member")
+
+
+def _control(f, name: str, offset: int, size: int) -> dict:
+    """The control archive's members, read whole (it is small); zstd through python-debian."""
+    if name.endswith(".zst"):
+        from debian.debfile import DebFile  # here: it decompresses zstd with the unzstd command
+
+        with DebFile(f.name) as deb:
+            return _control_members(deb.control.tgz())
+    data = os.pread(f.fileno(), size, offset)
+    if len(data) != size:
+        raise EOFError(f"the file ends inside its {name} member")
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+        return _control_members(tar)
+
+
+def _read_data(path, f, name: str, offset: int, size: int, pool, ahead: int, conffiles: set):
+    blocks = _xz_blocks(path) if pool is not None and name == "data.tar.xz" else None
+    if blocks is not None:
+        raw = _BlockReader(path, *blocks, pool, ahead)
+        source = io.BufferedReader(raw, CHUNK)
+    elif name in ("data.tar.xz", "data.tar"):
+        raw = source = _Decoded(f.fileno(), name, offset, size)  # its read() hands over liblzma's bytes
+    else:
+        from debian.debfile import DebFile  # here: gzip, zstd, bzip2 data archives
+
+        with DebFile(str(path)) as deb:
+            return _data(deb.data.tgz(), conffiles)
+    with raw, tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK) as tar:
+        return _data(tar, conffiles, direct=True)
+
+
+def _fields(text: bytes) -> dict:
+    from debian.deb822 import Deb822  # here: after the data archive's decoder is gone
+
+    return dict(Deb822(text))
+
+
+class _Decoded(io.RawIOBase):
+    """The tar inside a data.tar.xz (or an uncompressed data.tar) member, decoded as it is
+    read: ``CHUNK`` bytes of input at a time, never more output than asked for."""
+
+    def __init__(self, fd: int, name: str, offset: int, size: int):
+        self._fd, self._name, self._pos, self._end = fd, name, offset, offset + size
+        self._xz = lzma.LZMADecompressor() if name.endswith(".xz") else None
+
+    def readable(self) -> bool:
+        return True
+
+    def _input(self) -> bytes:
+        data = os.pread(self._fd, min(CHUNK, self._end - self._pos), self._pos)
+        if not data and self._pos < self._end:
+            raise EOFError(f"the file ends inside its {self._name} member")
+        self._pos += len(data)
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` decoded bytes (``CHUNK`` when not said), as liblzma hands them over."""
+        size = size if size is not None and size > 0 else CHUNK
+        if self._xz is None:
+            data = os.pread(self._fd, min(size, self._end - self._pos), self._pos)
+            self._pos += len(data)
+            return data
+        while True:
+            if self._xz.eof:  # the end of one .xz stream: another may follow, after padding
+                rest = self._xz.unused_data.lstrip(b"\0")
+                while not rest and self._pos < self._end:
+                    rest = self._input().lstrip(b"\0")
+                if not rest:
+                    return b""
+                self._xz = lzma.LZMADecompressor()
+                try:
+                    data = self._xz.decompress(rest, size)
+                except lzma.LZMAError:  # not a stream: trailing bytes, ignored as Python's lzma.open does
+                    self._pos = self._end
+                    return b""
+            elif self._xz.needs_input:
+                data = self._input()
+                if not data:
+                    raise EOFError(f"{self._name} ends before its xz stream does")
+                data = self._xz.decompress(data, size)
+            else:
+                data = self._xz.decompress(b"", size)
+            if data:
+                return data
+
+    def readinto(self, out) -> int:
+        data = self.read(len(out))
+        out[: len(data)] = data
+        return len(data)
 
 
 def _digest(path: Path) -> tuple[str, int]:
@@ -244,6 +367,8 @@ def _xz_blocks(path: Path):
                 return None
             name, size = header[:16].decode("ascii", "replace").strip().rstrip("/"), int(header[48:58])
             if name.startswith("data.tar"):
+                from .compress import xz_block_table
+
                 table = xz_block_table(f, pos + 60, size) if name == "data.tar.xz" else None
                 return table if table is not None and len(table[1]) > 1 else None
             pos += 60 + size + size % 2
@@ -254,7 +379,7 @@ class _BlockReader(io.RawIOBase):
     decoded on a thread pool, in order, at most ``ahead`` of them beyond the one being read
     (memory: that many decoded blocks, debship's are 8 MiB)."""
 
-    def __init__(self, path: Path, flags: bytes, blocks: list, pool: Executor, ahead: int):
+    def __init__(self, path: Path, flags: bytes, blocks: list, pool, ahead: int):
         self._file = open(path, "rb")
         self._flags, self._todo, self._pool = flags, iter(blocks), pool
         self._ahead = max(1, ahead)
@@ -265,6 +390,8 @@ class _BlockReader(io.RawIOBase):
         return True
 
     def _decode(self, block) -> bytes:
+        from .compress import xz_decode_block
+
         start, padded, unpadded, usize = block
         data = os.pread(self._file.fileno(), padded, start)
         if len(data) != padded:
@@ -302,28 +429,38 @@ class _BlockReader(io.RawIOBase):
 
 
 def _control_members(tar: tarfile.TarFile) -> dict:
+    """name -> bytes of the control archive's files; "control" too (its fields are read from it)."""
     found = {}
     for m in tar.getmembers():
         name = _norm(m.name)
-        if m.isfile() and name not in NOT_COMPARED:
-            found[name] = tar.extractfile(m).read()
+        if m.isfile() and (name == "control" or name not in NOT_COMPARED):
+            found.setdefault(name, tar.extractfile(m).read())
     return found
 
 
-def _data(tar: tarfile.TarFile, conffiles: set) -> tuple[dict, dict]:
-    files, texts = {}, {}
-    for m in tar:
+def _data(tar: tarfile.TarFile, conffiles: set, direct: bool = False) -> tuple[dict, dict]:
+    """(files, texts) of a data archive.  ``direct``: ``tar`` is read as a stream, and a
+    member's bytes are taken from the stream itself, right after its header (tarfile's
+    file object per member, and its three layers of copies, cost more than the hashing)."""
+    files, texts, owners = {}, {}, {}
+    while True:
+        m = tar.next()
+        if m is None:
+            break
+        tar.members.clear()  # tarfile keeps every member it read; nothing here needs them
         if not _norm(m.name):
             continue  # the archive's root folder
         path = "/" + _norm(m.name)
         owner = f"{m.uname or m.uid}:{m.gname or m.gid}"
+        owner = owners.setdefault(owner, owner)  # one string per owner, not per file
         if m.isfile():
             keep = (
                 m.size <= TEXT_LIMIT
                 and (path in conffiles or _maybe_unit(path) or _maybe_manifest(path))
                 and not is_secret(m.mode)
             )  # an admitted secret's text is never kept
-            sha, data = _hash(tar.extractfile(m), keep)
+            member = _Member(tar.fileobj, m.size) if direct and not m.issparse() else tar.extractfile(m)
+            sha, data = _hash(member, keep, raw=True)
             files[path] = _Entry("file", m.mode, owner, sha256=sha, size=m.size)
             if keep:
                 texts[path] = data
@@ -333,14 +470,38 @@ def _data(tar: tarfile.TarFile, conffiles: set) -> tuple[dict, dict]:
     return files, texts
 
 
-def _hash(f, keep: bool) -> tuple[str, bytes]:
-    """sha256 of a member read in chunks, and its bytes when ``keep`` (small files only)."""
-    h, kept = hashlib.sha256(), []
-    for chunk in iter(lambda: f.read(1 << 20), b""):
+class _Member:
+    """The next ``size`` bytes of a tar stream: a member's contents, read after its header."""
+
+    def __init__(self, stream, size: int):
+        self._stream, self._left = stream, size
+
+    def read(self, n: int) -> bytes:
+        data = self._stream.read(min(n, self._left))
+        if len(data) < min(n, self._left):
+            raise tarfile.ReadError("unexpected end of data")
+        self._left -= len(data)
+        return data
+
+
+def _hash(f, keep: bool, raw: bool = False) -> tuple:
+    """sha256 of a member read in chunks (hex, or the digest's bytes when ``raw``), and its
+    bytes when ``keep`` (small files only)."""
+    h, kept = _sha256()(), []
+    for chunk in iter(lambda: f.read(CHUNK), b""):
         h.update(chunk)
         if keep:
             kept.append(chunk)
-    return h.hexdigest(), b"".join(kept)
+    return h.digest() if raw else h.hexdigest(), b"".join(kept)
+
+
+def _sha256():
+    """hashlib's sha256, imported on first use (the digests --json shows).  Calling libcrypto's
+    low-level SHA256_* through ctypes would save ~1.5 MiB of OpenSSL 3's provider tables, but
+    those calls are deprecated and a hand-made binding is not worth that much."""
+    import hashlib
+
+    return hashlib.sha256
 
 
 def _norm(name: str) -> str:
@@ -350,7 +511,7 @@ def _norm(name: str) -> str:
 
 
 def _maybe_unit(path: str) -> bool:
-    return path.endswith(unitfiles.UNIT_SUFFIXES)
+    return path.endswith(UNIT_SUFFIXES)
 
 
 def _maybe_manifest(path: str) -> bool:
@@ -379,40 +540,69 @@ def compare(old_path: Path, new_path: Path, workers: int | None = None) -> Diff:
     debship's).  ``workers=1`` reads one package after the other.  The result is the
     same either way."""
     workers = workers or os.cpu_count() or 1
+    _give_back()
     if workers == 1:
-        return _compare(*_read_both(Path(old_path), Path(new_path), None, None, 1))
+        return _compare(*_read_both(Path(old_path), Path(new_path), None, False, 1))
     extra = workers - 2
-    with (
-        ThreadPoolExecutor(2, thread_name_prefix="debdiff-side") as sides,
-        ThreadPoolExecutor(extra, thread_name_prefix="debdiff-xz") if extra > 0 else _nothing() as pool,
-    ):
-        return _compare(*_read_both(Path(old_path), Path(new_path), pool, sides, max(1, extra // 2)))
+    if extra <= 0:
+        return _compare(*_read_both(Path(old_path), Path(new_path), None, True, 1))
+    from concurrent.futures import ThreadPoolExecutor  # here: only the block decoders need a pool
+
+    with ThreadPoolExecutor(extra, thread_name_prefix="debdiff-xz") as pool:
+        return _compare(*_read_both(Path(old_path), Path(new_path), pool, True, max(1, extra // 2)))
 
 
-@contextlib.contextmanager
-def _nothing():
-    yield None
+def _give_back() -> None:
+    """glibc's malloc_trim: the heap pages that imports left free go back to the system before
+    the decoders take their dictionaries (~0.7 MiB of the CLI's peak; a few ms)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (ImportError, OSError, AttributeError):  # not glibc: nothing to give back this way
+        pass
 
 
-def _read_both(old_path: Path, new_path: Path, pool, sides, ahead: int) -> tuple[_Side, _Side]:
-    if sides is None:
+class _Beside(threading.Thread):
+    """``fn(*args)`` on a thread of its own; ``result()`` waits and returns or raises."""
+
+    def __init__(self, fn, *args):
+        super().__init__(name="debdiff-side", daemon=True)
+        self._call, self._value, self._error = (fn, args), None, None
+        self.start()
+
+    def run(self) -> None:
+        fn, args = self._call
+        try:
+            self._value = fn(*args)
+        except BaseException as e:  # handed to result()
+            self._error = e
+
+    def result(self):
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _read_both(old_path: Path, new_path: Path, pool, beside: bool, ahead: int) -> tuple[_Side, _Side]:
+    if not beside:
         old = read(old_path)
         new_digest = _digest(new_path)
         if new_digest == (old.package.sha256, old.package.size):  # the same bytes: read once
             return old, replace(old, package=replace(old.package, path=str(new_path)))
         return old, read(new_path, digest=new_digest)
-    digests = [sides.submit(_digest, p) for p in (old_path, new_path)]
-    old_digest, new_digest = (d.result() for d in digests)
+    other = _Beside(_digest, new_path)
+    old_digest = _digest(old_path)
+    new_digest = other.result()
     if new_digest == old_digest:
         old = read(old_path, pool, ahead, old_digest)
         return old, replace(old, package=replace(old.package, path=str(new_path)))
-    new = sides.submit(read, new_path, pool, ahead, new_digest)
+    new = _Beside(read, new_path, pool, ahead, new_digest)
     try:
         old = read(old_path, pool, ahead, old_digest)
-    except BaseException:
-        if not new.cancel():
-            new.exception()  # the old package's error is the one reported
-        raise
+    finally:
+        new.join()  # on an error in the old package, that one is reported
     return old, new.result()
 
 
@@ -477,7 +667,7 @@ def _changed_files(old: _Side, new: _Side) -> tuple:
 def _facts(e: _Entry) -> dict:
     facts = {"type": e.kind, "mode": f"{e.mode:04o}", "owner": e.owner}
     if e.kind == "file":
-        facts.update(content=e.sha256, size=e.size)
+        facts.update(content=e.sha256.hex(), size=e.size)
     if e.target:
         facts["target"] = e.target
     return facts
@@ -571,7 +761,7 @@ def _directive_changes(name: str, a: bytes, b: bytes) -> tuple[tuple, str]:
         return (), ""
     try:
         a_keys, b_keys = _directives(name, a), _directives(name, b)
-    except (PlanError, UnicodeDecodeError):
+    except (PlanError, UnicodeDecodeError):  # PlanError: builder.units' parser refused it
         text = "\n".join(
             difflib.unified_diff(
                 a.decode(errors="replace").splitlines(),
@@ -592,6 +782,8 @@ def _directive_changes(name: str, a: bytes, b: bytes) -> tuple[tuple, str]:
 
 def _directives(name: str, text: bytes) -> dict:
     """(section, key) -> [values], in the file's order, read by builder.units' parser."""
+    from . import units as unitfiles  # here: not needed while the packages are read
+
     unit = unitfiles.parse(Path(name), text.decode())
     found: dict = {}
     for section, pairs in unit.sections.items():

@@ -26,7 +26,7 @@ from .errors import BuildError
 if TYPE_CHECKING:
     from .debinfo import BuiltDeb
 
-COMPRESSIONS = ("xz", "gzip", "zstd", "none")
+COMPRESSIONS = compress.COMPRESSIONS
 
 _SUFFIX = {"xz": ".xz", "gzip": ".gz", "zstd": ".zst", "none": ""}
 _MAX_MTIME = 8**11 - 1  # the largest mtime (year 2242) or size an 11-digit octal tar field holds

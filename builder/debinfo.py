@@ -9,7 +9,6 @@ returns the same ``BuiltDeb`` record and names its output with ``deb_filename``.
 
 from __future__ import annotations
 
-import hashlib
 import lzma
 import zlib
 from dataclasses import dataclass, field
@@ -76,6 +75,8 @@ def read_package(path: Path) -> PackageInfo:
         with open(path, "rb") as f:
             head = f.read(len(AR_MAGIC))
             f.seek(0)
+            import hashlib  # here: builder.debdiff reads packages without it (its memory)
+
             h = hashlib.sha256()
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from debian.debfile import DebFile
-
-from . import version as versions
 from .debdiff import READ_ERRORS
 from .errors import DebshipError, PackageNotFound
 
@@ -36,6 +33,8 @@ def _find_in_dist(name: str, wanted: str, dist: Path) -> Path:
         raise PackageNotFound(
             f"{name}={wanted}: no {dist} folder to look in; build there with `debship build` or pass the path of a .deb"
         )
+    from . import version as versions  # here: a path given as such needs neither (diff's memory)
+
     found = _dist_packages(dist)
     matches = [p for p, (n, v) in found.items() if n == name and _same_version(v, wanted)]
     if len(matches) > 1:
@@ -59,6 +58,8 @@ def _find_in_dist(name: str, wanted: str, dist: Path) -> Path:
 
 def _dist_packages(dist: Path) -> dict:
     """path -> (Package, Version) of every readable .deb in ``dist`` (others are skipped)."""
+    from debian.debfile import DebFile
+
     found = {}
     for path in sorted(dist.glob("*.deb")):
         try:
@@ -72,6 +73,8 @@ def _dist_packages(dist: Path) -> dict:
 
 def _same_version(a: str, b: str) -> bool:
     """Equal as dpkg compares (1.0 == 1.0-0 == 0:1.0); a malformed one only equals itself."""
+    from . import version as versions
+
     try:
         return a == b or versions.compare(a, b) == 0
     except DebshipError:
