@@ -12,7 +12,7 @@ import pytest
 from builder.build import build_deb
 from builder.cli import ship
 from tests.harness.helpers import cli_runner
-from tests.harness.project import copy_sample
+from tests.harness.project import break_startup, copy_sample
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,19 @@ def debs(tmp_path_factory):
     conf.write_text(conf.read_text() + "\n# other bytes, same version\n")
     out["v1-other"] = build_deb(project, base / "v1-other", version="1.0.0").path
     out["v2"] = build_deb(project, base / "v2", version="1.1.0").path
+    return out
+
+
+def rollback_debs(base: Path) -> dict[str, Path]:
+    """1.0.0 .. 3.0.0 of the sample (a changed config each time), and a 4.0.0 whose startup.py fails."""
+    project = copy_sample(base / "project")
+    out = {}
+    for v in ("1.0.0", "2.0.0", "3.0.0"):
+        conf = project / "configs" / "agent.conf"
+        conf.write_text(conf.read_text() + f"\n# shipped with {v}\n")
+        out[v] = build_deb(project, base / v, version=v).path
+    break_startup(project)
+    out["4.0.0-bad"] = build_deb(project, base / "4.0.0", version="4.0.0").path
     return out
 
 

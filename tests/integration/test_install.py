@@ -11,6 +11,7 @@ import pytest
 
 from builder.build import build_deb
 from tests.harness.helpers import require_tool
+from tests.harness.hoststate import BOOKKEEPING
 from tests.harness.project import REPO
 
 pytestmark = pytest.mark.root
@@ -59,20 +60,7 @@ def test_install_puts_files_where_the_readme_says_and_purge_removes_them(root, t
     assert proc.returncode == 0, proc.stdout + proc.stderr
     after = root.files()
     leftovers = sorted(after - before)
-    leftovers = [
-        f
-        for f in leftovers
-        if not f.startswith(
-            (
-                "var/cache/",
-                "var/lib/apt/",
-                "var/log/apt/",
-                "var/lib/dpkg/",
-                "var/log/dpkg.log",
-                "var/log/alternatives.log",
-            )
-        )
-    ]
+    leftovers = [f for f in leftovers if not f.startswith(BOOKKEEPING)]
     assert leftovers == [], leftovers
     assert sorted(before - after) == []
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.helpers import require_root, require_tool
+from tests.harness.hoststate import BOOKKEEPING as HOST_BOOKKEEPING
 from tests.harness.project import copy_sample
 
 pytestmark = pytest.mark.root
@@ -27,16 +28,8 @@ APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 CONFOLD = ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
 WANTS = "etc/systemd/system/multi-user.target.wants"
 LOG = "var/log/fleet-agent/deploy.log"
-# apt's and dpkg's own bookkeeping changes with every operation; it is not the package's.
-BOOKKEEPING = (
-    "var/cache/",
-    "var/lib/apt/",
-    "var/log/apt/",
-    "var/lib/dpkg/",
-    "var/log/dpkg.log",
-    "var/log/alternatives.log",
-    "var/tmp/fleet-agent_",
-)
+# apt's and dpkg's bookkeeping, and what the test itself copies into the root.
+BOOKKEEPING = (*HOST_BOOKKEEPING, "var/tmp/fleet-agent_")
 FAILING_STARTUP = """#!/usr/bin/python3
 import sys
 print("preparing /var/lib/fleet-agent")

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from builder.build import build_deb
-from tests.harness.project import break_startup, copy_sample
-from tests.harness.shipping import installed, run_ship
+from tests.harness.project import copy_sample
+from tests.harness.shipping import installed, rollback_debs, run_ship
 
 pytestmark = pytest.mark.root
 STORE = "var/lib/debship/fleet-agent"
@@ -18,17 +18,7 @@ STORE = "var/lib/debship/fleet-agent"
 
 @pytest.fixture(scope="module")
 def debs(tmp_path_factory):
-    """1.0.0 .. 3.0.0 of the sample (a changed config each time), and a 4.0.0 whose startup.py fails."""
-    base = tmp_path_factory.mktemp("rollback-debs")
-    project = copy_sample(base / "project")
-    out = {}
-    for v in ("1.0.0", "2.0.0", "3.0.0"):
-        conf = project / "configs" / "agent.conf"
-        conf.write_text(conf.read_text() + f"\n# shipped with {v}\n")
-        out[v] = build_deb(project, base / v, version=v).path
-    break_startup(project)
-    out["4.0.0-bad"] = build_deb(project, base / "4.0.0", version="4.0.0").path
-    return out
+    return rollback_debs(tmp_path_factory.mktemp("rollback-debs"))
 
 
 def apt_policy_versions(host) -> list[str]:

@@ -14,14 +14,12 @@ import subprocess
 import pytest
 
 from builder import gpg
-from builder.build import build_deb
 from builder.layout import Layout
 from builder.pkgsig import sig_path, sign
 from builder.repo import publish
 from tests.harness.aptrepo import export_key
 from tests.harness.hoststate import leftovers, purge
-from tests.harness.project import break_startup, copy_sample
-from tests.harness.shipping import installed, run_ship
+from tests.harness.shipping import installed, rollback_debs, run_ship
 
 pytestmark = [pytest.mark.root, pytest.mark.parametrize("suite_ssh_host", ["trixie"], indirect=True)]
 LAYOUT = Layout("fleet-agent")
@@ -32,17 +30,7 @@ WANTS = "etc/systemd/system/multi-user.target.wants/fleet-agent.service"
 
 @pytest.fixture(scope="module")
 def debs(tmp_path_factory):
-    """1.0.0 .. 3.0.0 of the sample (a changed config each time), and a 4.0.0 whose startup.py fails."""
-    base = tmp_path_factory.mktemp("trixie-debs")
-    project = copy_sample(base / "project")
-    out = {}
-    for v in ("1.0.0", "2.0.0", "3.0.0"):
-        conf = project / "configs" / "agent.conf"
-        conf.write_text(conf.read_text() + f"\n# shipped with {v}\n")
-        out[v] = build_deb(project, base / v, version=v).path
-    break_startup(project)
-    out["4.0.0-bad"] = build_deb(project, base / "4.0.0", version="4.0.0").path
-    return out
+    return rollback_debs(tmp_path_factory.mktemp("trixie-debs"))
 
 
 @pytest.fixture(scope="module")

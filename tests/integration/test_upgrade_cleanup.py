@@ -23,21 +23,13 @@ from pathlib import Path
 import pytest
 
 from tests.harness.helpers import require_root, require_tool
+from tests.harness.hoststate import BOOKKEEPING
 from tests.harness.project import REPO, write_project
 
 pytestmark = pytest.mark.root
 
 WANTS = "etc/systemd/system/multi-user.target.wants"
 DSH = "var/lib/systemd/deb-systemd-helper-enabled"
-# apt's and dpkg's own bookkeeping changes with every operation; it is not the package's.
-BOOKKEEPING = (
-    "var/cache/",
-    "var/lib/apt/",
-    "var/log/apt/",
-    "var/lib/dpkg/",
-    "var/log/dpkg.log",
-    "var/log/alternatives.log",
-)
 SERVICE = """
     [Unit]
     Description={what}
