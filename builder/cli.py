@@ -45,6 +45,15 @@ def reports_errors(func=None, *, table: dict | None = None):
 SHIP_ERRORS = {UsageError: 2, DebshipError: 6}
 
 
+# The key that signs a repository's Release file (publish, phase).
+release_key_option = click.option(
+    "--sign-key",
+    required=True,
+    metavar="KEYID",
+    help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) that signs the Release file.",
+)
+
+
 def login_options(func):
     """The SSH login options that every command reaching hosts takes, declared once."""
     options = [
@@ -540,12 +549,7 @@ def diff(old: str, new: str, project: Path, as_json: bool) -> None:
 )
 @click.option("--suite", default="stable", show_default=True, help="Suite (and codename) to publish into.")
 @click.option("--component", default="main", show_default=True, help="Component to publish into.")
-@click.option(
-    "--sign-key",
-    required=True,
-    metavar="KEYID",
-    help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) that signs the Release file.",
-)
+@release_key_option
 @click.option(
     "--publish-secrets",
     is_flag=True,
@@ -617,12 +621,7 @@ def publish(debs, repo_dir, suite, component, sign_key, publish_secrets, verify,
 @click.option("--complete", is_flag=True, help="Offer it to every host (the phase field removed).")
 @click.option("--suite", default="stable", show_default=True, help="Suite the version is published in.")
 @click.option("--component", default="main", show_default=True, help="Component the version is published in.")
-@click.option(
-    "--sign-key",
-    required=True,
-    metavar="KEYID",
-    help="GnuPG key (fingerprint, id or e-mail in $GNUPGHOME) that signs the Release file.",
-)
+@release_key_option
 @reports_errors
 def phase(repo_dir, name, version, percent, halt, complete, suite, component, sign_key) -> None:
     """Raise, halt or complete the phased rollout of NAME VERSION in the repository in DIR.

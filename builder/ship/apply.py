@@ -76,12 +76,14 @@ def from_store(name: str, version: str) -> Path:
     )
 
 
-def from_repo(name: str, version: str, opts: ShipOptions, tmp: Path) -> Path:
-    """``apt-get download name=version`` from the repository alone, with its own lists in ``tmp``."""
+def from_repo(name: str, version: str, opts: ShipOptions, tmp: Path, apt: list[str] | None = None) -> Path:
+    """``apt-get download name=version`` from the repository alone, with its own lists in ``tmp``
+    (``apt``: the options of lists already fetched into ``tmp``, not fetched again)."""
     repo = opts.via_repo
-    apt = _own_lists(repo, tmp)
-    for argv in (["apt-get", *apt, "update", "-qq"], ["apt-get", *apt, "download", "-qq", f"{name}={version}"]):
-        _apt(argv, tmp, f"cannot get {name} {version} from {repo.url}")
+    if apt is None:
+        apt = _own_lists(repo, tmp)
+        _apt(["apt-get", *apt, "update", "-qq"], tmp, f"cannot get {name} {version} from {repo.url}")
+    _apt(["apt-get", *apt, "download", "-qq", f"{name}={version}"], tmp, f"cannot get {name} {version} from {repo.url}")
     debs = sorted(tmp.glob(f"{name}_*.deb"))
     if not debs:
         raise ShipError(f"apt downloaded no .deb of {name} {version} from {repo.url}")
@@ -140,13 +142,13 @@ def follow(
     repo = opts.via_repo or followed_repo(name)
     opts = replace(opts, via_repo=repo, follow=True)
     with tempfile.TemporaryDirectory(prefix="debship-follow.") as tmp:
-        version, why, now = phased_candidate(name, repo, Path(tmp))
+        version, why, now, apt = phased_candidate(name, repo, Path(tmp))
         lay = Layout(name)
         if version is None and now is not None and (Path(lay.apt_pin).exists() or not Path(lay.follow_marker).exists()):
             version = now  # nothing new to take, but the host starts following: unpinned, the marker written
         if version is None:
             return None, None, why
-        deb = from_repo(name, version, opts, Path(tmp) / "download")
+        deb = from_repo(name, version, opts, Path(tmp) / "follow", apt)  # the lists phased_candidate read
         pkg = read_package(deb)
         result = fleet.run_fleet(pkg, [HostSpec("localhost")], opts, emit, ship_host, connector=local.connect)[0]
         return pkg, result, ""
@@ -156,6 +158,7 @@ def check_not_pushed(name: str, take_over: bool) -> None:
     """A push-managed host (debship's pin, no follow marker) follows only with ``--take-over``
     (the same rule ``plan.plan_managed`` applies under the lock, checked here before anything)."""
     from .pin import parse_pin
+    from .plan import push_managed
 
     lay = Layout(name)
     try:
@@ -163,10 +166,7 @@ def check_not_pushed(name: str, take_over: bool) -> None:
     except OSError:
         pinned = None
     if pinned and not take_over and not Path(lay.follow_marker).exists():
-        raise ShipError(
-            f"{name} is push-managed on this host (debship's pin holds it at {pinned}); pass "
-            "--take-over to make the host follow the repository instead (the pin is removed)"
-        )
+        raise ShipError(push_managed(name, pinned))
 
 
 def followed_repo(name: str):
@@ -185,10 +185,11 @@ def followed_repo(name: str):
     return ViaRepo(url, key, sources)
 
 
-def phased_candidate(name: str, repo, tmp: Path) -> tuple[str | None, str, str | None]:
-    """(version to take, "", installed) or (None, why not, installed): what apt's own upgrade offers this machine
+def phased_candidate(name: str, repo, tmp: Path) -> tuple[str | None, str, str | None, list[str]]:
+    """(version to take, "", installed, apt) or (None, why not, installed, apt): what apt's own upgrade offers this machine
     (its phasing: the bucket from /etc/machine-id), from the repository's lists alone and this
-    host's preferences (the refused versions among them) less debship's pin.  Not installed:
+    host's preferences (the refused versions among them) less debship's pin; ``apt``, the options
+    that read those lists (in ``tmp/follow``).  Not installed:
     the candidate (apt phases upgrades only).  A version halted at 0 % is never taken
     (apt's draw runs 0..100: at 0 % it would still let one machine in 101 through)."""
     lists = tmp / "follow"
@@ -206,7 +207,7 @@ def phased_candidate(name: str, repo, tmp: Path) -> tuple[str | None, str, str |
     installed = re.search(r"Installed: (\S+)", policy)
     candidate = re.search(r"Candidate: (\S+)", policy)
     if candidate is None or candidate.group(1) == "(none)":
-        return None, f"{repo.url} offers no version of {name} this host may take", None
+        return None, f"{repo.url} offers no version of {name} this host may take", None, apt
     now = installed.group(1) if installed and installed.group(1) != "(none)" else None
     version = candidate.group(1)
     if now is not None:
@@ -222,10 +223,10 @@ def phased_candidate(name: str, repo, tmp: Path) -> tuple[str | None, str, str |
                 why = f"{name} stays at {now}: {newest} is phased and this machine's bucket is not under its percentage"
             else:
                 why = f"{name} stays at {now}: apt-get upgrade keeps {newest} back (see apt-get -s upgrade)"
-            return None, why, now
+            return None, why, now, apt
         version = took[0]
     show = _apt(["apt-cache", *apt, "show", f"{name}={version}"], lists, f"cannot read {repo.url}", env)
     phase = re.search(r"^Phased-Update-Percentage: (\d+)", show, re.M)
     if phase is not None and int(phase.group(1)) == 0:
-        return None, f"{name} {version} is halted (phased at 0 %); {name} stays at {now or 'nothing'}", now
-    return version, "", now
+        return None, f"{name} {version} is halted (phased at 0 %); {name} stays at {now or 'nothing'}", now, apt
+    return version, "", now, apt

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from .pin import parse_pin
+from .pin import parse_pin, parse_refused
 
 # Exit status of coreutils `timeout` when the command ran out of time.
 TIMED_OUT = 124
@@ -175,7 +175,7 @@ class HostFacts:
     free_kib: tuple[tuple[str, int], ...] = ()  # (folder, KiB free on its filesystem): staging, store
     pinned: str | None = None  # the version debship's apt pin holds the package at
     follows: str | None = None  # the repository URL the host follows (apply --follow), if it does
-    refused: str = ""  # the refused-versions preference (apply --follow rolled back from them)
+    refused: tuple[str, ...] = ()  # versions apply --follow rolled back from (its apt preference at -1)
 
     def free(self, folder: str) -> int | None:
         return dict(self.free_kib).get(folder)
@@ -310,7 +310,7 @@ def parse_host_facts(stdout: str) -> HostFacts:
         dpkg_dist=tuple(l.strip() for l in s["dpkg-dist"].splitlines() if l.strip()),
         pinned=parse_pin(s["pin"]),
         follows=s["follow"].strip() or None,
-        refused=s["refused"],
+        refused=tuple(parse_refused(s["refused"])),
     )
 
 

@@ -224,19 +224,21 @@ def pin_steps(facts: HostFacts, follow: bool = False) -> tuple[Step, ...]:
     return (Step("pin", version=facts.before),)
 
 
+def push_managed(name: str, pinned: str) -> str:
+    """Why a push-managed host does not start following the repository on its own."""
+    return (
+        f"{name} is push-managed on this host (debship's pin holds it at {pinned}); pass "
+        "--take-over to make the host follow the repository instead (the pin is removed)"
+    )
+
+
 def plan_managed(name: str, facts: HostFacts, follow: bool, take_over: bool) -> HostPlan | None:
     """A host is push-managed (debship's pin) or follows the repository (``apply --follow``),
     never both silently: going from one to the other takes ``--take-over``."""
     if take_over:
         return None
     if follow and facts.pinned and not facts.follows:
-        return HostPlan(
-            "refuse",
-            facts.before,
-            None,
-            f"{name} is push-managed on this host (debship's pin holds it at {facts.pinned}); pass "
-            "--take-over to make the host follow the repository instead (the pin is removed)",
-        )
+        return HostPlan("refuse", facts.before, None, push_managed(name, facts.pinned))
     if not follow and facts.follows:
         return HostPlan(
             "refuse",

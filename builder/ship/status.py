@@ -23,7 +23,6 @@ from ..manifest import Manifest
 from . import actions, store
 from .executor import Connector, HostRun
 from .options import ShipOptions
-from .pin import parse_refused
 from .sshconfig import HostSpec
 
 
@@ -172,7 +171,7 @@ def _read(run: HostRun, health_timeout: float) -> HostStatus:
         history[-1] if history else None,
         tuple(k.version or f"{k.filename} (unreadable)" for k in now.kept),
         follows=now.follows,
-        refused=tuple(parse_refused(now.refused)),
+        refused=now.refused,
     )
 
 
